@@ -1,0 +1,187 @@
+//! The vendor's refit demos, run on any engine serving the seed model (one
+//! conv, input 1x1x3x3, a 3x3 kernel): a single-thread refit 0 -> 9, and a
+//! reader racing a writer that sweeps the kernel through all-0 .. all-9.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{ensure, Context as _};
+
+use crate::engine::{refit_all, Engine};
+use crate::tensor::Tensor;
+
+/// The seed model's single weight: its name and shape, checked.
+fn seed_weight(engine: &dyn Engine) -> anyhow::Result<(String, Vec<usize>)> {
+    let w = engine.weights();
+    ensure!(
+        w.len() == 1 && w[0].static_shape().is_some_and(|s| s.iter().product::<usize>() == 9),
+        "the demos need the seed model (one 3x3 conv kernel); this engine has weights {:?}",
+        w.iter().map(|w| format!("{} {}", w.name, w.shape_text())).collect::<Vec<_>>()
+    );
+    Ok((w[0].name.clone(), w[0].static_shape().unwrap_or_default()))
+}
+
+/// The all-ones seed input.
+pub fn seed_input() -> Tensor {
+    Tensor::full([1, 1, 3, 3], 1.0)
+}
+
+/// Infers once on the all-ones input and returns the single result.
+fn infer_one(ctx: &mut dyn crate::Context, x: &Tensor) -> anyhow::Result<f32> {
+    let out = ctx.infer(std::slice::from_ref(x))?;
+    let v = out
+        .first()
+        .map(Tensor::to_f32_vec)
+        .unwrap_or_default();
+    ensure!(v.len() == 1, "the seed model's output has one value; found {}", v.len());
+    Ok(v[0])
+}
+
+fn grid_line(row: usize, label: &str, values: &[f32]) -> String {
+    let cells: Vec<String> = values[row * 3..row * 3 + 3].iter().map(|v| format!("{v}")).collect();
+    let pad = " ".repeat(label.len());
+    format!("{}{}", if row == 0 { label } else { &pad }, cells.join(" "))
+}
+
+fn print_step(out: &mut dyn Write, input: &[f32], kernel: &[f32], result: f32) -> std::io::Result<()> {
+    for row in 0..3 {
+        let mut line = format!(
+            "{}   {}",
+            grid_line(row, "input: ", input),
+            grid_line(row, "conv kernel: ", kernel)
+        );
+        if row == 0 {
+            line.push_str(&format!("   result: {result}"));
+        }
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(())
+}
+
+/// The single-thread demo: infer with the model's kernel (all zeros in the
+/// seed), refit the kernel to all ones, infer again. Prints both steps laid
+/// out as in the vendor's demo and returns the two results (0 and 9).
+///
+/// # Errors
+/// The engine does not serve the seed model, or an engine call fails.
+pub fn single_thread(engine: &dyn Engine, out: &mut dyn Write) -> anyhow::Result<[f32; 2]> {
+    let (name, shape) = seed_weight(engine)?;
+    let x = seed_input();
+    let mut ctx = engine.context()?;
+    let before = infer_one(ctx.as_mut(), &x)?;
+    let zeros = vec![0.0; 9];
+    print_step(out, &x.to_f32_vec(), &zeros, before)?;
+    writeln!(out, "--- weight refit ---")?;
+    let ones = Tensor::full(shape, 1.0);
+    refit_all(engine, [(name.as_str(), &ones)]).context("refit to all ones")?;
+    let after = infer_one(ctx.as_mut(), &x)?;
+    print_step(out, &x.to_f32_vec(), &ones.to_f32_vec(), after)?;
+    Ok([before, after])
+}
+
+/// Refits the kernel to all-k for k = 0..=9 in one thread, inferring after
+/// each: the results of the vendor's sweep (0, 9, ... 81 on a correct
+/// engine).
+///
+/// # Errors
+/// The engine does not serve the seed model, or an engine call fails.
+pub fn sweep(engine: &dyn Engine) -> anyhow::Result<Vec<f32>> {
+    let (name, shape) = seed_weight(engine)?;
+    let x = seed_input();
+    let mut ctx = engine.context()?;
+    (0..10)
+        .map(|k| {
+            refit_all(engine, [(name.as_str(), &Tensor::full(shape.clone(), k as f32))])?;
+            infer_one(ctx.as_mut(), &x)
+        })
+        .collect()
+}
+
+/// What the multi-thread demo saw.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MultiThreadRun {
+    /// Every result the inference thread printed, in order.
+    pub results: Vec<f32>,
+    /// The distinct results, in the order first seen.
+    pub distinct: Vec<f32>,
+}
+
+/// The multi-thread demo: one thread infers the all-ones input in a loop
+/// (every `interval / 5`) and prints each result; another refits the kernel
+/// to all-0, all-1, ... all-9, one step per `interval`. The reader starts
+/// before the first refit and infers once more after the last, then the
+/// demo prints the distinct results in the order seen.
+///
+/// # Errors
+/// The engine does not serve the seed model, or an engine call fails in
+/// either thread.
+pub fn multi_thread(
+    engine: &dyn Engine,
+    interval: Duration,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<MultiThreadRun> {
+    let (name, shape) = seed_weight(engine)?;
+    let out = Mutex::new(out);
+    let say = |line: String| -> anyhow::Result<()> {
+        let mut o = out.lock().map_err(|_| anyhow::anyhow!("output lock poisoned"))?;
+        writeln!(o, "{line}")?;
+        Ok(())
+    };
+    let done = AtomicBool::new(false);
+    let first_read = std::sync::Barrier::new(2);
+    let period = interval / 5;
+    let (reader, writer) = std::thread::scope(|s| {
+        let reader = s.spawn(|| -> anyhow::Result<Vec<f32>> {
+            let mut ctx = engine.context()?;
+            let x = seed_input();
+            let mut results = Vec::new();
+            let mut first = true;
+            loop {
+                let last = done.load(Ordering::Acquire);
+                let v = infer_one(ctx.as_mut(), &x);
+                if first {
+                    first_read.wait();
+                    first = false;
+                }
+                let v = v?;
+                say(format!("[infer] result: {v}"))?;
+                results.push(v);
+                if last {
+                    return Ok(results);
+                }
+                std::thread::sleep(period);
+            }
+        });
+        let writer = s.spawn(|| -> anyhow::Result<()> {
+            first_read.wait();
+            let result = (0..10).try_for_each(|k| {
+                std::thread::sleep(if k == 0 { period } else { interval });
+                refit_all(engine, [(name.as_str(), &Tensor::full(shape.clone(), k as f32))])
+                    .with_context(|| format!("refit to all-{k}"))?;
+                say(format!("[refit] kernel -> all {k}"))
+            });
+            std::thread::sleep(period);
+            done.store(true, Ordering::Release);
+            result
+        });
+        (reader.join(), writer.join())
+    });
+    let results = reader.map_err(|_| anyhow::anyhow!("the inference thread panicked"))??;
+    writer.map_err(|_| anyhow::anyhow!("the refit thread panicked"))??;
+    let mut distinct: Vec<f32> = Vec::new();
+    for &v in &results {
+        if distinct.last() != Some(&v) && !distinct.contains(&v) {
+            distinct.push(v);
+        }
+    }
+    let list: Vec<String> = distinct.iter().map(|v| v.to_string()).collect();
+    say(format!(
+        "summary: {} inferences, {} distinct results in order: {}",
+        results.len(),
+        distinct.len(),
+        list.join(", ")
+    ))?;
+    Ok(MultiThreadRun { results, distinct })
+}

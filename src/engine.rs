@@ -1,0 +1,255 @@
+//! The engine wrapper: the only surface checks, demos and benches talk to.
+//!
+//! Modelled on the runtimes' own split: an [`Engine`] is shared by every
+//! thread, each inference thread makes its own [`Context`], and weights are
+//! replaced through a [`Refitter`] (`set_named_weights` stages,
+//! `refit` applies everything staged). Engines are chosen at run time by an
+//! [`EngineSpec`], so the traits are object-safe and used as `Box<dyn _>`.
+//!
+//! Each engine declares a [`Contract`]; the harness tests an engine against
+//! what it declares, not against the strongest possible promise.
+
+pub mod reference;
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+
+use crate::tensor::{Tensor, TensorInfo};
+use crate::{Error, Result};
+
+/// What a refit racing with inference may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Concurrency {
+    /// Each inference sees exactly one whole weight version, and once
+    /// `refit()` returns every inference that starts later sees the new one.
+    Atomic,
+    /// The caller must stop inference while a refit runs.
+    Quiesced,
+}
+
+/// What a refit that fails leaves behind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailedRefit {
+    /// Nothing is applied: the engine serves the weights it had before.
+    RollsBack,
+    /// Some of the staged weights may have been applied.
+    MayBePartial,
+}
+
+/// Whether a refit may replace only some of the weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subset {
+    /// Any subset may be staged; the rest keep their current values.
+    Accepted,
+    /// Every refittable weight must be staged before `refit()` succeeds.
+    RequiresAll,
+}
+
+/// What staging NaN or infinite weights does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NonFinite {
+    /// Staging fails with a clear error.
+    Rejected,
+    /// The values are applied and inference computes with them faithfully.
+    Served,
+}
+
+/// The refit promises an engine makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Contract {
+    /// Refit while inferring.
+    pub concurrency: Concurrency,
+    /// Failed refit.
+    pub failed_refit: FailedRefit,
+    /// Partial refit.
+    pub subset: Subset,
+    /// NaN and infinite weights.
+    pub non_finite: NonFinite,
+}
+
+impl fmt::Display for Contract {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = match self.concurrency {
+            Concurrency::Atomic => "atomic",
+            Concurrency::Quiesced => "quiesced",
+        };
+        let r = match self.failed_refit {
+            FailedRefit::RollsBack => "rolls-back",
+            FailedRefit::MayBePartial => "may-be-partial",
+        };
+        let s = match self.subset {
+            Subset::Accepted => "subset-accepted",
+            Subset::RequiresAll => "requires-all",
+        };
+        let n = match self.non_finite {
+            NonFinite::Rejected => "non-finite-rejected",
+            NonFinite::Served => "non-finite-served",
+        };
+        write!(f, "{c}, {r}, {s}, {n}")
+    }
+}
+
+/// What an engine says about itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineInfo {
+    /// The engine's name (`reference`).
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// The refit contract it declares.
+    pub contract: Contract,
+    /// Whether it was built with refit enabled.
+    pub refit_enabled: bool,
+}
+
+/// How to build an engine from a model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuildOptions {
+    /// Build with refit support (the runtimes' `enable_refit`). Without it,
+    /// [`Engine::refitter`] fails.
+    pub enable_refit: bool,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions { enable_refit: true }
+    }
+}
+
+/// A loaded model that serves inference and accepts refits.
+///
+/// # Thread-safety
+/// Shared by every thread (`Send + Sync`); each thread makes its own
+/// [`Context`]. Whether a refit may run while contexts infer is the
+/// engine's [`Contract::concurrency`].
+pub trait Engine: Send + Sync {
+    /// Name, version, contract.
+    fn info(&self) -> &EngineInfo;
+
+    /// The model's inputs.
+    fn inputs(&self) -> &[TensorInfo];
+
+    /// The model's outputs.
+    fn outputs(&self) -> &[TensorInfo];
+
+    /// The refittable weights: name, dtype, shape.
+    fn weights(&self) -> &[TensorInfo];
+
+    /// A new inference context, for one thread.
+    ///
+    /// # Errors
+    /// Engine-specific.
+    fn context(&self) -> Result<Box<dyn Context>>;
+
+    /// A new refitter.
+    ///
+    /// # Errors
+    /// [`Error::RefitDisabled`] when the engine was built without refit.
+    fn refitter(&self) -> Result<Box<dyn Refitter>>;
+}
+
+/// Per-thread inference state.
+pub trait Context: Send {
+    /// Runs the model on `inputs` (one per model input, in order).
+    ///
+    /// # Errors
+    /// Inputs that do not match the model: count, dtype, shape, byte count.
+    fn infer(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>>;
+}
+
+/// Stages named weights and applies them as one refit.
+pub trait Refitter: Send {
+    /// Stages one weight, validating it against the model. A weight staged
+    /// twice keeps the later value. A weight that fails validation is not
+    /// staged and leaves what was staged before unchanged.
+    ///
+    /// # Errors
+    /// [`Error::UnknownWeight`], [`Error::DTypeMismatch`],
+    /// [`Error::ShapeMismatch`], [`Error::ByteCount`], or
+    /// [`Error::NonFinite`] where the engine rejects non-finite values.
+    fn set_named_weights(&mut self, name: &str, weights: &Tensor) -> Result<()>;
+
+    /// The refittable weights not staged since the last successful refit,
+    /// in the engine's weight order. Where the contract is
+    /// [`Subset::RequiresAll`], `refit` fails until this is empty.
+    fn missing(&self) -> Vec<String>;
+
+    /// Applies everything staged, then clears the staged set. Refitting
+    /// with nothing staged is a no-op.
+    ///
+    /// # Errors
+    /// [`Error::MissingWeights`] for an incomplete set where the engine
+    /// requires every weight; engine-specific otherwise. On error, what the
+    /// engine serves is given by [`Contract::failed_refit`].
+    fn refit(&mut self) -> Result<()>;
+}
+
+/// Which engine to run: parsed from `--engine` or `REFIT_ENGINE`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EngineSpec {
+    /// The built-in reference engine.
+    Reference,
+}
+
+impl FromStr for EngineSpec {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "reference" => Ok(EngineSpec::Reference),
+            other => Err(Error::UnknownEngine(other.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for EngineSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EngineSpec::Reference => f.write_str("reference"),
+        }
+    }
+}
+
+impl EngineSpec {
+    /// The spec named by the `REFIT_ENGINE` environment variable, or the
+    /// reference engine when it is unset.
+    ///
+    /// # Errors
+    /// [`Error::UnknownEngine`] for a value that names no engine.
+    pub fn from_env() -> Result<Self> {
+        match std::env::var("REFIT_ENGINE") {
+            Ok(s) if !s.is_empty() => s.parse(),
+            _ => Ok(EngineSpec::Reference),
+        }
+    }
+
+    /// Builds the engine for `model`.
+    ///
+    /// # Errors
+    /// Whatever loading the model gives: an unreadable file, an unsupported
+    /// op, a malformed graph.
+    pub fn open(&self, model: &Path, options: &BuildOptions) -> Result<Box<dyn Engine>> {
+        match self {
+            EngineSpec::Reference => Ok(Box::new(reference::ReferenceEngine::load(model, options)?)),
+        }
+    }
+}
+
+/// Stages every `(name, tensor)` of `weights` on a new refitter and applies
+/// them as one refit.
+///
+/// # Errors
+/// The first staging or refit error; nothing is applied then (for engines
+/// that roll back).
+pub fn refit_all<'a>(
+    engine: &dyn Engine,
+    weights: impl IntoIterator<Item = (&'a str, &'a Tensor)>,
+) -> Result<()> {
+    let mut r = engine.refitter()?;
+    for (name, t) in weights {
+        r.set_named_weights(name, t)?;
+    }
+    r.refit()
+}

@@ -1,0 +1,265 @@
+//! The reference engine: the model run in plain f32 Rust, with weights held
+//! as an immutable snapshot behind one atomic pointer.
+//!
+//! An inference loads the current snapshot once and computes with it to the
+//! end, so it sees exactly one weight version. `refit()` builds the next
+//! snapshot (sharing every tensor it did not change) and publishes it with
+//! one atomic store; readers never wait on a writer, and a refit that fails
+//! before that store changes nothing. Writers are serialised by a mutex, so
+//! two concurrent refits cannot lose each other's weights.
+//!
+//! Contract: atomic, rolls back, accepts subsets, rejects non-finite weights.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use half::f16;
+
+use super::{
+    BuildOptions, Concurrency, Context, Contract, Engine, EngineInfo, FailedRefit, NonFinite,
+    Refitter, Subset,
+};
+use crate::model::{Model, Plan};
+use crate::tensor::{Tensor, TensorData, TensorInfo};
+use crate::{Error, Result};
+
+/// The contract the reference engine declares.
+pub const CONTRACT: Contract = Contract {
+    concurrency: Concurrency::Atomic,
+    failed_refit: FailedRefit::RollsBack,
+    subset: Subset::Accepted,
+    non_finite: NonFinite::Rejected,
+};
+
+/// One published weight version: a value per initializer, shared between
+/// snapshots where unchanged.
+struct Snapshot {
+    weights: Vec<Arc<Vec<f32>>>,
+}
+
+struct Shared {
+    model: Model,
+    info: EngineInfo,
+    weights: Vec<TensorInfo>,
+    current: ArcSwap<Snapshot>,
+    publish: Mutex<()>,
+}
+
+/// The reference engine. Cloning it is cheap and shares the engine.
+#[derive(Clone)]
+pub struct ReferenceEngine {
+    shared: Arc<Shared>,
+}
+
+impl ReferenceEngine {
+    /// Loads a model file.
+    ///
+    /// # Errors
+    /// As [`Model::load`].
+    pub fn load(path: &Path, options: &BuildOptions) -> Result<Self> {
+        Ok(Self::new(Model::load(path)?, options))
+    }
+
+    /// Builds the engine from model bytes; `name` stands for the file in
+    /// errors.
+    ///
+    /// # Errors
+    /// As [`Model::from_bytes`].
+    pub fn from_bytes(bytes: &[u8], name: &Path, options: &BuildOptions) -> Result<Self> {
+        Ok(Self::new(Model::from_bytes(bytes, name)?, options))
+    }
+
+    /// Builds the engine from a parsed model, its initial weights taken from
+    /// the model's initializers.
+    pub fn new(model: Model, options: &BuildOptions) -> Self {
+        let weights: Vec<TensorInfo> = model.initializers().iter().map(|i| i.info.clone()).collect();
+        let snapshot = Snapshot {
+            weights: model
+                .initializers()
+                .iter()
+                .map(|i| Arc::new(i.values.clone()))
+                .collect(),
+        };
+        ReferenceEngine {
+            shared: Arc::new(Shared {
+                info: EngineInfo {
+                    name: "reference".into(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    contract: CONTRACT,
+                    refit_enabled: options.enable_refit,
+                },
+                weights,
+                current: ArcSwap::from_pointee(snapshot),
+                publish: Mutex::new(()),
+                model,
+            }),
+        }
+    }
+
+    /// The model the engine runs.
+    pub fn model(&self) -> &Model {
+        &self.shared.model
+    }
+}
+
+impl Engine for ReferenceEngine {
+    fn info(&self) -> &EngineInfo {
+        &self.shared.info
+    }
+
+    fn inputs(&self) -> &[TensorInfo] {
+        self.shared.model.inputs()
+    }
+
+    fn outputs(&self) -> &[TensorInfo] {
+        self.shared.model.outputs()
+    }
+
+    fn weights(&self) -> &[TensorInfo] {
+        &self.shared.weights
+    }
+
+    fn context(&self) -> Result<Box<dyn Context>> {
+        Ok(Box::new(ReferenceContext {
+            shared: Arc::clone(&self.shared),
+            plan: None,
+            scratch: Vec::new(),
+        }))
+    }
+
+    fn refitter(&self) -> Result<Box<dyn Refitter>> {
+        if !self.shared.info.refit_enabled {
+            return Err(Error::RefitDisabled);
+        }
+        Ok(Box::new(ReferenceRefitter {
+            staged: vec![None; self.shared.weights.len()],
+            shared: Arc::clone(&self.shared),
+        }))
+    }
+}
+
+struct ReferenceContext {
+    shared: Arc<Shared>,
+    plan: Option<Plan>,
+    scratch: Vec<Vec<f32>>,
+}
+
+impl Context for ReferenceContext {
+    fn infer(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        let model = &self.shared.model;
+        model.check_inputs(inputs)?;
+        let reuse = self.plan.as_ref().is_some_and(|p| {
+            p.input_shapes().len() == inputs.len()
+                && p.input_shapes().iter().zip(inputs).all(|(s, t)| *s == t.shape)
+        });
+        if !reuse {
+            let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape.clone()).collect();
+            self.plan = Some(model.plan(&shapes)?);
+        }
+        let plan = self.plan.as_ref().expect("plan set above");
+        let snapshot = self.shared.current.load();
+        Ok(model.run(plan, |i| &snapshot.weights[i], inputs, &mut self.scratch))
+    }
+}
+
+struct ReferenceRefitter {
+    shared: Arc<Shared>,
+    staged: Vec<Option<Vec<f32>>>,
+}
+
+/// Copies `t` into f32 storage, rejecting NaN and infinity on the way.
+fn finite_values(t: &Tensor, what: &str) -> Result<Vec<f32>> {
+    let non_finite = |index: usize, value: String| Error::NonFinite {
+        what: what.to_string(),
+        index,
+        value,
+    };
+    match &t.data {
+        TensorData::F32(v) => {
+            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                return Err(non_finite(i, v[i].to_string()));
+            }
+            Ok(v.clone())
+        }
+        TensorData::F16(v) => {
+            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                return Err(non_finite(i, v[i].to_string()));
+            }
+            Ok(v.iter().map(|x| f16::to_f32(*x)).collect())
+        }
+        TensorData::I32(v) => Ok(v.iter().map(|&x| x as f32).collect()),
+    }
+}
+
+impl Refitter for ReferenceRefitter {
+    fn set_named_weights(&mut self, name: &str, weights: &Tensor) -> Result<()> {
+        let infos = &self.shared.weights;
+        let index = infos
+            .iter()
+            .position(|w| w.name == name)
+            .ok_or_else(|| Error::UnknownWeight {
+                name: name.to_string(),
+                known: infos
+                    .iter()
+                    .map(|w| format!("'{}'", w.name))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+        let info = &infos[index];
+        let what = format!("weight '{name}'");
+        if weights.dtype() != info.dtype {
+            return Err(Error::DTypeMismatch {
+                what,
+                expected: info.dtype,
+                found: weights.dtype().to_string(),
+            });
+        }
+        let expected: Vec<usize> = info.shape.iter().map(|d| d.unwrap_or(0)).collect();
+        if weights.shape != expected {
+            return Err(Error::ShapeMismatch {
+                what,
+                expected,
+                found: weights.shape.clone(),
+            });
+        }
+        weights.validate(&what)?;
+        self.staged[index] = Some(finite_values(weights, &what)?);
+        Ok(())
+    }
+
+    fn missing(&self) -> Vec<String> {
+        self.shared
+            .weights
+            .iter()
+            .zip(&self.staged)
+            .filter(|(_, s)| s.is_none())
+            .map(|(w, _)| w.name.clone())
+            .collect()
+    }
+
+    fn refit(&mut self) -> Result<()> {
+        if self.staged.iter().all(Option::is_none) {
+            return Ok(());
+        }
+        // A poisoned lock only means another refitter panicked between its
+        // load and store; the published snapshot is still whole.
+        let _writer = self
+            .shared
+            .publish
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let current = self.shared.current.load();
+        let weights = current
+            .weights
+            .iter()
+            .zip(self.staged.iter_mut())
+            .map(|(old, new)| match new.take() {
+                Some(v) => Arc::new(v),
+                None => Arc::clone(old),
+            })
+            .collect();
+        self.shared.current.store(Arc::new(Snapshot { weights }));
+        Ok(())
+    }
+}

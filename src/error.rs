@@ -1,0 +1,179 @@
+//! The crate's error type.
+
+use std::path::PathBuf;
+
+use crate::tensor::DType;
+
+/// What went wrong, with the context needed to act on it: the file, node or
+/// tensor involved, and what was expected against what was found.
+///
+/// Each message is self-contained (it already includes any underlying I/O
+/// error), so printing it with `{}` says everything.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("cannot {op} {path}: {error}")]
+    Io {
+        /// What was being done (`read`, `write`, `create`).
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The underlying error, part of this error's message.
+        error: std::io::Error,
+    },
+
+    /// A model file is not a valid protobuf-encoded ONNX model.
+    #[error("{path}: not a valid ONNX model: {reason}")]
+    MalformedModel {
+        /// The model file (`<memory>` for models built in memory).
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A model uses something the reference engine does not implement, or
+    /// uses a supported op in an invalid way.
+    #[error("{path}: node '{node}' ({op}): {reason}")]
+    InvalidNode {
+        /// The model file.
+        path: PathBuf,
+        /// The node's name (or its index when it has none).
+        node: String,
+        /// The node's op type.
+        op: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A model's graph is malformed outside any single node (an initializer,
+    /// an input, a value that nothing produces).
+    #[error("{path}: {reason}")]
+    InvalidGraph {
+        /// The model file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A weight name that the engine does not have.
+    #[error("unknown weight '{name}': the model's refittable weights are {known}")]
+    UnknownWeight {
+        /// The name given.
+        name: String,
+        /// The names the engine knows, listed for the message.
+        known: String,
+    },
+
+    /// A tensor's shape differs from the one expected.
+    #[error("{what}: expected shape {expected:?} ({} values), found {found:?} ({} values)", .expected.iter().product::<usize>(), .found.iter().product::<usize>())]
+    ShapeMismatch {
+        /// The tensor (`weight 'conv.weight'`, `input 'x'`).
+        what: String,
+        /// The shape expected.
+        expected: Vec<usize>,
+        /// The shape found.
+        found: Vec<usize>,
+    },
+
+    /// A tensor's dtype differs from the one expected.
+    #[error("{what}: expected dtype {expected}, found {found}")]
+    DTypeMismatch {
+        /// The tensor.
+        what: String,
+        /// The dtype expected.
+        expected: DType,
+        /// The dtype found.
+        found: String,
+    },
+
+    /// A tensor carries a number of values that does not match its own shape.
+    #[error("{what}: shape {shape:?} needs {expected} values ({expected_bytes} bytes), found {found} values ({found_bytes} bytes)", expected_bytes = .expected * .dtype.size(), found_bytes = .found * .dtype.size())]
+    ByteCount {
+        /// The tensor.
+        what: String,
+        /// Its dtype.
+        dtype: DType,
+        /// Its declared shape.
+        shape: Vec<usize>,
+        /// Values the shape needs.
+        expected: usize,
+        /// Values present.
+        found: usize,
+    },
+
+    /// A tensor holds NaN or infinite values and the engine rejects them.
+    #[error("{what}: value {index} is {value}, and this engine rejects non-finite weights")]
+    NonFinite {
+        /// The tensor.
+        what: String,
+        /// Index of the first offending value.
+        index: usize,
+        /// The value, as text.
+        value: String,
+    },
+
+    /// The engine was built without refit support.
+    #[error("refit is not enabled for this engine: it was built without enable_refit")]
+    RefitDisabled,
+
+    /// The engine requires every weight staged and some are missing.
+    #[error("refit needs every weight staged; missing: {}", .missing.join(", "))]
+    MissingWeights {
+        /// The weights not yet staged.
+        missing: Vec<String>,
+    },
+
+    /// The wrong number of inputs was given to `infer`.
+    #[error("expected {expected} input(s), found {found}")]
+    InputCount {
+        /// Inputs the model takes.
+        expected: usize,
+        /// Inputs given.
+        found: usize,
+    },
+
+    /// A weights file could not be parsed, or holds an unsupported dtype.
+    #[error("{path}: {reason}")]
+    WeightsFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// An `.npy` file could not be parsed, or holds an unsupported dtype.
+    #[error("{path}: {reason}")]
+    NpyFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// An engine spec string names no known engine.
+    #[error("unknown engine '{0}': expected 'reference'")]
+    UnknownEngine(String),
+
+    /// An error with the file it came from (a weights file applied as a refit).
+    #[error("{path}: {error}")]
+    InFile {
+        /// The file.
+        path: PathBuf,
+        /// The error, part of this error's message.
+        error: Box<Error>,
+    },
+}
+
+impl Error {
+    /// Wraps this error with the file it concerns.
+    pub fn in_file(self, path: impl Into<PathBuf>) -> Self {
+        Error::InFile {
+            path: path.into(),
+            error: Box::new(self),
+        }
+    }
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,222 @@
+//! Tensors as the harness passes them to and from engines: a dtype, a shape
+//! and the values, row-major.
+
+use std::fmt;
+
+use half::f16;
+
+/// Element types the harness moves between files and engines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DType {
+    /// 32-bit IEEE float.
+    F32,
+    /// 16-bit IEEE float.
+    F16,
+    /// 32-bit signed integer.
+    I32,
+}
+
+impl DType {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            DType::F32 | DType::I32 => 4,
+            DType::F16 => 2,
+        }
+    }
+
+    /// The lowercase name used in messages and listings (`f32`).
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::F16 => "f16",
+            DType::I32 => "i32",
+        }
+    }
+}
+
+impl fmt::Display for DType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The values of a tensor, typed.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum TensorData {
+    /// f32 values.
+    F32(Vec<f32>),
+    /// f16 values.
+    F16(Vec<f16>),
+    /// i32 values.
+    I32(Vec<i32>),
+}
+
+impl TensorData {
+    /// The dtype of the values.
+    pub fn dtype(&self) -> DType {
+        match self {
+            TensorData::F32(_) => DType::F32,
+            TensorData::F16(_) => DType::F16,
+            TensorData::I32(_) => DType::I32,
+        }
+    }
+
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        match self {
+            TensorData::F32(v) => v.len(),
+            TensorData::F16(v) => v.len(),
+            TensorData::I32(v) => v.len(),
+        }
+    }
+
+    /// Whether there are no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The values as little-endian bytes (what files and C ABIs carry).
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            TensorData::F32(v) => bytemuck::cast_slice(v),
+            TensorData::F16(v) => bytemuck::cast_slice(v),
+            TensorData::I32(v) => bytemuck::cast_slice(v),
+        }
+    }
+
+    /// Decodes little-endian bytes of `dtype`; `None` when the byte count is
+    /// not a whole number of elements.
+    pub fn from_le_bytes(dtype: DType, bytes: &[u8]) -> Option<Self> {
+        if bytes.len() % dtype.size() != 0 {
+            return None;
+        }
+        Some(match dtype {
+            DType::F32 => TensorData::F32(
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+            ),
+            DType::F16 => TensorData::F16(
+                bytes
+                    .chunks_exact(2)
+                    .map(|c| f16::from_le_bytes([c[0], c[1]]))
+                    .collect(),
+            ),
+            DType::I32 => TensorData::I32(
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+            ),
+        })
+    }
+}
+
+/// A tensor: a shape and typed values, row-major.
+///
+/// The fields are public and not checked against each other, so that a
+/// harness can hand an engine exactly the malformed tensor it wants to test
+/// (ten values for a shape of nine, say). [`Tensor::validate`] checks them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor {
+    /// Dimensions, outermost first.
+    pub shape: Vec<usize>,
+    /// The values.
+    pub data: TensorData,
+}
+
+impl Tensor {
+    /// An f32 tensor.
+    pub fn f32(shape: impl Into<Vec<usize>>, values: Vec<f32>) -> Self {
+        Tensor {
+            shape: shape.into(),
+            data: TensorData::F32(values),
+        }
+    }
+
+    /// An f32 tensor with every value `value`.
+    pub fn full(shape: impl Into<Vec<usize>>, value: f32) -> Self {
+        let shape = shape.into();
+        let n = shape.iter().product();
+        Tensor::f32(shape, vec![value; n])
+    }
+
+    /// The dtype of the values.
+    pub fn dtype(&self) -> DType {
+        self.data.dtype()
+    }
+
+    /// The number of values the shape calls for.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Checks that the number of values matches the shape; `what` names the
+    /// tensor in the error.
+    ///
+    /// # Errors
+    /// [`Error::ByteCount`](crate::Error::ByteCount) when they differ.
+    pub fn validate(&self, what: &str) -> crate::Result<()> {
+        if self.numel() != self.data.len() {
+            return Err(crate::Error::ByteCount {
+                what: what.to_string(),
+                dtype: self.dtype(),
+                shape: self.shape.clone(),
+                expected: self.numel(),
+                found: self.data.len(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The values converted to f32 (f16 widened, i32 cast).
+    pub fn to_f32_vec(&self) -> Vec<f32> {
+        match &self.data {
+            TensorData::F32(v) => v.clone(),
+            TensorData::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
+            TensorData::I32(v) => v.iter().map(|&x| x as f32).collect(),
+        }
+    }
+
+    /// The f32 values, if the tensor is f32.
+    pub fn as_f32(&self) -> Option<&[f32]> {
+        match &self.data {
+            TensorData::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// A named tensor's description: what an engine lists for its inputs,
+/// outputs and refittable weights.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorInfo {
+    /// The name (for weights, the ONNX initializer name).
+    pub name: String,
+    /// The element type.
+    pub dtype: DType,
+    /// The shape; `None` for a dimension the model leaves symbolic (a
+    /// dynamic batch, say).
+    pub shape: Vec<Option<usize>>,
+}
+
+impl TensorInfo {
+    /// The shape with every dimension known, or `None` if any is symbolic.
+    pub fn static_shape(&self) -> Option<Vec<usize>> {
+        self.shape.iter().copied().collect()
+    }
+
+    /// The shape as text: `[1, 1, 3, 3]`, with `?` for a symbolic dimension.
+    pub fn shape_text(&self) -> String {
+        let dims: Vec<String> = self
+            .shape
+            .iter()
+            .map(|d| d.map_or_else(|| "?".to_string(), |d| d.to_string()))
+            .collect();
+        format!("[{}]", dims.join(", "))
+    }
+}
