@@ -16,9 +16,14 @@ use crate::tensor::Tensor;
 fn seed_weight(engine: &dyn Engine) -> anyhow::Result<(String, Vec<usize>)> {
     let w = engine.weights();
     ensure!(
-        w.len() == 1 && w[0].static_shape().is_some_and(|s| s.iter().product::<usize>() == 9),
+        w.len() == 1
+            && w[0]
+                .static_shape()
+                .is_some_and(|s| s.iter().product::<usize>() == 9),
         "the demos need the seed model (one 3x3 conv kernel); this engine has weights {:?}",
-        w.iter().map(|w| format!("{} {}", w.name, w.shape_text())).collect::<Vec<_>>()
+        w.iter()
+            .map(|w| format!("{} {}", w.name, w.shape_text()))
+            .collect::<Vec<_>>()
     );
     Ok((w[0].name.clone(), w[0].static_shape().unwrap_or_default()))
 }
@@ -31,21 +36,30 @@ pub fn seed_input() -> Tensor {
 /// Infers once on the all-ones input and returns the single result.
 fn infer_one(ctx: &mut dyn crate::Context, x: &Tensor) -> anyhow::Result<f32> {
     let out = ctx.infer(std::slice::from_ref(x))?;
-    let v = out
-        .first()
-        .map(Tensor::to_f32_vec)
-        .unwrap_or_default();
-    ensure!(v.len() == 1, "the seed model's output has one value; found {}", v.len());
+    let v = out.first().map(Tensor::to_f32_vec).unwrap_or_default();
+    ensure!(
+        v.len() == 1,
+        "the seed model's output has one value; found {}",
+        v.len()
+    );
     Ok(v[0])
 }
 
 fn grid_line(row: usize, label: &str, values: &[f32]) -> String {
-    let cells: Vec<String> = values[row * 3..row * 3 + 3].iter().map(|v| format!("{v}")).collect();
+    let cells: Vec<String> = values[row * 3..row * 3 + 3]
+        .iter()
+        .map(|v| format!("{v}"))
+        .collect();
     let pad = " ".repeat(label.len());
     format!("{}{}", if row == 0 { label } else { &pad }, cells.join(" "))
 }
 
-fn print_step(out: &mut dyn Write, input: &[f32], kernel: &[f32], result: f32) -> std::io::Result<()> {
+fn print_step(
+    out: &mut dyn Write,
+    input: &[f32],
+    kernel: &[f32],
+    result: f32,
+) -> std::io::Result<()> {
     for row in 0..3 {
         let mut line = format!(
             "{}   {}",
@@ -93,7 +107,10 @@ pub fn sweep(engine: &dyn Engine) -> anyhow::Result<Vec<f32>> {
     let mut ctx = engine.context()?;
     (0..10)
         .map(|k| {
-            refit_all(engine, [(name.as_str(), &Tensor::full(shape.clone(), k as f32))])?;
+            refit_all(
+                engine,
+                [(name.as_str(), &Tensor::full(shape.clone(), k as f32))],
+            )?;
             infer_one(ctx.as_mut(), &x)
         })
         .collect()
@@ -125,7 +142,9 @@ pub fn multi_thread(
     let (name, shape) = seed_weight(engine)?;
     let out = Mutex::new(out);
     let say = |line: String| -> anyhow::Result<()> {
-        let mut o = out.lock().map_err(|_| anyhow::anyhow!("output lock poisoned"))?;
+        let mut o = out
+            .lock()
+            .map_err(|_| anyhow::anyhow!("output lock poisoned"))?;
         writeln!(o, "{line}")?;
         Ok(())
     };
@@ -158,8 +177,11 @@ pub fn multi_thread(
             first_read.wait();
             let result = (0..10).try_for_each(|k| {
                 std::thread::sleep(if k == 0 { period } else { interval });
-                refit_all(engine, [(name.as_str(), &Tensor::full(shape.clone(), k as f32))])
-                    .with_context(|| format!("refit to all-{k}"))?;
+                refit_all(
+                    engine,
+                    [(name.as_str(), &Tensor::full(shape.clone(), k as f32))],
+                )
+                .with_context(|| format!("refit to all-{k}"))?;
                 say(format!("[refit] kernel -> all {k}"))
             });
             std::thread::sleep(period);

@@ -232,7 +232,9 @@ impl EngineSpec {
     /// op, a malformed graph.
     pub fn open(&self, model: &Path, options: &BuildOptions) -> Result<Box<dyn Engine>> {
         match self {
-            EngineSpec::Reference => Ok(Box::new(reference::ReferenceEngine::load(model, options)?)),
+            EngineSpec::Reference => {
+                Ok(Box::new(reference::ReferenceEngine::load(model, options)?))
+            }
         }
     }
 }

@@ -37,7 +37,11 @@ fn layer(
         kernel: kernel.to_vec(),
         attrs,
         weight: pattern(wlen, salt),
-        bias: if bias { pattern(c_out, salt + 1) } else { Vec::new() },
+        bias: if bias {
+            pattern(c_out, salt + 1)
+        } else {
+            Vec::new()
+        },
         relu,
     }
 }
@@ -55,7 +59,10 @@ pub fn conv_stack() -> ConvChain {
                 3,
                 16,
                 &[3, 3],
-                ConvAttrs { pads: vec![1, 1, 1, 1], ..ConvAttrs::default() },
+                ConvAttrs {
+                    pads: vec![1, 1, 1, 1],
+                    ..ConvAttrs::default()
+                },
                 true,
                 true,
                 1,
@@ -65,7 +72,12 @@ pub fn conv_stack() -> ConvChain {
                 16,
                 16,
                 &[3, 3],
-                ConvAttrs { group: 4, strides: vec![2, 2], pads: vec![1, 1, 1, 1], ..ConvAttrs::default() },
+                ConvAttrs {
+                    group: 4,
+                    strides: vec![2, 2],
+                    pads: vec![1, 1, 1, 1],
+                    ..ConvAttrs::default()
+                },
                 true,
                 true,
                 2,
@@ -75,7 +87,11 @@ pub fn conv_stack() -> ConvChain {
                 16,
                 8,
                 &[3, 3],
-                ConvAttrs { dilations: vec![2, 2], auto_pad: AutoPad::SameUpper, ..ConvAttrs::default() },
+                ConvAttrs {
+                    dilations: vec![2, 2],
+                    auto_pad: AutoPad::SameUpper,
+                    ..ConvAttrs::default()
+                },
                 false,
                 false,
                 3,
@@ -121,7 +137,10 @@ pub fn conv_wide() -> ConvChain {
             64,
             64,
             &[3, 3],
-            ConvAttrs { pads: vec![1, 1, 1, 1], ..ConvAttrs::default() },
+            ConvAttrs {
+                pads: vec![1, 1, 1, 1],
+                ..ConvAttrs::default()
+            },
             true,
             true,
             5,
@@ -140,7 +159,11 @@ pub fn conv1d() -> ConvChain {
             4,
             6,
             &[4],
-            ConvAttrs { strides: vec![3], auto_pad: AutoPad::SameLower, ..ConvAttrs::default() },
+            ConvAttrs {
+                strides: vec![3],
+                auto_pad: AutoPad::SameLower,
+                ..ConvAttrs::default()
+            },
             true,
             false,
             6,
@@ -194,7 +217,10 @@ pub fn write_all(dir: &Path) -> Result<Vec<PathBuf>> {
         ("seed_ten_values.safetensors", Tensor::full([10], 1.0)),
         (
             "seed_int32.safetensors",
-            Tensor { shape: vec![1, 1, 3, 3], data: crate::TensorData::I32(vec![1; 9]) },
+            Tensor {
+                shape: vec![1, 1, 3, 3],
+                data: crate::TensorData::I32(vec![1; 9]),
+            },
         ),
     ];
     for (name, t) in &weights {

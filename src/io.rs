@@ -55,8 +55,11 @@ pub fn read_weights(path: &Path) -> Result<WeightSet> {
                 )))
             }
         };
-        let data = TensorData::from_le_bytes(dtype, view.data())
-            .ok_or_else(|| bad(format!("tensor '{name}' is not a whole number of {dtype} values")))?;
+        let data = TensorData::from_le_bytes(dtype, view.data()).ok_or_else(|| {
+            bad(format!(
+                "tensor '{name}' is not a whole number of {dtype} values"
+            ))
+        })?;
         out.push((
             name.to_string(),
             Tensor {
@@ -109,11 +112,17 @@ pub fn read_npy(path: &Path) -> Result<Tensor> {
         path: path.to_path_buf(),
         reason,
     };
-    let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| bad(format!("not a valid .npy file: {e}")))?;
+    let npy =
+        npyz::NpyFile::new(&bytes[..]).map_err(|e| bad(format!("not a valid .npy file: {e}")))?;
     if npy.order() == npyz::Order::Fortran {
-        return Err(bad("Fortran-ordered arrays are not supported; save it in C order".into()));
+        return Err(bad(
+            "Fortran-ordered arrays are not supported; save it in C order".into(),
+        ));
     }
-    let descr = npy.dtype().descr();
+    let descr = match npy.dtype() {
+        npyz::DType::Plain(ts) => ts.to_string(),
+        other => other.descr(),
+    };
     let dtype = match npy.dtype() {
         npyz::DType::Plain(ts) => match (ts.type_char(), ts.size_field()) {
             (TypeChar::Float, 4) => Some(DType::F32),
@@ -123,7 +132,11 @@ pub fn read_npy(path: &Path) -> Result<Tensor> {
         },
         _ => None,
     }
-    .ok_or_else(|| bad(format!("dtype {descr} is not supported; expected float32 (<f4), float16 (<f2) or int32 (<i4)")))?;
+    .ok_or_else(|| {
+        bad(format!(
+            "dtype {descr} is not supported; expected float32 (<f4), float16 (<f2) or int32 (<i4)"
+        ))
+    })?;
     let shape: Vec<usize> = npy
         .shape()
         .iter()
@@ -132,8 +145,16 @@ pub fn read_npy(path: &Path) -> Result<Tensor> {
     let numel = shape
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .filter(|n| n.checked_mul(dtype.size()).is_some_and(|b| b <= bytes.len()))
-        .ok_or_else(|| bad(format!("shape {shape:?} needs more data than the file's {} bytes", bytes.len())))?;
+        .filter(|n| {
+            n.checked_mul(dtype.size())
+                .is_some_and(|b| b <= bytes.len())
+        })
+        .ok_or_else(|| {
+            bad(format!(
+                "shape {shape:?} needs more data than the file's {} bytes",
+                bytes.len()
+            ))
+        })?;
     let short = |e: std::io::Error| bad(format!("shape {shape:?} ({numel} values): {e}"));
     let data = match dtype {
         DType::F32 => TensorData::F32(npy.into_vec::<f32>().map_err(short)?),
@@ -159,17 +180,32 @@ pub fn write_npy(path: &Path, t: &Tensor) -> Result<()> {
     };
     match &t.data {
         TensorData::F32(v) => {
-            let mut w = npyz::WriteOptions::new().default_dtype().shape(&shape).writer(&mut buf).begin_nd().map_err(io)?;
+            let mut w = npyz::WriteOptions::new()
+                .default_dtype()
+                .shape(&shape)
+                .writer(&mut buf)
+                .begin_nd()
+                .map_err(io)?;
             w.extend(v.iter().copied()).map_err(io)?;
             w.finish().map_err(io)?;
         }
         TensorData::F16(v) => {
-            let mut w = npyz::WriteOptions::new().default_dtype().shape(&shape).writer(&mut buf).begin_nd().map_err(io)?;
+            let mut w = npyz::WriteOptions::new()
+                .default_dtype()
+                .shape(&shape)
+                .writer(&mut buf)
+                .begin_nd()
+                .map_err(io)?;
             w.extend(v.iter().copied()).map_err(io)?;
             w.finish().map_err(io)?;
         }
         TensorData::I32(v) => {
-            let mut w = npyz::WriteOptions::new().default_dtype().shape(&shape).writer(&mut buf).begin_nd().map_err(io)?;
+            let mut w = npyz::WriteOptions::new()
+                .default_dtype()
+                .shape(&shape)
+                .writer(&mut buf)
+                .begin_nd()
+                .map_err(io)?;
             w.extend(v.iter().copied()).map_err(io)?;
             w.finish().map_err(io)?;
         }

@@ -116,14 +116,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let mut ctx = engine.context()?;
             let y = ctx.infer(&[x]).map_err(|e| e.in_file(&input))?;
-            let y = y.into_iter().next().context("the model produced no output")?;
+            let y = y
+                .into_iter()
+                .next()
+                .context("the model produced no output")?;
             io::write_npy(&output, &y)?;
-            println!(
-                "wrote {} ({} {:?})",
-                output.display(),
-                y.dtype(),
-                y.shape
-            );
+            println!("wrote {} ({} {:?})", output.display(), y.dtype(), y.shape);
         }
         Command::GenModel { out } => {
             for path in fixtures::write_all(&out)? {

@@ -73,7 +73,11 @@ impl ReferenceEngine {
     /// Builds the engine from a parsed model, its initial weights taken from
     /// the model's initializers.
     pub fn new(model: Model, options: &BuildOptions) -> Self {
-        let weights: Vec<TensorInfo> = model.initializers().iter().map(|i| i.info.clone()).collect();
+        let weights: Vec<TensorInfo> = model
+            .initializers()
+            .iter()
+            .map(|i| i.info.clone())
+            .collect();
         let snapshot = Snapshot {
             weights: model
                 .initializers()
@@ -151,7 +155,10 @@ impl Context for ReferenceContext {
         model.check_inputs(inputs)?;
         let reuse = self.plan.as_ref().is_some_and(|p| {
             p.input_shapes().len() == inputs.len()
-                && p.input_shapes().iter().zip(inputs).all(|(s, t)| *s == t.shape)
+                && p.input_shapes()
+                    .iter()
+                    .zip(inputs)
+                    .all(|(s, t)| *s == t.shape)
         });
         if !reuse {
             let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape.clone()).collect();
@@ -195,17 +202,18 @@ fn finite_values(t: &Tensor, what: &str) -> Result<Vec<f32>> {
 impl Refitter for ReferenceRefitter {
     fn set_named_weights(&mut self, name: &str, weights: &Tensor) -> Result<()> {
         let infos = &self.shared.weights;
-        let index = infos
-            .iter()
-            .position(|w| w.name == name)
-            .ok_or_else(|| Error::UnknownWeight {
-                name: name.to_string(),
-                known: infos
-                    .iter()
-                    .map(|w| format!("'{}'", w.name))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })?;
+        let index =
+            infos
+                .iter()
+                .position(|w| w.name == name)
+                .ok_or_else(|| Error::UnknownWeight {
+                    name: name.to_string(),
+                    known: infos
+                        .iter()
+                        .map(|w| format!("'{}'", w.name))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })?;
         let info = &infos[index];
         let what = format!("weight '{name}'");
         if weights.dtype() != info.dtype {

@@ -191,7 +191,10 @@ impl ConvChain {
     pub fn output_shape(&self) -> Vec<usize> {
         let mut shape = self.input_shape.clone();
         for l in &self.layers {
-            let mut w = vec![l.c_out, shape.get(1).copied().unwrap_or(0) / l.attrs.group.max(1)];
+            let mut w = vec![
+                l.c_out,
+                shape.get(1).copied().unwrap_or(0) / l.attrs.group.max(1),
+            ];
             w.extend(&l.kernel);
             match super::conv::ConvGeometry::resolve(&l.attrs, &shape, &w) {
                 Ok(g) => shape = g.output_shape,

@@ -90,7 +90,11 @@ fn dtype_of(t: i32) -> Option<DType> {
 
 /// Decodes an initializer's values to f32, from `raw_data` or the typed
 /// field its data type uses.
-fn initializer_values(t: &onnx::TensorProto, dtype: DType, numel: usize) -> Result<Vec<f32>, String> {
+fn initializer_values(
+    t: &onnx::TensorProto,
+    dtype: DType,
+    numel: usize,
+) -> Result<Vec<f32>, String> {
     if let Some(raw) = &t.raw_data {
         let expected = numel * dtype.size();
         if raw.len() != expected {
@@ -102,7 +106,11 @@ fn initializer_values(t: &onnx::TensorProto, dtype: DType, numel: usize) -> Resu
             ));
         }
         let data = TensorData::from_le_bytes(dtype, raw).ok_or("raw_data is not whole elements")?;
-        return Ok(Tensor { shape: vec![numel], data }.to_f32_vec());
+        return Ok(Tensor {
+            shape: vec![numel],
+            data,
+        }
+        .to_f32_vec());
     }
     let values: Vec<f32> = match dtype {
         DType::F32 => t.float_data.clone(),
@@ -114,7 +122,11 @@ fn initializer_values(t: &onnx::TensorProto, dtype: DType, numel: usize) -> Resu
         DType::I32 => t.int32_data.iter().map(|&v| v as f32).collect(),
     };
     if values.len() != numel {
-        let field = if dtype == DType::F32 { "float_data" } else { "int32_data" };
+        let field = if dtype == DType::F32 {
+            "float_data"
+        } else {
+            "int32_data"
+        };
         return Err(format!(
             "{field} has {} values; shape {:?} needs {numel}",
             values.len(),
@@ -134,12 +146,10 @@ fn value_info(v: &onnx::ValueInfoProto, what: &str) -> Result<TensorInfo, String
     let elem = tt.elem_type.unwrap_or(0);
     let dtype = match dtype_of(elem) {
         Some(d @ (DType::F32 | DType::F16)) => d,
-        _ => {
-            return Err(format!(
-                "{what} '{name}' has element type {}; the reference engine supports FLOAT and FLOAT16",
-                onnx::data_type_name(elem)
-            ))
-        }
+        _ => return Err(format!(
+            "{what} '{name}' has element type {}; the reference engine supports FLOAT and FLOAT16",
+            onnx::data_type_name(elem)
+        )),
     };
     let shape = match &tt.shape {
         Some(s) => s
@@ -176,8 +186,7 @@ fn conv_attrs(n: &onnx::NodeProto, node: &str) -> Result<ConvAttrs, String> {
         match name {
             "group" => {
                 let g = a.i.ok_or("attribute group has no int value")?;
-                attrs.group =
-                    usize::try_from(g).map_err(|_| format!("attribute group is {g}"))?;
+                attrs.group = usize::try_from(g).map_err(|_| format!("attribute group is {g}"))?;
             }
             "strides" => attrs.strides = ints(a, node)?,
             "dilations" => attrs.dilations = ints(a, node)?,
@@ -254,14 +263,20 @@ impl Model {
             let shape: Vec<usize> = t
                 .dims
                 .iter()
-                .map(|&d| usize::try_from(d).map_err(|_| bad(format!("negative dimension in {:?}", t.dims))))
+                .map(|&d| {
+                    usize::try_from(d)
+                        .map_err(|_| bad(format!("negative dimension in {:?}", t.dims)))
+                })
                 .collect::<Result<_>>()?;
             let numel = shape
                 .iter()
                 .try_fold(1usize, |a, &d| a.checked_mul(d))
                 .ok_or_else(|| bad(format!("shape {shape:?} overflows")))?;
             let values = initializer_values(t, dtype, numel).map_err(bad)?;
-            if init_index.insert(name.clone(), initializers.len()).is_some() {
+            if init_index
+                .insert(name.clone(), initializers.len())
+                .is_some()
+            {
                 return Err(bad("the name is used twice".into()));
             }
             initializers.push(Initializer {
@@ -327,11 +342,19 @@ impl Model {
                 }
             };
             let given: Vec<&str> = n.input.iter().map(String::as_str).collect();
-            let given_len = if given.len() == 3 && given[2].is_empty() { 2 } else { given.len() };
+            let given_len = if given.len() == 3 && given[2].is_empty() {
+                2
+            } else {
+                given.len()
+            };
             if !arity.contains(&given_len) {
                 return Err(node_err(format!(
                     "has {given_len} inputs {given:?}; expected {}",
-                    arity.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(" or ")
+                    arity
+                        .iter()
+                        .map(|a| a.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" or ")
                 )));
             }
             if n.output.len() != 1 {
@@ -343,9 +366,13 @@ impl Model {
             let x = given[0];
             let input = *slot_of.get(x).ok_or_else(|| {
                 if init_index.contains_key(x) {
-                    node_err(format!("input X '{x}' is an initializer; X must be a graph input or a node output"))
+                    node_err(format!(
+                        "input X '{x}' is an initializer; X must be a graph input or a node output"
+                    ))
                 } else {
-                    node_err(format!("input X '{x}' is produced by no earlier node and is not a graph input"))
+                    node_err(format!(
+                        "input X '{x}' is produced by no earlier node and is not a graph input"
+                    ))
                 }
             })?;
             let x_dtype = slot_dtype[input];
@@ -388,7 +415,11 @@ impl Model {
                             )));
                         }
                     }
-                    Op::Conv { attrs, weight, bias }
+                    Op::Conv {
+                        attrs,
+                        weight,
+                        bias,
+                    }
                 }
                 _ => {
                     if !n.attribute.is_empty() {
@@ -574,7 +605,12 @@ impl Model {
             let mut out = std::mem::take(&mut scratch[n.output]);
             let x = &scratch[n.input];
             match (&n.op, geometry) {
-                (Op::Conv { weight: w, bias, .. }, Some(g)) => {
+                (
+                    Op::Conv {
+                        weight: w, bias, ..
+                    },
+                    Some(g),
+                ) => {
                     out.resize(g.output_len(), 0.0);
                     let b = bias.map(&weight);
                     conv::conv(g, x, weight(*w), b, &mut out);
