@@ -146,10 +146,12 @@ fn value_info(v: &onnx::ValueInfoProto, what: &str) -> Result<TensorInfo, String
     let elem = tt.elem_type.unwrap_or(0);
     let dtype = match dtype_of(elem) {
         Some(d @ (DType::F32 | DType::F16)) => d,
-        _ => return Err(format!(
+        _ => {
+            return Err(format!(
             "{what} '{name}' has element type {}; the reference engine supports FLOAT and FLOAT16",
             onnx::data_type_name(elem)
-        )),
+        ))
+        }
     };
     let shape = match &tt.shape {
         Some(s) => s
