@@ -191,15 +191,23 @@ pub trait Refitter: Send {
 pub enum EngineSpec {
     /// The built-in reference engine.
     Reference,
+    /// The reference engine declaring and enforcing requires-all, or
+    /// carrying a seeded defect (`reference-strict`, `defect:NAME`).
+    Wrapped(crate::defects::Variant),
 }
 
 impl FromStr for EngineSpec {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
+        use crate::defects::Variant;
         match s {
             "reference" => Ok(EngineSpec::Reference),
-            other => Err(Error::UnknownEngine(other.to_string())),
+            "reference-strict" => Ok(EngineSpec::Wrapped(Variant::Strict)),
+            other => match other.strip_prefix("defect:") {
+                Some(d) => Ok(EngineSpec::Wrapped(Variant::Defect(d.parse()?))),
+                None => Err(Error::UnknownEngine(other.to_string())),
+            },
         }
     }
 }
@@ -208,6 +216,8 @@ impl fmt::Display for EngineSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             EngineSpec::Reference => f.write_str("reference"),
+            EngineSpec::Wrapped(crate::defects::Variant::Strict) => f.write_str("reference-strict"),
+            EngineSpec::Wrapped(crate::defects::Variant::Defect(d)) => write!(f, "defect:{d}"),
         }
     }
 }
@@ -235,6 +245,9 @@ impl EngineSpec {
             EngineSpec::Reference => {
                 Ok(Box::new(reference::ReferenceEngine::load(model, options)?))
             }
+            EngineSpec::Wrapped(v) => Ok(Box::new(crate::defects::WrappedEngine::load(
+                *v, model, options,
+            )?)),
         }
     }
 }

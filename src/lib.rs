@@ -37,12 +37,17 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod check;
+pub mod defects;
 pub mod demo;
+pub mod docs;
 pub mod engine;
 mod error;
 pub mod fixtures;
 pub mod io;
 pub mod model;
+pub mod report;
+pub mod selftest;
 pub mod tensor;
 
 pub use engine::{Context, Contract, Engine, EngineInfo, Refitter};

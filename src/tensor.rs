@@ -150,9 +150,13 @@ impl Tensor {
         self.data.dtype()
     }
 
-    /// The number of values the shape calls for.
+    /// The number of values the shape calls for (`usize::MAX` when that
+    /// overflows, which no data can match).
     pub fn numel(&self) -> usize {
-        self.shape.iter().product()
+        self.shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .unwrap_or(usize::MAX)
     }
 
     /// Checks that the number of values matches the shape; `what` names the

@@ -1,9 +1,11 @@
 //! The crate's one integration-test binary.
 
+mod check;
 mod common;
 mod conv_oracle;
 mod errors;
 mod fixtures;
+mod fuzz;
 mod property;
 mod pytorch;
 mod seed;

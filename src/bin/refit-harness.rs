@@ -7,9 +7,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
+use refit_harness::defects::{Defect, Variant};
 use refit_harness::engine::reference::ReferenceEngine;
 use refit_harness::engine::{BuildOptions, Engine, EngineSpec};
-use refit_harness::{demo, fixtures, io};
+use refit_harness::{check, demo, fixtures, io, report, selftest};
 
 /// Proves an inference engine's weight refit is correct.
 #[derive(Parser)]
@@ -55,6 +56,35 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Run every conformance scenario against an engine; exits 1 if any fails.
+    Check {
+        /// The engine: `reference`, `reference-strict`, `defect:NAME`.
+        #[arg(long, default_value = "reference")]
+        engine: String,
+        /// Models for the per-model scenarios (default: the seed model and
+        /// the conv fixtures); repeatable.
+        #[arg(long)]
+        model: Vec<PathBuf>,
+        /// Time budget of the model-based property test, in seconds.
+        #[arg(long, default_value_t = 20.0)]
+        seconds: f64,
+        /// Report folder (default: reports/<timestamp>).
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Run only these scenarios; repeatable.
+        #[arg(long)]
+        scenario: Vec<String>,
+    },
+    /// Run the checks against every seeded-defect engine and the reference
+    /// engine; exits 0 only if the reference passes and every defect is caught.
+    Selftest {
+        /// Time budget of the model-based property test per engine, in seconds.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Report folder (default: reports/<timestamp>-selftest).
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
     /// The vendor's refit demos on the reference engine.
     Demo {
         #[command(subcommand)]
@@ -88,7 +118,52 @@ fn seed_engine() -> anyhow::Result<ReferenceEngine> {
     )?)
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn progress(p: check::Progress<'_>) {
+    match p {
+        check::Progress::Start {
+            index,
+            total,
+            scenario,
+            model,
+        } => eprint!("[{index:>3}/{total}] {scenario} {model} ... "),
+        check::Progress::Done(o) => eprintln!(
+            "{} ({:.0} ms)",
+            o.verdict.label(),
+            o.elapsed.as_secs_f64() * 1000.0
+        ),
+    }
+}
+
+/// Runs the check; returns the report and whether it failed.
+fn run_check(
+    spec: &EngineSpec,
+    models: Vec<PathBuf>,
+    seconds: f64,
+    only: Vec<String>,
+    scratch: &std::path::Path,
+) -> anyhow::Result<check::CheckReport> {
+    let mut config = check::CheckConfig::with_fixtures(scratch)?;
+    if !models.is_empty() {
+        config.models = models;
+    }
+    for s in &only {
+        anyhow::ensure!(
+            check::scenario(s).is_some(),
+            "unknown scenario '{s}': expected one of {}",
+            check::scenarios()
+                .iter()
+                .map(|s| s.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    config.seconds = seconds;
+    config.only = only;
+    config.persist_failures = !matches!(spec, EngineSpec::Wrapped(Variant::Defect(_)));
+    Ok(check::run(spec, &config, &mut progress))
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let stdout = &mut std::io::stdout();
     match cli.command {
         Command::Weights { model, engine } => {
@@ -128,6 +203,50 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("wrote {}", path.display());
             }
         }
+        Command::Check {
+            engine,
+            model,
+            seconds,
+            report,
+            scenario,
+        } => {
+            let spec: EngineSpec = engine.parse()?;
+            let scratch = tempfile::tempdir()?;
+            let r = run_check(&spec, model, seconds, scenario, scratch.path())?;
+            print!("{}", report::table(&r, 110));
+            let dir = report.unwrap_or_else(|| report::run_dir("reports".as_ref()));
+            for p in report::write(&r, &dir)? {
+                println!("wrote {}", p.display());
+            }
+            if r.failed() {
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Command::Selftest { seconds, report } => {
+            let scratch = tempfile::tempdir()?;
+            let dir = report.unwrap_or_else(|| {
+                let mut d = report::run_dir("reports".as_ref()).into_os_string();
+                d.push("-selftest");
+                d.into()
+            });
+            let mut engines = vec![EngineSpec::Reference, EngineSpec::Wrapped(Variant::Strict)];
+            engines.extend(Defect::ALL.map(|d| EngineSpec::Wrapped(Variant::Defect(d))));
+            let mut reports = Vec::new();
+            for spec in &engines {
+                eprintln!("== {spec}");
+                let r = run_check(spec, Vec::new(), seconds, Vec::new(), scratch.path())?;
+                report::write(&r, &dir.join(spec.to_string().replace(':', "-")))?;
+                reports.push(r);
+            }
+            let m = selftest::matrix(&reports);
+            print!("{}", m.text);
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(dir.join("selftest.md"), &m.markdown)?;
+            println!("wrote {}", dir.join("selftest.md").display());
+            if !m.ok {
+                return Ok(ExitCode::from(1));
+            }
+        }
         Command::Demo { which } => {
             let engine = seed_engine()?;
             match which {
@@ -140,12 +259,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)

@@ -71,6 +71,10 @@ impl Default for ConvAttrs {
     }
 }
 
+/// The most values one conv's output may hold (2^34), so index arithmetic
+/// never overflows and no forged shape allocates without bound.
+pub const MAX_VALUES: u64 = 1 << 34;
+
 /// A convolution fully resolved for one input shape, padded to three
 /// spatial dimensions.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -225,6 +229,16 @@ impl ConvGeometry {
             g.pad_begin[off + i] = pb;
             g.output[off + i] = out;
             g.output_shape.push(out);
+        }
+        let count = g
+            .output_shape
+            .iter()
+            .try_fold(1u64, |a, &d| a.checked_mul(d as u64));
+        if count.is_none_or(|c| c > MAX_VALUES) {
+            return Err(format!(
+                "the output shape {:?} exceeds the reference engine's limit of {MAX_VALUES} values",
+                g.output_shape
+            ));
         }
         Ok(g)
     }

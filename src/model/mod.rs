@@ -51,6 +51,35 @@ struct Node {
     output: usize,
 }
 
+/// A node of the graph, for code that evaluates the model its own way (the
+/// plain oracle). Values are numbered: the graph inputs first, then each
+/// node's output.
+#[derive(Clone, Copy, Debug)]
+pub enum Layer<'a> {
+    /// `Conv(X, W, B?)`.
+    Conv {
+        /// The node's name.
+        name: &'a str,
+        /// Its attributes.
+        attrs: &'a ConvAttrs,
+        /// The initializer index of W.
+        weight: usize,
+        /// The initializer index of B.
+        bias: Option<usize>,
+        /// The value X.
+        input: usize,
+        /// The value Y.
+        output: usize,
+    },
+    /// `Relu(X)`.
+    Relu {
+        /// The value X.
+        input: usize,
+        /// The value Y.
+        output: usize,
+    },
+}
+
 /// A parsed, validated model.
 #[derive(Clone, Debug)]
 pub struct Model {
@@ -157,23 +186,33 @@ fn value_info(v: &onnx::ValueInfoProto, what: &str) -> Result<TensorInfo, String
         Some(s) => s
             .dim
             .iter()
-            .map(|d| d.dim_value.filter(|&v| v > 0).map(|v| v as usize))
+            .map(|d| {
+                d.dim_value
+                    .filter(|&v| v > 0 && v <= MAX_DIM)
+                    .map(|v| v as usize)
+            })
             .collect(),
         None => Vec::new(),
     };
     Ok(TensorInfo { name, dtype, shape })
 }
 
+/// The largest dimension, stride, pad or dilation accepted (2^31 - 1):
+/// every product of a few of them fits in 64 bits.
+pub const MAX_DIM: i64 = i32::MAX as i64;
+
 fn ints(a: &onnx::AttributeProto, node: &str) -> Result<Vec<usize>, String> {
     a.ints
         .iter()
         .map(|&v| {
-            usize::try_from(v).map_err(|_| {
-                format!(
-                    "attribute {} of '{node}' has negative value {v}",
+            if (0..=MAX_DIM).contains(&v) {
+                Ok(v as usize)
+            } else {
+                Err(format!(
+                    "attribute {} of '{node}' has value {v}; expected 0 to {MAX_DIM}",
                     a.name.as_deref().unwrap_or("")
-                )
-            })
+                ))
+            }
         })
         .collect()
 }
@@ -503,6 +542,41 @@ impl Model {
     /// The initializers: the refittable weights, in file order.
     pub fn initializers(&self) -> &[Initializer] {
         &self.initializers
+    }
+
+    /// The nodes in evaluation order.
+    pub fn layers(&self) -> Vec<Layer<'_>> {
+        self.nodes
+            .iter()
+            .map(|n| match &n.op {
+                Op::Conv {
+                    attrs,
+                    weight,
+                    bias,
+                } => Layer::Conv {
+                    name: &n.name,
+                    attrs,
+                    weight: *weight,
+                    bias: *bias,
+                    input: n.input,
+                    output: n.output,
+                },
+                Op::Relu => Layer::Relu {
+                    input: n.input,
+                    output: n.output,
+                },
+            })
+            .collect()
+    }
+
+    /// The value numbers of the graph outputs.
+    pub fn output_values(&self) -> &[usize] {
+        &self.output_slots
+    }
+
+    /// How many values the graph has (inputs plus node outputs).
+    pub fn value_count(&self) -> usize {
+        self.slots
     }
 
     /// Resolves every node for the given input shapes.

@@ -1,0 +1,320 @@
+//! The conformance checks: named scenarios run against any engine, each
+//! giving pass, fail (with evidence) or skip (with the reason).
+//!
+//! A scenario opens the engines it needs through an [`EngineFactory`] (so a
+//! scenario can build the same model with and without refit, or generate
+//! models of its own), and compares what they serve against the plain
+//! [`oracle`]. The same scenarios run from `cargo test` and from
+//! `refit-harness check`; [`docs::contract`](crate::docs::contract) says
+//! what each one proves.
+
+pub mod model_based;
+pub mod oracle;
+mod resources;
+mod scenarios;
+mod subject;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::engine::{BuildOptions, Contract, Engine, EngineSpec};
+use crate::Result;
+pub use oracle::Tolerance;
+
+/// Builds engines of one kind over any model: the engine under test.
+pub trait EngineFactory: Send + Sync {
+    /// The engine's name in reports (`reference`, `plugin:/path/lib.so`).
+    fn name(&self) -> String;
+
+    /// Builds the engine for a model file.
+    ///
+    /// # Errors
+    /// Whatever the engine gives for the model.
+    fn open(&self, model: &Path, options: &BuildOptions) -> Result<Box<dyn Engine>>;
+}
+
+impl EngineFactory for EngineSpec {
+    fn name(&self) -> String {
+        self.to_string()
+    }
+
+    fn open(&self, model: &Path, options: &BuildOptions) -> Result<Box<dyn Engine>> {
+        EngineSpec::open(self, model, options)
+    }
+}
+
+/// What a check found wrong: the step, and what was expected and observed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Evidence {
+    /// The step that went wrong.
+    pub step: String,
+    /// What the contract and the oracle call for.
+    pub expected: String,
+    /// What the engine did.
+    pub observed: String,
+}
+
+/// A scenario's verdict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The engine kept its contract; what was checked.
+    Pass(String),
+    /// The engine broke its contract.
+    Fail(Evidence),
+    /// Not applicable to this engine; why.
+    Skip(String),
+}
+
+impl Verdict {
+    /// `pass`, `FAIL` or `skip`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Verdict::Pass(_) => "pass",
+            Verdict::Fail(_) => "FAIL",
+            Verdict::Skip(_) => "skip",
+        }
+    }
+
+    /// The detail: what passed, the evidence, or the reason for skipping.
+    pub fn detail(&self) -> String {
+        match self {
+            Verdict::Pass(d) | Verdict::Skip(d) => d.clone(),
+            Verdict::Fail(e) => format!(
+                "{}: expected {}, observed {}",
+                e.step, e.expected, e.observed
+            ),
+        }
+    }
+
+    /// Whether this is a failure.
+    pub fn is_fail(&self) -> bool {
+        matches!(self, Verdict::Fail(_))
+    }
+}
+
+/// A failure verdict.
+pub fn fail(
+    step: impl Into<String>,
+    expected: impl Into<String>,
+    observed: impl Into<String>,
+) -> Verdict {
+    Verdict::Fail(Evidence {
+        step: step.into(),
+        expected: expected.into(),
+        observed: observed.into(),
+    })
+}
+
+/// How a check runs.
+#[derive(Clone, Debug)]
+pub struct CheckConfig {
+    /// Models for the per-model scenarios.
+    pub models: Vec<PathBuf>,
+    /// Cases for the model-based property test (`PROPTEST_CASES`).
+    pub cases: u32,
+    /// Time budget for the model-based property test.
+    pub seconds: f64,
+    /// Output tolerance against the oracle.
+    pub tolerance: Tolerance,
+    /// Where scenarios write the models they generate.
+    pub scratch: PathBuf,
+    /// Scenario names to run; empty for all.
+    pub only: Vec<String>,
+    /// Whether failing property-test cases are saved to
+    /// [`model_based::REGRESSIONS`] (off for the seeded-defect engines,
+    /// whose failures are expected).
+    pub persist_failures: bool,
+}
+
+impl CheckConfig {
+    /// The default run: the seed model and the fixture models (written to
+    /// `scratch`), `PROPTEST_CASES` cases (64 when unset), 20 seconds for
+    /// the property test, exact outputs.
+    ///
+    /// # Errors
+    /// When the fixture models cannot be written to `scratch`.
+    pub fn with_fixtures(scratch: &Path) -> Result<Self> {
+        let dir = scratch.join("models");
+        let mut models = Vec::new();
+        crate::fixtures::write_all(&dir)?;
+        for (name, _) in crate::fixtures::models() {
+            models.push(dir.join(name));
+        }
+        Ok(CheckConfig {
+            models,
+            cases: cases_from_env(64),
+            seconds: 20.0,
+            tolerance: Tolerance::EXACT,
+            scratch: scratch.to_path_buf(),
+            only: Vec::new(),
+            persist_failures: true,
+        })
+    }
+}
+
+/// `PROPTEST_CASES` if set and valid, else `default`.
+pub fn cases_from_env(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Whether a scenario runs once or once per model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Once, on models the scenario makes itself.
+    Once,
+    /// Once per model in the configuration.
+    PerModel,
+}
+
+/// What a scenario gets: the engine under test and the configuration.
+pub struct Cx<'a> {
+    /// The engine under test.
+    pub factory: &'a dyn EngineFactory,
+    /// The configuration.
+    pub config: &'a CheckConfig,
+}
+
+/// A named check.
+pub struct Scenario {
+    /// Its name (`round_trip`).
+    pub name: &'static str,
+    /// What it proves, one line.
+    pub proves: &'static str,
+    /// Once or per model.
+    pub scope: Scope,
+    run: fn(&Cx<'_>, &Path) -> Verdict,
+}
+
+impl Scenario {
+    /// Runs the scenario; `model` is ignored by [`Scope::Once`] scenarios.
+    pub fn run(&self, cx: &Cx<'_>, model: &Path) -> Verdict {
+        (self.run)(cx, model)
+    }
+}
+
+/// Every scenario, in the order `check` runs them.
+pub fn scenarios() -> &'static [Scenario] {
+    scenarios::ALL
+}
+
+/// Looks a scenario up by name.
+pub fn scenario(name: &str) -> Option<&'static Scenario> {
+    scenarios().iter().find(|s| s.name == name)
+}
+
+/// One scenario's result.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// The scenario.
+    pub scenario: &'static str,
+    /// The model's file name, or `-` for scenarios that make their own.
+    pub model: String,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// How long it took.
+    pub elapsed: Duration,
+}
+
+/// A whole check run.
+#[derive(Clone, Debug)]
+pub struct CheckReport {
+    /// The engine's name.
+    pub engine: String,
+    /// The contract the engine declared (on the first model it opened).
+    pub contract: Option<Contract>,
+    /// Every scenario's result, in run order.
+    pub outcomes: Vec<Outcome>,
+}
+
+impl CheckReport {
+    /// Whether any scenario failed.
+    pub fn failed(&self) -> bool {
+        self.outcomes.iter().any(|o| o.verdict.is_fail())
+    }
+
+    /// (passed, failed, skipped).
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let mut c = (0, 0, 0);
+        for o in &self.outcomes {
+            match o.verdict {
+                Verdict::Pass(_) => c.0 += 1,
+                Verdict::Fail(_) => c.1 += 1,
+                Verdict::Skip(_) => c.2 += 1,
+            }
+        }
+        c
+    }
+}
+
+/// Progress while a check runs.
+#[derive(Debug)]
+pub enum Progress<'a> {
+    /// A scenario is starting: its position, the total, name and model.
+    Start {
+        /// 1-based position.
+        index: usize,
+        /// Total scenarios in the run.
+        total: usize,
+        /// The scenario.
+        scenario: &'static str,
+        /// The model.
+        model: &'a str,
+    },
+    /// A scenario finished.
+    Done(&'a Outcome),
+}
+
+/// Runs every selected scenario against the engine.
+pub fn run(
+    factory: &dyn EngineFactory,
+    config: &CheckConfig,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> CheckReport {
+    let cx = Cx { factory, config };
+    let mut plan: Vec<(&'static Scenario, Option<&Path>)> = Vec::new();
+    for s in scenarios() {
+        if !config.only.is_empty() && !config.only.iter().any(|o| o == s.name) {
+            continue;
+        }
+        match s.scope {
+            Scope::Once => plan.push((s, None)),
+            Scope::PerModel => plan.extend(config.models.iter().map(|m| (s, Some(m.as_path())))),
+        }
+    }
+    let contract = config
+        .models
+        .first()
+        .and_then(|m| factory.open(m, &BuildOptions::default()).ok())
+        .map(|e| e.info().contract);
+    let total = plan.len();
+    let mut outcomes = Vec::with_capacity(total);
+    for (i, (s, model)) in plan.into_iter().enumerate() {
+        let label = model
+            .and_then(|m| m.file_name())
+            .map_or_else(|| "-".to_string(), |n| n.to_string_lossy().into_owned());
+        progress(Progress::Start {
+            index: i + 1,
+            total,
+            scenario: s.name,
+            model: &label,
+        });
+        let start = Instant::now();
+        let verdict = s.run(&cx, model.unwrap_or(Path::new("")));
+        let outcome = Outcome {
+            scenario: s.name,
+            model: label,
+            verdict,
+            elapsed: start.elapsed(),
+        };
+        progress(Progress::Done(&outcome));
+        outcomes.push(outcome);
+    }
+    CheckReport {
+        engine: factory.name(),
+        contract,
+        outcomes,
+    }
+}

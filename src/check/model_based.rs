@@ -1,0 +1,442 @@
+//! The model-based property test: arbitrary conv models and arbitrary
+//! sequences of operations on them, run on the engine and on a plain model
+//! of what it must serve (the oracle plus the staged set), compared after
+//! every step.
+//!
+//! Weights and inputs are integers, so outputs compare exactly. The case
+//! count is `PROPTEST_CASES` (see [`CheckConfig`](super::CheckConfig));
+//! failing cases shrink, and their seeds are kept in
+//! `proptest-regressions/model_based.txt` and replayed first on every run.
+
+use std::cell::Cell;
+use std::path::Path;
+use std::time::Instant;
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError, TestError, TestRunner};
+
+use super::oracle::Oracle;
+use super::subject::{compare, ints, probe_inputs, typed};
+use super::{fail, Cx, Verdict};
+use crate::engine::{BuildOptions, FailedRefit, NonFinite, Subset};
+use crate::model::build::{ConvChain, ConvLayer};
+use crate::model::conv::{AutoPad, ConvAttrs};
+use crate::model::Model;
+use crate::tensor::{Tensor, TensorData};
+
+/// The ways a staging can be invalid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Invalid {
+    /// A name the model does not have.
+    UnknownName,
+    /// A shape with one value more.
+    WrongShape,
+    /// i32 data for an f32 weight.
+    WrongDType,
+    /// One value more than the shape holds.
+    WrongByteCount,
+    /// A NaN among the values (only where the engine rejects them).
+    NaN,
+}
+
+/// One operation of a sequence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Infer and compare with the oracle.
+    Infer,
+    /// Stage weight `index` (modulo the weight count) with values from `salt`.
+    Stage {
+        /// Which weight.
+        index: usize,
+        /// Seed of its values.
+        salt: u64,
+    },
+    /// Stage an invalid tensor on weight `index`: must fail and change nothing.
+    Invalid {
+        /// Which weight.
+        index: usize,
+        /// How it is invalid.
+        kind: Invalid,
+    },
+    /// Apply everything staged.
+    Refit,
+    /// A new refitter, refitted at once.
+    EmptyRefit,
+}
+
+/// A generated case: a model and a sequence of operations.
+#[derive(Clone, Debug)]
+pub struct Case {
+    /// The model.
+    pub chain: ConvChain,
+    /// The operations.
+    pub ops: Vec<Op>,
+}
+
+fn arb_layer0() -> impl Strategy<Value = (Vec<usize>, ConvLayer)> {
+    (
+        1usize..=2,
+        1usize..=3,
+        1usize..=2,
+        1usize..=3,
+        any::<bool>(),
+        any::<bool>(),
+        0usize..4,
+    )
+        .prop_flat_map(|(nd, group, cin_g, cout_g, bias, relu, pad_mode)| {
+            let dims = prop::collection::vec(
+                (
+                    1usize..=3,
+                    1usize..=2,
+                    1usize..=2,
+                    0usize..=1,
+                    0usize..=1,
+                    0usize..=3,
+                ),
+                nd,
+            );
+            (
+                Just((nd, group, cin_g, cout_g, bias, relu, pad_mode)),
+                dims,
+                any::<u64>(),
+            )
+        })
+        .prop_map(
+            |((nd, group, cin_g, cout_g, bias, relu, pad_mode), dims, salt)| {
+                let auto_pad = [
+                    AutoPad::NotSet,
+                    AutoPad::Valid,
+                    AutoPad::SameUpper,
+                    AutoPad::SameLower,
+                ][pad_mode];
+                let mut attrs = ConvAttrs {
+                    group,
+                    auto_pad,
+                    ..ConvAttrs::default()
+                };
+                let mut input = vec![1 + (salt % 2) as usize, cin_g * group];
+                let mut kernel = Vec::new();
+                let mut pads = vec![0; 2 * nd];
+                for (i, &(k, s, d, pb, pe, extra)) in dims.iter().enumerate() {
+                    kernel.push(k);
+                    attrs.strides.push(s);
+                    attrs.dilations.push(d);
+                    input.push((k - 1) * d + 1 + extra);
+                    pads[i] = pb;
+                    pads[nd + i] = pe;
+                }
+                if auto_pad == AutoPad::NotSet {
+                    attrs.pads = pads;
+                }
+                let c_out = cout_g * group;
+                let wlen = c_out * cin_g * kernel.iter().product::<usize>();
+                let layer = ConvLayer {
+                    weight_name: "l0.weight".into(),
+                    bias_name: bias.then(|| "l0.bias".to_string()),
+                    c_out,
+                    kernel,
+                    attrs,
+                    weight: ints(wlen, salt),
+                    bias: if bias {
+                        ints(c_out, salt + 1)
+                    } else {
+                        Vec::new()
+                    },
+                    relu,
+                };
+                (input, layer)
+            },
+        )
+}
+
+fn arb_chain() -> impl Strategy<Value = ConvChain> {
+    (arb_layer0(), any::<bool>(), 1usize..=3, any::<bool>()).prop_map(
+        |((input, l0), second, c_out, bias)| {
+            let mut layers = vec![l0];
+            if second {
+                // A pointwise conv over the first layer's output.
+                let c_in = layers[0].c_out;
+                let nd = input.len() - 2;
+                layers.push(ConvLayer {
+                    weight_name: "l1.weight".into(),
+                    bias_name: bias.then(|| "l1.bias".to_string()),
+                    c_out,
+                    kernel: vec![1; nd],
+                    attrs: ConvAttrs::default(),
+                    weight: ints(c_out * c_in, 9),
+                    bias: if bias { ints(c_out, 10) } else { Vec::new() },
+                    relu: false,
+                });
+            }
+            ConvChain {
+                input_name: "x".into(),
+                input_shape: input,
+                output_name: "y".into(),
+                layers,
+            }
+        },
+    )
+}
+
+fn arb_op() -> impl Strategy<Value = Op> {
+    let kind = prop_oneof![
+        Just(Invalid::UnknownName),
+        Just(Invalid::WrongShape),
+        Just(Invalid::WrongDType),
+        Just(Invalid::WrongByteCount),
+        Just(Invalid::NaN),
+    ];
+    prop_oneof![
+        3 => Just(Op::Infer),
+        4 => (0usize..8, 0u64..1000).prop_map(|(index, salt)| Op::Stage { index, salt }),
+        2 => (0usize..8, kind).prop_map(|(index, kind)| Op::Invalid { index, kind }),
+        3 => Just(Op::Refit),
+        1 => Just(Op::EmptyRefit),
+    ]
+}
+
+/// The strategy for whole cases.
+pub fn arb_case() -> impl Strategy<Value = Case> {
+    (arb_chain(), prop::collection::vec(arb_op(), 1..24))
+        .prop_map(|(chain, ops)| Case { chain, ops })
+}
+
+/// Runs one case against the engine; `Err` carries the failing step.
+pub fn run_case(cx: &Cx<'_>, case: &Case, path: &Path) -> Result<(), String> {
+    std::fs::write(path, case.chain.to_bytes())
+        .map_err(|e| format!("write {}: {e}", path.display()))?;
+    let model = Model::load(path)
+        .map_err(|e| format!("the generated model does not load in the oracle: {e}"))?;
+    let engine = cx
+        .factory
+        .open(path, &BuildOptions::default())
+        .map_err(|e| format!("build the engine: {e}"))?;
+    let contract = engine.info().contract;
+    let mut oracle = Oracle::new(model);
+    let names: Vec<String> = engine.weights().iter().map(|w| w.name.clone()).collect();
+    let map = names
+        .iter()
+        .map(|name| oracle_index(&oracle, name))
+        .collect::<Result<Vec<_>, _>>()?;
+    let n = names.len();
+    let inputs = probe_inputs(engine.inputs(), 11);
+    let mut ctx = engine
+        .context()
+        .map_err(|e| format!("create a context: {e}"))?;
+    let mut refitter = engine
+        .refitter()
+        .map_err(|e| format!("create a refitter: {e}"))?;
+    let mut staged: Vec<Option<Vec<f32>>> = vec![None; n];
+    let mut poisoned: Option<String> = None;
+    let tensor = |i: usize, v: &[f32]| {
+        let info = &engine.weights()[i];
+        typed(
+            info.dtype,
+            info.shape.iter().map(|d| d.unwrap_or(0)).collect(),
+            v,
+        )
+    };
+    let numel = |i: usize| {
+        engine.weights()[i]
+            .shape
+            .iter()
+            .map(|d| d.unwrap_or(0))
+            .product::<usize>()
+    };
+    for (step, op) in case.ops.iter().enumerate() {
+        let at = |what: String| format!("step {step} ({op:?}): {what}");
+        match *op {
+            Op::Infer => {}
+            Op::Stage { index, salt } => {
+                let i = index % n;
+                let v = ints(numel(i), salt);
+                refitter
+                    .set_named_weights(&names[i], &tensor(i, &v))
+                    .map_err(|e| at(format!("expected success, observed error: {e}")))?;
+                staged[i] = Some(v);
+            }
+            Op::Invalid { index, kind } => {
+                let i = index % n;
+                let info = &engine.weights()[i];
+                let shape: Vec<usize> = info.shape.iter().map(|d| d.unwrap_or(0)).collect();
+                let mut v = ints(numel(i), 77);
+                let (name, t) = match kind {
+                    Invalid::UnknownName => (format!("{}.missing", names[i]), tensor(i, &v)),
+                    Invalid::WrongShape => {
+                        v.push(1.0);
+                        (
+                            names[i].clone(),
+                            Tensor {
+                                shape: vec![v.len()],
+                                ..tensor(i, &v)
+                            },
+                        )
+                    }
+                    Invalid::WrongDType => (
+                        names[i].clone(),
+                        Tensor {
+                            shape,
+                            data: TensorData::I32(vec![1; v.len()]),
+                        },
+                    ),
+                    Invalid::WrongByteCount => {
+                        v.push(1.0);
+                        (
+                            names[i].clone(),
+                            Tensor {
+                                shape,
+                                ..tensor(i, &v)
+                            },
+                        )
+                    }
+                    Invalid::NaN => {
+                        if contract.non_finite == NonFinite::Served {
+                            continue;
+                        }
+                        v[0] = f32::NAN;
+                        (names[i].clone(), tensor(i, &v))
+                    }
+                };
+                // The error may come now or at the next refit; a staging
+                // accepted now poisons the staged set.
+                if refitter.set_named_weights(&name, &t).is_ok() {
+                    poisoned = Some(format!("{kind:?} on '{name}'"));
+                }
+            }
+            Op::Refit | Op::EmptyRefit => {
+                let empty = *op == Op::EmptyRefit;
+                let result = if empty {
+                    engine.refitter().and_then(|mut r| r.refit())
+                } else {
+                    refitter.refit()
+                };
+                let pending: Vec<usize> = if empty {
+                    Vec::new()
+                } else {
+                    (0..n).filter(|&i| staged[i].is_some()).collect()
+                };
+                let complete = pending.len() == n;
+                let must_fail =
+                    (contract.subset == Subset::RequiresAll && !complete && !pending.is_empty())
+                        || (!empty && poisoned.is_some());
+                if let (Ok(()), false, Some(bad)) = (&result, empty, &poisoned) {
+                    return Err(at(format!("expected an error: the staging of {bad} was accepted and the refit succeeded")));
+                }
+                if !empty && poisoned.take().is_some() {
+                    // The engine reported the bad staging at refit: nothing
+                    // may change, and the staged set starts afresh.
+                    if contract.failed_refit == FailedRefit::MayBePartial {
+                        return Ok(());
+                    }
+                    refitter = engine
+                        .refitter()
+                        .map_err(|e| at(format!("create a refitter: {e}")))?;
+                    staged.iter_mut().for_each(|s| *s = None);
+                } else {
+                    match result {
+                    Ok(()) if must_fail => return Err(at(format!("expected an error refitting {} of {n} weights (requires-all), observed success", pending.len()))),
+                    Ok(()) => {
+                        for i in pending {
+                            if let Some(v) = staged[i].take() {
+                                oracle.set(map[i], v);
+                            }
+                        }
+                    }
+                    Err(e) if !(must_fail || (pending.is_empty() && contract.subset == Subset::RequiresAll)) => {
+                        return Err(at(format!("expected success, observed error: {e}")))
+                    }
+                    Err(_) if contract.failed_refit == FailedRefit::MayBePartial => return Ok(()),
+                    Err(_) => {}
+                }
+                }
+            }
+        }
+        let observed = ctx.infer(&inputs).map_err(|e| at(format!("infer: {e}")))?;
+        let expected = oracle
+            .infer(&inputs)
+            .map_err(|e| at(format!("oracle: {e}")))?;
+        compare("", &expected, &observed, cx.config.tolerance).map_err(|v| at(v.detail()))?;
+    }
+    Ok(())
+}
+
+fn oracle_index(oracle: &Oracle, name: &str) -> Result<usize, String> {
+    oracle
+        .model()
+        .initializers()
+        .iter()
+        .position(|i| i.info.name == name)
+        .ok_or_else(|| format!("the engine lists a weight '{name}' the model does not have"))
+}
+
+/// Where failing seeds are kept.
+pub const REGRESSIONS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/proptest-regressions/model_based.txt"
+);
+
+/// The scenario: runs `cases` cases (or until the time budget is spent).
+pub fn run(cx: &Cx<'_>, _: &Path) -> Verdict {
+    let path = cx.config.scratch.join("model_based.onnx");
+    let persist = cx.config.persist_failures && Path::new(REGRESSIONS).parent().is_some_and(Path::is_dir);
+    let config = Config {
+        cases: cx.config.cases,
+        max_shrink_iters: 512,
+        max_shrink_time: 10_000,
+        failure_persistence: persist
+            .then(|| Box::new(FileFailurePersistence::Direct(REGRESSIONS)) as _),
+        ..Config::default()
+    };
+    let mut runner = TestRunner::new(config);
+    let start = Instant::now();
+    let ran = Cell::new(0u32);
+    let budget = cx.config.seconds;
+    let result = runner.run(&arb_case(), |case| {
+        if start.elapsed().as_secs_f64() > budget {
+            return Ok(());
+        }
+        ran.set(ran.get() + 1);
+        run_case(cx, &case, &path).map_err(TestCaseError::fail)
+    });
+    match result {
+        Ok(()) => Verdict::Pass(format!(
+            "{} case(s) of up to 23 operations{}",
+            ran.get(),
+            if ran.get() < cx.config.cases {
+                format!(" (stopped at the {budget} s budget)")
+            } else {
+                String::new()
+            }
+        )),
+        Err(TestError::Fail(reason, case)) => {
+            let layers: Vec<String> = case
+                .chain
+                .layers
+                .iter()
+                .map(|l| {
+                    format!(
+                        "conv c_out={} kernel={:?} {:?} bias={} relu={}",
+                        l.c_out,
+                        l.kernel,
+                        l.attrs,
+                        l.bias_name.is_some(),
+                        l.relu
+                    )
+                })
+                .collect();
+            fail(
+                format!(
+                    "minimal failing case: input {:?}, layers [{}], ops {:?}",
+                    case.chain.input_shape,
+                    layers.join("; "),
+                    case.ops
+                ),
+                "the oracle's output after every step",
+                reason.to_string(),
+            )
+        }
+        Err(TestError::Abort(reason)) => {
+            fail("run the property test", "cases to run", reason.to_string())
+        }
+    }
+}

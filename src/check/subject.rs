@@ -1,0 +1,254 @@
+//! An engine under test beside its oracle, and the small steps scenarios
+//! are made of.
+
+use std::path::Path;
+
+use super::oracle::{first_mismatch, Oracle, Tolerance};
+use super::{fail, Cx, Verdict};
+use crate::engine::{BuildOptions, Context, Engine, Subset};
+use crate::model::Model;
+use crate::tensor::{DType, Tensor, TensorData, TensorInfo};
+
+/// A step's result: the value, or the verdict that ends the scenario.
+pub(crate) type Step<T> = Result<T, Verdict>;
+
+/// Deterministic small integers in -3..=3: exact in f32 through any conv
+/// the fixtures hold.
+pub(crate) fn ints(len: usize, salt: u64) -> Vec<f32> {
+    let mut s = salt
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(0x6A09_E667_F3BC_C909);
+    (0..len)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 33) % 7) as f32 - 3.0
+        })
+        .collect()
+}
+
+/// Integer-valued probe inputs for the model's inputs: symbolic
+/// dimensions become 2 (batch) or 8.
+pub(crate) fn probe_inputs(infos: &[TensorInfo], salt: u64) -> Vec<Tensor> {
+    infos
+        .iter()
+        .enumerate()
+        .map(|(i, info)| {
+            let shape: Vec<usize> = info
+                .shape
+                .iter()
+                .enumerate()
+                .map(|(d, s)| s.unwrap_or(if d == 0 { 2 } else { 8 }))
+                .collect();
+            let values = ints(shape.iter().product(), salt + i as u64);
+            typed(info.dtype, shape, &values)
+        })
+        .collect()
+}
+
+/// A tensor of `dtype` holding `values`.
+pub(crate) fn typed(dtype: DType, shape: Vec<usize>, values: &[f32]) -> Tensor {
+    let data = match dtype {
+        DType::F16 => TensorData::F16(values.iter().map(|&v| half::f16::from_f32(v)).collect()),
+        DType::I32 => TensorData::I32(values.iter().map(|&v| v as i32).collect()),
+        _ => TensorData::F32(values.to_vec()),
+    };
+    Tensor { shape, data }
+}
+
+/// Turns an engine error in a step that must succeed into a failure.
+pub(crate) fn must<T>(step: &str, r: crate::Result<T>) -> Step<T> {
+    r.map_err(|e| fail(step, "success", format!("error: {e}")))
+}
+
+/// One engine over one model, with the oracle tracking what it must serve.
+pub(crate) struct Subject {
+    pub engine: Box<dyn Engine>,
+    pub oracle: Oracle,
+    pub ctx: Box<dyn Context>,
+    pub inputs: Vec<Tensor>,
+    /// For each engine weight, the oracle's initializer index.
+    pub map: Vec<usize>,
+    tol: Tolerance,
+}
+
+impl Subject {
+    /// Opens the engine and the oracle on `model`.
+    pub fn open(cx: &Cx<'_>, model: &Path, options: &BuildOptions) -> Step<Self> {
+        let parsed = Model::load(model)
+            .map_err(|e| Verdict::Skip(format!("the oracle cannot read the model: {e}")))?;
+        let engine = must(
+            &format!("build the engine on {}", model.display()),
+            cx.factory.open(model, options),
+        )?;
+        let map = engine
+            .weights()
+            .iter()
+            .map(|w| {
+                parsed
+                    .initializers()
+                    .iter()
+                    .position(|i| i.info.name == w.name)
+                    .ok_or_else(|| {
+                        fail(
+                            "list the refittable weights",
+                            "names of the model's initializers",
+                            format!("'{}'", w.name),
+                        )
+                    })
+            })
+            .collect::<Step<Vec<_>>>()?;
+        for (w, &i) in engine.weights().iter().zip(&map) {
+            let expected = &parsed.initializers()[i].info;
+            if w.dtype != expected.dtype || w.shape != expected.shape {
+                return Err(fail(
+                    format!("describe weight '{}'", w.name),
+                    format!("{} {}", expected.dtype, expected.shape_text()),
+                    format!("{} {}", w.dtype, w.shape_text()),
+                ));
+            }
+        }
+        let ctx = must("create an inference context", engine.context())?;
+        let inputs = probe_inputs(engine.inputs(), 7);
+        Ok(Subject {
+            engine,
+            oracle: Oracle::new(parsed),
+            ctx,
+            inputs,
+            map,
+            tol: cx.config.tolerance,
+        })
+    }
+
+    /// The engine's weight `i`: its description.
+    pub fn info(&self, i: usize) -> &TensorInfo {
+        &self.engine.weights()[i]
+    }
+
+    /// The number of values weight `i` holds.
+    pub fn numel(&self, i: usize) -> usize {
+        self.info(i).shape.iter().map(|d| d.unwrap_or(0)).product()
+    }
+
+    /// A valid tensor for weight `i` with `values`.
+    pub fn tensor(&self, i: usize, values: &[f32]) -> Tensor {
+        let info = self.info(i);
+        typed(
+            info.dtype,
+            info.shape.iter().map(|d| d.unwrap_or(0)).collect(),
+            values,
+        )
+    }
+
+    /// Fresh integer values for weight `i`.
+    pub fn values(&self, i: usize, salt: u64) -> Vec<f32> {
+        ints(self.numel(i), salt * 31 + i as u64)
+    }
+
+    /// What the oracle says now.
+    pub fn expected(&self) -> Step<Vec<(Vec<usize>, Vec<f64>)>> {
+        self.oracle
+            .infer(&self.inputs)
+            .map_err(|e| Verdict::Skip(format!("the oracle cannot evaluate the model: {e}")))
+    }
+
+    /// Infers and compares every output with the oracle.
+    pub fn expect_oracle(&mut self, step: &str) -> Step<Vec<Tensor>> {
+        let expected = self.expected()?;
+        let observed = must(step, self.ctx.infer(&self.inputs))?;
+        compare(step, &expected, &observed, self.tol)?;
+        Ok(observed)
+    }
+
+    /// Infers and requires the outputs to equal `before` bit for bit.
+    pub fn expect_unchanged(&mut self, step: &str, before: &[Tensor]) -> Step<()> {
+        let observed = must(step, self.ctx.infer(&self.inputs))?;
+        for (o, (b, now)) in before.iter().zip(&observed).enumerate() {
+            let (bv, nv) = (b.to_f32_vec(), now.to_f32_vec());
+            if let Some(i) = bv
+                .iter()
+                .zip(&nv)
+                .position(|(x, y)| x.to_bits() != y.to_bits())
+            {
+                return Err(fail(
+                    step,
+                    format!("output {o}[{i}] unchanged at {}", bv[i]),
+                    format!("{}", nv[i]),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `set` (engine weight index, values), completed with the current
+    /// values of every other weight where the engine requires every weight.
+    pub fn complete(&self, set: &[(usize, Vec<f32>)]) -> Vec<(usize, Vec<f32>)> {
+        let mut full = set.to_vec();
+        if self.engine.info().contract.subset == Subset::RequiresAll {
+            for i in 0..self.engine.weights().len() {
+                if !set.iter().any(|(j, _)| *j == i) {
+                    full.push((i, self.oracle.weights()[self.map[i]].clone()));
+                }
+            }
+        }
+        full
+    }
+
+    /// Stages `set` (engine weight index, values) on one refitter, with the
+    /// rest of the weights where the engine requires every one
+    /// ([`Subject::complete`]), and refits; every call must succeed. The
+    /// oracle follows.
+    pub fn refit(&mut self, step: &str, set: &[(usize, Vec<f32>)]) -> Step<()> {
+        let set = self.complete(set);
+        let mut r = must(
+            &format!("{step}: create a refitter"),
+            self.engine.refitter(),
+        )?;
+        for (i, v) in &set {
+            let name = self.info(*i).name.clone();
+            must(
+                &format!("{step}: stage '{name}'"),
+                r.set_named_weights(&name, &self.tensor(*i, v)),
+            )?;
+        }
+        must(&format!("{step}: refit"), r.refit())?;
+        for (i, v) in set {
+            self.oracle.set(self.map[i], v);
+        }
+        Ok(())
+    }
+}
+
+/// Compares outputs with the oracle's: shapes, then values.
+pub(crate) fn compare(
+    step: &str,
+    expected: &[(Vec<usize>, Vec<f64>)],
+    observed: &[Tensor],
+    tol: Tolerance,
+) -> Step<()> {
+    if expected.len() != observed.len() {
+        return Err(fail(
+            step,
+            format!("{} outputs", expected.len()),
+            format!("{}", observed.len()),
+        ));
+    }
+    for (o, ((shape, values), t)) in expected.iter().zip(observed).enumerate() {
+        if *shape != t.shape {
+            return Err(fail(
+                step,
+                format!("output {o} of shape {shape:?}"),
+                format!("{:?}", t.shape),
+            ));
+        }
+        if let Some((i, e, got)) = first_mismatch(values, &t.to_f32_vec(), tol) {
+            return Err(fail(
+                step,
+                format!("output {o}[{i}] = {e}"),
+                format!("{got}"),
+            ));
+        }
+    }
+    Ok(())
+}

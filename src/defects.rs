@@ -1,0 +1,353 @@
+//! Deliberately broken engines: the reference engine wrapped or altered to
+//! carry one defect a real runtime could have. `selftest` runs every check
+//! against each and requires each defect to be caught; the reference
+//! engine's own code stays plain.
+//!
+//! Also here: `reference-strict`, the reference engine declaring and
+//! enforcing [`Subset::RequiresAll`] (as TensorRT does), a correct engine
+//! that exercises the checks' requires-all branches.
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+
+use prost::Message;
+
+use crate::engine::reference::ReferenceEngine;
+use crate::engine::{BuildOptions, Context, Engine, EngineInfo, Refitter, Subset};
+use crate::model::onnx;
+use crate::tensor::{Tensor, TensorData, TensorInfo};
+use crate::{Error, Result};
+
+/// One seeded defect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Defect {
+    /// The last weight's name is accepted and silently ignored.
+    IgnoresName,
+    /// Kernels are applied transposed (height and width swapped): layout
+    /// confusion at staging.
+    TransposedKernel,
+    /// Explicit conv padding is applied one position too far along each
+    /// axis (begin + 1, end - 1).
+    OffByOnePadding,
+    /// Non-finite values are found only at refit, which applies the staged
+    /// weights one by one and stops at the bad one: a failed refit that
+    /// half-applies, while declaring rolls-back.
+    HalfAppliesOnFailure,
+    /// A rejected staging returns its error but stays staged, and the next
+    /// refit applies it.
+    ErrorStillApplies,
+    /// `refit()` validates and returns success but never publishes.
+    NeverPublished,
+    /// Every refit leaks the bytes it staged.
+    LeaksPerRefit,
+    /// i32 data for an f32 weight is accepted, its bits read as f32.
+    AcceptsWrongDType,
+    /// `missing()` always answers that nothing is missing.
+    MissingLies,
+    /// Declares requires-all, yet applies an incomplete set.
+    RequiresAllNotEnforced,
+}
+
+impl Defect {
+    /// Every defect, in catalogue order.
+    pub const ALL: [Defect; 10] = [
+        Defect::IgnoresName,
+        Defect::TransposedKernel,
+        Defect::OffByOnePadding,
+        Defect::HalfAppliesOnFailure,
+        Defect::ErrorStillApplies,
+        Defect::NeverPublished,
+        Defect::LeaksPerRefit,
+        Defect::AcceptsWrongDType,
+        Defect::MissingLies,
+        Defect::RequiresAllNotEnforced,
+    ];
+
+    /// Its name in engine specs (`defect:ignores_name`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Defect::IgnoresName => "ignores_name",
+            Defect::TransposedKernel => "transposed_kernel",
+            Defect::OffByOnePadding => "off_by_one_padding",
+            Defect::HalfAppliesOnFailure => "half_applies_on_failure",
+            Defect::ErrorStillApplies => "error_still_applies",
+            Defect::NeverPublished => "never_published",
+            Defect::LeaksPerRefit => "leaks_per_refit",
+            Defect::AcceptsWrongDType => "accepts_wrong_dtype",
+            Defect::MissingLies => "missing_lies",
+            Defect::RequiresAllNotEnforced => "requires_all_not_enforced",
+        }
+    }
+}
+
+impl fmt::Display for Defect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Defect {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Defect::ALL
+            .into_iter()
+            .find(|d| d.name() == s)
+            .ok_or_else(|| Error::UnknownEngine(format!("defect:{s}")))
+    }
+}
+
+/// What the wrapper changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    /// Correct, but declares and enforces requires-all.
+    Strict,
+    /// One seeded defect.
+    Defect(Defect),
+}
+
+/// The reference engine with a [`Variant`].
+pub struct WrappedEngine {
+    inner: ReferenceEngine,
+    info: EngineInfo,
+    variant: Variant,
+}
+
+/// Shifts every explicit conv padding by one (begin + 1, end - 1).
+fn shift_pads(bytes: &[u8], path: &Path) -> Result<Vec<u8>> {
+    let mut proto = onnx::ModelProto::decode(bytes).map_err(|e| Error::MalformedModel {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    if let Some(g) = proto.graph.as_mut() {
+        for n in g
+            .node
+            .iter_mut()
+            .filter(|n| n.op_type.as_deref() == Some("Conv"))
+        {
+            for a in n
+                .attribute
+                .iter_mut()
+                .filter(|a| a.name.as_deref() == Some("pads"))
+            {
+                let nd = a.ints.len() / 2;
+                if a.ints.iter().any(|&p| p > 0) {
+                    for i in 0..nd {
+                        if a.ints[nd + i] > 0 {
+                            a.ints[i] += 1;
+                            a.ints[nd + i] -= 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(proto.encode_to_vec())
+}
+
+impl WrappedEngine {
+    /// Builds the wrapped engine over a model file.
+    ///
+    /// # Errors
+    /// As [`ReferenceEngine::load`].
+    pub fn load(variant: Variant, path: &Path, options: &BuildOptions) -> Result<Self> {
+        let inner = if variant == Variant::Defect(Defect::OffByOnePadding) {
+            let bytes = std::fs::read(path).map_err(|error| Error::Io {
+                op: "read",
+                path: path.to_path_buf(),
+                error,
+            })?;
+            ReferenceEngine::from_bytes(&shift_pads(&bytes, path)?, path, options)?
+        } else {
+            ReferenceEngine::load(path, options)?
+        };
+        let mut info = inner.info().clone();
+        info.name = match variant {
+            Variant::Strict => "reference-strict".into(),
+            Variant::Defect(d) => format!("defect:{d}"),
+        };
+        if matches!(
+            variant,
+            Variant::Strict | Variant::Defect(Defect::RequiresAllNotEnforced)
+        ) {
+            info.contract.subset = Subset::RequiresAll;
+        }
+        Ok(WrappedEngine {
+            inner,
+            info,
+            variant,
+        })
+    }
+}
+
+impl Engine for WrappedEngine {
+    fn info(&self) -> &EngineInfo {
+        &self.info
+    }
+
+    fn inputs(&self) -> &[TensorInfo] {
+        self.inner.inputs()
+    }
+
+    fn outputs(&self) -> &[TensorInfo] {
+        self.inner.outputs()
+    }
+
+    fn weights(&self) -> &[TensorInfo] {
+        self.inner.weights()
+    }
+
+    fn context(&self) -> Result<Box<dyn Context>> {
+        self.inner.context()
+    }
+
+    fn refitter(&self) -> Result<Box<dyn Refitter>> {
+        Ok(Box::new(WrappedRefitter {
+            inner: self.inner.refitter()?,
+            engine: self.inner.clone(),
+            variant: self.variant,
+            deferred: Vec::new(),
+            staged: Vec::new(),
+        }))
+    }
+}
+
+struct WrappedRefitter {
+    inner: Box<dyn Refitter>,
+    engine: ReferenceEngine,
+    variant: Variant,
+    /// Weights whose validation is deferred to refit (half-applies).
+    deferred: Vec<(String, Tensor)>,
+    /// Names staged since the last refit, and their values (for the leak).
+    staged: Vec<(String, Vec<f32>)>,
+}
+
+fn transpose_last_two(t: &Tensor) -> Tensor {
+    let r = t.shape.len();
+    if r < 4 {
+        return t.clone();
+    }
+    let (h, w) = (t.shape[r - 2], t.shape[r - 1]);
+    let v = t.to_f32_vec();
+    let mut out = v.clone();
+    for (p, plane) in v.chunks(h * w).enumerate() {
+        for i in 0..h {
+            for j in 0..w {
+                // Read as if the kernel were stored width-major.
+                out[p * h * w + i * w + j] = plane[j * h + i];
+            }
+        }
+    }
+    Tensor::f32(t.shape.clone(), out)
+}
+
+impl Refitter for WrappedRefitter {
+    fn set_named_weights(&mut self, name: &str, weights: &Tensor) -> Result<()> {
+        let d = match self.variant {
+            Variant::Defect(d) => Some(d),
+            Variant::Strict => None,
+        };
+        let last = self.engine.weights().last().map(|w| w.name.clone());
+        match d {
+            Some(Defect::IgnoresName) if last.as_deref() == Some(name) => return Ok(()),
+            Some(Defect::TransposedKernel) if weights.dtype() == crate::DType::F32 => {
+                return self
+                    .inner
+                    .set_named_weights(name, &transpose_last_two(weights));
+            }
+            Some(Defect::HalfAppliesOnFailure) => {
+                // Validate everything but finiteness now, the rest at refit.
+                let info = self.engine.weights().iter().find(|w| w.name == name);
+                let fits = info.is_some_and(|i| {
+                    i.dtype == weights.dtype()
+                        && i.shape
+                            .iter()
+                            .map(|d| d.unwrap_or(0))
+                            .eq(weights.shape.iter().copied())
+                        && weights.numel() == weights.data.len()
+                });
+                if !fits {
+                    return self.inner.set_named_weights(name, weights);
+                }
+                self.deferred.push((name.to_string(), weights.clone()));
+                return Ok(());
+            }
+            Some(Defect::AcceptsWrongDType) => {
+                if let TensorData::I32(v) = &weights.data {
+                    let bits = Tensor::f32(
+                        weights.shape.clone(),
+                        v.iter().map(|&x| f32::from_bits(x as u32)).collect(),
+                    );
+                    return self.inner.set_named_weights(name, &bits);
+                }
+            }
+            _ => {}
+        }
+        let result = self.inner.set_named_weights(name, weights);
+        if let (Err(e), Some(Defect::ErrorStillApplies)) = (&result, d) {
+            if !matches!(e, Error::UnknownWeight { .. }) {
+                // Force the values in at the declared shape.
+                if let Some(info) = self.engine.weights().iter().find(|w| w.name == name) {
+                    let n: usize = info.shape.iter().map(|d| d.unwrap_or(0)).product();
+                    let mut v = weights.to_f32_vec();
+                    v.resize(n, 0.0);
+                    let forced = Tensor::f32(
+                        info.shape
+                            .iter()
+                            .map(|d| d.unwrap_or(0))
+                            .collect::<Vec<usize>>(),
+                        v.iter()
+                            .map(|x| if x.is_finite() { *x } else { 1e6 })
+                            .collect(),
+                    );
+                    let _ = self.inner.set_named_weights(name, &forced);
+                }
+            }
+        }
+        if result.is_ok() && d == Some(Defect::LeaksPerRefit) {
+            self.staged.push((name.to_string(), weights.to_f32_vec()));
+        }
+        result
+    }
+
+    fn missing(&self) -> Vec<String> {
+        if self.variant == Variant::Defect(Defect::MissingLies) {
+            return Vec::new();
+        }
+        let mut missing = self.inner.missing();
+        missing.retain(|m| !self.deferred.iter().any(|(n, _)| n == m));
+        missing
+    }
+
+    fn refit(&mut self) -> Result<()> {
+        match self.variant {
+            Variant::Strict => {
+                let missing = self.inner.missing();
+                if !missing.is_empty() {
+                    return Err(Error::MissingWeights { missing });
+                }
+            }
+            Variant::Defect(Defect::NeverPublished) => {
+                self.staged.clear();
+                self.inner = self.engine.refitter()?;
+                return Ok(());
+            }
+            Variant::Defect(Defect::LeaksPerRefit) => {
+                for (_, v) in self.staged.drain(..) {
+                    std::mem::forget(v);
+                }
+            }
+            Variant::Defect(Defect::HalfAppliesOnFailure) => {
+                for (name, t) in std::mem::take(&mut self.deferred) {
+                    let mut one = self.engine.refitter()?;
+                    one.set_named_weights(&name, &t)?;
+                    one.refit()?;
+                }
+            }
+            _ => {}
+        }
+        self.staged.clear();
+        self.inner.refit()
+    }
+}

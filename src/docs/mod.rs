@@ -1,0 +1,3 @@
+//! Long-form documentation, as modules with no code.
+
+pub mod contract;

@@ -1,0 +1,163 @@
+//! Check reports: a console table, and the same as CSV, Markdown and JUnit
+//! XML in a run folder (`reports/<timestamp>/` by default).
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::check::{CheckReport, Verdict};
+use crate::{Error, Result};
+
+/// `reports/<UTC timestamp>` under `root`.
+pub fn run_dir(root: &Path) -> PathBuf {
+    let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
+        .to_string()
+        .replace(':', "-");
+    root.join(stamp)
+}
+
+fn io_err(path: &Path, error: std::io::Error) -> Error {
+    Error::Io {
+        op: "write",
+        path: path.to_path_buf(),
+        error,
+    }
+}
+
+fn shorten(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}...", s.chars().take(n - 3).collect::<String>())
+    }
+}
+
+/// The console table: scenario, model, verdict, time, detail (shortened to
+/// `width` characters).
+pub fn table(report: &CheckReport, width: usize) -> String {
+    let mut out = String::new();
+    let sw = report
+        .outcomes
+        .iter()
+        .map(|o| o.scenario.len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
+    let mw = report
+        .outcomes
+        .iter()
+        .map(|o| o.model.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    out.push_str(&format!(
+        "{:sw$}  {:mw$}  {:7}  {:>9}  {}\n",
+        "scenario", "model", "verdict", "time", "evidence or reason"
+    ));
+    for o in &report.outcomes {
+        out.push_str(&format!(
+            "{:sw$}  {:mw$}  {:7}  {:>7.0}ms  {}\n",
+            o.scenario,
+            o.model,
+            o.verdict.label(),
+            o.elapsed.as_secs_f64() * 1000.0,
+            shorten(&o.verdict.detail(), width)
+        ));
+    }
+    let (p, f, s) = report.counts();
+    out.push_str(&format!(
+        "{p} passed, {f} failed, {s} skipped ({})\n",
+        report.engine
+    ));
+    out
+}
+
+/// Writes `check.csv`, `check.md` and `check.junit.xml` into `dir`
+/// (created if missing); returns their paths.
+///
+/// # Errors
+/// [`Error::Io`] when a file cannot be written.
+pub fn write(report: &CheckReport, dir: &Path) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+    let csv_path = dir.join("check.csv");
+    let mut w = csv::Writer::from_path(&csv_path).map_err(|e| io_err(&csv_path, e.into()))?;
+    let row = |w: &mut csv::Writer<std::fs::File>, r: &[&str]| {
+        w.write_record(r).map_err(|e| io_err(&csv_path, e.into()))
+    };
+    row(
+        &mut w,
+        &["engine", "scenario", "model", "verdict", "millis", "detail"],
+    )?;
+    for o in &report.outcomes {
+        let ms = format!("{:.3}", o.elapsed.as_secs_f64() * 1000.0);
+        row(
+            &mut w,
+            &[
+                &report.engine,
+                o.scenario,
+                &o.model,
+                o.verdict.label(),
+                &ms,
+                &o.verdict.detail(),
+            ],
+        )?;
+    }
+    w.flush().map_err(|e| io_err(&csv_path, e))?;
+
+    let md_path = dir.join("check.md");
+    let (p, f, s) = report.counts();
+    let mut md = format!(
+        "# refit-harness check: {}\n\nContract declared: {}\n\n{p} passed, {f} failed, {s} skipped.\n\n| scenario | model | verdict | time (ms) | evidence or reason |\n|---|---|---|---:|---|\n",
+        report.engine,
+        report.contract.map_or_else(|| "unknown (the engine could not be opened)".to_string(), |c| c.to_string()),
+    );
+    for o in &report.outcomes {
+        md.push_str(&format!(
+            "| {} | {} | {} | {:.1} | {} |\n",
+            o.scenario,
+            o.model,
+            o.verdict.label(),
+            o.elapsed.as_secs_f64() * 1000.0,
+            o.verdict.detail().replace('|', "\\|").replace('\n', " ")
+        ));
+    }
+    std::fs::write(&md_path, md).map_err(|e| io_err(&md_path, e))?;
+
+    let xml_path = dir.join("check.junit.xml");
+    let xml = junit(report).map_err(|e| io_err(&xml_path, std::io::Error::other(e.to_string())))?;
+    std::fs::write(&xml_path, xml).map_err(|e| io_err(&xml_path, e))?;
+    Ok(vec![csv_path, md_path, xml_path])
+}
+
+/// The report as JUnit XML: one test suite per engine, one test case per
+/// scenario and model.
+///
+/// # Errors
+/// When serialisation fails.
+pub fn junit(report: &CheckReport) -> std::result::Result<String, quick_junit::SerializeError> {
+    use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+    let mut suite = TestSuite::new(format!("refit-harness check {}", report.engine));
+    for o in &report.outcomes {
+        let status = match &o.verdict {
+            Verdict::Pass(_) => TestCaseStatus::success(),
+            Verdict::Fail(_) => {
+                let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                s.set_message(o.verdict.detail());
+                s
+            }
+            Verdict::Skip(reason) => {
+                let mut s = TestCaseStatus::skipped();
+                s.set_message(reason.clone());
+                s
+            }
+        };
+        let mut case = TestCase::new(
+            format!("{}/{}/{}", report.engine, o.scenario, o.model),
+            status,
+        );
+        case.set_time(o.elapsed);
+        suite.add_test_case(case);
+    }
+    let mut r = Report::new("refit-harness");
+    r.add_test_suite(suite);
+    r.to_string()
+}

@@ -1,0 +1,101 @@
+//! The self-test's verdict: every seeded defect caught by at least one
+//! scenario, and the correct engines passing everything.
+
+use crate::check::{scenarios, CheckReport, Verdict};
+
+/// The defect x scenario matrix, as text and Markdown, and the verdict.
+#[derive(Clone, Debug)]
+pub struct Matrix {
+    /// For the console.
+    pub text: String,
+    /// For `selftest.md`.
+    pub markdown: String,
+    /// Whether the correct engines passed and every defect was caught.
+    pub ok: bool,
+}
+
+/// Whether an engine name is one of the correct engines (which must pass).
+fn is_correct(engine: &str) -> bool {
+    !engine.starts_with("defect:")
+}
+
+/// Builds the matrix from one check report per engine.
+pub fn matrix(reports: &[CheckReport]) -> Matrix {
+    let names: Vec<&str> = scenarios().iter().map(|s| s.name).collect();
+    let mut ok = true;
+    let mut rows = Vec::new();
+    for r in reports {
+        let mut cells = Vec::new();
+        for s in &names {
+            let outs: Vec<_> = r.outcomes.iter().filter(|o| o.scenario == *s).collect();
+            let failed = outs.iter().any(|o| o.verdict.is_fail());
+            let all_skipped =
+                !outs.is_empty() && outs.iter().all(|o| matches!(o.verdict, Verdict::Skip(_)));
+            cells.push(match (is_correct(&r.engine), failed) {
+                (true, true) => "FAIL",
+                (true, false) if all_skipped => "skip",
+                (true, false) => "pass",
+                (false, true) => "caught",
+                (false, false) => "-",
+            });
+        }
+        // First catch: the scenario, and the run time up to it.
+        let mut elapsed = 0.0;
+        let mut first = None;
+        for o in &r.outcomes {
+            elapsed += o.elapsed.as_secs_f64();
+            if o.verdict.is_fail() {
+                first = Some(format!(
+                    "{} on {} after {:.2} s",
+                    o.scenario, o.model, elapsed
+                ));
+                break;
+            }
+        }
+        let verdict = if is_correct(&r.engine) {
+            if r.failed() {
+                ok = false;
+                "FAILED: a correct engine must pass".to_string()
+            } else {
+                "passes".to_string()
+            }
+        } else {
+            match first {
+                Some(f) => format!("caught first by {f}"),
+                None => {
+                    ok = false;
+                    "MISSED by every scenario".to_string()
+                }
+            }
+        };
+        rows.push((r.engine.clone(), cells, verdict));
+    }
+    let ew = rows.iter().map(|r| r.0.len()).max().unwrap_or(6).max(6);
+    let mut text = format!("{:ew$}", "engine");
+    for s in &names {
+        text.push_str(&format!("  {s}"));
+    }
+    text.push_str("  verdict\n");
+    let mut markdown = format!(
+        "# refit-harness selftest\n\n| engine | {} | verdict |\n|---|{}---|\n",
+        names.join(" | "),
+        "---|".repeat(names.len())
+    );
+    for (engine, cells, verdict) in &rows {
+        text.push_str(&format!("{engine:ew$}"));
+        for (s, c) in names.iter().zip(cells) {
+            text.push_str(&format!("  {c:^w$}", w = s.len()));
+        }
+        text.push_str(&format!("  {verdict}\n"));
+        markdown.push_str(&format!(
+            "| {engine} | {} | {verdict} |\n",
+            cells.join(" | ")
+        ));
+    }
+    text.push_str(if ok {
+        "selftest: the correct engines pass and every defect is caught\n"
+    } else {
+        "selftest: FAILED\n"
+    });
+    Matrix { text, markdown, ok }
+}

@@ -1,0 +1,249 @@
+//! The conformance suite from `cargo test`: every scenario on the engine
+//! under test (`REFIT_ENGINE`, default reference) and on the strict
+//! reference; every seeded defect caught; the reports as written.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use rstest::rstest;
+
+use refit_harness::check::{self, CheckConfig, CheckReport, Verdict};
+use refit_harness::defects::{Defect, Variant};
+use refit_harness::engine::EngineSpec;
+
+/// One scratch folder with the fixture models for the whole test binary.
+fn config() -> &'static CheckConfig {
+    static DIR: OnceLock<(tempfile::TempDir, CheckConfig)> = OnceLock::new();
+    let (_, c) = DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = CheckConfig::with_fixtures(dir.path()).unwrap();
+        c.seconds = 30.0;
+        (dir, c)
+    });
+    c
+}
+
+fn run(spec: &EngineSpec, only: &[&str]) -> CheckReport {
+    let base = config();
+    // Each run gets its own scratch for generated models.
+    let scratch = tempfile::tempdir().unwrap();
+    let c = CheckConfig {
+        scratch: scratch.path().to_path_buf(),
+        only: only.iter().map(|s| s.to_string()).collect(),
+        persist_failures: !matches!(spec, EngineSpec::Wrapped(Variant::Defect(_))),
+        ..base.clone()
+    };
+    check::run(spec, &c, &mut |_| {})
+}
+
+fn engine_under_test() -> EngineSpec {
+    EngineSpec::from_env().expect("REFIT_ENGINE names an engine")
+}
+
+#[rstest]
+fn correct_engines_pass(
+    #[values("under_test", "reference-strict")] engine: &str,
+    #[values(
+        "seed",
+        "refittable_parity",
+        "round_trip",
+        "partial_refit",
+        "bad_input",
+        "model_based"
+    )]
+    scenario: &str,
+) {
+    let spec = if engine == "under_test" {
+        engine_under_test()
+    } else {
+        engine.parse().unwrap()
+    };
+    let r = run(&spec, &[scenario]);
+    assert!(!r.outcomes.is_empty());
+    for o in &r.outcomes {
+        assert!(
+            !o.verdict.is_fail(),
+            "{} {} {}: {}",
+            r.engine,
+            o.scenario,
+            o.model,
+            o.verdict.detail()
+        );
+    }
+}
+
+/// Every defect but the leak (measured in its own process below) is caught
+/// by the scenarios that run in-process.
+#[rstest]
+fn every_defect_is_caught(
+    #[values(
+        Defect::IgnoresName,
+        Defect::TransposedKernel,
+        Defect::OffByOnePadding,
+        Defect::HalfAppliesOnFailure,
+        Defect::ErrorStillApplies,
+        Defect::NeverPublished,
+        Defect::AcceptsWrongDType,
+        Defect::MissingLies,
+        Defect::RequiresAllNotEnforced
+    )]
+    defect: Defect,
+) {
+    let spec = EngineSpec::Wrapped(Variant::Defect(defect));
+    let r = run(&spec, &[]);
+    let caught: Vec<_> = r
+        .outcomes
+        .iter()
+        .filter(|o| o.verdict.is_fail())
+        .map(|o| o.scenario)
+        .collect();
+    assert!(!caught.is_empty(), "{defect} was missed by every scenario");
+    for o in &r.outcomes {
+        if let Verdict::Fail(e) = &o.verdict {
+            assert!(
+                !e.step.is_empty() && !e.expected.is_empty() && !e.observed.is_empty(),
+                "evidence is complete"
+            );
+        }
+    }
+}
+
+fn cli(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_refit-harness"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// Resident memory is per process: the resources scenario runs in a child.
+#[rstest]
+#[case::under_test(None, 0)]
+#[case::leak(Some("defect:leaks_per_refit"), 1)]
+fn resources_in_its_own_process(#[case] engine: Option<&str>, #[case] code: i32) {
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = engine.map_or_else(|| engine_under_test().to_string(), str::to_string);
+    let (got, out) = cli(&[
+        "check",
+        "--engine",
+        &engine,
+        "--scenario",
+        "resources",
+        "--report",
+        tmp.path().to_str().unwrap(),
+    ]);
+    assert_eq!(got, code, "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("resources "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains(if code == 0 { "pass" } else { "FAIL" }),
+        "{line}"
+    );
+}
+
+#[test]
+fn check_writes_csv_markdown_and_junit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let (code, out) = cli(&[
+        "check",
+        "--engine",
+        "defect:never_published",
+        "--scenario",
+        "seed",
+        "--scenario",
+        "round_trip",
+        "--report",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "a failed check exits 1: {out}");
+    let mut rdr = csv::Reader::from_path(dir.join("check.csv")).unwrap();
+    let headers = rdr.headers().unwrap().clone();
+    assert_eq!(
+        headers.iter().collect::<Vec<_>>(),
+        ["engine", "scenario", "model", "verdict", "millis", "detail"]
+    );
+    let rows: Vec<csv::StringRecord> = rdr.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 1 + 5, "seed once, round_trip per fixture model");
+    assert!(rows.iter().all(|r| &r[0] == "defect:never_published"));
+    let seed = rows.iter().find(|r| &r[1] == "seed").unwrap();
+    assert_eq!(&seed[3], "FAIL");
+    assert!(
+        seed[5].contains("expected 9, observed [0.0]"),
+        "{}",
+        &seed[5]
+    );
+    let md = std::fs::read_to_string(dir.join("check.md")).unwrap();
+    assert!(md.contains("| seed | - | FAIL |"), "{md}");
+    let xml = std::fs::read_to_string(dir.join("check.junit.xml")).unwrap();
+    assert!(
+        xml.contains("<testsuites") && xml.contains("failures=\"6\""),
+        "{xml}"
+    );
+    assert!(xml.contains("defect:never_published/seed/-"), "{xml}");
+}
+
+#[test]
+fn check_rejects_unknown_scenarios_and_engines() {
+    let (code, out) = cli(&["check", "--scenario", "nope"]);
+    assert_eq!(code, 2);
+    assert!(out.contains("unknown scenario 'nope'"), "{out}");
+    let (code, out) = cli(&["check", "--engine", "defect:nope"]);
+    assert_eq!(code, 2);
+    assert!(out.contains("unknown engine 'defect:nope'"), "{out}");
+}
+
+#[test]
+fn scenario_list_is_documented() {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/docs/contract.rs"))
+            .unwrap();
+    for s in check::scenarios() {
+        assert!(
+            doc.contains(&format!("`{}`", s.name)),
+            "src/docs/contract.rs does not describe `{}`",
+            s.name
+        );
+    }
+}
+
+#[test]
+fn selftest_catches_every_defect_and_passes_the_correct_engines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, out) = cli(&[
+        "selftest",
+        "--seconds",
+        "5",
+        "--report",
+        tmp.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let md = std::fs::read_to_string(tmp.path().join("selftest.md")).unwrap();
+    for d in Defect::ALL {
+        let row = md
+            .lines()
+            .find(|l| l.starts_with(&format!("| defect:{d} |")))
+            .unwrap_or_else(|| panic!("{md}"));
+        assert!(row.contains("caught first by"), "{row}");
+    }
+    for e in ["reference", "reference-strict"] {
+        let row = md
+            .lines()
+            .find(|l| l.starts_with(&format!("| {e} |")))
+            .unwrap();
+        assert!(
+            row.ends_with("| passes |") && !row.contains("FAIL"),
+            "{row}"
+        );
+    }
+    assert!(tmp
+        .path()
+        .join("defect-leaks_per_refit/check.junit.xml")
+        .is_file());
+}
