@@ -378,7 +378,8 @@ pub const REGRESSIONS: &str = concat!(
 /// The scenario: runs `cases` cases (or until the time budget is spent).
 pub fn run(cx: &Cx<'_>, _: &Path) -> Verdict {
     let path = cx.config.scratch.join("model_based.onnx");
-    let persist = cx.config.persist_failures && Path::new(REGRESSIONS).parent().is_some_and(Path::is_dir);
+    let persist =
+        cx.config.persist_failures && Path::new(REGRESSIONS).parent().is_some_and(Path::is_dir);
     let config = Config {
         cases: cx.config.cases,
         max_shrink_iters: 512,
