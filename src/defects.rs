@@ -4,8 +4,11 @@
 //! engine's own code stays plain.
 //!
 //! Also here: `reference-strict`, the reference engine declaring and
-//! enforcing [`Subset::RequiresAll`] (as TensorRT does), a correct engine
-//! that exercises the checks' requires-all branches.
+//! enforcing [`Subset::RequiresAll`] (as TensorRT does), and
+//! `reference-quiesced`, declaring the quiesced contract: correct engines
+//! that exercise the checks' requires-all and quiesced branches.
+
+pub mod racy;
 
 use std::fmt;
 use std::path::Path;
@@ -47,11 +50,13 @@ pub enum Defect {
     MissingLies,
     /// Declares requires-all, yet applies an incomplete set.
     RequiresAllNotEnforced,
+    /// A concurrency defect (see [`racy::Race`]).
+    Race(racy::Race),
 }
 
 impl Defect {
     /// Every defect, in catalogue order.
-    pub const ALL: [Defect; 10] = [
+    pub const ALL: [Defect; 15] = [
         Defect::IgnoresName,
         Defect::TransposedKernel,
         Defect::OffByOnePadding,
@@ -62,6 +67,11 @@ impl Defect {
         Defect::AcceptsWrongDType,
         Defect::MissingLies,
         Defect::RequiresAllNotEnforced,
+        Defect::Race(racy::Race::InPlaceCopy),
+        Defect::Race(racy::Race::DelayedPublish),
+        Defect::Race(racy::Race::SharedStaging),
+        Defect::Race(racy::Race::CachedSnapshot),
+        Defect::Race(racy::Race::HalfBuiltSnapshot),
     ];
 
     /// Its name in engine specs (`defect:ignores_name`).
@@ -77,6 +87,11 @@ impl Defect {
             Defect::AcceptsWrongDType => "accepts_wrong_dtype",
             Defect::MissingLies => "missing_lies",
             Defect::RequiresAllNotEnforced => "requires_all_not_enforced",
+            Defect::Race(racy::Race::InPlaceCopy) => "in_place_copy",
+            Defect::Race(racy::Race::DelayedPublish) => "delayed_publish",
+            Defect::Race(racy::Race::SharedStaging) => "shared_staging",
+            Defect::Race(racy::Race::CachedSnapshot) => "cached_snapshot",
+            Defect::Race(racy::Race::HalfBuiltSnapshot) => "half_built_snapshot",
         }
     }
 }
@@ -103,6 +118,10 @@ impl FromStr for Defect {
 pub enum Variant {
     /// Correct, but declares and enforces requires-all.
     Strict,
+    /// Correct, but declares the quiesced contract (inference must stop
+    /// during refit), which [`EngineSpec::open`](crate::engine::EngineSpec::open)
+    /// then enforces.
+    Quiesced,
     /// One seeded defect.
     Defect(Defect),
 }
@@ -165,6 +184,7 @@ impl WrappedEngine {
         let mut info = inner.info().clone();
         info.name = match variant {
             Variant::Strict => "reference-strict".into(),
+            Variant::Quiesced => "reference-quiesced".into(),
             Variant::Defect(d) => format!("defect:{d}"),
         };
         if matches!(
@@ -246,7 +266,7 @@ impl Refitter for WrappedRefitter {
     fn set_named_weights(&mut self, name: &str, weights: &Tensor) -> Result<()> {
         let d = match self.variant {
             Variant::Defect(d) => Some(d),
-            Variant::Strict => None,
+            Variant::Strict | Variant::Quiesced => None,
         };
         let last = self.engine.weights().last().map(|w| w.name.clone());
         match d {

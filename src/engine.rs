@@ -9,6 +9,8 @@
 //! Each engine declares a [`Contract`]; the harness tests an engine against
 //! what it declares, not against the strongest possible promise.
 
+mod publish;
+pub mod quiesced;
 pub mod reference;
 
 use std::fmt;
@@ -204,6 +206,7 @@ impl FromStr for EngineSpec {
         match s {
             "reference" => Ok(EngineSpec::Reference),
             "reference-strict" => Ok(EngineSpec::Wrapped(Variant::Strict)),
+            "reference-quiesced" => Ok(EngineSpec::Wrapped(Variant::Quiesced)),
             other => match other.strip_prefix("defect:") {
                 Some(d) => Ok(EngineSpec::Wrapped(Variant::Defect(d.parse()?))),
                 None => Err(Error::UnknownEngine(other.to_string())),
@@ -217,6 +220,9 @@ impl fmt::Display for EngineSpec {
         match self {
             EngineSpec::Reference => f.write_str("reference"),
             EngineSpec::Wrapped(crate::defects::Variant::Strict) => f.write_str("reference-strict"),
+            EngineSpec::Wrapped(crate::defects::Variant::Quiesced) => {
+                f.write_str("reference-quiesced")
+            }
             EngineSpec::Wrapped(crate::defects::Variant::Defect(d)) => write!(f, "defect:{d}"),
         }
     }
@@ -235,16 +241,37 @@ impl EngineSpec {
         }
     }
 
-    /// Builds the engine for `model`.
+    /// Builds the engine for `model`. An engine whose contract is
+    /// [`Concurrency::Quiesced`] comes wrapped in [`quiesced::Quiesced`],
+    /// which keeps inference out of every refit.
     ///
     /// # Errors
     /// Whatever loading the model gives: an unreadable file, an unsupported
     /// op, a malformed graph.
     pub fn open(&self, model: &Path, options: &BuildOptions) -> Result<Box<dyn Engine>> {
+        let engine = self.open_unwrapped(model, options)?;
+        Ok(
+            if engine.info().contract.concurrency == Concurrency::Quiesced {
+                Box::new(quiesced::Quiesced::new(engine))
+            } else {
+                engine
+            },
+        )
+    }
+
+    fn open_unwrapped(&self, model: &Path, options: &BuildOptions) -> Result<Box<dyn Engine>> {
         match self {
             EngineSpec::Reference => {
                 Ok(Box::new(reference::ReferenceEngine::load(model, options)?))
             }
+            EngineSpec::Wrapped(crate::defects::Variant::Defect(crate::defects::Defect::Race(
+                r,
+            ))) => Ok(Box::new(crate::defects::racy::RacyEngine::load(
+                *r,
+                self.to_string(),
+                model,
+                options,
+            )?)),
             EngineSpec::Wrapped(v) => Ok(Box::new(crate::defects::WrappedEngine::load(
                 *v, model, options,
             )?)),

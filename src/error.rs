@@ -152,7 +152,7 @@ pub enum Error {
     },
 
     /// An engine spec string names no known engine.
-    #[error("unknown engine '{0}': expected 'reference', 'reference-strict' or 'defect:NAME'")]
+    #[error("unknown engine '{0}': expected 'reference', 'reference-strict', 'reference-quiesced' or 'defect:NAME'")]
     UnknownEngine(String),
 
     /// An error with the file it came from (a weights file applied as a refit).

@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 use rstest::rstest;
 
 use refit_harness::check::{self, CheckConfig, CheckReport, Verdict};
+use refit_harness::defects::racy::Race;
 use refit_harness::defects::{Defect, Variant};
 use refit_harness::engine::EngineSpec;
 
@@ -86,7 +87,12 @@ fn every_defect_is_caught(
         Defect::NeverPublished,
         Defect::AcceptsWrongDType,
         Defect::MissingLies,
-        Defect::RequiresAllNotEnforced
+        Defect::RequiresAllNotEnforced,
+        Defect::Race(Race::InPlaceCopy),
+        Defect::Race(Race::DelayedPublish),
+        Defect::Race(Race::SharedStaging),
+        Defect::Race(Race::CachedSnapshot),
+        Defect::Race(Race::HalfBuiltSnapshot)
     )]
     defect: Defect,
 ) {
@@ -232,7 +238,7 @@ fn selftest_catches_every_defect_and_passes_the_correct_engines() {
             .unwrap_or_else(|| panic!("{md}"));
         assert!(row.contains("caught first by"), "{row}");
     }
-    for e in ["reference", "reference-strict"] {
+    for e in ["reference", "reference-strict", "reference-quiesced"] {
         let row = md
             .lines()
             .find(|l| l.starts_with(&format!("| {e} |")))

@@ -6,6 +6,7 @@ mod conv_oracle;
 mod errors;
 mod fixtures;
 mod fuzz;
+mod history;
 mod property;
 mod pytorch;
 mod seed;

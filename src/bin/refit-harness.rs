@@ -159,6 +159,7 @@ fn run_check(
     }
     config.seconds = seconds;
     config.only = only;
+    config.live = true;
     config.persist_failures = !matches!(spec, EngineSpec::Wrapped(Variant::Defect(_)));
     Ok(check::run(spec, &config, &mut progress))
 }

@@ -8,10 +8,12 @@
 //! `refit-harness check`; [`docs::contract`](crate::docs::contract) says
 //! what each one proves.
 
+pub mod history;
 pub mod model_based;
 pub mod oracle;
 mod resources;
 mod scenarios;
+pub mod stress;
 mod subject;
 
 use std::path::{Path, PathBuf};
@@ -120,6 +122,10 @@ pub struct CheckConfig {
     pub scratch: PathBuf,
     /// Scenario names to run; empty for all.
     pub only: Vec<String>,
+    /// How long each stress scenario races, in milliseconds.
+    pub stress_ms: u64,
+    /// Whether scenarios print live progress on stderr.
+    pub live: bool,
     /// Whether failing property-test cases are saved to
     /// [`model_based::REGRESSIONS`] (off for the seeded-defect engines,
     /// whose failures are expected).
@@ -148,6 +154,8 @@ impl CheckConfig {
             scratch: scratch.to_path_buf(),
             only: Vec::new(),
             persist_failures: true,
+            stress_ms: 500,
+            live: false,
         })
     }
 }

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::subject::{must, Step, Subject};
-use super::{fail, model_based, resources, Cx, Scenario, Scope, Verdict};
+use super::{fail, model_based, resources, stress, Cx, Scenario, Scope, Verdict};
 use crate::engine::{BuildOptions, FailedRefit, NonFinite, Subset};
 use crate::tensor::{DType, Tensor, TensorData};
 
@@ -43,6 +43,36 @@ pub(super) static ALL: &[Scenario] = &[
         proves: "arbitrary sequences of infer, stage, refit, invalid stage and empty refit on arbitrary conv shapes match the oracle after every step",
         scope: Scope::Once,
         run: model_based::run,
+    },
+    Scenario {
+        name: "stress_r1w1",
+        proves: "1 inference thread racing 1 refit thread: no torn, stale, lost or non-monotone result",
+        scope: Scope::Once,
+        run: |cx, _| stress::scenario(cx, 1, 1),
+    },
+    Scenario {
+        name: "stress_r4w1",
+        proves: "4 inference threads racing 1 refit thread: no torn, stale, lost or non-monotone result",
+        scope: Scope::Once,
+        run: |cx, _| stress::scenario(cx, 4, 1),
+    },
+    Scenario {
+        name: "stress_r4w2",
+        proves: "4 inference threads racing 2 refit threads: the weights behave as one linearizable register",
+        scope: Scope::Once,
+        run: |cx, _| stress::scenario(cx, 4, 2),
+    },
+    Scenario {
+        name: "stress_cores_w1",
+        proves: "one inference thread per core racing 1 refit thread",
+        scope: Scope::Once,
+        run: |cx, _| stress::scenario(cx, std::thread::available_parallelism().map_or(2, |n| n.get()), 1),
+    },
+    Scenario {
+        name: "stress_vendor",
+        proves: "the vendor sample's pattern: on a constant input each reader's output changes exactly once per refit it straddles",
+        scope: Scope::Once,
+        run: |cx, _| stress::vendor(cx),
     },
     Scenario {
         name: "resources",

@@ -11,11 +11,11 @@
 //! Contract: atomic, rolls back, accepts subsets, rejects non-finite weights.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use half::f16;
 
+use super::publish::Published;
 use super::{
     BuildOptions, Concurrency, Context, Contract, Engine, EngineInfo, FailedRefit, NonFinite,
     Refitter, Subset,
@@ -42,8 +42,7 @@ struct Shared {
     model: Model,
     info: EngineInfo,
     weights: Vec<TensorInfo>,
-    current: ArcSwap<Snapshot>,
-    publish: Mutex<()>,
+    current: Published<Snapshot>,
 }
 
 /// The reference engine. Cloning it is cheap and shares the engine.
@@ -94,8 +93,7 @@ impl ReferenceEngine {
                     refit_enabled: options.enable_refit,
                 },
                 weights,
-                current: ArcSwap::from_pointee(snapshot),
-                publish: Mutex::new(()),
+                current: Published::new(snapshot),
                 model,
             }),
         }
@@ -199,40 +197,54 @@ fn finite_values(t: &Tensor, what: &str) -> Result<Vec<f32>> {
     }
 }
 
+/// Validates a tensor staged for `name` against the weights `infos`: the
+/// name, dtype, shape, byte count and finiteness, in that order. Returns the
+/// weight's index and its values as f32.
+///
+/// # Errors
+/// [`Error::UnknownWeight`], [`Error::DTypeMismatch`],
+/// [`Error::ShapeMismatch`], [`Error::ByteCount`] or [`Error::NonFinite`].
+pub fn validate_weight(
+    infos: &[TensorInfo],
+    name: &str,
+    weights: &Tensor,
+) -> Result<(usize, Vec<f32>)> {
+    let index = infos
+        .iter()
+        .position(|w| w.name == name)
+        .ok_or_else(|| Error::UnknownWeight {
+            name: name.to_string(),
+            known: infos
+                .iter()
+                .map(|w| format!("'{}'", w.name))
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
+    let info = &infos[index];
+    let what = format!("weight '{name}'");
+    if weights.dtype() != info.dtype {
+        return Err(Error::DTypeMismatch {
+            what,
+            expected: info.dtype,
+            found: weights.dtype().to_string(),
+        });
+    }
+    let expected: Vec<usize> = info.shape.iter().map(|d| d.unwrap_or(0)).collect();
+    if weights.shape != expected {
+        return Err(Error::ShapeMismatch {
+            what,
+            expected,
+            found: weights.shape.clone(),
+        });
+    }
+    weights.validate(&what)?;
+    Ok((index, finite_values(weights, &what)?))
+}
+
 impl Refitter for ReferenceRefitter {
     fn set_named_weights(&mut self, name: &str, weights: &Tensor) -> Result<()> {
-        let infos = &self.shared.weights;
-        let index =
-            infos
-                .iter()
-                .position(|w| w.name == name)
-                .ok_or_else(|| Error::UnknownWeight {
-                    name: name.to_string(),
-                    known: infos
-                        .iter()
-                        .map(|w| format!("'{}'", w.name))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                })?;
-        let info = &infos[index];
-        let what = format!("weight '{name}'");
-        if weights.dtype() != info.dtype {
-            return Err(Error::DTypeMismatch {
-                what,
-                expected: info.dtype,
-                found: weights.dtype().to_string(),
-            });
-        }
-        let expected: Vec<usize> = info.shape.iter().map(|d| d.unwrap_or(0)).collect();
-        if weights.shape != expected {
-            return Err(Error::ShapeMismatch {
-                what,
-                expected,
-                found: weights.shape.clone(),
-            });
-        }
-        weights.validate(&what)?;
-        self.staged[index] = Some(finite_values(weights, &what)?);
+        let (index, values) = validate_weight(&self.shared.weights, name, weights)?;
+        self.staged[index] = Some(values);
         Ok(())
     }
 
@@ -250,24 +262,18 @@ impl Refitter for ReferenceRefitter {
         if self.staged.iter().all(Option::is_none) {
             return Ok(());
         }
-        // A poisoned lock only means another refitter panicked between its
-        // load and store; the published snapshot is still whole.
-        let _writer = self
-            .shared
-            .publish
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let current = self.shared.current.load();
-        let weights = current
-            .weights
-            .iter()
-            .zip(self.staged.iter_mut())
-            .map(|(old, new)| match new.take() {
-                Some(v) => Arc::new(v),
-                None => Arc::clone(old),
-            })
-            .collect();
-        self.shared.current.store(Arc::new(Snapshot { weights }));
+        let staged = &mut self.staged;
+        self.shared.current.update(|current| Snapshot {
+            weights: current
+                .weights
+                .iter()
+                .zip(staged.iter_mut())
+                .map(|(old, new)| match new.take() {
+                    Some(v) => Arc::new(v),
+                    None => Arc::clone(old),
+                })
+                .collect(),
+        });
         Ok(())
     }
 }

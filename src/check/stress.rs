@@ -1,0 +1,518 @@
+//! Stress runs: R inference threads and W refit threads start on a barrier
+//! and race for a set time; every operation is recorded on one monotonic
+//! clock and handed to the [history checker](super::history).
+//!
+//! The stress model makes every weight version readable from one output: a
+//! 1x1 conv from one input channel to [`CHANNELS`] output channels on a
+//! 1x1x1x1 input of 1, whose weight for channel `c` in version `v` is
+//! `v * CHANNELS + c + 1`. Output channel `c` is then exactly that weight
+//! (integers below 2^24, exact in f32), so an output decodes to version `v`
+//! only if every channel came from `v`: a mix of two versions, or a
+//! half-written value, decodes to none (torn).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Barrier, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use super::history::{self, Findings, History, Read, Version, Write};
+use super::{fail, Cx, Verdict};
+use crate::engine::{BuildOptions, Concurrency, Engine};
+use crate::model::build::{ConvChain, ConvLayer};
+use crate::model::conv::ConvAttrs;
+use crate::tensor::Tensor;
+
+/// Output channels of the stress model.
+pub const CHANNELS: usize = 256;
+
+/// The largest version the encoding holds exactly in f32.
+pub const MAX_VERSION: Version = ((1 << 24) / CHANNELS as u64) - 2;
+
+/// The weight of version `v`.
+pub fn weights_of(v: Version) -> Vec<f32> {
+    (0..CHANNELS)
+        .map(|c| (v as usize * CHANNELS + c + 1) as f32)
+        .collect()
+}
+
+/// The version an output decodes to, or `None` when no single version
+/// produced it.
+pub fn decode(out: &[f32]) -> Option<Version> {
+    if out.len() != CHANNELS {
+        return None;
+    }
+    let first = out[0] - 1.0;
+    if !(first >= 0.0) || first % CHANNELS as f32 != 0.0 {
+        return None;
+    }
+    let v = (first / CHANNELS as f32) as Version;
+    (out.iter()
+        .enumerate()
+        .all(|(c, &x)| x == (v as usize * CHANNELS + c + 1) as f32))
+    .then_some(v)
+}
+
+/// The stress model, serving version 0.
+pub fn model() -> ConvChain {
+    ConvChain {
+        input_name: "x".into(),
+        input_shape: vec![1, 1, 1, 1],
+        output_name: "y".into(),
+        layers: vec![ConvLayer {
+            weight_name: "stress.weight".into(),
+            bias_name: None,
+            c_out: CHANNELS,
+            kernel: vec![1, 1],
+            attrs: ConvAttrs::default(),
+            weight: weights_of(0),
+            bias: Vec::new(),
+            relu: false,
+        }],
+    }
+}
+
+/// How a stress run races.
+#[derive(Clone, Debug)]
+pub struct StressConfig {
+    /// Inference threads.
+    pub readers: usize,
+    /// Refit threads.
+    pub writers: usize,
+    /// How long to race.
+    pub duration: Duration,
+    /// Pause between a writer's staging and its `refit()` (staged weights
+    /// must stay invisible meanwhile).
+    pub stage_pause: Duration,
+    /// Pause after each refit, so that readers see every version.
+    pub refit_pause: Duration,
+    /// At most this many inferences recorded per reader.
+    pub max_reads: usize,
+}
+
+/// What a stress run did.
+#[derive(Clone, Debug)]
+pub struct StressRun {
+    /// Every operation.
+    pub history: History,
+    /// How long the race ran.
+    pub elapsed: Duration,
+    /// Errors the engine returned (the first few).
+    pub errors: Vec<String>,
+}
+
+fn now(base: Instant) -> u64 {
+    base.elapsed().as_nanos() as u64
+}
+
+/// Races readers and writers on `engine` serving the stress model.
+/// `quiesced`: the harness keeps inference out of every refit (the engine's
+/// contract asks for it) and records the operations inside that exclusion.
+/// `live` is called about every 250 ms with the operations done and the
+/// torn outputs seen so far.
+pub fn race(
+    engine: &dyn Engine,
+    cfg: &StressConfig,
+    quiesced: bool,
+    live: &dyn Fn(usize, usize),
+) -> StressRun {
+    let name = engine
+        .weights()
+        .first()
+        .map(|w| w.name.clone())
+        .unwrap_or_default();
+    let x = Tensor::full([1, 1, 1, 1], 1.0);
+    let base = Instant::now();
+    let barrier = Barrier::new(cfg.readers + cfg.writers + 1);
+    let stop = AtomicBool::new(false);
+    let ops = AtomicUsize::new(0);
+    let torn = AtomicUsize::new(0);
+    let gate = RwLock::new(());
+    let errors = Mutex::new(Vec::<String>::new());
+    let error = |e: String| {
+        if let Ok(mut v) = errors.lock() {
+            if v.len() < 5 {
+                v.push(e);
+            }
+        }
+    };
+    let per_writer = (MAX_VERSION as usize / cfg.writers.max(1)).max(1);
+    let (reads, writes, elapsed) = std::thread::scope(|s| {
+        let readers: Vec<_> = (0..cfg.readers)
+            .map(|t| {
+                let (barrier, stop, ops, torn, gate, x, error) =
+                    (&barrier, &stop, &ops, &torn, &gate, &x, &error);
+                s.spawn(move || {
+                    let mut out = Vec::with_capacity(cfg.max_reads.min(1 << 16));
+                    let ctx = engine.context();
+                    barrier.wait();
+                    let Ok(mut ctx) = ctx.map_err(|e| error(format!("create a context: {e}")))
+                    else {
+                        return out;
+                    };
+                    while !stop.load(Ordering::Relaxed) && out.len() < cfg.max_reads {
+                        let guard =
+                            quiesced.then(|| gate.read().unwrap_or_else(|p| p.into_inner()));
+                        let start = now(base);
+                        let y = ctx.infer(std::slice::from_ref(x));
+                        let end = now(base);
+                        drop(guard);
+                        let value = match y {
+                            Ok(y) => y.first().and_then(|t| t.as_f32()).and_then(decode),
+                            Err(e) => {
+                                error(format!("infer: {e}"));
+                                break;
+                            }
+                        };
+                        if value.is_none() {
+                            torn.fetch_add(1, Ordering::Relaxed);
+                        }
+                        out.push(Read {
+                            thread: t as u32,
+                            start,
+                            end,
+                            value,
+                        });
+                        if out.len() % 64 == 0 {
+                            ops.fetch_add(64, Ordering::Relaxed);
+                        }
+                    }
+                    out
+                })
+            })
+            .collect();
+        let writers: Vec<_> = (0..cfg.writers)
+            .map(|w| {
+                let (barrier, stop, ops, gate, error, name) =
+                    (&barrier, &stop, &ops, &gate, &error, &name);
+                s.spawn(move || {
+                    let mut out = Vec::new();
+                    barrier.wait();
+                    for i in 0..per_writer {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let version = (w + cfg.writers * i + 1) as Version;
+                        let t = Tensor::f32([CHANNELS, 1, 1, 1], weights_of(version));
+                        let staged = engine
+                            .refitter()
+                            .and_then(|mut r| r.set_named_weights(name, &t).map(|()| r));
+                        let mut r = match staged {
+                            Ok(r) => r,
+                            Err(e) => {
+                                error(format!("stage v{version}: {e}"));
+                                break;
+                            }
+                        };
+                        std::thread::sleep(cfg.stage_pause);
+                        let guard =
+                            quiesced.then(|| gate.write().unwrap_or_else(|p| p.into_inner()));
+                        let start = now(base);
+                        let result = r.refit();
+                        let end = now(base);
+                        drop(guard);
+                        match result {
+                            Ok(()) => out.push(Write {
+                                thread: (cfg.readers + w) as u32,
+                                start,
+                                end,
+                                version,
+                            }),
+                            Err(e) => {
+                                error(format!("refit v{version}: {e}"));
+                                break;
+                            }
+                        }
+                        ops.fetch_add(1, Ordering::Relaxed);
+                        std::thread::sleep(cfg.refit_pause);
+                    }
+                    out
+                })
+            })
+            .collect();
+        barrier.wait();
+        let start = Instant::now();
+        while start.elapsed() < cfg.duration {
+            std::thread::sleep(Duration::from_millis(25).min(cfg.duration));
+            if start.elapsed().as_millis() % 250 < 25 {
+                live(ops.load(Ordering::Relaxed), torn.load(Ordering::Relaxed));
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let reads: Vec<Read> = readers
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect();
+        let writes: Vec<Write> = writers
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect();
+        (reads, writes, start.elapsed())
+    });
+    StressRun {
+        history: History {
+            initial: 0,
+            reads,
+            writes,
+        },
+        elapsed,
+        errors: errors.into_inner().unwrap_or_default(),
+    }
+}
+
+/// The report line of a run and its findings.
+pub fn describe(run: &StressRun, f: &Findings) -> String {
+    let ops = run.history.reads.len() + run.history.writes.len();
+    format!(
+        "{ops} ops ({} inferences, {} refits) in {:.2} s, {:.0} ops/s; {} of {} versions observed; violations: {}",
+        run.history.reads.len(),
+        run.history.writes.len(),
+        run.elapsed.as_secs_f64(),
+        ops as f64 / run.elapsed.as_secs_f64().max(1e-9),
+        f.versions_observed,
+        run.history.writes.len() + 1,
+        f.summary()
+    )
+}
+
+fn write_model(dir: &Path, name: &str, chain: &ConvChain) -> Result<PathBuf, Verdict> {
+    let path = dir.join(name);
+    std::fs::write(&path, chain.to_bytes())
+        .map_err(|e| Verdict::Skip(format!("cannot write {}: {e}", path.display())))?;
+    Ok(path)
+}
+
+fn live_printer(cx: &Cx<'_>, label: &str) -> impl Fn(usize, usize) {
+    let show = cx.config.live;
+    let label = label.to_string();
+    move |ops, torn| {
+        if show {
+            eprint!("\r    {label}: {ops} ops, {torn} torn so far   ");
+        }
+    }
+}
+
+/// The verdict on a run's findings.
+fn verdict(run: &StressRun, f: &Findings, step: &str) -> Verdict {
+    if let Some(e) = run.errors.first() {
+        return fail(
+            step,
+            "every inference and refit to succeed",
+            format!("engine error: {e}"),
+        );
+    }
+    if f.total() > 0 {
+        let first: Vec<String> = f
+            .examples
+            .iter()
+            .take(3)
+            .map(|v| format!("[{}] {}", v.kind, v.evidence))
+            .collect();
+        return fail(
+            step,
+            "no torn, stale, lost, non-monotone or non-linearizable result",
+            format!("{}; first: {}", describe(run, f), first.join("; ")),
+        );
+    }
+    Verdict::Pass(describe(run, f))
+}
+
+/// A stress scenario with `readers` x `writers` threads.
+pub(super) fn scenario(cx: &Cx<'_>, readers: usize, writers: usize) -> Verdict {
+    let path = match write_model(&cx.config.scratch, "stress.onnx", &model()) {
+        Ok(p) => p,
+        Err(v) => return v,
+    };
+    let engine = match cx.factory.open(&path, &BuildOptions::default()) {
+        Ok(e) => e,
+        Err(e) => {
+            return fail(
+                "build the engine on the stress model",
+                "success",
+                format!("error: {e}"),
+            )
+        }
+    };
+    let quiesced = engine.info().contract.concurrency == Concurrency::Quiesced;
+    let cfg = StressConfig {
+        readers,
+        writers,
+        duration: Duration::from_millis(cx.config.stress_ms),
+        stage_pause: Duration::from_micros(50),
+        refit_pause: Duration::from_micros(200),
+        max_reads: 1 << 20,
+    };
+    let label = format!("r{readers}w{writers}");
+    let run = race(engine.as_ref(), &cfg, quiesced, &live_printer(cx, &label));
+    if cx.config.live {
+        eprint!("\r{:60}\r", "");
+    }
+    let f = history::check(&run.history, quiesced, 3);
+    verdict(
+        &run,
+        &f,
+        &format!(
+            "race {readers} inference and {writers} refit thread(s) for {} ms",
+            cx.config.stress_ms
+        ),
+    )
+}
+
+/// The vendor sample's pattern: constant input on the seed model, one
+/// writer refitting all-1 .. all-K at a fixed interval, readers counting
+/// output changes: each refit a reader straddles must change its output
+/// exactly once, and the history must be clean.
+pub(super) fn vendor(cx: &Cx<'_>) -> Verdict {
+    let path = match write_model(
+        &cx.config.scratch,
+        "seed_conv.onnx",
+        &crate::fixtures::seed_model(),
+    ) {
+        Ok(p) => p,
+        Err(v) => return v,
+    };
+    let engine = match cx.factory.open(&path, &BuildOptions::default()) {
+        Ok(e) => e,
+        Err(e) => {
+            return fail(
+                "build the engine on the seed model",
+                "success",
+                format!("error: {e}"),
+            )
+        }
+    };
+    let quiesced = engine.info().contract.concurrency == Concurrency::Quiesced;
+    let refits = 20u64;
+    let interval = Duration::from_millis((cx.config.stress_ms / refits).max(1));
+    let name = engine
+        .weights()
+        .first()
+        .map(|w| w.name.clone())
+        .unwrap_or_default();
+    let x = Tensor::full([1, 1, 3, 3], 1.0);
+    let base = Instant::now();
+    let stop = AtomicBool::new(false);
+    let gate = RwLock::new(());
+    let barrier = Barrier::new(3);
+    let (reads, writes, error) = std::thread::scope(|s| {
+        let readers: Vec<_> = (0..2u32)
+            .map(|t| {
+                let (stop, gate, x, barrier, engine) = (&stop, &gate, &x, &barrier, &engine);
+                s.spawn(move || -> Result<Vec<Read>, String> {
+                    let mut ctx = engine.context().map_err(|e| e.to_string())?;
+                    let mut out = Vec::new();
+                    barrier.wait();
+                    while !stop.load(Ordering::Relaxed) && out.len() < 1 << 20 {
+                        let guard =
+                            quiesced.then(|| gate.read().unwrap_or_else(|p| p.into_inner()));
+                        let start = now(base);
+                        let y = ctx
+                            .infer(std::slice::from_ref(x))
+                            .map_err(|e| e.to_string())?;
+                        let end = now(base);
+                        drop(guard);
+                        let v = y
+                            .first()
+                            .and_then(|t| t.as_f32())
+                            .filter(|v| v.len() == 1)
+                            .map(|v| v[0]);
+                        let value = v
+                            .filter(|v| *v >= 0.0 && v % 9.0 == 0.0 && *v <= 9.0 * refits as f32)
+                            .map(|v| (v / 9.0) as Version);
+                        out.push(Read {
+                            thread: t,
+                            start,
+                            end,
+                            value,
+                        });
+                        std::thread::sleep(Duration::from_micros(20));
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        barrier.wait();
+        let mut writes = Vec::new();
+        let mut error = None;
+        for k in 1..=refits {
+            std::thread::sleep(interval);
+            let t = Tensor::full([1, 1, 3, 3], k as f32);
+            let result = engine.refitter().and_then(|mut r| {
+                r.set_named_weights(&name, &t)?;
+                let guard = quiesced.then(|| gate.write().unwrap_or_else(|p| p.into_inner()));
+                let start = now(base);
+                let res = r.refit();
+                let end = now(base);
+                drop(guard);
+                res.map(|()| Write {
+                    thread: 2,
+                    start,
+                    end,
+                    version: k,
+                })
+            });
+            match result {
+                Ok(w) => writes.push(w),
+                Err(e) => {
+                    error = Some(format!("refit all-{k}: {e}"));
+                    break;
+                }
+            }
+        }
+        std::thread::sleep(interval);
+        stop.store(true, Ordering::Relaxed);
+        let mut reads = Vec::new();
+        for r in readers {
+            match r.join() {
+                Ok(Ok(v)) => reads.extend(v),
+                Ok(Err(e)) => error = error.or(Some(format!("infer: {e}"))),
+                Err(_) => error = error.or(Some("an inference thread panicked".into())),
+            }
+        }
+        (reads, writes, error)
+    });
+    let run = StressRun {
+        history: History {
+            initial: 0,
+            reads,
+            writes,
+        },
+        elapsed: base.elapsed(),
+        errors: error.into_iter().collect(),
+    };
+    // Each straddled refit must be crossed exactly once by each reader.
+    for t in 0..2u32 {
+        let seq: Vec<&Read> = run.history.reads.iter().filter(|r| r.thread == t).collect();
+        for w in &run.history.writes {
+            let straddled =
+                seq.iter().any(|r| r.end < w.start) && seq.iter().any(|r| r.start > w.end);
+            if !straddled {
+                continue;
+            }
+            let k = w.version;
+            let crossings = seq
+                .windows(2)
+                .filter(|p| {
+                    let a = p[0].value.is_some_and(|v| v >= k);
+                    let b = p[1].value.is_some_and(|v| v >= k);
+                    a != b
+                })
+                .count();
+            if crossings != 1 {
+                return fail(
+                    format!("constant input, reader {t}, refit to all-{k} straddled"),
+                    "the output to change exactly once across it",
+                    format!("it changed {crossings} time(s)"),
+                );
+            }
+        }
+    }
+    let f = history::check(&run.history, quiesced, 3);
+    verdict(
+        &run,
+        &f,
+        &format!(
+            "the vendor's pattern: 2 readers on a constant input, {refits} refits {} ms apart",
+            interval.as_millis()
+        ),
+    )
+}
