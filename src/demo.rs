@@ -5,10 +5,11 @@
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context as _};
 
+use crate::check::history::{self, History, Read};
 use crate::engine::{refit_all, Engine};
 use crate::tensor::Tensor;
 
@@ -117,12 +118,32 @@ pub fn sweep(engine: &dyn Engine) -> anyhow::Result<Vec<f32>> {
 }
 
 /// What the multi-thread demo saw.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct MultiThreadRun {
     /// Every result the inference thread printed, in order.
     pub results: Vec<f32>,
     /// The distinct results, in the order first seen.
     pub distinct: Vec<f32>,
+    /// Every inference and refit on one clock, for the history checker:
+    /// version `k` is the kernel all-k (result 9k); the model's own all-zero
+    /// kernel is version 0, so the refit to all-0 is left out.
+    pub history: History,
+}
+
+/// The history checker's verdict on a multi-thread demo run, one line.
+pub fn verify(run: &MultiThreadRun) -> (bool, String) {
+    let f = history::check(&run.history, false, 3);
+    let mut line = format!(
+        "verify: {} inferences, {} refits, {} versions observed; violations: {}",
+        run.history.reads.len(),
+        run.history.writes.len(),
+        f.versions_observed,
+        f.summary()
+    );
+    for v in &f.examples {
+        line.push_str(&format!("\n  [{}] {}", v.kind, v.evidence));
+    }
+    (f.total() == 0, line)
 }
 
 /// The multi-thread demo: one thread infers the all-ones input in a loop
@@ -151,15 +172,20 @@ pub fn multi_thread(
     let done = AtomicBool::new(false);
     let first_read = std::sync::Barrier::new(2);
     let period = interval / 5;
+    let base = Instant::now();
+    let clock = || base.elapsed().as_nanos() as u64;
     let (reader, writer) = std::thread::scope(|s| {
-        let reader = s.spawn(|| -> anyhow::Result<Vec<f32>> {
+        let reader = s.spawn(|| -> anyhow::Result<(Vec<f32>, Vec<Read>)> {
             let mut ctx = engine.context()?;
             let x = seed_input();
             let mut results = Vec::new();
+            let mut reads = Vec::new();
             let mut first = true;
             loop {
                 let last = done.load(Ordering::Acquire);
+                let start = clock();
                 let v = infer_one(ctx.as_mut(), &x);
+                let end = clock();
                 if first {
                     first_read.wait();
                     first = false;
@@ -167,31 +193,50 @@ pub fn multi_thread(
                 let v = v?;
                 say(format!("[infer] result: {v}"))?;
                 results.push(v);
+                let value =
+                    ((0.0..=81.0).contains(&v) && v % 9.0 == 0.0).then_some((v / 9.0) as u64);
+                reads.push(Read {
+                    thread: 0,
+                    start,
+                    end,
+                    value,
+                });
                 if last {
-                    return Ok(results);
+                    return Ok((results, reads));
                 }
                 std::thread::sleep(period);
             }
         });
-        let writer = s.spawn(|| -> anyhow::Result<()> {
+        let writer = s.spawn(|| -> anyhow::Result<Vec<history::Write>> {
             first_read.wait();
-            let result = (0..10).try_for_each(|k| {
+            let mut writes = Vec::new();
+            let result = (0..10u64).try_for_each(|k| {
                 std::thread::sleep(if k == 0 { period } else { interval });
-                refit_all(
-                    engine,
-                    [(name.as_str(), &Tensor::full(shape.clone(), k as f32))],
-                )
-                .with_context(|| format!("refit to all-{k}"))?;
+                let mut r = engine.refitter()?;
+                r.set_named_weights(&name, &Tensor::full(shape.clone(), k as f32))
+                    .with_context(|| format!("stage all-{k}"))?;
+                let start = clock();
+                r.refit().with_context(|| format!("refit to all-{k}"))?;
+                let end = clock();
+                if k > 0 {
+                    writes.push(history::Write {
+                        thread: 1,
+                        start,
+                        end,
+                        version: k,
+                    });
+                }
                 say(format!("[refit] kernel -> all {k}"))
             });
             std::thread::sleep(period);
             done.store(true, Ordering::Release);
-            result
+            result.map(|()| writes)
         });
         (reader.join(), writer.join())
     });
-    let results = reader.map_err(|_| anyhow::anyhow!("the inference thread panicked"))??;
-    writer.map_err(|_| anyhow::anyhow!("the refit thread panicked"))??;
+    let (results, reads) =
+        reader.map_err(|_| anyhow::anyhow!("the inference thread panicked"))??;
+    let writes = writer.map_err(|_| anyhow::anyhow!("the refit thread panicked"))??;
     let mut distinct: Vec<f32> = Vec::new();
     for &v in &results {
         if distinct.last() != Some(&v) && !distinct.contains(&v) {
@@ -205,5 +250,13 @@ pub fn multi_thread(
         distinct.len(),
         list.join(", ")
     ))?;
-    Ok(MultiThreadRun { results, distinct })
+    Ok(MultiThreadRun {
+        results,
+        distinct,
+        history: History {
+            initial: 0,
+            reads,
+            writes,
+        },
+    })
 }

@@ -1,6 +1,7 @@
 //! The conformance suite from `cargo test`: every scenario on the engine
-//! under test (`REFIT_ENGINE`, default reference) and on the strict
-//! reference; every seeded defect caught; the reports as written.
+//! under test (`REFIT_ENGINE`, default reference) and on the strict and
+//! quiesced references; every seeded defect caught (by `selftest`, run as a
+//! child process); the reports as written.
 
 use std::path::Path;
 use std::process::Command;
@@ -8,8 +9,7 @@ use std::sync::OnceLock;
 
 use rstest::rstest;
 
-use refit_harness::check::{self, CheckConfig, CheckReport, Verdict};
-use refit_harness::defects::racy::Race;
+use refit_harness::check::{self, CheckConfig, CheckReport};
 use refit_harness::defects::{Defect, Variant};
 use refit_harness::engine::EngineSpec;
 
@@ -74,47 +74,6 @@ fn correct_engines_pass(
     }
 }
 
-/// Every defect but the leak (measured in its own process below) is caught
-/// by the scenarios that run in-process.
-#[rstest]
-fn every_defect_is_caught(
-    #[values(
-        Defect::IgnoresName,
-        Defect::TransposedKernel,
-        Defect::OffByOnePadding,
-        Defect::HalfAppliesOnFailure,
-        Defect::ErrorStillApplies,
-        Defect::NeverPublished,
-        Defect::AcceptsWrongDType,
-        Defect::MissingLies,
-        Defect::RequiresAllNotEnforced,
-        Defect::Race(Race::InPlaceCopy),
-        Defect::Race(Race::DelayedPublish),
-        Defect::Race(Race::SharedStaging),
-        Defect::Race(Race::CachedSnapshot),
-        Defect::Race(Race::HalfBuiltSnapshot)
-    )]
-    defect: Defect,
-) {
-    let spec = EngineSpec::Wrapped(Variant::Defect(defect));
-    let r = run(&spec, &[]);
-    let caught: Vec<_> = r
-        .outcomes
-        .iter()
-        .filter(|o| o.verdict.is_fail())
-        .map(|o| o.scenario)
-        .collect();
-    assert!(!caught.is_empty(), "{defect} was missed by every scenario");
-    for o in &r.outcomes {
-        if let Verdict::Fail(e) = &o.verdict {
-            assert!(
-                !e.step.is_empty() && !e.expected.is_empty() && !e.observed.is_empty(),
-                "evidence is complete"
-            );
-        }
-    }
-}
-
 fn cli(args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_refit-harness"))
         .args(args)
@@ -129,7 +88,6 @@ fn cli(args: &[&str]) -> (i32, String) {
 /// Resident memory is per process: the resources scenario runs in a child.
 #[rstest]
 #[case::under_test(None, 0)]
-#[case::leak(Some("defect:leaks_per_refit"), 1)]
 fn resources_in_its_own_process(#[case] engine: Option<&str>, #[case] code: i32) {
     let tmp = tempfile::tempdir().unwrap();
     let engine = engine.map_or_else(|| engine_under_test().to_string(), str::to_string);

@@ -165,7 +165,7 @@ fn arb_valid() -> impl Strategy<Value = History> {
                 let end = t + after;
                 thread_free[th] = end;
                 h.reads.push(Read {
-                    thread: thread,
+                    thread,
                     start,
                     end,
                     value: Some(current),

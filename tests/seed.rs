@@ -53,10 +53,27 @@ fn multi_thread_results_climb_in_steps_of_9() {
     );
     assert_eq!(run.results.first(), Some(&0.0));
     assert_eq!(run.results.last(), Some(&81.0));
+    let (ok, line) = demo::verify(&run);
+    assert!(ok, "{line}");
+    assert!(
+        line.contains("9 refits") && line.ends_with("violations: none"),
+        "{line}"
+    );
     let text = String::from_utf8(out).unwrap();
     assert_eq!(text.matches("[refit] kernel -> all").count(), 10);
     assert!(
         text.lines().last().unwrap().starts_with("summary: "),
         "{text}"
     );
+}
+
+#[test]
+fn verify_flags_a_demo_history_that_went_backwards() {
+    let engine = engine_of(&seed_model(), &BuildOptions::default());
+    let mut run = demo::multi_thread(&engine, Duration::from_millis(20), &mut Vec::new()).unwrap();
+    // The last inference claims the kernel all-1 after all-9 had returned.
+    let last = run.history.reads.last_mut().unwrap();
+    last.value = Some(1);
+    let (ok, line) = demo::verify(&run);
+    assert!(!ok && line.contains("stale"), "{line}");
 }

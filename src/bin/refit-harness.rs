@@ -74,6 +74,9 @@ enum Command {
         /// Run only these scenarios; repeatable.
         #[arg(long)]
         scenario: Vec<String>,
+        /// How long each stress scenario races, in milliseconds.
+        #[arg(long, default_value_t = 500)]
+        stress_ms: u64,
     },
     /// Run the checks against every seeded-defect engine and the reference
     /// engine; exits 0 only if the reference passes and every defect is caught.
@@ -81,6 +84,9 @@ enum Command {
         /// Time budget of the model-based property test per engine, in seconds.
         #[arg(long, default_value_t = 10.0)]
         seconds: f64,
+        /// How long each stress scenario races, in milliseconds.
+        #[arg(long, default_value_t = 500)]
+        stress_ms: u64,
         /// Report folder (default: reports/<timestamp>-selftest).
         #[arg(long)]
         report: Option<PathBuf>,
@@ -101,6 +107,10 @@ enum DemoCommand {
         /// Milliseconds between refits.
         #[arg(long, default_value_t = 1000)]
         interval_ms: u64,
+        /// Run the history checker over what the demo did and print its
+        /// verdict; exit 1 on a violation.
+        #[arg(long)]
+        verify: bool,
     },
 }
 
@@ -139,6 +149,7 @@ fn run_check(
     spec: &EngineSpec,
     models: Vec<PathBuf>,
     seconds: f64,
+    stress_ms: u64,
     only: Vec<String>,
     scratch: &std::path::Path,
 ) -> anyhow::Result<check::CheckReport> {
@@ -158,6 +169,7 @@ fn run_check(
         );
     }
     config.seconds = seconds;
+    config.stress_ms = stress_ms;
     config.only = only;
     config.live = true;
     config.persist_failures = !matches!(spec, EngineSpec::Wrapped(Variant::Defect(_)));
@@ -210,10 +222,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             seconds,
             report,
             scenario,
+            stress_ms,
         } => {
             let spec: EngineSpec = engine.parse()?;
             let scratch = tempfile::tempdir()?;
-            let r = run_check(&spec, model, seconds, scenario, scratch.path())?;
+            let r = run_check(&spec, model, seconds, stress_ms, scenario, scratch.path())?;
             print!("{}", report::table(&r, 110));
             let dir = report.unwrap_or_else(|| report::run_dir("reports".as_ref()));
             for p in report::write(&r, &dir)? {
@@ -223,19 +236,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
         }
-        Command::Selftest { seconds, report } => {
+        Command::Selftest {
+            seconds,
+            stress_ms,
+            report,
+        } => {
             let scratch = tempfile::tempdir()?;
             let dir = report.unwrap_or_else(|| {
                 let mut d = report::run_dir("reports".as_ref()).into_os_string();
                 d.push("-selftest");
                 d.into()
             });
-            let mut engines = vec![EngineSpec::Reference, EngineSpec::Wrapped(Variant::Strict)];
+            let mut engines = vec![
+                EngineSpec::Reference,
+                EngineSpec::Wrapped(Variant::Strict),
+                EngineSpec::Wrapped(Variant::Quiesced),
+            ];
             engines.extend(Defect::ALL.map(|d| EngineSpec::Wrapped(Variant::Defect(d))));
             let mut reports = Vec::new();
             for spec in &engines {
                 eprintln!("== {spec}");
-                let r = run_check(spec, Vec::new(), seconds, Vec::new(), scratch.path())?;
+                // Every fixture but the wide one, which adds time and no
+                // case the others lack.
+                let models: Vec<PathBuf> = fixtures::models()
+                    .into_iter()
+                    .filter(|(name, _)| *name != "conv_wide.onnx")
+                    .map(|(name, _)| scratch.path().join("models").join(name))
+                    .collect();
+                let r = run_check(spec, models, seconds, stress_ms, Vec::new(), scratch.path())?;
                 report::write(&r, &dir.join(spec.to_string().replace(':', "-")))?;
                 reports.push(r);
             }
@@ -254,8 +282,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 DemoCommand::SingleThread => {
                     demo::single_thread(&engine, stdout)?;
                 }
-                DemoCommand::MultiThread { interval_ms } => {
-                    demo::multi_thread(&engine, Duration::from_millis(interval_ms), stdout)?;
+                DemoCommand::MultiThread {
+                    interval_ms,
+                    verify,
+                } => {
+                    let run =
+                        demo::multi_thread(&engine, Duration::from_millis(interval_ms), stdout)?;
+                    if verify {
+                        let (ok, line) = demo::verify(&run);
+                        println!("{line}");
+                        if !ok {
+                            return Ok(ExitCode::from(1));
+                        }
+                    }
                 }
             }
         }

@@ -42,7 +42,7 @@ pub fn decode(out: &[f32]) -> Option<Version> {
         return None;
     }
     let first = out[0] - 1.0;
-    if !(first >= 0.0) || first % CHANNELS as f32 != 0.0 {
+    if first.is_nan() || first < 0.0 || first % CHANNELS as f32 != 0.0 {
         return None;
     }
     let v = (first / CHANNELS as f32) as Version;

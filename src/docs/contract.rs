@@ -69,6 +69,21 @@
 //!   default) and `check --seconds` a time budget; failures shrink to a
 //!   minimal case, and their seeds are kept in
 //!   `proptest-regressions/model_based.txt` and replayed first.
+//! - `stress_r1w1`, `stress_r4w1`, `stress_r4w2`, `stress_cores_w1`: R
+//!   inference threads and W refit threads start on a barrier and race
+//!   (`check --stress-ms`, 500 ms by default) on the stress model, whose
+//!   every weight version gives a distinct output that a mix of versions
+//!   cannot imitate ([`stress`](crate::check::stress)). Every operation is
+//!   recorded on one monotonic clock and the
+//!   [history checker](crate::check::history) finds torn, stale, lost and
+//!   non-monotone results, checks linearizability with two writers, and,
+//!   for `quiesced` engines, that no inference overlapped a refit. Catches
+//!   weights copied in place, late publication, lost updates between two
+//!   writers, readers caching a snapshot, half-built snapshots.
+//! - `stress_vendor`: the vendor sample's own check. Two readers infer a
+//!   constant input on the seed model while one writer refits all-1 ..
+//!   all-20 at a fixed interval; each refit a reader straddles must change
+//!   its output exactly once, and the history must be clean.
 //! - `resources`: resident memory (Linux `/proc/self/status`) does not grow
 //!   over thousands of refits (at most 8 MiB or 5% of the bytes refitted),
 //!   and the peak during one refit stays within 1.5x the changed bytes plus
