@@ -1,0 +1,8 @@
+//! The crate's benchmarks: `cargo bench`. Each group measures beside a
+//! baseline taken in the same run, so results read as ratios.
+
+use criterion::criterion_main;
+
+mod history;
+
+criterion_main!(history::benches);
