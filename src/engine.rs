@@ -172,6 +172,17 @@ pub trait Refitter: Send {
     /// [`Error::NonFinite`] where the engine rejects non-finite values.
     fn set_named_weights(&mut self, name: &str, weights: &Tensor) -> Result<()>;
 
+    /// As [`Refitter::set_named_weights`], taking the tensor by value, so an
+    /// engine that keeps the values can do so without copying them again
+    /// (the reference plugin stages what it received over the C ABI this
+    /// way).
+    ///
+    /// # Errors
+    /// As [`Refitter::set_named_weights`].
+    fn stage_owned(&mut self, name: &str, weights: Tensor) -> Result<()> {
+        self.set_named_weights(name, &weights)
+    }
+
     /// The refittable weights not staged since the last successful refit,
     /// in the engine's weight order. Where the contract is
     /// [`Subset::RequiresAll`], `refit` fails until this is empty.
@@ -196,6 +207,9 @@ pub enum EngineSpec {
     /// The reference engine declaring and enforcing requires-all, or
     /// carrying a seeded defect (`reference-strict`, `defect:NAME`).
     Wrapped(crate::defects::Variant),
+    /// A plugin library implementing `include/refit_plugin.h`
+    /// (`plugin:PATH`).
+    Plugin(std::path::PathBuf),
 }
 
 impl FromStr for EngineSpec {
@@ -207,10 +221,15 @@ impl FromStr for EngineSpec {
             "reference" => Ok(EngineSpec::Reference),
             "reference-strict" => Ok(EngineSpec::Wrapped(Variant::Strict)),
             "reference-quiesced" => Ok(EngineSpec::Wrapped(Variant::Quiesced)),
-            other => match other.strip_prefix("defect:") {
-                Some(d) => Ok(EngineSpec::Wrapped(Variant::Defect(d.parse()?))),
-                None => Err(Error::UnknownEngine(other.to_string())),
-            },
+            other => {
+                if let Some(d) = other.strip_prefix("defect:") {
+                    Ok(EngineSpec::Wrapped(Variant::Defect(d.parse()?)))
+                } else if let Some(p) = other.strip_prefix("plugin:").filter(|p| !p.is_empty()) {
+                    Ok(EngineSpec::Plugin(p.into()))
+                } else {
+                    Err(Error::UnknownEngine(other.to_string()))
+                }
+            }
         }
     }
 }
@@ -224,6 +243,7 @@ impl fmt::Display for EngineSpec {
                 f.write_str("reference-quiesced")
             }
             EngineSpec::Wrapped(crate::defects::Variant::Defect(d)) => write!(f, "defect:{d}"),
+            EngineSpec::Plugin(p) => write!(f, "plugin:{}", p.display()),
         }
     }
 }
@@ -275,6 +295,9 @@ impl EngineSpec {
             EngineSpec::Wrapped(v) => Ok(Box::new(crate::defects::WrappedEngine::load(
                 *v, model, options,
             )?)),
+            EngineSpec::Plugin(path) => Ok(Box::new(
+                crate::ffi::Plugin::load(path)?.open(model, options)?,
+            )),
         }
     }
 }

@@ -152,8 +152,25 @@ pub enum Error {
     },
 
     /// An engine spec string names no known engine.
-    #[error("unknown engine '{0}': expected 'reference', 'reference-strict', 'reference-quiesced' or 'defect:NAME'")]
+    #[error("unknown engine '{0}': expected 'reference', 'reference-strict', 'reference-quiesced', 'defect:NAME' or 'plugin:PATH'")]
     UnknownEngine(String),
+
+    /// A plugin library could not be loaded.
+    #[error("{0}")]
+    PluginLoad(Box<crate::ffi::LoadError>),
+
+    /// A plugin call failed; `message` is the plugin's own.
+    #[error("plugin {path}: {call} failed (status {status}): {message}")]
+    Plugin {
+        /// The library.
+        path: PathBuf,
+        /// The function called.
+        call: &'static str,
+        /// The status it returned.
+        status: i32,
+        /// The plugin's last-error message.
+        message: String,
+    },
 
     /// An error with the file it came from (a weights file applied as a refit).
     #[error("{path}: {error}")]

@@ -43,6 +43,8 @@ pub mod demo;
 pub mod docs;
 pub mod engine;
 mod error;
+#[allow(unsafe_code)]
+pub mod ffi;
 pub mod fixtures;
 pub mod io;
 pub mod model;

@@ -24,3 +24,77 @@ pub fn infer1(engine: &dyn refit_harness::Engine, x: &refit_harness::Tensor) -> 
     let mut ctx = engine.context().expect("context");
     ctx.infer(std::slice::from_ref(x)).expect("infer")[0].to_f32_vec()
 }
+
+/// The build folder the test binary runs from (`target/`).
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<binary>
+    exe.ancestors().nth(3).expect("target folder").to_path_buf()
+}
+
+/// The reference plugin (this crate's cdylib), built once per test run in
+/// `target/plugin/` (its own build folder: the running `cargo test` holds
+/// the lock on its own).
+pub fn reference_plugin() -> PathBuf {
+    static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let dir = target_dir().join("plugin");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = std::process::Command::new(cargo)
+            .args(["build", "--lib", "--quiet", "--target-dir"])
+            .arg(&dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("run cargo build for the reference plugin");
+        assert!(
+            out.status.success(),
+            "building the reference plugin failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lib = dir.join("debug").join(format!(
+            "{}refit_harness{}",
+            std::env::consts::DLL_PREFIX,
+            std::env::consts::DLL_SUFFIX
+        ));
+        assert!(lib.is_file(), "{} was not built", lib.display());
+        lib
+    })
+    .clone()
+}
+
+/// `plugins/faulty.c` built with `-DFAULT_<fault>` (see the file), once per
+/// test run.
+pub fn c_plugin(fault: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, p)) = built.iter().find(|(f, _)| f == fault) {
+        return p.clone();
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = target_dir().join("c-plugins");
+    std::fs::create_dir_all(&dir).unwrap();
+    let lib = dir.join(format!(
+        "libfault_{}{}",
+        fault.to_lowercase(),
+        std::env::consts::DLL_SUFFIX
+    ));
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let out = std::process::Command::new(cc)
+        .args(["-shared", "-fPIC", "-O1", "-Wall", "-Werror"])
+        .arg("-I")
+        .arg(root.join("include"))
+        .arg(format!("-DFAULT_{fault}"))
+        .arg(root.join("plugins/faulty.c"))
+        .arg("-o")
+        .arg(&lib)
+        .arg("-lm")
+        .output()
+        .expect("run the C compiler (cc) for the faulty plugins");
+    assert!(
+        out.status.success(),
+        "cc failed for FAULT_{fault}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    built.push((fault.to_string(), lib.clone()));
+    lib
+}

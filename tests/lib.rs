@@ -7,6 +7,7 @@ mod errors;
 mod fixtures;
 mod fuzz;
 mod history;
+mod plugin;
 mod property;
 mod pytorch;
 mod seed;

@@ -193,7 +193,8 @@ struct RacyRefitter {
 
 impl Refitter for RacyRefitter {
     fn set_named_weights(&mut self, name: &str, weights: &Tensor) -> Result<()> {
-        let (i, v) = validate_weight(&self.shared.weights, name, weights)?;
+        let i = validate_weight(&self.shared.weights, name, weights)?;
+        let v = weights.to_f32_vec();
         if self.shared.race == Race::SharedStaging {
             self.shared
                 .staging

@@ -72,6 +72,9 @@ impl Refitter for GatedRefitter {
     fn set_named_weights(&mut self, name: &str, weights: &Tensor) -> Result<()> {
         self.inner.set_named_weights(name, weights)
     }
+    fn stage_owned(&mut self, name: &str, weights: Tensor) -> Result<()> {
+        self.inner.stage_owned(name, weights)
+    }
     fn missing(&self) -> Vec<String> {
         self.inner.missing()
     }

@@ -173,42 +173,46 @@ struct ReferenceRefitter {
     staged: Vec<Option<Vec<f32>>>,
 }
 
-/// Copies `t` into f32 storage, rejecting NaN and infinity on the way.
-fn finite_values(t: &Tensor, what: &str) -> Result<Vec<f32>> {
-    let non_finite = |index: usize, value: String| Error::NonFinite {
-        what: what.to_string(),
-        index,
-        value,
+/// Rejects NaN and infinity.
+fn check_finite(t: &Tensor, what: &str) -> Result<()> {
+    let bad = match &t.data {
+        TensorData::F32(v) => v
+            .iter()
+            .position(|x| !x.is_finite())
+            .map(|i| (i, v[i].to_string())),
+        TensorData::F16(v) => v
+            .iter()
+            .position(|x| !x.is_finite())
+            .map(|i| (i, v[i].to_string())),
+        TensorData::I32(_) => None,
     };
-    match &t.data {
-        TensorData::F32(v) => {
-            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-                return Err(non_finite(i, v[i].to_string()));
-            }
-            Ok(v.clone())
-        }
-        TensorData::F16(v) => {
-            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-                return Err(non_finite(i, v[i].to_string()));
-            }
-            Ok(v.iter().map(|x| f16::to_f32(*x)).collect())
-        }
-        TensorData::I32(v) => Ok(v.iter().map(|&x| x as f32).collect()),
+    match bad {
+        Some((index, value)) => Err(Error::NonFinite {
+            what: what.to_string(),
+            index,
+            value,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The values of `t` as f32, moved when they already are.
+fn into_f32(t: Tensor) -> Vec<f32> {
+    match t.data {
+        TensorData::F32(v) => v,
+        TensorData::F16(v) => v.iter().map(|x| f16::to_f32(*x)).collect(),
+        TensorData::I32(v) => v.iter().map(|&x| x as f32).collect(),
     }
 }
 
 /// Validates a tensor staged for `name` against the weights `infos`: the
 /// name, dtype, shape, byte count and finiteness, in that order. Returns the
-/// weight's index and its values as f32.
+/// weight's index.
 ///
 /// # Errors
 /// [`Error::UnknownWeight`], [`Error::DTypeMismatch`],
 /// [`Error::ShapeMismatch`], [`Error::ByteCount`] or [`Error::NonFinite`].
-pub fn validate_weight(
-    infos: &[TensorInfo],
-    name: &str,
-    weights: &Tensor,
-) -> Result<(usize, Vec<f32>)> {
+pub fn validate_weight(infos: &[TensorInfo], name: &str, weights: &Tensor) -> Result<usize> {
     let index = infos
         .iter()
         .position(|w| w.name == name)
@@ -238,13 +242,20 @@ pub fn validate_weight(
         });
     }
     weights.validate(&what)?;
-    Ok((index, finite_values(weights, &what)?))
+    check_finite(weights, &what)?;
+    Ok(index)
 }
 
 impl Refitter for ReferenceRefitter {
     fn set_named_weights(&mut self, name: &str, weights: &Tensor) -> Result<()> {
-        let (index, values) = validate_weight(&self.shared.weights, name, weights)?;
-        self.staged[index] = Some(values);
+        let index = validate_weight(&self.shared.weights, name, weights)?;
+        self.staged[index] = Some(weights.to_f32_vec());
+        Ok(())
+    }
+
+    fn stage_owned(&mut self, name: &str, weights: Tensor) -> Result<()> {
+        let index = validate_weight(&self.shared.weights, name, &weights)?;
+        self.staged[index] = Some(into_f32(weights));
         Ok(())
     }
 

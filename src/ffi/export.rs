@@ -1,0 +1,555 @@
+//! The reference plugin: the reference engine behind the C ABI of
+//! `include/refit_plugin.h`, exported from this crate's cdylib
+//! (`librefit_harness.so`). Loading it with `--engine plugin:PATH` runs the
+//! whole load path, and every check, through the ABI on any machine.
+//!
+//! Every export catches panics: none crosses the boundary.
+
+use std::cell::RefCell;
+use std::ffi::{c_char, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+
+use super::sys::{self, refit_plugin_api, refit_status, refit_tensor, refit_tensor_desc};
+use crate::engine::{
+    BuildOptions, Concurrency, Context, Engine, EngineSpec, FailedRefit, NonFinite, Refitter,
+    Subset,
+};
+use crate::tensor::{DType, Tensor, TensorData, TensorInfo};
+use crate::Error;
+
+thread_local! {
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+fn set_error(message: &str) {
+    let c = CString::new(message.replace('\0', " ")).unwrap_or_default();
+    LAST_ERROR.with(|e| *e.borrow_mut() = c);
+}
+
+fn status_of(e: &Error) -> refit_status {
+    match e {
+        Error::UnknownWeight { .. } => sys::REFIT_UNKNOWN_WEIGHT,
+        Error::ShapeMismatch { .. } | Error::ByteCount { .. } | Error::InputCount { .. } => {
+            sys::REFIT_SHAPE_MISMATCH
+        }
+        Error::DTypeMismatch { .. } => sys::REFIT_DTYPE_MISMATCH,
+        Error::NonFinite { .. } => sys::REFIT_NON_FINITE,
+        Error::RefitDisabled => sys::REFIT_DISABLED,
+        Error::MissingWeights { .. } => sys::REFIT_MISSING_WEIGHTS,
+        Error::InvalidNode { .. } | Error::InvalidGraph { .. } | Error::MalformedModel { .. } => {
+            sys::REFIT_UNSUPPORTED
+        }
+        _ => sys::REFIT_ERROR,
+    }
+}
+
+/// Runs `f`, turning an error or a panic into a status and a message.
+fn guard(f: impl FnOnce() -> Result<(), (refit_status, String)>) -> refit_status {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(())) => sys::REFIT_OK,
+        Ok(Err((status, message))) => {
+            set_error(&message);
+            status
+        }
+        Err(_) => {
+            set_error("the reference plugin panicked");
+            sys::REFIT_ERROR
+        }
+    }
+}
+
+fn err(e: Error) -> (refit_status, String) {
+    (status_of(&e), e.to_string())
+}
+
+fn invalid(what: &str) -> (refit_status, String) {
+    (sys::REFIT_INVALID_ARGUMENT, format!("{what} is NULL"))
+}
+
+struct Desc {
+    name: CString,
+    dtype: sys::refit_dtype,
+    dims: Vec<i64>,
+}
+
+fn c_dtype(d: DType) -> sys::refit_dtype {
+    match d {
+        DType::F32 => sys::REFIT_F32,
+        DType::F16 => sys::REFIT_F16,
+        DType::I32 => sys::REFIT_I32,
+    }
+}
+
+fn descs(infos: &[TensorInfo]) -> Vec<Desc> {
+    infos
+        .iter()
+        .map(|i| Desc {
+            name: CString::new(i.name.clone()).unwrap_or_default(),
+            dtype: c_dtype(i.dtype),
+            dims: i.shape.iter().map(|d| d.map_or(-1, |d| d as i64)).collect(),
+        })
+        .collect()
+}
+
+struct ExportEngine {
+    engine: Box<dyn Engine>,
+    name: CString,
+    version: CString,
+    inputs: Vec<Desc>,
+    outputs: Vec<Desc>,
+    weights: Vec<Desc>,
+}
+
+struct ExportContext {
+    ctx: Box<dyn Context>,
+    outputs: Vec<Tensor>,
+    dims: Vec<Vec<i64>>,
+    views: Vec<refit_tensor>,
+}
+
+struct ExportRefitter {
+    refitter: Box<dyn Refitter>,
+    missing: Vec<CString>,
+    missing_ptrs: Vec<*const c_char>,
+}
+
+/// Reads a C tensor into a [`Tensor`], keeping its byte count as given
+/// (the engine checks it against the shape).
+///
+/// # Safety
+/// `t` points to a valid `refit_tensor` whose `dims` and `data` are valid
+/// for `rank` entries and `byte_len` bytes.
+unsafe fn tensor_from(t: *const refit_tensor) -> Result<Tensor, (refit_status, String)> {
+    if t.is_null() {
+        return Err(invalid("the tensor"));
+    }
+    // SAFETY: non-NULL, valid per the contract.
+    let t = unsafe { &*t };
+    let dtype = match t.dtype {
+        sys::REFIT_F32 => DType::F32,
+        sys::REFIT_F16 => DType::F16,
+        sys::REFIT_I32 => DType::I32,
+        other => {
+            return Err((
+                sys::REFIT_DTYPE_MISMATCH,
+                format!("unknown dtype code {other}"),
+            ))
+        }
+    };
+    if (t.rank > 0 && t.dims.is_null()) || (t.byte_len > 0 && t.data.is_null()) {
+        return Err(invalid("dims or data"));
+    }
+    // SAFETY: rank entries at dims.
+    let dims = if t.rank == 0 {
+        &[][..]
+    } else {
+        unsafe { std::slice::from_raw_parts(t.dims, t.rank as usize) }
+    };
+    if dims.iter().any(|&d| d < 0) {
+        return Err((
+            sys::REFIT_SHAPE_MISMATCH,
+            format!("negative dimension in {dims:?}"),
+        ));
+    }
+    // SAFETY: byte_len bytes at data.
+    let bytes = if t.byte_len == 0 {
+        &[][..]
+    } else {
+        unsafe { std::slice::from_raw_parts(t.data.cast::<u8>(), t.byte_len as usize) }
+    };
+    let data = TensorData::from_le_bytes(dtype, bytes).ok_or_else(|| {
+        (
+            sys::REFIT_SHAPE_MISMATCH,
+            format!(
+                "{} bytes are not a whole number of {dtype} values",
+                bytes.len()
+            ),
+        )
+    })?;
+    Ok(Tensor {
+        shape: dims.iter().map(|&d| d as usize).collect(),
+        data,
+    })
+}
+
+unsafe extern "C" fn engine_create(
+    model_path: *const c_char,
+    options: *const c_char,
+    out: *mut *mut sys::refit_engine,
+) -> refit_status {
+    guard(|| {
+        if model_path.is_null() || out.is_null() {
+            return Err(invalid("model_path or out"));
+        }
+        // SAFETY: NUL-terminated strings borrowed for the call.
+        let path = unsafe { CStr::from_ptr(model_path) }
+            .to_string_lossy()
+            .into_owned();
+        let opts = if options.is_null() {
+            serde_json::Value::Null
+        } else {
+            // SAFETY: as above.
+            let text = unsafe { CStr::from_ptr(options) }
+                .to_string_lossy()
+                .into_owned();
+            serde_json::from_str(&text).map_err(|e| {
+                (
+                    sys::REFIT_INVALID_ARGUMENT,
+                    format!("options_json '{text}': {e}"),
+                )
+            })?
+        };
+        let enable_refit = opts
+            .get("enable_refit")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(true);
+        let engine = EngineSpec::Reference
+            .open(Path::new(&path), &BuildOptions { enable_refit })
+            .map_err(err)?;
+        let info = engine.info();
+        let boxed = Box::new(ExportEngine {
+            name: CString::new(info.name.clone()).unwrap_or_default(),
+            version: CString::new(info.version.clone()).unwrap_or_default(),
+            inputs: descs(engine.inputs()),
+            outputs: descs(engine.outputs()),
+            weights: descs(engine.weights()),
+            engine,
+        });
+        // SAFETY: out is a valid out-pointer.
+        unsafe { *out = Box::into_raw(boxed).cast() };
+        Ok(())
+    })
+}
+
+unsafe extern "C" fn engine_destroy(engine: *mut sys::refit_engine) {
+    if !engine.is_null() {
+        // SAFETY: created by engine_create and destroyed once.
+        drop(unsafe { Box::from_raw(engine.cast::<ExportEngine>()) });
+    }
+}
+
+/// # Safety
+/// `engine` is NULL or came from engine_create and is live.
+unsafe fn engine_ref<'a>(
+    engine: *const sys::refit_engine,
+) -> Result<&'a ExportEngine, (refit_status, String)> {
+    // SAFETY: per the contract.
+    unsafe { engine.cast::<ExportEngine>().as_ref() }.ok_or_else(|| invalid("the engine"))
+}
+
+unsafe extern "C" fn engine_describe(
+    engine: *const sys::refit_engine,
+    out: *mut sys::refit_engine_info,
+) -> refit_status {
+    guard(|| {
+        // SAFETY: a live engine from engine_create.
+        let e = unsafe { engine_ref(engine) }?;
+        if out.is_null() {
+            return Err(invalid("out"));
+        }
+        let c = e.engine.info().contract;
+        // SAFETY: a valid out-pointer; the strings live as long as the engine.
+        unsafe {
+            *out = sys::refit_engine_info {
+                name: e.name.as_ptr(),
+                version: e.version.as_ptr(),
+                concurrency: i32::from(c.concurrency == Concurrency::Quiesced),
+                failed_refit: i32::from(c.failed_refit == FailedRefit::MayBePartial),
+                subset: i32::from(c.subset == Subset::RequiresAll),
+                non_finite: i32::from(c.non_finite == NonFinite::Served),
+                refit_enabled: i32::from(e.engine.info().refit_enabled),
+            }
+        };
+        Ok(())
+    })
+}
+
+fn count(
+    engine: *const sys::refit_engine,
+    out: *mut u32,
+    pick: fn(&ExportEngine) -> &Vec<Desc>,
+) -> refit_status {
+    guard(|| {
+        // SAFETY: a live engine from engine_create.
+        let e = unsafe { engine_ref(engine) }?;
+        if out.is_null() {
+            return Err(invalid("out"));
+        }
+        // SAFETY: a valid out-pointer.
+        unsafe { *out = pick(e).len() as u32 };
+        Ok(())
+    })
+}
+
+fn item(
+    engine: *const sys::refit_engine,
+    index: u32,
+    out: *mut refit_tensor_desc,
+    pick: fn(&ExportEngine) -> &Vec<Desc>,
+) -> refit_status {
+    guard(|| {
+        // SAFETY: a live engine from engine_create.
+        let e = unsafe { engine_ref(engine) }?;
+        let d = pick(e).get(index as usize).ok_or_else(|| {
+            (
+                sys::REFIT_INVALID_ARGUMENT,
+                format!("index {index} is out of range"),
+            )
+        })?;
+        if out.is_null() {
+            return Err(invalid("out"));
+        }
+        // SAFETY: a valid out-pointer; name and dims live as long as the engine.
+        unsafe {
+            *out = refit_tensor_desc {
+                name: d.name.as_ptr(),
+                dtype: d.dtype,
+                rank: d.dims.len() as u32,
+                dims: d.dims.as_ptr(),
+            }
+        };
+        Ok(())
+    })
+}
+
+unsafe extern "C" fn input_count(e: *const sys::refit_engine, out: *mut u32) -> refit_status {
+    count(e, out, |e| &e.inputs)
+}
+unsafe extern "C" fn input(
+    e: *const sys::refit_engine,
+    i: u32,
+    out: *mut refit_tensor_desc,
+) -> refit_status {
+    item(e, i, out, |e| &e.inputs)
+}
+unsafe extern "C" fn output_count(e: *const sys::refit_engine, out: *mut u32) -> refit_status {
+    count(e, out, |e| &e.outputs)
+}
+unsafe extern "C" fn output(
+    e: *const sys::refit_engine,
+    i: u32,
+    out: *mut refit_tensor_desc,
+) -> refit_status {
+    item(e, i, out, |e| &e.outputs)
+}
+unsafe extern "C" fn weight_count(e: *const sys::refit_engine, out: *mut u32) -> refit_status {
+    count(e, out, |e| &e.weights)
+}
+unsafe extern "C" fn weight(
+    e: *const sys::refit_engine,
+    i: u32,
+    out: *mut refit_tensor_desc,
+) -> refit_status {
+    item(e, i, out, |e| &e.weights)
+}
+
+unsafe extern "C" fn context_create(
+    engine: *mut sys::refit_engine,
+    out: *mut *mut sys::refit_context,
+) -> refit_status {
+    guard(|| {
+        // SAFETY: a live engine from engine_create.
+        let e = unsafe { engine_ref(engine) }?;
+        if out.is_null() {
+            return Err(invalid("out"));
+        }
+        let ctx = e.engine.context().map_err(err)?;
+        let boxed = Box::new(ExportContext {
+            ctx,
+            outputs: Vec::new(),
+            dims: Vec::new(),
+            views: Vec::new(),
+        });
+        // SAFETY: a valid out-pointer.
+        unsafe { *out = Box::into_raw(boxed).cast() };
+        Ok(())
+    })
+}
+
+unsafe extern "C" fn context_destroy(ctx: *mut sys::refit_context) {
+    if !ctx.is_null() {
+        // SAFETY: created by context_create and destroyed once.
+        drop(unsafe { Box::from_raw(ctx.cast::<ExportContext>()) });
+    }
+}
+
+unsafe extern "C" fn infer(
+    ctx: *mut sys::refit_context,
+    inputs: *const refit_tensor,
+    n: u32,
+    outputs: *mut *const refit_tensor,
+    n_out: *mut u32,
+) -> refit_status {
+    guard(|| {
+        // SAFETY: a live context from context_create, used by one thread.
+        let c = unsafe { ctx.cast::<ExportContext>().as_mut() }
+            .ok_or_else(|| invalid("the context"))?;
+        if outputs.is_null() || n_out.is_null() || (n > 0 && inputs.is_null()) {
+            return Err(invalid("inputs, outputs or n_outputs"));
+        }
+        // SAFETY: n tensors at inputs, each valid for the call.
+        let ins = (0..n as usize)
+            .map(|i| unsafe { tensor_from(inputs.add(i)) })
+            .collect::<Result<Vec<_>, _>>()?;
+        c.outputs = c.ctx.infer(&ins).map_err(err)?;
+        c.dims = c
+            .outputs
+            .iter()
+            .map(|t| t.shape.iter().map(|&d| d as i64).collect())
+            .collect();
+        c.views = c
+            .outputs
+            .iter()
+            .zip(&c.dims)
+            .map(|(t, d)| {
+                let bytes = t.data.as_bytes();
+                refit_tensor {
+                    dtype: c_dtype(t.dtype()),
+                    rank: d.len() as u32,
+                    dims: d.as_ptr(),
+                    data: bytes.as_ptr().cast(),
+                    byte_len: bytes.len() as u64,
+                }
+            })
+            .collect();
+        // SAFETY: valid out-pointers; the views live in the context until
+        // the next call.
+        unsafe {
+            *outputs = c.views.as_ptr();
+            *n_out = c.views.len() as u32;
+        }
+        Ok(())
+    })
+}
+
+unsafe extern "C" fn refitter_create(
+    engine: *mut sys::refit_engine,
+    out: *mut *mut sys::refit_refitter,
+) -> refit_status {
+    guard(|| {
+        // SAFETY: a live engine from engine_create.
+        let e = unsafe { engine_ref(engine) }?;
+        if out.is_null() {
+            return Err(invalid("out"));
+        }
+        let refitter = e.engine.refitter().map_err(err)?;
+        let boxed = Box::new(ExportRefitter {
+            refitter,
+            missing: Vec::new(),
+            missing_ptrs: Vec::new(),
+        });
+        // SAFETY: a valid out-pointer.
+        unsafe { *out = Box::into_raw(boxed).cast() };
+        Ok(())
+    })
+}
+
+unsafe extern "C" fn refitter_destroy(r: *mut sys::refit_refitter) {
+    if !r.is_null() {
+        // SAFETY: created by refitter_create and destroyed once.
+        drop(unsafe { Box::from_raw(r.cast::<ExportRefitter>()) });
+    }
+}
+
+/// # Safety
+/// `r` is NULL or a live refitter from refitter_create, used by one thread.
+unsafe fn refitter_mut<'a>(
+    r: *mut sys::refit_refitter,
+) -> Result<&'a mut ExportRefitter, (refit_status, String)> {
+    // SAFETY: per the contract.
+    unsafe { r.cast::<ExportRefitter>().as_mut() }.ok_or_else(|| invalid("the refitter"))
+}
+
+unsafe extern "C" fn set_named_weights(
+    r: *mut sys::refit_refitter,
+    name: *const c_char,
+    t: *const refit_tensor,
+) -> refit_status {
+    guard(|| {
+        // SAFETY: a live refitter.
+        let r = unsafe { refitter_mut(r) }?;
+        if name.is_null() {
+            return Err(invalid("the name"));
+        }
+        // SAFETY: a NUL-terminated string borrowed for the call.
+        let name = unsafe { CStr::from_ptr(name) }
+            .to_string_lossy()
+            .into_owned();
+        // SAFETY: a tensor valid for the call.
+        let tensor = unsafe { tensor_from(t) }?;
+        r.refitter.stage_owned(&name, tensor).map_err(err)
+    })
+}
+
+unsafe extern "C" fn missing(
+    r: *mut sys::refit_refitter,
+    names: *mut *const *const c_char,
+    count: *mut u32,
+) -> refit_status {
+    guard(|| {
+        // SAFETY: a live refitter.
+        let r = unsafe { refitter_mut(r) }?;
+        if names.is_null() || count.is_null() {
+            return Err(invalid("names or count"));
+        }
+        r.missing = r
+            .refitter
+            .missing()
+            .into_iter()
+            .map(|n| CString::new(n).unwrap_or_default())
+            .collect();
+        r.missing_ptrs = r.missing.iter().map(|c| c.as_ptr()).collect();
+        // SAFETY: valid out-pointers; the array lives until the next call.
+        unsafe {
+            *names = r.missing_ptrs.as_ptr();
+            *count = r.missing_ptrs.len() as u32;
+        }
+        Ok(())
+    })
+}
+
+unsafe extern "C" fn refit(r: *mut sys::refit_refitter) -> refit_status {
+    guard(|| {
+        // SAFETY: a live refitter.
+        let r = unsafe { refitter_mut(r) }?;
+        r.refitter.refit().map_err(err)
+    })
+}
+
+unsafe extern "C" fn last_error() -> *const c_char {
+    LAST_ERROR.with(|e| e.borrow().as_ptr())
+}
+
+static API: refit_plugin_api = refit_plugin_api {
+    abi_version: sys::REFIT_PLUGIN_ABI_VERSION,
+    struct_size: std::mem::size_of::<refit_plugin_api>() as u32,
+    engine_create: Some(engine_create),
+    engine_destroy: Some(engine_destroy),
+    engine_describe: Some(engine_describe),
+    engine_input_count: Some(input_count),
+    engine_input: Some(input),
+    engine_output_count: Some(output_count),
+    engine_output: Some(output),
+    engine_weight_count: Some(weight_count),
+    engine_weight: Some(weight),
+    context_create: Some(context_create),
+    context_destroy: Some(context_destroy),
+    infer: Some(infer),
+    refitter_create: Some(refitter_create),
+    refitter_destroy: Some(refitter_destroy),
+    refitter_set_named_weights: Some(set_named_weights),
+    refitter_missing: Some(missing),
+    refitter_refit: Some(refit),
+    last_error: Some(last_error),
+};
+
+/// The entry point of the reference plugin.
+#[no_mangle]
+pub extern "C" fn refit_plugin_get_api(abi_version: u32) -> *const refit_plugin_api {
+    if abi_version == sys::REFIT_PLUGIN_ABI_VERSION {
+        &API
+    } else {
+        std::ptr::null()
+    }
+}

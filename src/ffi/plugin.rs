@@ -1,0 +1,678 @@
+//! Loads a plugin library and wraps its C ABI as an [`Engine`].
+//!
+//! Loading goes step by step, each with its own typed error carrying the
+//! path: open the library (bound eagerly, so a missing symbol fails now),
+//! find the entry point, ask for ABI version 1, check the table's version
+//! and size, and check every slot is non-NULL. Every engine, context and
+//! refitter holds an `Arc` of the library, so it is unloaded only after
+//! the last of them is destroyed.
+
+use std::ffi::{c_char, CStr, CString};
+use std::path::{Path, PathBuf};
+use std::ptr;
+use std::sync::Arc;
+
+use super::sys::{self, refit_plugin_api, refit_status, refit_tensor, refit_tensor_desc};
+use crate::engine::{
+    BuildOptions, Concurrency, Context, Contract, Engine, EngineInfo, FailedRefit, NonFinite,
+    Refitter, Subset,
+};
+use crate::tensor::{DType, Tensor, TensorData, TensorInfo};
+use crate::{Error, Result};
+
+/// Why a plugin library could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The library could not be opened (missing file, unresolved symbol).
+    #[error("cannot open plugin {path}: {message}")]
+    Open {
+        /// The library.
+        path: PathBuf,
+        /// The loader's message.
+        message: String,
+    },
+    /// The library does not export `refit_plugin_get_api`.
+    #[error("plugin {path} does not export refit_plugin_get_api: {message}")]
+    MissingEntryPoint {
+        /// The library.
+        path: PathBuf,
+        /// The loader's message.
+        message: String,
+    },
+    /// The library returned no table for the ABI version asked for.
+    #[error("plugin {path} does not support ABI version {requested} (refit_plugin_get_api returned NULL)")]
+    UnsupportedVersion {
+        /// The library.
+        path: PathBuf,
+        /// The version asked for.
+        requested: u32,
+    },
+    /// The table's version or size is not what was asked for.
+    #[error("plugin {path} returned a table for ABI version {found} of {size} bytes; expected version {expected} and at least {min} bytes")]
+    BadTable {
+        /// The library.
+        path: PathBuf,
+        /// The version asked for.
+        expected: u32,
+        /// The version in the table.
+        found: u32,
+        /// The table's declared size.
+        size: u32,
+        /// The smallest size accepted.
+        min: usize,
+    },
+    /// A function slot of the table is NULL.
+    #[error("plugin {path}: function {slot} is NULL in its ABI table")]
+    NullSlot {
+        /// The library.
+        path: PathBuf,
+        /// The slot's name.
+        slot: &'static str,
+    },
+}
+
+/// The table with every slot checked non-NULL.
+struct Api {
+    engine_create: unsafe extern "C" fn(
+        *const c_char,
+        *const c_char,
+        *mut *mut sys::refit_engine,
+    ) -> refit_status,
+    engine_destroy: unsafe extern "C" fn(*mut sys::refit_engine),
+    engine_describe:
+        unsafe extern "C" fn(*const sys::refit_engine, *mut sys::refit_engine_info) -> refit_status,
+    engine_input_count: sys::CountFn,
+    engine_input: sys::DescribeFn,
+    engine_output_count: sys::CountFn,
+    engine_output: sys::DescribeFn,
+    engine_weight_count: sys::CountFn,
+    engine_weight: sys::DescribeFn,
+    context_create:
+        unsafe extern "C" fn(*mut sys::refit_engine, *mut *mut sys::refit_context) -> refit_status,
+    context_destroy: unsafe extern "C" fn(*mut sys::refit_context),
+    infer: unsafe extern "C" fn(
+        *mut sys::refit_context,
+        *const refit_tensor,
+        u32,
+        *mut *const refit_tensor,
+        *mut u32,
+    ) -> refit_status,
+    refitter_create:
+        unsafe extern "C" fn(*mut sys::refit_engine, *mut *mut sys::refit_refitter) -> refit_status,
+    refitter_destroy: unsafe extern "C" fn(*mut sys::refit_refitter),
+    refitter_set_named_weights: unsafe extern "C" fn(
+        *mut sys::refit_refitter,
+        *const c_char,
+        *const refit_tensor,
+    ) -> refit_status,
+    refitter_missing: unsafe extern "C" fn(
+        *mut sys::refit_refitter,
+        *mut *const *const c_char,
+        *mut u32,
+    ) -> refit_status,
+    refitter_refit: unsafe extern "C" fn(*mut sys::refit_refitter) -> refit_status,
+    last_error: unsafe extern "C" fn() -> *const c_char,
+}
+
+/// A loaded plugin library.
+pub struct Plugin {
+    path: PathBuf,
+    api: Api,
+    // Dropped last: the functions above point into it.
+    _lib: libloading::Library,
+}
+
+impl Plugin {
+    /// Loads the library at `path` and checks its ABI table.
+    ///
+    /// # Errors
+    /// [`Error::PluginLoad`] with the step that failed.
+    pub fn load(path: &Path) -> Result<Arc<Self>> {
+        let load_err = |e: LoadError| Error::PluginLoad(Box::new(e));
+        // SAFETY: loading a library runs its initialisers; the user names
+        // the library to test, which is the point of the harness. RTLD_NOW
+        // binds every symbol now, so a missing one fails here.
+        let lib = unsafe {
+            libloading::os::unix::Library::open(
+                Some(path),
+                libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_LOCAL,
+            )
+        }
+        .map_err(|e| {
+            load_err(LoadError::Open {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })
+        })?;
+        let lib: libloading::Library = lib.into();
+        type GetApi = unsafe extern "C" fn(u32) -> *const refit_plugin_api;
+        // SAFETY: the header declares the entry point with this signature.
+        let get: libloading::Symbol<GetApi> =
+            unsafe { lib.get(sys::ENTRY_POINT) }.map_err(|e| {
+                load_err(LoadError::MissingEntryPoint {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })
+            })?;
+        // SAFETY: calling the entry point as the header specifies.
+        let table = unsafe { get(sys::REFIT_PLUGIN_ABI_VERSION) };
+        if table.is_null() {
+            return Err(load_err(LoadError::UnsupportedVersion {
+                path: path.to_path_buf(),
+                requested: sys::REFIT_PLUGIN_ABI_VERSION,
+            }));
+        }
+        // SAFETY: non-NULL, and the header makes the table live as long as
+        // the library. The two leading u32 fields are read first, so a
+        // smaller table is refused before its slots are read.
+        let (version, size) = unsafe { ((*table).abi_version, (*table).struct_size) };
+        let min = std::mem::size_of::<refit_plugin_api>();
+        if version != sys::REFIT_PLUGIN_ABI_VERSION || (size as usize) < min {
+            return Err(load_err(LoadError::BadTable {
+                path: path.to_path_buf(),
+                expected: sys::REFIT_PLUGIN_ABI_VERSION,
+                found: version,
+                size,
+                min,
+            }));
+        }
+        // SAFETY: the table is at least as large as the version-1 layout.
+        let t = unsafe { &*table };
+        let null = |i: usize| {
+            load_err(LoadError::NullSlot {
+                path: path.to_path_buf(),
+                slot: sys::SLOTS[i],
+            })
+        };
+        let api = Api {
+            engine_create: t.engine_create.ok_or_else(|| null(0))?,
+            engine_destroy: t.engine_destroy.ok_or_else(|| null(1))?,
+            engine_describe: t.engine_describe.ok_or_else(|| null(2))?,
+            engine_input_count: t.engine_input_count.ok_or_else(|| null(3))?,
+            engine_input: t.engine_input.ok_or_else(|| null(4))?,
+            engine_output_count: t.engine_output_count.ok_or_else(|| null(5))?,
+            engine_output: t.engine_output.ok_or_else(|| null(6))?,
+            engine_weight_count: t.engine_weight_count.ok_or_else(|| null(7))?,
+            engine_weight: t.engine_weight.ok_or_else(|| null(8))?,
+            context_create: t.context_create.ok_or_else(|| null(9))?,
+            context_destroy: t.context_destroy.ok_or_else(|| null(10))?,
+            infer: t.infer.ok_or_else(|| null(11))?,
+            refitter_create: t.refitter_create.ok_or_else(|| null(12))?,
+            refitter_destroy: t.refitter_destroy.ok_or_else(|| null(13))?,
+            refitter_set_named_weights: t.refitter_set_named_weights.ok_or_else(|| null(14))?,
+            refitter_missing: t.refitter_missing.ok_or_else(|| null(15))?,
+            refitter_refit: t.refitter_refit.ok_or_else(|| null(16))?,
+            last_error: t.last_error.ok_or_else(|| null(17))?,
+        };
+        Ok(Arc::new(Plugin {
+            path: path.to_path_buf(),
+            api,
+            _lib: lib,
+        }))
+    }
+
+    /// Turns a status into a result, with the plugin's own message.
+    fn check(&self, call: &'static str, status: refit_status) -> Result<()> {
+        if status == sys::REFIT_OK {
+            return Ok(());
+        }
+        // SAFETY: last_error never returns NULL by contract, but a NULL is
+        // handled; the string is valid until the next call on this thread.
+        let message = unsafe {
+            let p = (self.api.last_error)();
+            if p.is_null() {
+                String::new()
+            } else {
+                CStr::from_ptr(p).to_string_lossy().into_owned()
+            }
+        };
+        Err(Error::Plugin {
+            path: self.path.clone(),
+            call,
+            status,
+            message: if message.is_empty() {
+                "failed without a message (a plugin must set last_error on failure)".into()
+            } else {
+                message
+            },
+        })
+    }
+
+    /// Builds an engine for `model`.
+    ///
+    /// # Errors
+    /// The plugin's error, or a malformed description.
+    pub fn open(self: &Arc<Self>, model: &Path, options: &BuildOptions) -> Result<PluginEngine> {
+        let bad_arg = |what: &str| Error::Plugin {
+            path: self.path.clone(),
+            call: "engine_create",
+            status: sys::REFIT_INVALID_ARGUMENT,
+            message: format!("{what} contains a NUL byte"),
+        };
+        let model_c = CString::new(model.as_os_str().as_encoded_bytes())
+            .map_err(|_| bad_arg("the model path"))?;
+        let options_c = CString::new(format!("{{\"enable_refit\": {}}}", options.enable_refit))
+            .map_err(|_| bad_arg("the options"))?;
+        let mut handle = ptr::null_mut();
+        // SAFETY: valid NUL-terminated strings borrowed for the call, and an
+        // out-pointer to a local.
+        self.check("engine_create", unsafe {
+            (self.api.engine_create)(model_c.as_ptr(), options_c.as_ptr(), &mut handle)
+        })?;
+        if handle.is_null() {
+            return Err(Error::Plugin {
+                path: self.path.clone(),
+                call: "engine_create",
+                status: sys::REFIT_OK,
+                message: "returned success and a NULL engine".into(),
+            });
+        }
+        let engine = Owned {
+            plugin: Arc::clone(self),
+            handle,
+        };
+        let info = engine.describe()?;
+        let inputs = engine.list(
+            "engine_input",
+            self.api.engine_input_count,
+            self.api.engine_input,
+        )?;
+        let outputs = engine.list(
+            "engine_output",
+            self.api.engine_output_count,
+            self.api.engine_output,
+        )?;
+        let weights = engine.list(
+            "engine_weight",
+            self.api.engine_weight_count,
+            self.api.engine_weight,
+        )?;
+        Ok(PluginEngine {
+            inner: Arc::new(Inner {
+                engine,
+                info,
+                inputs,
+                outputs,
+                weights,
+            }),
+        })
+    }
+}
+
+/// An engine handle; destroyed on drop, after every context and refitter
+/// (they hold an `Arc` of it).
+struct Owned {
+    plugin: Arc<Plugin>,
+    handle: *mut sys::refit_engine,
+}
+
+// SAFETY: the header makes the describe/list/create functions of an engine
+// callable from any thread concurrently; destroy runs once, from Drop.
+unsafe impl Send for Owned {}
+// SAFETY: as above.
+unsafe impl Sync for Owned {}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from engine_create and is destroyed once.
+        unsafe { (self.plugin.api.engine_destroy)(self.handle) }
+    }
+}
+
+/// Copies a string the plugin owns.
+///
+/// # Safety
+/// `p` is NULL or a NUL-terminated string valid for the call.
+unsafe fn owned_str(p: *const c_char) -> String {
+    if p.is_null() {
+        return String::new();
+    }
+    // SAFETY: per this function's contract.
+    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+}
+
+fn dtype_of(d: sys::refit_dtype) -> Option<DType> {
+    match d {
+        sys::REFIT_F32 => Some(DType::F32),
+        sys::REFIT_F16 => Some(DType::F16),
+        sys::REFIT_I32 => Some(DType::I32),
+        _ => None,
+    }
+}
+
+fn c_dtype(d: DType) -> sys::refit_dtype {
+    match d {
+        DType::F32 => sys::REFIT_F32,
+        DType::F16 => sys::REFIT_F16,
+        DType::I32 => sys::REFIT_I32,
+    }
+}
+
+impl Owned {
+    fn malformed(&self, call: &'static str, what: String) -> Error {
+        Error::Plugin {
+            path: self.plugin.path.clone(),
+            call,
+            status: sys::REFIT_OK,
+            message: what,
+        }
+    }
+
+    fn describe(&self) -> Result<EngineInfo> {
+        let mut info = sys::refit_engine_info {
+            name: ptr::null(),
+            version: ptr::null(),
+            concurrency: 0,
+            failed_refit: 0,
+            subset: 0,
+            non_finite: 0,
+            refit_enabled: 0,
+        };
+        // SAFETY: a live engine handle and an out-pointer to a local.
+        self.plugin.check("engine_describe", unsafe {
+            (self.plugin.api.engine_describe)(self.handle, &mut info)
+        })?;
+        let pick = |v: i32, field: &str| -> Result<bool> {
+            match v {
+                0 => Ok(false),
+                1 => Ok(true),
+                other => Err(self.malformed(
+                    "engine_describe",
+                    format!("{field} is {other}; expected 0 or 1"),
+                )),
+            }
+        };
+        let contract = Contract {
+            concurrency: if pick(info.concurrency, "concurrency")? {
+                Concurrency::Quiesced
+            } else {
+                Concurrency::Atomic
+            },
+            failed_refit: if pick(info.failed_refit, "failed_refit")? {
+                FailedRefit::MayBePartial
+            } else {
+                FailedRefit::RollsBack
+            },
+            subset: if pick(info.subset, "subset")? {
+                Subset::RequiresAll
+            } else {
+                Subset::Accepted
+            },
+            non_finite: if pick(info.non_finite, "non_finite")? {
+                NonFinite::Served
+            } else {
+                NonFinite::Rejected
+            },
+        };
+        Ok(EngineInfo {
+            // SAFETY: the strings live as long as the engine.
+            name: format!("plugin:{}", unsafe { owned_str(info.name) }),
+            // SAFETY: as above.
+            version: unsafe { owned_str(info.version) },
+            contract,
+            refit_enabled: pick(info.refit_enabled, "refit_enabled")?,
+        })
+    }
+
+    fn list(
+        &self,
+        call: &'static str,
+        count: sys::CountFn,
+        item: sys::DescribeFn,
+    ) -> Result<Vec<TensorInfo>> {
+        let mut n = 0u32;
+        // SAFETY: a live engine handle and an out-pointer to a local.
+        self.plugin
+            .check(call, unsafe { count(self.handle, &mut n) })?;
+        (0..n)
+            .map(|i| {
+                let mut d = refit_tensor_desc {
+                    name: ptr::null(),
+                    dtype: 0,
+                    rank: 0,
+                    dims: ptr::null(),
+                };
+                // SAFETY: as above; the index is below the count.
+                self.plugin
+                    .check(call, unsafe { item(self.handle, i, &mut d) })?;
+                let dtype = dtype_of(d.dtype).ok_or_else(|| {
+                    self.malformed(call, format!("item {i} has dtype code {}", d.dtype))
+                })?;
+                if d.rank > 0 && d.dims.is_null() {
+                    return Err(
+                        self.malformed(call, format!("item {i} has rank {} and NULL dims", d.rank))
+                    );
+                }
+                // SAFETY: rank entries at dims, valid for the engine's life.
+                let dims = if d.rank == 0 {
+                    &[][..]
+                } else {
+                    unsafe { std::slice::from_raw_parts(d.dims, d.rank as usize) }
+                };
+                Ok(TensorInfo {
+                    // SAFETY: the name lives as long as the engine.
+                    name: unsafe { owned_str(d.name) },
+                    dtype,
+                    shape: dims
+                        .iter()
+                        .map(|&x| (x > 0).then_some(x as usize))
+                        .collect(),
+                })
+            })
+            .collect()
+    }
+}
+
+struct Inner {
+    engine: Owned,
+    info: EngineInfo,
+    inputs: Vec<TensorInfo>,
+    outputs: Vec<TensorInfo>,
+    weights: Vec<TensorInfo>,
+}
+
+/// An engine served by a plugin library.
+pub struct PluginEngine {
+    inner: Arc<Inner>,
+}
+
+impl Engine for PluginEngine {
+    fn info(&self) -> &EngineInfo {
+        &self.inner.info
+    }
+    fn inputs(&self) -> &[TensorInfo] {
+        &self.inner.inputs
+    }
+    fn outputs(&self) -> &[TensorInfo] {
+        &self.inner.outputs
+    }
+    fn weights(&self) -> &[TensorInfo] {
+        &self.inner.weights
+    }
+    fn context(&self) -> Result<Box<dyn Context>> {
+        let e = &self.inner.engine;
+        let mut handle = ptr::null_mut();
+        // SAFETY: a live engine handle and an out-pointer to a local.
+        e.plugin.check("context_create", unsafe {
+            (e.plugin.api.context_create)(e.handle, &mut handle)
+        })?;
+        if handle.is_null() {
+            return Err(e.malformed(
+                "context_create",
+                "returned success and a NULL context".into(),
+            ));
+        }
+        Ok(Box::new(PluginContext {
+            inner: Arc::clone(&self.inner),
+            handle,
+        }))
+    }
+    fn refitter(&self) -> Result<Box<dyn Refitter>> {
+        let e = &self.inner.engine;
+        let mut handle = ptr::null_mut();
+        // SAFETY: a live engine handle and an out-pointer to a local.
+        e.plugin.check("refitter_create", unsafe {
+            (e.plugin.api.refitter_create)(e.handle, &mut handle)
+        })?;
+        if handle.is_null() {
+            return Err(e.malformed(
+                "refitter_create",
+                "returned success and a NULL refitter".into(),
+            ));
+        }
+        Ok(Box::new(PluginRefitter {
+            inner: Arc::clone(&self.inner),
+            handle,
+        }))
+    }
+}
+
+/// A borrowed C view of a tensor; `dims` must outlive the view.
+fn c_tensor(t: &Tensor, dims: &[i64]) -> refit_tensor {
+    let bytes = t.data.as_bytes();
+    refit_tensor {
+        dtype: c_dtype(t.dtype()),
+        rank: dims.len() as u32,
+        dims: dims.as_ptr(),
+        data: bytes.as_ptr().cast(),
+        byte_len: bytes.len() as u64,
+    }
+}
+
+fn c_dims(t: &Tensor) -> Vec<i64> {
+    t.shape.iter().map(|&d| d as i64).collect()
+}
+
+struct PluginContext {
+    inner: Arc<Inner>,
+    handle: *mut sys::refit_context,
+}
+
+// SAFETY: a context is used by one thread at a time (it is `&mut` in
+// `infer`), which is all the header asks.
+unsafe impl Send for PluginContext {}
+
+impl Drop for PluginContext {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from context_create and is destroyed once,
+        // before the engine (this holds an Arc of it).
+        unsafe { (self.inner.engine.plugin.api.context_destroy)(self.handle) }
+    }
+}
+
+impl Context for PluginContext {
+    fn infer(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        let e = &self.inner.engine;
+        let dims: Vec<Vec<i64>> = inputs.iter().map(c_dims).collect();
+        let c_inputs: Vec<refit_tensor> = inputs
+            .iter()
+            .zip(&dims)
+            .map(|(t, d)| c_tensor(t, d))
+            .collect();
+        let mut out: *const refit_tensor = ptr::null();
+        let mut n = 0u32;
+        // SAFETY: the input views borrow live tensors and dims for the call;
+        // out-pointers to locals.
+        e.plugin.check("infer", unsafe {
+            (e.plugin.api.infer)(
+                self.handle,
+                c_inputs.as_ptr(),
+                c_inputs.len() as u32,
+                &mut out,
+                &mut n,
+            )
+        })?;
+        if n > 0 && out.is_null() {
+            return Err(e.malformed("infer", format!("returned {n} outputs at NULL")));
+        }
+        // SAFETY: n tensors at out, owned by the context until the next call.
+        let outs = if n == 0 {
+            &[][..]
+        } else {
+            unsafe { std::slice::from_raw_parts(out, n as usize) }
+        };
+        outs.iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let dtype = dtype_of(t.dtype).ok_or_else(|| e.malformed("infer", format!("output {i} has dtype code {}", t.dtype)))?;
+                if t.rank > 0 && t.dims.is_null() {
+                    return Err(e.malformed("infer", format!("output {i} has NULL dims")));
+                }
+                // SAFETY: rank entries at dims.
+                let dims = if t.rank == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(t.dims, t.rank as usize) } };
+                let shape: Vec<usize> = dims.iter().map(|&d| d.max(0) as usize).collect();
+                let numel = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).unwrap_or(usize::MAX);
+                let expected = numel.saturating_mul(dtype.size());
+                if t.byte_len != expected as u64 || (expected > 0 && t.data.is_null()) {
+                    return Err(e.malformed("infer", format!("output {i} of shape {shape:?} ({dtype}) has {} bytes at {:p}; expected {expected}", t.byte_len, t.data)));
+                }
+                // SAFETY: byte_len bytes at data, checked against the shape.
+                let bytes = if expected == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(t.data.cast::<u8>(), expected) } };
+                let data = TensorData::from_le_bytes(dtype, bytes).ok_or_else(|| e.malformed("infer", format!("output {i} is not whole values")))?;
+                Ok(Tensor { shape, data })
+            })
+            .collect()
+    }
+}
+
+struct PluginRefitter {
+    inner: Arc<Inner>,
+    handle: *mut sys::refit_refitter,
+}
+
+// SAFETY: a refitter is used by one thread at a time (`&mut` methods).
+unsafe impl Send for PluginRefitter {}
+
+impl Drop for PluginRefitter {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from refitter_create and is destroyed once,
+        // before the engine.
+        unsafe { (self.inner.engine.plugin.api.refitter_destroy)(self.handle) }
+    }
+}
+
+impl Refitter for PluginRefitter {
+    fn set_named_weights(&mut self, name: &str, weights: &Tensor) -> Result<()> {
+        let e = &self.inner.engine;
+        let name_c = CString::new(name).map_err(|_| Error::UnknownWeight {
+            name: name.to_string(),
+            known: "(a weight name cannot contain a NUL byte)".into(),
+        })?;
+        let dims = c_dims(weights);
+        let t = c_tensor(weights, &dims);
+        // SAFETY: the name and tensor view borrow live data for the call.
+        e.plugin.check("refitter_set_named_weights", unsafe {
+            (e.plugin.api.refitter_set_named_weights)(self.handle, name_c.as_ptr(), &t)
+        })
+    }
+
+    fn missing(&self) -> Vec<String> {
+        let e = &self.inner.engine;
+        let mut names: *const *const c_char = ptr::null();
+        let mut n = 0u32;
+        // SAFETY: out-pointers to locals; a live refitter handle.
+        let status = unsafe { (e.plugin.api.refitter_missing)(self.handle, &mut names, &mut n) };
+        if e.plugin.check("refitter_missing", status).is_err() || (n > 0 && names.is_null()) {
+            // The trait cannot fail here; report every weight as missing,
+            // which the partial-refit check then flags.
+            return self.inner.weights.iter().map(|w| w.name.clone()).collect();
+        }
+        // SAFETY: n strings at names, valid until the next call.
+        let list = if n == 0 {
+            &[][..]
+        } else {
+            unsafe { std::slice::from_raw_parts(names, n as usize) }
+        };
+        // SAFETY: each is a NUL-terminated string owned by the refitter.
+        list.iter().map(|&p| unsafe { owned_str(p) }).collect()
+    }
+
+    fn refit(&mut self) -> Result<()> {
+        let e = &self.inner.engine;
+        // SAFETY: a live refitter handle.
+        e.plugin.check("refitter_refit", unsafe {
+            (e.plugin.api.refitter_refit)(self.handle)
+        })
+    }
+}

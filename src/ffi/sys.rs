@@ -1,0 +1,133 @@
+//! The C types of `include/refit_plugin.h`, mirrored field for field.
+
+#![allow(non_camel_case_types, missing_docs)]
+
+use std::ffi::{c_char, c_void};
+
+pub type refit_status = i32;
+pub const REFIT_OK: refit_status = 0;
+pub const REFIT_ERROR: refit_status = 1;
+pub const REFIT_INVALID_ARGUMENT: refit_status = 2;
+pub const REFIT_UNKNOWN_WEIGHT: refit_status = 3;
+pub const REFIT_SHAPE_MISMATCH: refit_status = 4;
+pub const REFIT_DTYPE_MISMATCH: refit_status = 5;
+pub const REFIT_NON_FINITE: refit_status = 6;
+pub const REFIT_DISABLED: refit_status = 7;
+pub const REFIT_MISSING_WEIGHTS: refit_status = 8;
+pub const REFIT_UNSUPPORTED: refit_status = 9;
+
+pub type refit_dtype = i32;
+pub const REFIT_F32: refit_dtype = 1;
+pub const REFIT_F16: refit_dtype = 2;
+pub const REFIT_I32: refit_dtype = 3;
+
+pub const REFIT_PLUGIN_ABI_VERSION: u32 = 1;
+pub const ENTRY_POINT: &[u8] = b"refit_plugin_get_api\0";
+
+pub type refit_engine = c_void;
+pub type refit_context = c_void;
+pub type refit_refitter = c_void;
+
+#[repr(C)]
+pub struct refit_engine_info {
+    pub name: *const c_char,
+    pub version: *const c_char,
+    pub concurrency: i32,
+    pub failed_refit: i32,
+    pub subset: i32,
+    pub non_finite: i32,
+    pub refit_enabled: i32,
+}
+
+#[repr(C)]
+pub struct refit_tensor_desc {
+    pub name: *const c_char,
+    pub dtype: refit_dtype,
+    pub rank: u32,
+    pub dims: *const i64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct refit_tensor {
+    pub dtype: refit_dtype,
+    pub rank: u32,
+    pub dims: *const i64,
+    pub data: *const c_void,
+    pub byte_len: u64,
+}
+
+pub type DescribeFn =
+    unsafe extern "C" fn(*const refit_engine, u32, *mut refit_tensor_desc) -> refit_status;
+pub type CountFn = unsafe extern "C" fn(*const refit_engine, *mut u32) -> refit_status;
+
+#[repr(C)]
+pub struct refit_plugin_api {
+    pub abi_version: u32,
+    pub struct_size: u32,
+    pub engine_create: Option<
+        unsafe extern "C" fn(*const c_char, *const c_char, *mut *mut refit_engine) -> refit_status,
+    >,
+    pub engine_destroy: Option<unsafe extern "C" fn(*mut refit_engine)>,
+    pub engine_describe:
+        Option<unsafe extern "C" fn(*const refit_engine, *mut refit_engine_info) -> refit_status>,
+    pub engine_input_count: Option<CountFn>,
+    pub engine_input: Option<DescribeFn>,
+    pub engine_output_count: Option<CountFn>,
+    pub engine_output: Option<DescribeFn>,
+    pub engine_weight_count: Option<CountFn>,
+    pub engine_weight: Option<DescribeFn>,
+    pub context_create:
+        Option<unsafe extern "C" fn(*mut refit_engine, *mut *mut refit_context) -> refit_status>,
+    pub context_destroy: Option<unsafe extern "C" fn(*mut refit_context)>,
+    pub infer: Option<
+        unsafe extern "C" fn(
+            *mut refit_context,
+            *const refit_tensor,
+            u32,
+            *mut *const refit_tensor,
+            *mut u32,
+        ) -> refit_status,
+    >,
+    pub refitter_create:
+        Option<unsafe extern "C" fn(*mut refit_engine, *mut *mut refit_refitter) -> refit_status>,
+    pub refitter_destroy: Option<unsafe extern "C" fn(*mut refit_refitter)>,
+    pub refitter_set_named_weights: Option<
+        unsafe extern "C" fn(
+            *mut refit_refitter,
+            *const c_char,
+            *const refit_tensor,
+        ) -> refit_status,
+    >,
+    pub refitter_missing: Option<
+        unsafe extern "C" fn(
+            *mut refit_refitter,
+            *mut *const *const c_char,
+            *mut u32,
+        ) -> refit_status,
+    >,
+    pub refitter_refit: Option<unsafe extern "C" fn(*mut refit_refitter) -> refit_status>,
+    pub last_error: Option<unsafe extern "C" fn() -> *const c_char>,
+}
+
+/// The name of every function slot, in table order, for load errors.
+pub const SLOTS: [&str; 18] = [
+    "engine_create",
+    "engine_destroy",
+    "engine_describe",
+    "engine_input_count",
+    "engine_input",
+    "engine_output_count",
+    "engine_output",
+    "engine_weight_count",
+    "engine_weight",
+    "context_create",
+    "context_destroy",
+    "infer",
+    "refitter_create",
+    "refitter_destroy",
+    "refitter_set_named_weights",
+    "refitter_missing",
+    "refitter_refit",
+    "last_error",
+];
