@@ -43,6 +43,7 @@ pub mod demo;
 pub mod docs;
 pub mod engine;
 mod error;
+pub mod faulty_plugins;
 #[allow(unsafe_code)]
 pub mod ffi;
 pub mod fixtures;

@@ -14,6 +14,17 @@ pub struct Matrix {
     pub ok: bool,
 }
 
+impl Matrix {
+    /// The closing line.
+    pub fn verdict_line(&self) -> &'static str {
+        if self.ok {
+            "selftest: the correct engines pass and every defect is caught"
+        } else {
+            "selftest: FAILED"
+        }
+    }
+}
+
 /// Whether an engine name is one of the correct engines (which must pass).
 fn is_correct(engine: &str) -> bool {
     !engine.starts_with("defect:")
@@ -92,10 +103,5 @@ pub fn matrix(reports: &[CheckReport]) -> Matrix {
             cells.join(" | ")
         ));
     }
-    text.push_str(if ok {
-        "selftest: the correct engines pass and every defect is caught\n"
-    } else {
-        "selftest: FAILED\n"
-    });
     Matrix { text, markdown, ok }
 }

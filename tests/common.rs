@@ -70,31 +70,8 @@ pub fn c_plugin(fault: &str) -> PathBuf {
     if let Some((_, p)) = built.iter().find(|(f, _)| f == fault) {
         return p.clone();
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = target_dir().join("c-plugins");
-    std::fs::create_dir_all(&dir).unwrap();
-    let lib = dir.join(format!(
-        "libfault_{}{}",
-        fault.to_lowercase(),
-        std::env::consts::DLL_SUFFIX
-    ));
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let out = std::process::Command::new(cc)
-        .args(["-shared", "-fPIC", "-O1", "-Wall", "-Werror"])
-        .arg("-I")
-        .arg(root.join("include"))
-        .arg(format!("-DFAULT_{fault}"))
-        .arg(root.join("plugins/faulty.c"))
-        .arg("-o")
-        .arg(&lib)
-        .arg("-lm")
-        .output()
-        .expect("run the C compiler (cc) for the faulty plugins");
-    assert!(
-        out.status.success(),
-        "cc failed for FAULT_{fault}:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let lib = refit_harness::faulty_plugins::build(fault, &target_dir().join("c-plugins"))
+        .unwrap_or_else(|e| panic!("{e}"));
     built.push((fault.to_string(), lib.clone()));
     lib
 }

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use refit_harness::defects::{Defect, Variant};
 use refit_harness::engine::reference::ReferenceEngine;
 use refit_harness::engine::{BuildOptions, Engine, EngineSpec};
-use refit_harness::{check, demo, fixtures, io, report, selftest};
+use refit_harness::{check, demo, faulty_plugins, fixtures, io, report, selftest};
 
 /// Proves an inference engine's weight refit is correct.
 #[derive(Parser)]
@@ -267,8 +267,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 report::write(&r, &dir.join(spec.to_string().replace(':', "-")))?;
                 reports.push(r);
             }
-            let m = selftest::matrix(&reports);
+            let mut m = selftest::matrix(&reports);
+            // The plugin faults, where a C compiler is at hand.
+            let mut lines = vec!["plugin faults (plugins/faulty.c, built with cc):".to_string()];
+            for fault in faulty_plugins::FAULTS {
+                match faulty_plugins::build(fault, &scratch.path().join("c-plugins")) {
+                    Ok(lib) => {
+                        let (caught, how) = faulty_plugins::verdict(fault, &lib, scratch.path());
+                        m.ok &= caught;
+                        let word = if caught { "caught" } else { "MISSED" };
+                        lines.push(format!("  {:20} {word}: {how}", fault.to_lowercase()));
+                    }
+                    Err(e) => lines.push(format!("  {:20} skipped: {e}", fault.to_lowercase())),
+                }
+            }
+            m.text.push_str(&(lines.join("\n") + "\n"));
+            m.markdown
+                .push_str(&format!("\n```\n{}\n```\n", lines.join("\n")));
             print!("{}", m.text);
+            println!("{}", m.verdict_line());
             std::fs::create_dir_all(&dir)?;
             std::fs::write(dir.join("selftest.md"), &m.markdown)?;
             println!("wrote {}", dir.join("selftest.md").display());

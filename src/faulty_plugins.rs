@@ -1,0 +1,116 @@
+//! The faulty plugins of `plugins/faulty.c`, built with the system C
+//! compiler, and what `selftest` expects of each: load faults refused with
+//! their own error, a failure without a message reported as such, garbage
+//! caught by the checks.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::check::{self, CheckConfig};
+use crate::engine::{refit_all, BuildOptions, EngineSpec};
+use crate::ffi::{LoadError, Plugin};
+use crate::{Error, Tensor};
+
+/// The faults `plugins/faulty.c` can be built with (`-DFAULT_<NAME>`).
+pub const FAULTS: [&str; 5] = [
+    "WRONG_VERSION",
+    "NO_ENTRY_POINT",
+    "NULL_SLOT",
+    "NO_MESSAGE",
+    "GARBAGE_AFTER_REFIT",
+];
+
+/// The repository's source of the faulty plugins.
+pub fn source() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/faulty.c")
+}
+
+/// Builds `plugins/faulty.c` with `-DFAULT_<fault>` into `dir` with `cc`
+/// (or `$CC`); returns the library.
+///
+/// # Errors
+/// A message when the compiler cannot be run or fails.
+pub fn build(fault: &str, dir: &Path) -> Result<PathBuf, String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let lib = dir.join(format!(
+        "libfault_{}{}",
+        fault.to_lowercase(),
+        std::env::consts::DLL_SUFFIX
+    ));
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let out = Command::new(&cc)
+        .args(["-shared", "-fPIC", "-O1", "-Wall", "-Werror"])
+        .arg("-I")
+        .arg(root.join("include"))
+        .arg(format!("-DFAULT_{fault}"))
+        .arg(source())
+        .arg("-o")
+        .arg(&lib)
+        .arg("-lm")
+        .output()
+        .map_err(|e| format!("cannot run the C compiler '{cc}': {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{cc} failed for FAULT_{fault}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(lib)
+}
+
+/// Whether the harness caught `fault`, and how.
+pub fn verdict(fault: &str, lib: &Path, scratch: &Path) -> (bool, String) {
+    let seed = scratch.join("seed_conv.onnx");
+    if let Err(e) = std::fs::write(&seed, crate::fixtures::seed_model().to_bytes()) {
+        return (false, format!("cannot write {}: {e}", seed.display()));
+    }
+    let load = Plugin::load(lib);
+    let load_error = |want: fn(&LoadError) -> bool| match &load {
+        Err(Error::PluginLoad(e)) if want(e) => (true, format!("refused at load: {e}")),
+        Err(e) => (false, format!("refused with the wrong error: {e}")),
+        Ok(_) => (false, "loaded".into()),
+    };
+    match fault {
+        "WRONG_VERSION" => load_error(|e| matches!(e, LoadError::UnsupportedVersion { .. })),
+        "NO_ENTRY_POINT" => load_error(|e| matches!(e, LoadError::MissingEntryPoint { .. })),
+        "NULL_SLOT" => load_error(|e| matches!(e, LoadError::NullSlot { .. })),
+        "NO_MESSAGE" => {
+            let spec = EngineSpec::Plugin(lib.to_path_buf());
+            match spec.open(&seed, &BuildOptions::default()) {
+                Err(e) => (false, format!("did not load: {e}")),
+                Ok(engine) => {
+                    match refit_all(engine.as_ref(), [("weight", &Tensor::full([10], 1.0))]) {
+                        Err(e) if e.to_string().contains("failed without a message") => {
+                            (true, format!("reported: {e}"))
+                        }
+                        Err(e) => (
+                            false,
+                            format!("the error does not say the message is missing: {e}"),
+                        ),
+                        Ok(()) => (false, "a wrong shape was accepted".into()),
+                    }
+                }
+            }
+        }
+        _ => {
+            let config = CheckConfig {
+                models: vec![seed.clone()],
+                only: vec!["seed".into()],
+                persist_failures: false,
+                ..match CheckConfig::with_fixtures(scratch) {
+                    Ok(c) => c,
+                    Err(e) => return (false, e.to_string()),
+                }
+            };
+            let r = check::run(&EngineSpec::Plugin(lib.to_path_buf()), &config, &mut |_| {});
+            match r.outcomes.iter().find(|o| o.verdict.is_fail()) {
+                Some(o) => (
+                    true,
+                    format!("caught by {}: {}", o.scenario, o.verdict.detail()),
+                ),
+                None => (false, "missed by the seed scenario".into()),
+            }
+        }
+    }
+}
