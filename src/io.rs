@@ -164,6 +164,21 @@ pub fn read_npy(path: &Path) -> Result<Tensor> {
     Ok(Tensor { shape, data })
 }
 
+/// Encodes `values` of `shape` as `.npy` bytes.
+fn encode_npy<T: npyz::AutoSerialize + Copy>(
+    shape: &[u64],
+    values: &[T],
+    buf: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    let mut w = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(shape)
+        .writer(buf)
+        .begin_nd()?;
+    w.extend(values.iter().copied())?;
+    w.finish()
+}
+
 /// Writes a tensor to an `.npy` file (C order, little-endian).
 ///
 /// # Errors
@@ -179,36 +194,10 @@ pub fn write_npy(path: &Path, t: &Tensor) -> Result<()> {
         error,
     };
     match &t.data {
-        TensorData::F32(v) => {
-            let mut w = npyz::WriteOptions::new()
-                .default_dtype()
-                .shape(&shape)
-                .writer(&mut buf)
-                .begin_nd()
-                .map_err(io)?;
-            w.extend(v.iter().copied()).map_err(io)?;
-            w.finish().map_err(io)?;
-        }
-        TensorData::F16(v) => {
-            let mut w = npyz::WriteOptions::new()
-                .default_dtype()
-                .shape(&shape)
-                .writer(&mut buf)
-                .begin_nd()
-                .map_err(io)?;
-            w.extend(v.iter().copied()).map_err(io)?;
-            w.finish().map_err(io)?;
-        }
-        TensorData::I32(v) => {
-            let mut w = npyz::WriteOptions::new()
-                .default_dtype()
-                .shape(&shape)
-                .writer(&mut buf)
-                .begin_nd()
-                .map_err(io)?;
-            w.extend(v.iter().copied()).map_err(io)?;
-            w.finish().map_err(io)?;
-        }
+        TensorData::F32(v) => encode_npy(&shape, v, &mut buf),
+        TensorData::F16(v) => encode_npy(&shape, v, &mut buf),
+        TensorData::I32(v) => encode_npy(&shape, v, &mut buf),
     }
+    .map_err(io)?;
     write(path, &buf)
 }

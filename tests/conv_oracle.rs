@@ -1,9 +1,13 @@
-//! The reference engine's conv against a plain f64 implementation written
-//! straight from the ONNX definition, on many shapes and attributes.
+//! The reference engine's conv against the plain f64 oracle
+//! (`refit_harness::check::oracle`, naive loops written from the ONNX
+//! definition), on many shapes and attributes. PyTorch's own outputs
+//! (`tests/pytorch.rs`) cross-check both.
 
 use proptest::prelude::*;
 use rstest::rstest;
 
+use refit_harness::check::ints;
+use refit_harness::check::oracle::conv_f64;
 use refit_harness::engine::BuildOptions;
 use refit_harness::model::build::{ConvChain, ConvLayer};
 use refit_harness::model::conv::{AutoPad, ConvAttrs};
@@ -25,21 +29,6 @@ pub struct Case {
     pub pads: Vec<usize>,
     pub auto_pad: AutoPad,
     pub bias: bool,
-}
-
-/// Deterministic small integers.
-fn ints(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 33) % 7) as f32 - 3.0
-        })
-        .collect()
 }
 
 impl Case {
@@ -81,83 +70,11 @@ impl Case {
     }
 }
 
-/// ONNX Conv in f64, any number of spatial dimensions, from the operator's
-/// definition: returns the output shape and values.
+/// The library's plain oracle on this case.
 fn oracle(c: &Case, x: &[f32], w: &[f32], b: Option<&[f32]>) -> (Vec<usize>, Vec<f64>) {
-    let nd = c.input.len();
-    let mut pad_begin = vec![0i64; nd];
-    let mut out_sp = vec![0usize; nd];
-    for i in 0..nd {
-        let (inp, k, s, d) = (
-            c.input[i] as i64,
-            c.kernel[i] as i64,
-            c.strides[i] as i64,
-            c.dilations[i] as i64,
-        );
-        let ext = (k - 1) * d + 1;
-        let (pb, pe) = match c.auto_pad {
-            AutoPad::NotSet => (c.pads[i] as i64, c.pads[nd + i] as i64),
-            AutoPad::Valid => (0, 0),
-            AutoPad::SameUpper | AutoPad::SameLower => {
-                let out = (inp + s - 1) / s;
-                let total = ((out - 1) * s + ext - inp).max(0);
-                if c.auto_pad == AutoPad::SameUpper {
-                    (total / 2, total - total / 2)
-                } else {
-                    (total - total / 2, total / 2)
-                }
-            }
-        };
-        pad_begin[i] = pb;
-        out_sp[i] = ((inp + pb + pe - ext) / s + 1) as usize;
-    }
-    let cin_g = c.c_in / c.group;
-    let cout_g = c.c_out / c.group;
-    let in_strides: Vec<usize> = (0..nd).map(|i| c.input[i + 1..].iter().product()).collect();
-    let k_strides: Vec<usize> = (0..nd)
-        .map(|i| c.kernel[i + 1..].iter().product())
-        .collect();
-    let in_plane: usize = c.input.iter().product();
-    let k_plane: usize = c.kernel.iter().product();
-    let out_plane: usize = out_sp.iter().product();
-    let mut y = vec![0f64; c.batch * c.c_out * out_plane];
-    for n in 0..c.batch {
-        for m in 0..c.c_out {
-            let g = m / cout_g;
-            for op in 0..out_plane {
-                let mut o = vec![0usize; nd];
-                let mut r = op;
-                for i in (0..nd).rev() {
-                    o[i] = r % out_sp[i];
-                    r /= out_sp[i];
-                }
-                let mut acc = b.map_or(0.0, |b| b[m] as f64);
-                for ci in 0..cin_g {
-                    let ch = g * cin_g + ci;
-                    'taps: for kp in 0..k_plane {
-                        let mut off = 0usize;
-                        for i in 0..nd {
-                            let k = (kp / k_strides[i]) % c.kernel[i];
-                            let pos = o[i] as i64 * c.strides[i] as i64
-                                + k as i64 * c.dilations[i] as i64
-                                - pad_begin[i];
-                            if pos < 0 || pos >= c.input[i] as i64 {
-                                continue 'taps;
-                            }
-                            off += pos as usize * in_strides[i];
-                        }
-                        let xv = x[(n * c.c_in + ch) * in_plane + off] as f64;
-                        let wv = w[(m * cin_g + ci) * k_plane + kp] as f64;
-                        acc += xv * wv;
-                    }
-                }
-                y[(n * c.c_out + m) * out_plane + op] = acc;
-            }
-        }
-    }
-    let mut shape = vec![c.batch, c.c_out];
-    shape.extend(out_sp);
-    (shape, y)
+    let attrs = c.chain(w, b.unwrap_or(&[])).layers[0].attrs.clone();
+    let xs: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+    conv_f64(&c.input_shape(), &xs, &c.weight_shape(), w, b, &attrs).expect("valid case")
 }
 
 /// Runs a case on the reference engine and the oracle, compares exactly

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use crate::engine::{BuildOptions, Contract, Engine, EngineSpec};
 use crate::Result;
 pub use oracle::Tolerance;
+pub use subject::ints;
 
 /// Builds engines of one kind over any model: the engine under test.
 pub trait EngineFactory: Send + Sync {

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::subject::{must, Step, Subject};
+use super::subject::{bit_difference, must, Step, Subject};
 use super::{fail, model_based, resources, stress, Cx, Scenario, Scope, Verdict};
 use crate::engine::{BuildOptions, FailedRefit, NonFinite, Subset};
 use crate::tensor::{DType, Tensor, TensorData};
@@ -158,20 +158,12 @@ fn parity(cx: &Cx<'_>, model: &Path) -> Step<Verdict> {
         "infer on the engine built without refit",
         ctx.infer(&with.inputs),
     )?;
-    for (o, (a, b)) in out.iter().zip(&plain).enumerate() {
-        let (av, bv) = (a.to_f32_vec(), b.to_f32_vec());
-        if a.shape != b.shape || av.iter().zip(&bv).any(|(x, y)| x.to_bits() != y.to_bits()) {
-            let i = av
-                .iter()
-                .zip(&bv)
-                .position(|(x, y)| x.to_bits() != y.to_bits())
-                .unwrap_or(0);
-            return Err(fail(
-                "compare the refittable build with the build without refit",
-                format!("output {o} equal; {:?}[{i}] = {:?}", b.shape, bv.get(i)),
-                format!("{:?}[{i}] = {:?}", a.shape, av.get(i)),
-            ));
-        }
+    if let Some(d) = bit_difference(&plain, &out) {
+        return Err(fail(
+            "compare the refittable build with the build without refit",
+            format!("{} = {} (without refit)", d.place, d.expected),
+            format!("{} (with refit)", d.observed),
+        ));
     }
     Ok(Verdict::Pass(format!(
         "{} output(s) equal to the build without refit and to the oracle",

@@ -10,7 +10,6 @@
 //! only if every channel came from `v`: a mix of two versions, or a
 //! half-written value, decodes to none (torn).
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Barrier, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -274,11 +273,21 @@ pub fn describe(run: &StressRun, f: &Findings) -> String {
     )
 }
 
-fn write_model(dir: &Path, name: &str, chain: &ConvChain) -> Result<PathBuf, Verdict> {
-    let path = dir.join(name);
+/// Writes `chain` to the scratch folder as `name` and builds the engine
+/// under test on it.
+fn open_on(cx: &Cx<'_>, name: &str, chain: &ConvChain) -> Result<Box<dyn Engine>, Verdict> {
+    let path = cx.config.scratch.join(name);
     std::fs::write(&path, chain.to_bytes())
         .map_err(|e| Verdict::Skip(format!("cannot write {}: {e}", path.display())))?;
-    Ok(path)
+    cx.factory
+        .open(&path, &BuildOptions::default())
+        .map_err(|e| {
+            fail(
+                format!("build the engine on {name}"),
+                "success",
+                format!("error: {e}"),
+            )
+        })
 }
 
 fn live_printer(cx: &Cx<'_>, label: &str) -> impl Fn(usize, usize) {
@@ -318,19 +327,9 @@ fn verdict(run: &StressRun, f: &Findings, step: &str) -> Verdict {
 
 /// A stress scenario with `readers` x `writers` threads.
 pub(super) fn scenario(cx: &Cx<'_>, readers: usize, writers: usize) -> Verdict {
-    let path = match write_model(&cx.config.scratch, "stress.onnx", &model()) {
-        Ok(p) => p,
-        Err(v) => return v,
-    };
-    let engine = match cx.factory.open(&path, &BuildOptions::default()) {
+    let engine = match open_on(cx, "stress.onnx", &model()) {
         Ok(e) => e,
-        Err(e) => {
-            return fail(
-                "build the engine on the stress model",
-                "success",
-                format!("error: {e}"),
-            )
-        }
+        Err(v) => return v,
     };
     let quiesced = engine.info().contract.concurrency == Concurrency::Quiesced;
     let cfg = StressConfig {
@@ -362,23 +361,9 @@ pub(super) fn scenario(cx: &Cx<'_>, readers: usize, writers: usize) -> Verdict {
 /// output changes: each refit a reader straddles must change its output
 /// exactly once, and the history must be clean.
 pub(super) fn vendor(cx: &Cx<'_>) -> Verdict {
-    let path = match write_model(
-        &cx.config.scratch,
-        "seed_conv.onnx",
-        &crate::fixtures::seed_model(),
-    ) {
-        Ok(p) => p,
-        Err(v) => return v,
-    };
-    let engine = match cx.factory.open(&path, &BuildOptions::default()) {
+    let engine = match open_on(cx, "seed_conv.onnx", &crate::fixtures::seed_model()) {
         Ok(e) => e,
-        Err(e) => {
-            return fail(
-                "build the engine on the seed model",
-                "success",
-                format!("error: {e}"),
-            )
-        }
+        Err(v) => return v,
     };
     let quiesced = engine.info().contract.concurrency == Concurrency::Quiesced;
     let refits = 20u64;

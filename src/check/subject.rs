@@ -12,9 +12,9 @@ use crate::tensor::{DType, Tensor, TensorData, TensorInfo};
 /// A step's result: the value, or the verdict that ends the scenario.
 pub(crate) type Step<T> = Result<T, Verdict>;
 
-/// Deterministic small integers in -3..=3: exact in f32 through any conv
-/// the fixtures hold.
-pub(crate) fn ints(len: usize, salt: u64) -> Vec<f32> {
+/// Deterministic small integers in -3..=3, different per `salt`: exact in
+/// f32 through any conv the fixtures hold.
+pub fn ints(len: usize, salt: u64) -> Vec<f32> {
     let mut s = salt
         .wrapping_mul(0x9E37_79B9_7F4A_7C15)
         .wrapping_add(0x6A09_E667_F3BC_C909);
@@ -164,21 +164,14 @@ impl Subject {
     /// Infers and requires the outputs to equal `before` bit for bit.
     pub fn expect_unchanged(&mut self, step: &str, before: &[Tensor]) -> Step<()> {
         let observed = must(step, self.ctx.infer(&self.inputs))?;
-        for (o, (b, now)) in before.iter().zip(&observed).enumerate() {
-            let (bv, nv) = (b.to_f32_vec(), now.to_f32_vec());
-            if let Some(i) = bv
-                .iter()
-                .zip(&nv)
-                .position(|(x, y)| x.to_bits() != y.to_bits())
-            {
-                return Err(fail(
-                    step,
-                    format!("output {o}[{i}] unchanged at {}", bv[i]),
-                    format!("{}", nv[i]),
-                ));
-            }
+        match bit_difference(before, &observed) {
+            Some(d) => Err(fail(
+                step,
+                format!("{} unchanged at {}", d.place, d.expected),
+                d.observed,
+            )),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// `set` (engine weight index, values), completed with the current
@@ -251,4 +244,47 @@ pub(crate) fn compare(
         }
     }
     Ok(())
+}
+
+/// Where two sets of outputs first differ.
+pub(crate) struct Difference {
+    /// `output O[I]`, or `output O's shape`.
+    pub place: String,
+    /// The value in the first set.
+    pub expected: String,
+    /// The value in the second.
+    pub observed: String,
+}
+
+/// The first place where `a` and `b` differ in shape or bits.
+pub(crate) fn bit_difference(a: &[Tensor], b: &[Tensor]) -> Option<Difference> {
+    if a.len() != b.len() {
+        return Some(Difference {
+            place: "the output count".into(),
+            expected: a.len().to_string(),
+            observed: b.len().to_string(),
+        });
+    }
+    for (o, (x, y)) in a.iter().zip(b).enumerate() {
+        if x.shape != y.shape {
+            return Some(Difference {
+                place: format!("output {o}'s shape"),
+                expected: format!("{:?}", x.shape),
+                observed: format!("{:?}", y.shape),
+            });
+        }
+        let (xv, yv) = (x.to_f32_vec(), y.to_f32_vec());
+        if let Some(i) = xv
+            .iter()
+            .zip(&yv)
+            .position(|(p, q)| p.to_bits() != q.to_bits())
+        {
+            return Some(Difference {
+                place: format!("output {o}[{i}]"),
+                expected: xv[i].to_string(),
+                observed: yv[i].to_string(),
+            });
+        }
+    }
+    None
 }
