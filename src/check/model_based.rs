@@ -333,21 +333,30 @@ pub fn run_case(cx: &Cx<'_>, case: &Case, path: &Path) -> Result<(), String> {
                         .map_err(|e| at(format!("create a refitter: {e}")))?;
                     staged.iter_mut().for_each(|s| *s = None);
                 } else {
+                    let tolerated =
+                        must_fail || (pending.is_empty() && contract.subset == Subset::RequiresAll);
                     match result {
-                    Ok(()) if must_fail => return Err(at(format!("expected an error refitting {} of {n} weights (requires-all), observed success", pending.len()))),
-                    Ok(()) => {
-                        for i in pending {
-                            if let Some(v) = staged[i].take() {
-                                oracle.set(map[i], v);
+                        Ok(()) if must_fail => {
+                            let k = pending.len();
+                            return Err(at(format!(
+                                "expected an error refitting {k} of {n} weights (requires-all), observed success"
+                            )));
+                        }
+                        Ok(()) => {
+                            for i in pending {
+                                if let Some(v) = staged[i].take() {
+                                    oracle.set(map[i], v);
+                                }
                             }
                         }
+                        Err(e) if !tolerated => {
+                            return Err(at(format!("expected success, observed error: {e}")))
+                        }
+                        Err(_) if contract.failed_refit == FailedRefit::MayBePartial => {
+                            return Ok(())
+                        }
+                        Err(_) => {}
                     }
-                    Err(e) if !(must_fail || (pending.is_empty() && contract.subset == Subset::RequiresAll)) => {
-                        return Err(at(format!("expected success, observed error: {e}")))
-                    }
-                    Err(_) if contract.failed_refit == FailedRefit::MayBePartial => return Ok(()),
-                    Err(_) => {}
-                }
                 }
             }
         }
