@@ -3,6 +3,7 @@
 
 use criterion::criterion_main;
 
+mod engine;
 mod history;
 
-criterion_main!(history::benches);
+criterion_main!(engine::benches, history::benches);

@@ -11,7 +11,7 @@
 //! Contract: atomic, rolls back, accepts subsets, rejects non-finite weights.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use half::f16;
 
@@ -43,6 +43,42 @@ struct Shared {
     info: EngineInfo,
     weights: Vec<TensorInfo>,
     current: Published<Snapshot>,
+    /// Buffers replaced by refits, kept for reuse once no snapshot holds
+    /// them: a refit then copies into memory already touched instead of
+    /// faulting in fresh pages. Bounded by the model's weight bytes.
+    retired: Mutex<Vec<Arc<Vec<f32>>>>,
+    weight_values: usize,
+}
+
+impl Shared {
+    /// An empty buffer with room for `len` values, reused from a retired
+    /// snapshot where one of that size is no longer read.
+    fn buffer(&self, len: usize) -> Vec<f32> {
+        let mut retired = self.retired.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(i) = retired
+            .iter()
+            .position(|b| b.len() == len && Arc::strong_count(b) == 1)
+        {
+            // Only this list holds it, and the list is locked: nobody can
+            // take a new reference meanwhile.
+            if let Ok(mut v) = Arc::try_unwrap(retired.swap_remove(i)) {
+                v.clear();
+                return v;
+            }
+        }
+        Vec::with_capacity(len)
+    }
+
+    /// Keeps `buffers` for reuse, dropping the oldest beyond the model's
+    /// weight bytes.
+    fn retire(&self, buffers: impl IntoIterator<Item = Arc<Vec<f32>>>) {
+        let mut retired = self.retired.lock().unwrap_or_else(|p| p.into_inner());
+        retired.extend(buffers);
+        let mut total: usize = retired.iter().map(|b| b.len()).sum();
+        while total > self.weight_values && !retired.is_empty() {
+            total -= retired.remove(0).len();
+        }
+    }
 }
 
 /// The reference engine. Cloning it is cheap and shares the engine.
@@ -94,6 +130,8 @@ impl ReferenceEngine {
                 },
                 weights,
                 current: Published::new(snapshot),
+                retired: Mutex::new(Vec::new()),
+                weight_values: model.initializers().iter().map(|i| i.values.len()).sum(),
                 model,
             }),
         }
@@ -213,6 +251,13 @@ fn into_f32(t: Tensor) -> Vec<f32> {
 /// [`Error::UnknownWeight`], [`Error::DTypeMismatch`],
 /// [`Error::ShapeMismatch`], [`Error::ByteCount`] or [`Error::NonFinite`].
 pub fn validate_weight(infos: &[TensorInfo], name: &str, weights: &Tensor) -> Result<usize> {
+    let index = validate_layout(infos, name, weights)?;
+    check_finite(weights, &format!("weight '{name}'"))?;
+    Ok(index)
+}
+
+/// As [`validate_weight`], without the finiteness check.
+fn validate_layout(infos: &[TensorInfo], name: &str, weights: &Tensor) -> Result<usize> {
     let index = infos
         .iter()
         .position(|w| w.name == name)
@@ -242,14 +287,37 @@ pub fn validate_weight(infos: &[TensorInfo], name: &str, weights: &Tensor) -> Re
         });
     }
     weights.validate(&what)?;
-    check_finite(weights, &what)?;
     Ok(index)
 }
 
 impl Refitter for ReferenceRefitter {
     fn set_named_weights(&mut self, name: &str, weights: &Tensor) -> Result<()> {
-        let index = validate_weight(&self.shared.weights, name, weights)?;
-        self.staged[index] = Some(weights.to_f32_vec());
+        let index = validate_layout(&self.shared.weights, name, weights)?;
+        // One pass: copy into a (reused) buffer, checking finiteness on the way.
+        let mut buf = self.shared.buffer(weights.data.len());
+        let finite = match &weights.data {
+            TensorData::F32(v) => {
+                let mut all = true;
+                buf.extend(v.iter().map(|&x| {
+                    all &= x.is_finite();
+                    x
+                }));
+                all
+            }
+            TensorData::F16(v) => {
+                buf.extend(v.iter().map(|x| x.to_f32()));
+                buf.iter().all(|x| x.is_finite())
+            }
+            TensorData::I32(v) => {
+                buf.extend(v.iter().map(|&x| x as f32));
+                true
+            }
+        };
+        if !finite {
+            self.shared.retire([Arc::new(buf)]);
+            return check_finite(weights, &format!("weight '{name}'"));
+        }
+        self.staged[index] = Some(buf);
         Ok(())
     }
 
@@ -274,17 +342,22 @@ impl Refitter for ReferenceRefitter {
             return Ok(());
         }
         let staged = &mut self.staged;
+        let mut replaced = Vec::new();
         self.shared.current.update(|current| Snapshot {
             weights: current
                 .weights
                 .iter()
                 .zip(staged.iter_mut())
                 .map(|(old, new)| match new.take() {
-                    Some(v) => Arc::new(v),
+                    Some(v) => {
+                        replaced.push(Arc::clone(old));
+                        Arc::new(v)
+                    }
                     None => Arc::clone(old),
                 })
                 .collect(),
         });
+        self.shared.retire(replaced);
         Ok(())
     }
 }

@@ -1,0 +1,301 @@
+//! Refit and inference on the engine `REFIT_ENGINE` names (default
+//! reference), each beside a baseline measured in the same run:
+//!
+//! - `refit/<engine>/<bytes>` against `refit/memcpy/<bytes>` (a copy of the
+//!   same bytes into memory already touched), `Throughput::Bytes`;
+//! - `refit_rate/<engine>/seed_conv` (stage plus refit of the seed kernel)
+//!   against `refit_rate/<engine>/infer_seed_conv` (one inference);
+//! - `infer/<engine>/<model>` on the seed model and the fixtures;
+//! - `infer_under_refit/<engine>/<writers>` while background threads refit
+//!   every millisecond or at full speed, against `none`;
+//! - `visibility/<engine>`: from `refit()` returning to the first inference
+//!   that observes it;
+//! - `refit_vs_reload/<engine>`: refit of every weight against building the
+//!   engine afresh from a model file holding the new weights.
+
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, BatchSize, BenchmarkId, Criterion, Throughput};
+use refit_harness::engine::{BuildOptions, Engine, EngineSpec};
+use refit_harness::fixtures;
+use refit_harness::model::build::{ConvChain, ConvLayer};
+use refit_harness::model::conv::ConvAttrs;
+use refit_harness::Tensor;
+
+fn spec() -> EngineSpec {
+    EngineSpec::from_env().expect("REFIT_ENGINE names an engine")
+}
+
+fn scratch() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().expect("temp dir"))
+        .path()
+}
+
+fn write(name: &str, chain: &ConvChain) -> PathBuf {
+    let path = scratch().join(name);
+    std::fs::write(&path, chain.to_bytes()).expect("write model");
+    path
+}
+
+fn open(path: &Path) -> Box<dyn Engine> {
+    spec()
+        .open(path, &BuildOptions::default())
+        .expect("open engine")
+}
+
+/// A 1x1 conv whose one weight holds `bytes` bytes (f32), on a 1x1 input.
+fn sized(bytes: usize) -> ConvChain {
+    let n = (bytes / 4).max(1);
+    let c_in = (n as f64).sqrt().floor().max(1.0) as usize;
+    let c_in = (1..=c_in).rev().find(|c| n % c == 0).unwrap_or(1);
+    let c_out = n / c_in;
+    ConvChain {
+        input_name: "x".into(),
+        input_shape: vec![1, c_in, 1, 1],
+        output_name: "y".into(),
+        layers: vec![ConvLayer {
+            weight_name: "w".into(),
+            bias_name: None,
+            c_out,
+            kernel: vec![1, 1],
+            attrs: ConvAttrs::default(),
+            weight: vec![0.0; c_out * c_in],
+            bias: Vec::new(),
+            relu: false,
+        }],
+    }
+}
+
+fn input_for(engine: &dyn Engine) -> Vec<Tensor> {
+    engine
+        .inputs()
+        .iter()
+        .map(|i| Tensor::full(i.static_shape().expect("static input"), 1.0))
+        .collect()
+}
+
+fn weight_tensor(engine: &dyn Engine, i: usize, value: f32) -> Tensor {
+    Tensor::full(
+        engine.weights()[i].static_shape().expect("static weight"),
+        value,
+    )
+}
+
+fn refit(c: &mut Criterion) {
+    let mut g = c.benchmark_group("refit");
+    g.sample_size(10);
+    let name = spec().to_string();
+    for bytes in [36usize, 4 << 10, 256 << 10, 16 << 20, 256 << 20] {
+        g.throughput(Throughput::Bytes(bytes as u64));
+        let chain = if bytes == 36 {
+            fixtures::seed_model()
+        } else {
+            sized(bytes)
+        };
+        let engine = open(&write("sized.onnx", &chain));
+        let w = engine.weights()[0].name.clone();
+        let tensors = [
+            weight_tensor(engine.as_ref(), 0, 1.0),
+            weight_tensor(engine.as_ref(), 0, 2.0),
+        ];
+        let mut k = 0;
+        g.bench_function(BenchmarkId::new(&name, bytes), |b| {
+            b.iter(|| {
+                k += 1;
+                let mut r = engine.refitter().expect("refitter");
+                r.set_named_weights(&w, &tensors[k % 2]).expect("stage");
+                r.refit().expect("refit");
+            })
+        });
+        let src = vec![1.0f32; bytes / 4];
+        let mut dst = vec![0.0f32; bytes / 4];
+        g.bench_function(BenchmarkId::new("memcpy", bytes), |b| {
+            b.iter(|| {
+                dst.copy_from_slice(black_box(&src));
+                black_box(&dst);
+            })
+        });
+    }
+    g.finish();
+}
+
+fn refit_rate(c: &mut Criterion) {
+    let mut g = c.benchmark_group("refit_rate");
+    let name = spec().to_string();
+    let engine = open(&write("seed_conv.onnx", &fixtures::seed_model()));
+    let tensors = [
+        weight_tensor(engine.as_ref(), 0, 1.0),
+        weight_tensor(engine.as_ref(), 0, 2.0),
+    ];
+    let mut k = 0;
+    g.throughput(Throughput::Elements(1));
+    g.bench_function(BenchmarkId::new(&name, "seed_conv"), |b| {
+        b.iter(|| {
+            k += 1;
+            let mut r = engine.refitter().expect("refitter");
+            r.set_named_weights("weight", &tensors[k % 2])
+                .expect("stage");
+            r.refit().expect("refit");
+        })
+    });
+    let x = input_for(engine.as_ref());
+    let mut ctx = engine.context().expect("context");
+    g.bench_function(BenchmarkId::new(&name, "infer_seed_conv"), |b| {
+        b.iter(|| black_box(ctx.infer(&x).expect("infer")))
+    });
+    g.finish();
+}
+
+fn infer(c: &mut Criterion) {
+    let mut g = c.benchmark_group("infer");
+    let name = spec().to_string();
+    for (file, chain) in fixtures::models() {
+        let engine = open(&write(file, &chain));
+        let x = input_for(engine.as_ref());
+        let mut ctx = engine.context().expect("context");
+        g.bench_function(
+            BenchmarkId::new(&name, file.trim_end_matches(".onnx")),
+            |b| b.iter(|| black_box(ctx.infer(&x).expect("infer"))),
+        );
+    }
+    g.finish();
+}
+
+/// Runs `f` while one background thread refits `engine` every `period`
+/// (or back to back when `None`).
+fn with_writer<R>(engine: &dyn Engine, period: Option<Duration>, f: impl FnOnce() -> R) -> R {
+    let stop = AtomicBool::new(false);
+    let tensors = [weight_tensor(engine, 0, 1.0), weight_tensor(engine, 0, 2.0)];
+    let name = engine.weights()[0].name.clone();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut k = 0usize;
+            let mut next = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                k += 1;
+                let mut r = engine.refitter().expect("refitter");
+                r.set_named_weights(&name, &tensors[k % 2]).expect("stage");
+                r.refit().expect("refit");
+                if let Some(p) = period {
+                    next += p;
+                    if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                }
+            }
+        });
+        let out = f();
+        stop.store(true, Ordering::Relaxed);
+        out
+    })
+}
+
+fn infer_under_refit(c: &mut Criterion) {
+    let mut g = c.benchmark_group("infer_under_refit");
+    let name = spec().to_string();
+    let engine = open(&write("conv_stack.onnx", &fixtures::conv_stack()));
+    let x = input_for(engine.as_ref());
+    let mut ctx = engine.context().expect("context");
+    g.bench_function(BenchmarkId::new(&name, "none"), |b| {
+        b.iter(|| black_box(ctx.infer(&x).expect("infer")))
+    });
+    with_writer(engine.as_ref(), Some(Duration::from_millis(1)), || {
+        g.bench_function(BenchmarkId::new(&name, "w1_every_1ms"), |b| {
+            b.iter(|| black_box(ctx.infer(&x).expect("infer")))
+        });
+    });
+    with_writer(engine.as_ref(), None, || {
+        g.bench_function(BenchmarkId::new(&name, "w1_full_speed"), |b| {
+            b.iter(|| black_box(ctx.infer(&x).expect("infer")))
+        });
+    });
+    g.finish();
+}
+
+fn visibility(c: &mut Criterion) {
+    let mut g = c.benchmark_group("visibility");
+    let name = spec().to_string();
+    let engine = open(&write("seed_conv.onnx", &fixtures::seed_model()));
+    let x = input_for(engine.as_ref());
+    let mut ctx = engine.context().expect("context");
+    let mut k = 0.0f32;
+    g.bench_function(BenchmarkId::new(&name, "seed_conv"), |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                k = if k >= 9.0 { 1.0 } else { k + 1.0 };
+                let mut r = engine.refitter().expect("refitter");
+                r.set_named_weights("weight", &Tensor::full([1, 1, 3, 3], k))
+                    .expect("stage");
+                r.refit().expect("refit");
+                let returned = Instant::now();
+                while ctx.infer(&x).expect("infer")[0].to_f32_vec() != [9.0 * k] {}
+                total += returned.elapsed();
+            }
+            total
+        })
+    });
+    g.finish();
+}
+
+fn refit_vs_reload(c: &mut Criterion) {
+    let mut g = c.benchmark_group("refit_vs_reload");
+    let name = spec().to_string();
+    let chain = fixtures::conv_wide();
+    let path = write("conv_wide.onnx", &chain);
+    let engine = open(&path);
+    let sets: Vec<Vec<(String, Tensor)>> = (1..=2)
+        .map(|v| {
+            (0..engine.weights().len())
+                .map(|i| {
+                    (
+                        engine.weights()[i].name.clone(),
+                        weight_tensor(engine.as_ref(), i, v as f32),
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    let mut k = 0;
+    g.bench_function(BenchmarkId::new(&name, "refit"), |b| {
+        b.iter(|| {
+            k += 1;
+            let mut r = engine.refitter().expect("refitter");
+            for (n, t) in &sets[k % 2] {
+                r.set_named_weights(n, t).expect("stage");
+            }
+            r.refit().expect("refit");
+        })
+    });
+    // Reload: the new weights written into the model file, the engine built afresh.
+    let mut reloaded = chain.clone();
+    for l in &mut reloaded.layers {
+        l.weight.iter_mut().for_each(|w| *w = 2.0);
+        l.bias.iter_mut().for_each(|w| *w = 2.0);
+    }
+    let bytes = reloaded.to_bytes();
+    let reload_path = scratch().join("conv_wide_reload.onnx");
+    g.bench_function(BenchmarkId::new(&name, "reload"), |b| {
+        b.iter_batched(
+            || std::fs::write(&reload_path, &bytes).expect("write"),
+            |()| black_box(open(&reload_path)),
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    refit,
+    refit_rate,
+    infer,
+    infer_under_refit,
+    visibility,
+    refit_vs_reload
+);
