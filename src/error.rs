@@ -151,6 +151,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// A `bench.csv` could not be read.
+    #[error("{path}: {reason}")]
+    BenchFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// An engine spec string names no known engine.
     #[error("unknown engine '{0}': expected 'reference', 'reference-strict', 'reference-quiesced', 'defect:NAME' or 'plugin:PATH'")]
     UnknownEngine(String),

@@ -1,5 +1,6 @@
 //! The crate's one integration-test binary.
 
+mod bench;
 mod check;
 mod common;
 mod conv_oracle;

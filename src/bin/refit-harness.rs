@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use refit_harness::defects::{Defect, Variant};
 use refit_harness::engine::reference::ReferenceEngine;
 use refit_harness::engine::{BuildOptions, Engine, EngineSpec};
-use refit_harness::{check, demo, faulty_plugins, fixtures, io, report, selftest};
+use refit_harness::{bench, check, demo, faulty_plugins, fixtures, io, report, selftest};
 
 /// Proves an inference engine's weight refit is correct.
 #[derive(Parser)]
@@ -90,6 +90,32 @@ enum Command {
         /// Report folder (default: reports/<timestamp>-selftest).
         #[arg(long)]
         report: Option<PathBuf>,
+    },
+    /// Measure refit and inference as a sweep, each beside a same-run
+    /// baseline; write bench.csv, SVG plots and summary.md.
+    Bench {
+        /// The engine: `reference`, `plugin:PATH`, ...
+        #[arg(long, default_value = "reference")]
+        engine: String,
+        /// About a minute: fewer samples, weights up to 16 MiB.
+        #[arg(long)]
+        quick: bool,
+        /// Report folder (default: reports/<timestamp>-bench).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Compare two bench.csv runs; exit 1 if a benchmark got worse than the
+    /// threshold beyond its noise.
+    Gate {
+        /// The stored baseline run.
+        #[arg(long)]
+        baseline: PathBuf,
+        /// The current run.
+        #[arg(long)]
+        current: PathBuf,
+        /// Allowed slowdown in percent, on top of the runs' own noise.
+        #[arg(long, default_value_t = 10.0)]
+        max_regression: f64,
     },
     /// The vendor's refit demos on the reference engine.
     Demo {
@@ -290,6 +316,66 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             std::fs::write(dir.join("selftest.md"), &m.markdown)?;
             println!("wrote {}", dir.join("selftest.md").display());
             if !m.ok {
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Command::Bench { engine, quick, out } => {
+            let spec: EngineSpec = engine.parse()?;
+            let scratch = tempfile::tempdir()?;
+            let cfg = bench::BenchConfig::new(quick, scratch.path());
+            let rows = bench::run(&spec, &cfg, &mut |m| eprintln!("  measuring {m}"))?;
+            let dir = out.unwrap_or_else(|| {
+                let mut d = report::run_dir("reports".as_ref()).into_os_string();
+                d.push("-bench");
+                d.into()
+            });
+            for p in bench::write_report(&rows, &dir)? {
+                println!("wrote {}", p.display());
+            }
+            print!(
+                "{}",
+                bench::summary(&rows)
+                    .split("\n![")
+                    .next()
+                    .unwrap_or_default()
+            );
+        }
+        Command::Gate {
+            baseline,
+            current,
+            max_regression,
+        } => {
+            let before = bench::read_csv(&baseline)?;
+            let after = bench::read_csv(&current)?;
+            let rows = bench::gate(&before, &after, max_regression);
+            anyhow::ensure!(
+                !rows.is_empty(),
+                "{} and {} share no benchmark to compare",
+                baseline.display(),
+                current.display()
+            );
+            println!(
+                "{:32} {:>6} {:>12} {:>12} {:>9} {:>8}  verdict",
+                "benchmark", "on", "baseline", "current", "change", "noise"
+            );
+            for c in &rows {
+                println!(
+                    "{:32} {:>6} {:>12.4} {:>12.4} {:>+8.1}% {:>7.1}%  {}",
+                    c.name,
+                    c.compared,
+                    c.before,
+                    c.after,
+                    c.change_pct,
+                    c.noise_pct,
+                    if c.regressed { "REGRESSED" } else { "ok" }
+                );
+            }
+            let bad = rows.iter().filter(|c| c.regressed).count();
+            println!(
+                "{bad} regressed beyond {max_regression}% + noise, {} within",
+                rows.len() - bad
+            );
+            if bad > 0 {
                 return Ok(ExitCode::from(1));
             }
         }

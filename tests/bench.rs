@@ -1,0 +1,206 @@
+//! The bench sweep and the regression gate: a short run written to a
+//! temporary folder and read back, and the gate on runs that did and did not
+//! regress.
+
+use std::time::Duration;
+
+use refit_harness::bench::{self, BenchConfig, Row};
+use refit_harness::engine::EngineSpec;
+
+fn tiny(dir: &std::path::Path) -> BenchConfig {
+    BenchConfig {
+        samples: 3,
+        sample_time: Duration::from_millis(3),
+        sizes: vec![36, 4096],
+        scratch: dir.to_path_buf(),
+    }
+}
+
+#[test]
+fn a_short_sweep_writes_csv_plots_and_summary() {
+    let scratch = tempfile::tempdir().unwrap();
+    let rows = bench::run(&EngineSpec::Reference, &tiny(scratch.path()), &mut |_| {}).unwrap();
+    for (b, p) in [
+        ("refit", "36"),
+        ("memcpy", "4096"),
+        ("refit_rate", "seed_conv"),
+        ("infer", "conv_wide"),
+        ("infer_under_refit", "w1_every_1ms"),
+        ("infer_under_refit", "w1_full_speed"),
+        ("visibility", "seed_conv"),
+        ("refit_vs_reload", "refit"),
+    ] {
+        let r = rows
+            .iter()
+            .find(|r| r.benchmark == b && r.parameter == p)
+            .unwrap_or_else(|| panic!("no {b}/{p}"));
+        assert!(
+            r.median_ns > 0.0 && r.p10_ns <= r.median_ns && r.median_ns <= r.p90_ns,
+            "{r:?}"
+        );
+    }
+    assert!(
+        rows.iter()
+            .find(|r| r.benchmark == "refit")
+            .unwrap()
+            .ratio()
+            .is_some(),
+        "refit has its memcpy baseline"
+    );
+    let out = tempfile::tempdir().unwrap();
+    let files = bench::write_report(&rows, out.path()).unwrap();
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for n in [
+        "bench.csv",
+        "refit_latency.svg",
+        "infer_under_refit.svg",
+        "refit_vs_reload.svg",
+        "summary.md",
+    ] {
+        assert!(names.iter().any(|x| x == n), "{n} missing from {names:?}");
+    }
+    let svg = std::fs::read_to_string(out.path().join("refit_latency.svg")).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("refit latency vs memcpy"),
+        "{}",
+        &svg[..200.min(svg.len())]
+    );
+    let md = std::fs::read_to_string(out.path().join("summary.md")).unwrap();
+    assert!(
+        md.contains("inferences of the seed model")
+            && md.contains("![refit latency](refit_latency.svg)"),
+        "{md}"
+    );
+    let back = bench::read_csv(&out.path().join("bench.csv")).unwrap();
+    assert_eq!(back.len(), rows.len());
+    for (a, b) in back.iter().zip(&rows) {
+        assert_eq!(
+            (&a.benchmark, &a.parameter, &a.baseline),
+            (&b.benchmark, &b.parameter, &b.baseline)
+        );
+        assert!(
+            (a.median_ns - b.median_ns).abs() <= 0.05 + b.median_ns * 1e-6,
+            "{a:?} {b:?}"
+        );
+    }
+}
+
+fn row(
+    benchmark: &str,
+    parameter: &str,
+    median: f64,
+    spread: f64,
+    baseline: &str,
+    baseline_ns: Option<f64>,
+) -> Row {
+    Row {
+        engine: "reference".into(),
+        benchmark: benchmark.into(),
+        parameter: parameter.into(),
+        median_ns: median,
+        p10_ns: median * (1.0 - spread / 2.0),
+        p90_ns: median * (1.0 + spread / 2.0),
+        samples: 10,
+        baseline: baseline.into(),
+        baseline_ns,
+    }
+}
+
+#[test]
+fn the_gate_flags_a_ratio_that_got_worse_beyond_noise_only() {
+    let before = vec![
+        row("refit", "1024", 150.0, 0.02, "memcpy/1024", Some(100.0)),
+        row("memcpy", "1024", 100.0, 0.02, "", None),
+    ];
+    // Twice as slow on a twice as fast machine: the same ratio, no regression.
+    let faster_machine = vec![
+        row("refit", "1024", 75.0, 0.02, "memcpy/1024", Some(50.0)),
+        row("memcpy", "1024", 50.0, 0.02, "", None),
+    ];
+    let c = bench::gate(&before, &faster_machine, 10.0);
+    assert!(
+        c.iter()
+            .find(|c| c.name == "refit/1024")
+            .is_some_and(|c| c.compared == "ratio" && !c.regressed),
+        "{c:?}"
+    );
+    // The ratio went from 1.5 to 2.0 with 2% noise: a regression.
+    let worse = vec![
+        row("refit", "1024", 200.0, 0.02, "memcpy/1024", Some(100.0)),
+        row("memcpy", "1024", 100.0, 0.02, "", None),
+    ];
+    let c = bench::gate(&before, &worse, 10.0);
+    assert!(
+        c.iter()
+            .find(|c| c.name == "refit/1024")
+            .is_some_and(|c| c.regressed && (c.change_pct - 33.3).abs() < 0.5),
+        "{c:?}"
+    );
+    // The same change inside 60% noise passes.
+    let noisy = vec![
+        row("refit", "1024", 200.0, 0.3, "memcpy/1024", Some(100.0)),
+        row("memcpy", "1024", 100.0, 0.3, "", None),
+    ];
+    assert!(bench::gate(&before, &noisy, 10.0)
+        .iter()
+        .all(|c| !c.regressed));
+}
+
+#[test]
+fn the_gate_command_exits_1_on_a_regression_and_2_on_a_bad_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, a, bad) = (
+        dir.path().join("b.csv"),
+        dir.path().join("a.csv"),
+        dir.path().join("bad.csv"),
+    );
+    bench::write_csv(
+        &[
+            row("refit", "1024", 150.0, 0.02, "memcpy/1024", Some(100.0)),
+            row("memcpy", "1024", 100.0, 0.02, "", None),
+        ],
+        &b,
+    )
+    .unwrap();
+    bench::write_csv(
+        &[
+            row("refit", "1024", 200.0, 0.02, "memcpy/1024", Some(100.0)),
+            row("memcpy", "1024", 100.0, 0.02, "", None),
+        ],
+        &a,
+    )
+    .unwrap();
+    std::fs::write(&bad, "engine,benchmark\nreference,refit\n").unwrap();
+    let run = |args: &[&std::path::Path]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_refit-harness"))
+            .arg("gate")
+            .arg("--baseline")
+            .arg(args[0])
+            .arg("--current")
+            .arg(args[1])
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, out) = run(&[&b, &a]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("refit/1024") && out.contains("REGRESSED"),
+        "{out}"
+    );
+    let (code, out) = run(&[&b, &b]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = run(&[&b, &bad]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("bad.csv") && out.contains("expected the columns"),
+        "{out}"
+    );
+}
