@@ -12,6 +12,8 @@
 //!   that observes it;
 //! - `refit_vs_reload/<engine>`: refit of every weight against building the
 //!   engine afresh from a model file holding the new weights.
+//!
+//! `REFIT_BENCH_MAX_BYTES` caps the refit sweep (256 MiB by default).
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -90,7 +92,15 @@ fn refit(c: &mut Criterion) {
     let mut g = c.benchmark_group("refit");
     g.sample_size(10);
     let name = spec().to_string();
-    for bytes in [36usize, 4 << 10, 256 << 10, 16 << 20, 256 << 20] {
+    // REFIT_BENCH_MAX_BYTES caps the sweep (the CI smoke run keeps it small).
+    let max = std::env::var("REFIT_BENCH_MAX_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(usize::MAX);
+    for bytes in [36usize, 4 << 10, 256 << 10, 16 << 20, 256 << 20]
+        .into_iter()
+        .filter(|&b| b <= max)
+    {
         g.throughput(Throughput::Bytes(bytes as u64));
         let chain = if bytes == 36 {
             fixtures::seed_model()

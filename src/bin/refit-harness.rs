@@ -117,6 +117,24 @@ enum Command {
         #[arg(long, default_value_t = 10.0)]
         max_regression: f64,
     },
+    /// Run `count` refits of one weight of `bytes` bytes (or, with
+    /// --memcpy, `count` copies of the same bytes): the loop whose
+    /// instructions ci/instructions.sh counts under callgrind.
+    #[command(hide = true)]
+    RefitLoop {
+        /// The engine.
+        #[arg(long, default_value = "reference")]
+        engine: String,
+        /// Bytes of the weight.
+        #[arg(long)]
+        bytes: usize,
+        /// Iterations.
+        #[arg(long)]
+        count: usize,
+        /// Copy the bytes instead of refitting them (the baseline).
+        #[arg(long)]
+        memcpy: bool,
+    },
     /// The vendor's refit demos on the reference engine.
     Demo {
         #[command(subcommand)]
@@ -377,6 +395,35 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             if bad > 0 {
                 return Ok(ExitCode::from(1));
+            }
+        }
+        Command::RefitLoop {
+            engine,
+            bytes,
+            count,
+            memcpy,
+        } => {
+            let spec: EngineSpec = engine.parse()?;
+            let scratch = tempfile::tempdir()?;
+            let path = scratch.path().join("sized.onnx");
+            std::fs::write(&path, bench::sized_model(bytes).to_bytes())?;
+            let engine = spec.open(&path, &BuildOptions::default())?;
+            let w = &engine.weights()[0];
+            let shape = w.static_shape().unwrap_or_default();
+            let tensors = [
+                refit_harness::Tensor::full(shape.clone(), 1.0),
+                refit_harness::Tensor::full(shape, 2.0),
+            ];
+            let mut dst = vec![0.0f32; bytes / 4];
+            for k in 0..count {
+                if memcpy {
+                    dst.copy_from_slice(tensors[k % 2].as_f32().unwrap_or_default());
+                    std::hint::black_box(&dst);
+                } else {
+                    let mut r = engine.refitter()?;
+                    r.set_named_weights(&w.name, &tensors[k % 2])?;
+                    r.refit()?;
+                }
             }
         }
         Command::Demo { which } => {
