@@ -17,16 +17,14 @@
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, BatchSize, BenchmarkId, Criterion, Throughput};
 use refit_harness::engine::{BuildOptions, Engine, EngineSpec};
-use refit_harness::fixtures;
-use refit_harness::model::build::{ConvChain, ConvLayer};
-use refit_harness::model::conv::ConvAttrs;
+use refit_harness::model::build::ConvChain;
 use refit_harness::Tensor;
+use refit_harness::{bench, fixtures};
 
 fn spec() -> EngineSpec {
     EngineSpec::from_env().expect("REFIT_ENGINE names an engine")
@@ -48,29 +46,6 @@ fn open(path: &Path) -> Box<dyn Engine> {
     spec()
         .open(path, &BuildOptions::default())
         .expect("open engine")
-}
-
-/// A 1x1 conv whose one weight holds `bytes` bytes (f32), on a 1x1 input.
-fn sized(bytes: usize) -> ConvChain {
-    let n = (bytes / 4).max(1);
-    let c_in = (n as f64).sqrt().floor().max(1.0) as usize;
-    let c_in = (1..=c_in).rev().find(|c| n % c == 0).unwrap_or(1);
-    let c_out = n / c_in;
-    ConvChain {
-        input_name: "x".into(),
-        input_shape: vec![1, c_in, 1, 1],
-        output_name: "y".into(),
-        layers: vec![ConvLayer {
-            weight_name: "w".into(),
-            bias_name: None,
-            c_out,
-            kernel: vec![1, 1],
-            attrs: ConvAttrs::default(),
-            weight: vec![0.0; c_out * c_in],
-            bias: Vec::new(),
-            relu: false,
-        }],
-    }
 }
 
 fn input_for(engine: &dyn Engine) -> Vec<Tensor> {
@@ -102,11 +77,7 @@ fn refit(c: &mut Criterion) {
         .filter(|&b| b <= max)
     {
         g.throughput(Throughput::Bytes(bytes as u64));
-        let chain = if bytes == 36 {
-            fixtures::seed_model()
-        } else {
-            sized(bytes)
-        };
+        let chain = bench::sized_model(bytes);
         let engine = open(&write("sized.onnx", &chain));
         let w = engine.weights()[0].name.clone();
         let tensors = [
@@ -176,35 +147,6 @@ fn infer(c: &mut Criterion) {
     g.finish();
 }
 
-/// Runs `f` while one background thread refits `engine` every `period`
-/// (or back to back when `None`).
-fn with_writer<R>(engine: &dyn Engine, period: Option<Duration>, f: impl FnOnce() -> R) -> R {
-    let stop = AtomicBool::new(false);
-    let tensors = [weight_tensor(engine, 0, 1.0), weight_tensor(engine, 0, 2.0)];
-    let name = engine.weights()[0].name.clone();
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let mut k = 0usize;
-            let mut next = Instant::now();
-            while !stop.load(Ordering::Relaxed) {
-                k += 1;
-                let mut r = engine.refitter().expect("refitter");
-                r.set_named_weights(&name, &tensors[k % 2]).expect("stage");
-                r.refit().expect("refit");
-                if let Some(p) = period {
-                    next += p;
-                    if let Some(wait) = next.checked_duration_since(Instant::now()) {
-                        std::thread::sleep(wait);
-                    }
-                }
-            }
-        });
-        let out = f();
-        stop.store(true, Ordering::Relaxed);
-        out
-    })
-}
-
 fn infer_under_refit(c: &mut Criterion) {
     let mut g = c.benchmark_group("infer_under_refit");
     let name = spec().to_string();
@@ -214,12 +156,12 @@ fn infer_under_refit(c: &mut Criterion) {
     g.bench_function(BenchmarkId::new(&name, "none"), |b| {
         b.iter(|| black_box(ctx.infer(&x).expect("infer")))
     });
-    with_writer(engine.as_ref(), Some(Duration::from_millis(1)), || {
+    bench::with_writer(engine.as_ref(), Some(Duration::from_millis(1)), || {
         g.bench_function(BenchmarkId::new(&name, "w1_every_1ms"), |b| {
             b.iter(|| black_box(ctx.infer(&x).expect("infer")))
         });
     });
-    with_writer(engine.as_ref(), None, || {
+    bench::with_writer(engine.as_ref(), None, || {
         g.bench_function(BenchmarkId::new(&name, "w1_full_speed"), |b| {
             b.iter(|| black_box(ctx.infer(&x).expect("infer")))
         });

@@ -212,6 +212,33 @@ fn sets(engine: &dyn Engine, all: bool) -> Vec<Vec<(String, Tensor)>> {
         .collect()
 }
 
+/// Runs `f` while a background thread refits `engine`'s first weight,
+/// alternating two values, every `period` (back to back when `None`).
+/// Refit errors in the background are ignored: the measurement is of `f`.
+pub fn with_writer<R>(engine: &dyn Engine, period: Option<Duration>, f: impl FnOnce() -> R) -> R {
+    let stop = AtomicBool::new(false);
+    let s = sets(engine, false);
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            let mut k = 0;
+            let mut next = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                k += 1;
+                let _ = refit_to(engine, &s, k);
+                if let Some(p) = period {
+                    next += p;
+                    if let Some(w) = next.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(w);
+                    }
+                }
+            }
+        });
+        let out = f();
+        stop.store(true, Ordering::Relaxed);
+        out
+    })
+}
+
 /// Runs the sweep; `progress` hears each measurement's name as it starts.
 ///
 /// # Errors
@@ -312,32 +339,14 @@ pub fn run(
         fallible(ctx.infer(&x).map(|y| drop(black_box(y))))
     });
     row("infer_under_refit", "none".into(), none, "", None);
-    let s = sets(engine.as_ref(), false);
     for (mode, period) in [
         ("w1_every_1ms", Some(Duration::from_millis(1))),
         ("w1_full_speed", None),
     ] {
-        let stop = AtomicBool::new(false);
-        let t = std::thread::scope(|sc| {
-            sc.spawn(|| {
-                let mut k = 0;
-                let mut next = Instant::now();
-                while !stop.load(Ordering::Relaxed) {
-                    k += 1;
-                    let _ = refit_to(engine.as_ref(), &s, k);
-                    if let Some(p) = period {
-                        next += p;
-                        if let Some(w) = next.checked_duration_since(Instant::now()) {
-                            std::thread::sleep(w);
-                        }
-                    }
-                }
-            });
-            let t = time(cfg.samples, cfg.sample_time, || {
+        let t = with_writer(engine.as_ref(), period, || {
+            time(cfg.samples, cfg.sample_time, || {
                 fallible(ctx.infer(&x).map(|y| drop(black_box(y))))
-            });
-            stop.store(true, Ordering::Relaxed);
-            t
+            })
         });
         row(
             "infer_under_refit",
