@@ -184,3 +184,33 @@ proptest! {
         prop_assert_eq!(f.total(), 0, "{:?}", f.examples);
     }
 }
+
+#[test]
+fn the_stress_encoding_decodes_whole_versions_only() {
+    use refit_harness::check::stress::{anatomy, decode, weights_of, CHANNELS, MAX_VERSION};
+    for v in [0, 1, 77, MAX_VERSION] {
+        assert_eq!(decode(&weights_of(v)), Some(v), "v{v}");
+    }
+    // Half of v5 and half of v4: no version, and the anatomy says which.
+    let mut mixed = weights_of(5);
+    mixed[CHANNELS / 2..].copy_from_slice(&weights_of(4)[CHANNELS / 2..]);
+    assert_eq!(decode(&mixed), None);
+    assert_eq!(
+        anatomy(&mixed),
+        format!(
+            "channels 0..{} from v5, {}..{} from v4",
+            CHANNELS / 2 - 1,
+            CHANNELS / 2,
+            CHANNELS - 1
+        )
+    );
+    // A value from no version at all.
+    let mut garbage = weights_of(3);
+    garbage[7] = 0.5;
+    assert_eq!(decode(&garbage), None);
+    assert!(
+        anatomy(&garbage).contains("7..7 from no version"),
+        "{}",
+        anatomy(&garbage)
+    );
+}

@@ -77,6 +77,13 @@ enum Command {
         /// How long each stress scenario races, in milliseconds.
         #[arg(long, default_value_t = 500)]
         stress_ms: u64,
+        /// Absolute output tolerance against the oracle (default: exact),
+        /// for engines that compute in reduced precision.
+        #[arg(long, default_value_t = 0.0)]
+        abs_tolerance: f64,
+        /// Relative output tolerance against the oracle (default: exact).
+        #[arg(long, default_value_t = 0.0)]
+        rel_tolerance: f64,
     },
     /// Run the checks against every seeded-defect engine and the reference
     /// engine; exits 0 only if the reference passes and every defect is caught.
@@ -196,6 +203,7 @@ fn run_check(
     stress_ms: u64,
     only: Vec<String>,
     scratch: &std::path::Path,
+    tolerance: check::Tolerance,
 ) -> anyhow::Result<check::CheckReport> {
     let mut config = check::CheckConfig::with_fixtures(scratch)?;
     if !models.is_empty() {
@@ -215,6 +223,7 @@ fn run_check(
     config.seconds = seconds;
     config.stress_ms = stress_ms;
     config.only = only;
+    config.tolerance = tolerance;
     config.live = true;
     config.persist_failures = !matches!(spec, EngineSpec::Wrapped(Variant::Defect(_)));
     Ok(check::run(spec, &config, &mut progress))
@@ -267,10 +276,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             report,
             scenario,
             stress_ms,
+            abs_tolerance,
+            rel_tolerance,
         } => {
             let spec: EngineSpec = engine.parse()?;
             let scratch = tempfile::tempdir()?;
-            let r = run_check(&spec, model, seconds, stress_ms, scenario, scratch.path())?;
+            let tolerance = check::Tolerance {
+                abs: abs_tolerance,
+                rel: rel_tolerance,
+            };
+            let r = run_check(
+                &spec,
+                model,
+                seconds,
+                stress_ms,
+                scenario,
+                scratch.path(),
+                tolerance,
+            )?;
             print!("{}", report::table(&r, 110));
             let dir = report.unwrap_or_else(|| report::run_dir("reports".as_ref()));
             for p in report::write(&r, &dir)? {
@@ -307,7 +330,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .filter(|(name, _)| *name != "conv_wide.onnx")
                     .map(|(name, _)| scratch.path().join("models").join(name))
                     .collect();
-                let r = run_check(spec, models, seconds, stress_ms, Vec::new(), scratch.path())?;
+                let r = run_check(
+                    spec,
+                    models,
+                    seconds,
+                    stress_ms,
+                    Vec::new(),
+                    scratch.path(),
+                    check::Tolerance::EXACT,
+                )?;
                 report::write(&r, &dir.join(spec.to_string().replace(':', "-")))?;
                 reports.push(r);
             }

@@ -51,6 +51,36 @@ pub fn decode(out: &[f32]) -> Option<Version> {
     .then_some(v)
 }
 
+/// What a torn output is made of: runs of channels and the version each
+/// decodes to (`?` for a value no version holds), e.g.
+/// `channels 0..127 from v12, 128..255 from v11`.
+pub fn anatomy(out: &[f32]) -> String {
+    let per: Vec<Option<Version>> = out
+        .iter()
+        .enumerate()
+        .map(|(c, &x)| {
+            let base = x - (c + 1) as f32;
+            (base >= 0.0 && base % CHANNELS as f32 == 0.0)
+                .then(|| (base / CHANNELS as f32) as Version)
+        })
+        .collect();
+    let mut runs: Vec<String> = Vec::new();
+    let mut start = 0;
+    for c in 1..=per.len() {
+        if c == per.len() || per[c] != per[start] {
+            let v = per[start].map_or_else(|| "no version".to_string(), |v| format!("v{v}"));
+            runs.push(format!("{start}..{} from {v}", c - 1));
+            start = c;
+        }
+    }
+    if runs.len() > 6 {
+        let more = runs.len() - 6;
+        runs.truncate(6);
+        runs.push(format!("and {more} more runs"));
+    }
+    format!("channels {}", runs.join(", "))
+}
+
 /// The stress model, serving version 0.
 pub fn model() -> ConvChain {
     ConvChain {
@@ -97,6 +127,8 @@ pub struct StressRun {
     pub elapsed: Duration,
     /// Errors the engine returned (the first few).
     pub errors: Vec<String>,
+    /// The first few torn outputs, channel by channel ([`anatomy`]).
+    pub torn: Vec<String>,
 }
 
 fn now(base: Instant) -> u64 {
@@ -127,6 +159,7 @@ pub fn race(
     let torn = AtomicUsize::new(0);
     let gate = RwLock::new(());
     let errors = Mutex::new(Vec::<String>::new());
+    let torn_examples = Mutex::new(Vec::<String>::new());
     let error = |e: String| {
         if let Ok(mut v) = errors.lock() {
             if v.len() < 5 {
@@ -138,8 +171,16 @@ pub fn race(
     let (reads, writes, elapsed) = std::thread::scope(|s| {
         let readers: Vec<_> = (0..cfg.readers)
             .map(|t| {
-                let (barrier, stop, ops, torn, gate, x, error) =
-                    (&barrier, &stop, &ops, &torn, &gate, &x, &error);
+                let (barrier, stop, ops, torn, gate, x, error, torn_examples) = (
+                    &barrier,
+                    &stop,
+                    &ops,
+                    &torn,
+                    &gate,
+                    &x,
+                    &error,
+                    &torn_examples,
+                );
                 s.spawn(move || {
                     let mut out = Vec::with_capacity(cfg.max_reads.min(1 << 16));
                     let ctx = engine.context();
@@ -155,15 +196,23 @@ pub fn race(
                         let y = ctx.infer(std::slice::from_ref(x));
                         let end = now(base);
                         drop(guard);
-                        let value = match y {
-                            Ok(y) => y.first().and_then(|t| t.as_f32()).and_then(decode),
+                        let y = match y {
+                            Ok(y) => y,
                             Err(e) => {
                                 error(format!("infer: {e}"));
                                 break;
                             }
                         };
-                        if value.is_none() {
-                            torn.fetch_add(1, Ordering::Relaxed);
+                        let values = y.first().and_then(|t| t.as_f32()).unwrap_or_default();
+                        let value = decode(values);
+                        if value.is_none() && torn.fetch_add(1, Ordering::Relaxed) < 3 {
+                            if let Ok(mut list) = torn_examples.lock() {
+                                list.push(format!(
+                                    "thread {t} at {:.3} ms: {}",
+                                    start as f64 / 1e6,
+                                    anatomy(values)
+                                ));
+                            }
                         }
                         out.push(Read {
                             thread: t as u32,
@@ -255,6 +304,7 @@ pub fn race(
         },
         elapsed,
         errors: errors.into_inner().unwrap_or_default(),
+        torn: torn_examples.into_inner().unwrap_or_default(),
     }
 }
 
@@ -316,10 +366,15 @@ fn verdict(run: &StressRun, f: &Findings, step: &str) -> Verdict {
             .take(3)
             .map(|v| format!("[{}] {}", v.kind, v.evidence))
             .collect();
+        let anatomy = if run.torn.is_empty() {
+            String::new()
+        } else {
+            format!("; torn outputs: {}", run.torn.join("; "))
+        };
         return fail(
             step,
             "no torn, stale, lost, non-monotone or non-linearizable result",
-            format!("{}; first: {}", describe(run, f), first.join("; ")),
+            format!("{}; first: {}{anatomy}", describe(run, f), first.join("; ")),
         );
     }
     Verdict::Pass(describe(run, f))
@@ -463,6 +518,7 @@ pub(super) fn vendor(cx: &Cx<'_>) -> Verdict {
         },
         elapsed: base.elapsed(),
         errors: error.into_iter().collect(),
+        torn: Vec::new(),
     };
     // Each straddled refit must be crossed exactly once by each reader.
     for t in 0..2u32 {
