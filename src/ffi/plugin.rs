@@ -129,6 +129,17 @@ impl Plugin {
     /// # Errors
     /// [`Error::PluginLoad`] with the step that failed.
     pub fn load(path: &Path) -> Result<Arc<Self>> {
+        // A relative path names a file under the working directory (dlopen
+        // would otherwise search the system's library paths for a bare name).
+        let absolute;
+        let path = if path.is_relative() {
+            absolute = std::env::current_dir()
+                .map(|d| d.join(path))
+                .unwrap_or_else(|_| path.to_path_buf());
+            absolute.as_path()
+        } else {
+            path
+        };
         let load_err = |e: LoadError| Error::PluginLoad(Box::new(e));
         // SAFETY: loading a library runs its initialisers; the user names
         // the library to test, which is the point of the harness. RTLD_NOW
