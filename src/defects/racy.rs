@@ -147,17 +147,7 @@ struct RacyContext {
 impl Context for RacyContext {
     fn infer(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         let sh = Arc::clone(&self.shared);
-        sh.model.check_inputs(inputs)?;
-        if self.plan.as_ref().is_none_or(|p| {
-            p.input_shapes()
-                .iter()
-                .zip(inputs)
-                .any(|(s, t)| *s != t.shape)
-        }) {
-            let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape.clone()).collect();
-            self.plan = Some(sh.model.plan(&shapes)?);
-        }
-        let plan = self.plan.as_ref().expect("plan set above");
+        let plan = sh.model.plan_cached(&mut self.plan, inputs)?;
         let weights: Arc<Weights> = match sh.race {
             Race::InPlaceCopy => Arc::new(
                 sh.in_place

@@ -188,19 +188,7 @@ struct ReferenceContext {
 impl Context for ReferenceContext {
     fn infer(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         let model = &self.shared.model;
-        model.check_inputs(inputs)?;
-        let reuse = self.plan.as_ref().is_some_and(|p| {
-            p.input_shapes().len() == inputs.len()
-                && p.input_shapes()
-                    .iter()
-                    .zip(inputs)
-                    .all(|(s, t)| *s == t.shape)
-        });
-        if !reuse {
-            let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape.clone()).collect();
-            self.plan = Some(model.plan(&shapes)?);
-        }
-        let plan = self.plan.as_ref().expect("plan set above");
+        let plan = model.plan_cached(&mut self.plan, inputs)?;
         let snapshot = self.shared.current.load();
         Ok(model.run(plan, |i| &snapshot.weights[i], inputs, &mut self.scratch))
     }

@@ -616,6 +616,32 @@ impl Model {
         })
     }
 
+    /// Checks `inputs` and returns a plan for their shapes: the one in
+    /// `cache` when it was made for the same shapes, else a new one, kept
+    /// in `cache` for the next call.
+    ///
+    /// # Errors
+    /// As [`Model::check_inputs`] and [`Model::plan`].
+    pub fn plan_cached<'c>(
+        &self,
+        cache: &'c mut Option<Plan>,
+        inputs: &[Tensor],
+    ) -> Result<&'c Plan> {
+        self.check_inputs(inputs)?;
+        let same = cache.as_ref().is_some_and(|p| {
+            p.input_shapes.len() == inputs.len()
+                && p.input_shapes
+                    .iter()
+                    .zip(inputs)
+                    .all(|(s, t)| *s == t.shape)
+        });
+        if !same {
+            let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape.clone()).collect();
+            *cache = Some(self.plan(&shapes)?);
+        }
+        Ok(cache.as_ref().expect("plan set above"))
+    }
+
     /// Checks inputs against the model's declared inputs.
     ///
     /// # Errors
