@@ -14,7 +14,10 @@
  *   table starts with abi_version and struct_size (sizeof the table the
  *   library was built with). New versions only append fields, so a table
  *   larger than the harness expects is fine; a smaller one is refused.
- *   Every function pointer must be non-NULL.
+ *   Every function pointer up to last_error must be non-NULL. Slots after
+ *   last_error are optional additions to version 1: a library built against
+ *   an older header (struct_size ending before them) or leaving them NULL
+ *   gets the documented default, so a version-1 plugin keeps loading.
  *
  * STATUS AND ERRORS
  *   Every function that can fail returns a refit_status. REFIT_OK (0) means
@@ -107,6 +110,19 @@ typedef int32_t refit_dtype;
 #define REFIT_NON_FINITE_REJECTED 0 /* non_finite */
 #define REFIT_NON_FINITE_SERVED 1
 
+/* The arithmetic the engine computes in (refit_numerics.precision). The
+ * harness's oracle bounds the rounding error of each output element for the
+ * declared precision; see engine_numerics below. Every precision sums in f32;
+ * the operands (weights, activations) are rounded to:
+ *   F32:  f32 (nothing rounded), outputs and activations stored as f32;
+ *   TF32: a 10-bit mantissa, stored as f32;
+ *   F16:  f16, stored as f16;
+ *   BF16: bf16, stored as bf16. */
+#define REFIT_PRECISION_F32 0
+#define REFIT_PRECISION_TF32 1
+#define REFIT_PRECISION_F16 2
+#define REFIT_PRECISION_BF16 3
+
 typedef struct refit_engine refit_engine;
 typedef struct refit_context refit_context;
 typedef struct refit_refitter refit_refitter;
@@ -120,6 +136,16 @@ typedef struct refit_engine_info {
     int32_t non_finite;    /* REFIT_NON_FINITE_REJECTED or _SERVED */
     int32_t refit_enabled; /* 1 if built with enable_refit, else 0 */
 } refit_engine_info;
+
+typedef struct refit_numerics {
+    int32_t precision;   /* REFIT_PRECISION_* */
+    double error_factor; /* >= 1: how far past the rigorous bound for
+                          * `precision` the engine's error may go (1 for any
+                          * summation order; Winograd or FFT convolutions need
+                          * more). Above 1, integer-valued outputs need not be
+                          * exact. The harness reports observed error / bound
+                          * per check, to set this from data. */
+} refit_numerics;
 
 /* A named tensor's description: an input, an output or a weight. */
 typedef struct refit_tensor_desc {
@@ -143,7 +169,10 @@ typedef struct refit_plugin_api {
     uint32_t struct_size; /* sizeof(refit_plugin_api) */
 
     /* Builds an engine for the ONNX model at model_path. options_json is a
-     * JSON object, e.g. {"enable_refit": true}; unknown keys are ignored. */
+     * JSON object, e.g. {"enable_refit": true}; unknown keys are ignored.
+     * A model the engine cannot run (an op, a number of spatial dimensions,
+     * a dtype it lacks) returns REFIT_UNSUPPORTED with the reason in
+     * last_error: the harness reports that check as skipped, not failed. */
     refit_status (*engine_create)(const char *model_path, const char *options_json,
                                   refit_engine **out);
     void (*engine_destroy)(refit_engine *engine);
@@ -181,6 +210,12 @@ typedef struct refit_plugin_api {
 
     /* The calling thread's last error message; never NULL. */
     const char *(*last_error)(void);
+
+    /* ---- Optional slots (see VERSIONING): NULL or absent = default. ---- */
+
+    /* The engine's precision and error factor. Default: REFIT_PRECISION_F32,
+     * error_factor 1. */
+    refit_status (*engine_numerics)(const refit_engine *engine, refit_numerics *out);
 } refit_plugin_api;
 
 /* The one exported entry point. Returns NULL for an unsupported version. */

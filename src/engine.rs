@@ -57,8 +57,91 @@ pub enum NonFinite {
     Served,
 }
 
+/// The arithmetic an engine computes in: what the oracle's error bound
+/// assumes (see [`check::oracle`](crate::check::oracle)).
+///
+/// Each precision names the format operands (weights and activations) are
+/// rounded to before they are multiplied, the format products are summed
+/// in, and the format outputs and intermediate activations are stored in.
+/// Accumulation is in f32 for every precision, as tensor cores, MLUs and
+/// CPUs do; an engine that sums in a narrower format declares a larger
+/// [`Contract::error_factor`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Precision {
+    /// f32 operands, f32 sums, f32 storage.
+    #[default]
+    F32,
+    /// Operands rounded to TF32 (10-bit mantissa), f32 sums and storage.
+    Tf32,
+    /// f16 operands and storage, f32 sums.
+    F16,
+    /// bf16 operands and storage, f32 sums.
+    Bf16,
+}
+
+impl Precision {
+    /// Every precision, in the ABI's numbering.
+    pub const ALL: [Precision; 4] = [
+        Precision::F32,
+        Precision::Tf32,
+        Precision::F16,
+        Precision::Bf16,
+    ];
+
+    /// Its name (`f32`, `tf32`, `f16`, `bf16`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Tf32 => "tf32",
+            Precision::F16 => "f16",
+            Precision::Bf16 => "bf16",
+        }
+    }
+
+    /// Explicit mantissa bits of the operand format (23 for f32).
+    pub fn operand_bits(self) -> u32 {
+        match self {
+            Precision::F32 => 23,
+            Precision::Tf32 | Precision::F16 => 10,
+            Precision::Bf16 => 7,
+        }
+    }
+
+    /// Explicit mantissa bits of the storage format of outputs and
+    /// intermediate activations.
+    pub fn storage_bits(self) -> u32 {
+        match self {
+            Precision::F32 | Precision::Tf32 => 23,
+            Precision::F16 => 10,
+            Precision::Bf16 => 7,
+        }
+    }
+
+    /// Explicit mantissa bits of the accumulator (f32 for every precision).
+    pub fn accumulator_bits(self) -> u32 {
+        23
+    }
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Precision {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Precision::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| Error::UnknownPrecision(s.to_string()))
+    }
+}
+
 /// The refit promises an engine makes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Contract {
     /// Refit while inferring.
     pub concurrency: Concurrency,
@@ -68,6 +151,20 @@ pub struct Contract {
     pub subset: Subset,
     /// NaN and infinite weights.
     pub non_finite: NonFinite,
+    /// The arithmetic the engine computes in.
+    pub precision: Precision,
+    /// How far beyond the rigorous bound for [`Contract::precision`] the
+    /// engine's error may go (1 for plain summation in any order; fast
+    /// convolution algorithms such as Winograd or FFT need more). Above 1,
+    /// integer-valued outputs are no longer required to be exact.
+    pub error_factor: f64,
+}
+
+impl Contract {
+    /// Whether this contract's numerics are the default: f32, factor 1.
+    pub fn default_numerics(&self) -> bool {
+        self.precision == Precision::F32 && self.error_factor == 1.0
+    }
 }
 
 impl fmt::Display for Contract {
@@ -88,12 +185,16 @@ impl fmt::Display for Contract {
             NonFinite::Rejected => "non-finite-rejected",
             NonFinite::Served => "non-finite-served",
         };
-        write!(f, "{c}, {r}, {s}, {n}")
+        write!(f, "{c}, {r}, {s}, {n}, {}", self.precision)?;
+        if self.error_factor != 1.0 {
+            write!(f, " (error factor {})", self.error_factor)?;
+        }
+        Ok(())
     }
 }
 
 /// What an engine says about itself.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct EngineInfo {
     /// The engine's name (`reference`).
     pub name: String,

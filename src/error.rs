@@ -164,6 +164,19 @@ pub enum Error {
     #[error("unknown engine '{0}': expected 'reference', 'reference-strict', 'reference-quiesced', 'defect:NAME' or 'plugin:PATH'")]
     UnknownEngine(String),
 
+    /// A precision name that is not one of `f32`, `tf32`, `f16`, `bf16`.
+    #[error("unknown precision '{0}': expected 'f32', 'tf32', 'f16' or 'bf16'")]
+    UnknownPrecision(String),
+
+    /// The engine does not support something the model uses (an op, a
+    /// number of spatial dimensions, a dtype). Checks count it as a skip
+    /// with this reason, not as a failure.
+    #[error("unsupported: {reason}")]
+    Unsupported {
+        /// What the engine cannot run, in its own words.
+        reason: String,
+    },
+
     /// A plugin library could not be loaded.
     #[error("{0}")]
     PluginLoad(Box<crate::ffi::LoadError>),
@@ -192,6 +205,17 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the engine refused the model as unsupported (directly, or a
+    /// plugin returning `REFIT_UNSUPPORTED`).
+    pub fn is_unsupported(&self) -> bool {
+        match self {
+            Error::Unsupported { .. } => true,
+            Error::Plugin { status, .. } => *status == crate::ffi::sys::REFIT_UNSUPPORTED,
+            Error::InFile { error, .. } => error.is_unsupported(),
+            _ => false,
+        }
+    }
+
     /// Wraps this error with the file it concerns.
     pub fn in_file(self, path: impl Into<PathBuf>) -> Self {
         Error::InFile {

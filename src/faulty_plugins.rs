@@ -97,7 +97,7 @@ pub fn verdict(fault: &str, lib: &Path, scratch: &Path) -> (bool, String) {
             let config = CheckConfig {
                 models: vec![seed.clone()],
                 only: vec!["seed".into()],
-                persist_failures: false,
+                regressions: None,
                 ..match CheckConfig::with_fixtures(scratch) {
                     Ok(c) => c,
                     Err(e) => return (false, e.to_string()),

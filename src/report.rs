@@ -50,25 +50,41 @@ pub fn table(report: &CheckReport, width: usize) -> String {
         .unwrap_or(5)
         .max(5);
     out.push_str(&format!(
-        "{:sw$}  {:mw$}  {:7}  {:>9}  {}\n",
-        "scenario", "model", "verdict", "time", "evidence or reason"
+        "{:sw$}  {:mw$}  {:7}  {:>9}  {:>9}  {}\n",
+        "scenario", "model", "verdict", "time", "err/bound", "evidence or reason"
     ));
     for o in &report.outcomes {
         out.push_str(&format!(
-            "{:sw$}  {:mw$}  {:7}  {:>7.0}ms  {}\n",
+            "{:sw$}  {:mw$}  {:7}  {:>7.0}ms  {:>9}  {}\n",
             o.scenario,
             o.model,
             o.verdict.label(),
             o.elapsed.as_secs_f64() * 1000.0,
+            ratio_text(o.error_ratio),
             shorten(&o.verdict.detail(), width)
         ));
     }
-    let (p, f, s) = report.counts();
-    out.push_str(&format!(
-        "{p} passed, {f} failed, {s} skipped ({})\n",
-        report.engine
-    ));
+    out.push_str(&summary_line(report));
+    out.push('\n');
     out
+}
+
+/// `0.031`, or `-` where nothing was compared with the oracle.
+fn ratio_text(r: Option<f64>) -> String {
+    r.map_or_else(|| "-".into(), |r| format!("{r:.3}"))
+}
+
+/// `N passed, N failed, N skipped (engine; contract; worst error/bound R)`.
+pub fn summary_line(report: &CheckReport) -> String {
+    let (p, f, s) = report.counts();
+    format!(
+        "{p} passed, {f} failed, {s} skipped ({}; {}; worst error/bound {})",
+        report.engine,
+        report
+            .contract
+            .map_or_else(|| "contract unknown".to_string(), |c| c.to_string()),
+        ratio_text(report.worst_error_ratio())
+    )
 }
 
 /// Writes `check.csv`, `check.md` and `check.junit.xml` into `dir`
@@ -85,10 +101,21 @@ pub fn write(report: &CheckReport, dir: &Path) -> Result<Vec<PathBuf>> {
     };
     row(
         &mut w,
-        &["engine", "scenario", "model", "verdict", "millis", "detail"],
+        &[
+            "engine",
+            "scenario",
+            "model",
+            "verdict",
+            "millis",
+            "error_ratio",
+            "detail",
+        ],
     )?;
     for o in &report.outcomes {
         let ms = format!("{:.3}", o.elapsed.as_secs_f64() * 1000.0);
+        let ratio = o
+            .error_ratio
+            .map_or_else(String::new, |r| format!("{r:.6}"));
         row(
             &mut w,
             &[
@@ -97,6 +124,7 @@ pub fn write(report: &CheckReport, dir: &Path) -> Result<Vec<PathBuf>> {
                 &o.model,
                 o.verdict.label(),
                 &ms,
+                &ratio,
                 &o.verdict.detail(),
             ],
         )?;
@@ -106,17 +134,19 @@ pub fn write(report: &CheckReport, dir: &Path) -> Result<Vec<PathBuf>> {
     let md_path = dir.join("check.md");
     let (p, f, s) = report.counts();
     let mut md = format!(
-        "# refit-harness check: {}\n\nContract declared: {}\n\n{p} passed, {f} failed, {s} skipped.\n\n| scenario | model | verdict | time (ms) | evidence or reason |\n|---|---|---|---:|---|\n",
+        "# refit-harness check: {}\n\nContract declared: {}\n\n{p} passed, {f} failed, {s} skipped. Worst observed error / allowed error: {}.\n\n| scenario | model | verdict | time (ms) | error / bound | evidence or reason |\n|---|---|---|---:|---:|---|\n",
         report.engine,
         report.contract.map_or_else(|| "unknown (the engine could not be opened)".to_string(), |c| c.to_string()),
+        ratio_text(report.worst_error_ratio()),
     );
     for o in &report.outcomes {
         md.push_str(&format!(
-            "| {} | {} | {} | {:.1} | {} |\n",
+            "| {} | {} | {} | {:.1} | {} | {} |\n",
             o.scenario,
             o.model,
             o.verdict.label(),
             o.elapsed.as_secs_f64() * 1000.0,
+            ratio_text(o.error_ratio),
             o.verdict.detail().replace('|', "\\|").replace('\n', " ")
         ));
     }
@@ -139,7 +169,7 @@ pub fn junit(report: &CheckReport) -> std::result::Result<String, quick_junit::S
     for o in &report.outcomes {
         let status = match &o.verdict {
             Verdict::Pass(_) => TestCaseStatus::success(),
-            Verdict::Fail(_) => {
+            Verdict::Fail(_) | Verdict::Inconclusive(_) => {
                 let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
                 s.set_message(o.verdict.detail());
                 s

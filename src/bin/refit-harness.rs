@@ -56,34 +56,25 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Run every conformance scenario against an engine; exits 1 if any fails.
+    /// Run every conformance scenario against an engine; exits 1 if any
+    /// fails, 2 on bad input (before anything runs).
     Check {
-        /// The engine: `reference`, `reference-strict`, `defect:NAME`.
+        /// The engine: `reference`, `reference-strict`, `defect:NAME`,
+        /// `plugin:PATH`.
         #[arg(long, default_value = "reference")]
         engine: String,
         /// Models for the per-model scenarios (default: the seed model and
         /// the conv fixtures); repeatable.
         #[arg(long)]
         model: Vec<PathBuf>,
-        /// Time budget of the model-based property test, in seconds.
-        #[arg(long, default_value_t = 20.0)]
-        seconds: f64,
         /// Report folder (default: reports/<timestamp>).
         #[arg(long)]
         report: Option<PathBuf>,
         /// Run only these scenarios; repeatable.
         #[arg(long)]
         scenario: Vec<String>,
-        /// How long each stress scenario races, in milliseconds.
-        #[arg(long, default_value_t = 500)]
-        stress_ms: u64,
-        /// Absolute output tolerance against the oracle (default: exact),
-        /// for engines that compute in reduced precision.
-        #[arg(long, default_value_t = 0.0)]
-        abs_tolerance: f64,
-        /// Relative output tolerance against the oracle (default: exact).
-        #[arg(long, default_value_t = 0.0)]
-        rel_tolerance: f64,
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Run the checks against every seeded-defect engine and the reference
     /// engine; exits 0 only if the reference passes and every defect is caught.
@@ -91,7 +82,7 @@ enum Command {
         /// Time budget of the model-based property test per engine, in seconds.
         #[arg(long, default_value_t = 10.0)]
         seconds: f64,
-        /// How long each stress scenario races, in milliseconds.
+        /// How long each stress scenario races at least, in milliseconds.
         #[arg(long, default_value_t = 500)]
         stress_ms: u64,
         /// Report folder (default: reports/<timestamp>-selftest).
@@ -149,6 +140,72 @@ enum Command {
     },
 }
 
+/// How a check runs: budgets, tolerances, what counts as a failure.
+#[derive(clap::Args, Clone, Debug)]
+struct RunArgs {
+    /// Time budget of the model-based property test, in seconds (> 0).
+    #[arg(long, default_value_t = 20.0)]
+    seconds: f64,
+    /// How long each stress scenario races at least, in milliseconds (> 0).
+    #[arg(long, default_value_t = 500)]
+    stress_ms: u64,
+    /// Stress scenarios below their minimum power race on until this many
+    /// milliseconds in all, then are inconclusive.
+    #[arg(long, default_value_t = 10_000)]
+    stress_cap_ms: u64,
+    /// A fixed absolute tolerance replacing the oracle's error bound.
+    #[arg(long)]
+    abs_tolerance: Option<f64>,
+    /// A fixed relative tolerance replacing the oracle's error bound.
+    #[arg(long)]
+    rel_tolerance: Option<f64>,
+    /// Count inconclusive stress runs as skips instead of failures.
+    #[arg(long)]
+    allow_inconclusive: bool,
+    /// Count every skip as a failure: a gate that needs full coverage.
+    #[arg(long)]
+    fail_on_skip: bool,
+    /// The file model_based saves failing seeds to and replays first
+    /// (default: proptest-regressions/model_based.txt in the report folder).
+    #[arg(long)]
+    regressions: Option<PathBuf>,
+}
+
+impl RunArgs {
+    /// Rejects budgets that would run nothing, and tolerances that are not
+    /// numbers.
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.seconds.is_finite() && self.seconds > 0.0,
+            "--seconds: expected a time budget above 0, found {}",
+            self.seconds
+        );
+        anyhow::ensure!(
+            self.stress_ms > 0,
+            "--stress-ms: expected a duration above 0 ms, found 0"
+        );
+        for (flag, v) in [
+            ("--abs-tolerance", self.abs_tolerance),
+            ("--rel-tolerance", self.rel_tolerance),
+        ] {
+            if let Some(v) = v {
+                anyhow::ensure!(
+                    v.is_finite() && v >= 0.0,
+                    "{flag}: expected a finite number >= 0, found {v}"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn tolerance(&self) -> Option<check::Tolerance> {
+        (self.abs_tolerance.is_some() || self.rel_tolerance.is_some()).then(|| check::Tolerance {
+            abs: self.abs_tolerance.unwrap_or(0.0),
+            rel: self.rel_tolerance.unwrap_or(0.0),
+        })
+    }
+}
+
 #[derive(Subcommand)]
 enum DemoCommand {
     /// Infer (0), refit the kernel to all ones, infer again (9).
@@ -195,21 +252,10 @@ fn progress(p: check::Progress<'_>) {
     }
 }
 
-/// Runs the check; returns the report and whether it failed.
-fn run_check(
-    spec: &EngineSpec,
-    models: Vec<PathBuf>,
-    seconds: f64,
-    stress_ms: u64,
-    only: Vec<String>,
-    scratch: &std::path::Path,
-    tolerance: check::Tolerance,
-) -> anyhow::Result<check::CheckReport> {
-    let mut config = check::CheckConfig::with_fixtures(scratch)?;
-    if !models.is_empty() {
-        config.models = models;
-    }
-    for s in &only {
+/// Checks everything the user gave before anything runs: the scenario
+/// names, every model readable by the oracle, the plugin loadable.
+fn preflight(spec: &EngineSpec, models: &[PathBuf], only: &[String]) -> anyhow::Result<()> {
+    for s in only {
         anyhow::ensure!(
             check::scenario(s).is_some(),
             "unknown scenario '{s}': expected one of {}",
@@ -220,12 +266,58 @@ fn run_check(
                 .join(", ")
         );
     }
-    config.seconds = seconds;
-    config.stress_ms = stress_ms;
+    for m in models {
+        anyhow::ensure!(
+            m.is_file(),
+            "--model {}: expected an ONNX model file, found {}",
+            m.display(),
+            if m.is_dir() {
+                "a folder"
+            } else {
+                "no such file"
+            }
+        );
+        refit_harness::model::Model::load(m).with_context(|| {
+            format!(
+                "--model {}: the harness's oracle cannot read it",
+                m.display()
+            )
+        })?;
+    }
+    if let EngineSpec::Plugin(path) = spec {
+        refit_harness::ffi::Plugin::load(path)?;
+    }
+    Ok(())
+}
+
+/// Runs the check after its preflight; report files go under `report`.
+fn run_check(
+    spec: &EngineSpec,
+    models: Vec<PathBuf>,
+    only: Vec<String>,
+    args: &RunArgs,
+    scratch: &std::path::Path,
+    report: &std::path::Path,
+) -> anyhow::Result<check::CheckReport> {
+    args.validate()?;
+    preflight(spec, &models, &only)?;
+    let mut config = check::CheckConfig::with_fixtures(scratch)?;
+    if !models.is_empty() {
+        config.models = models;
+    }
+    config.seconds = args.seconds;
+    config.stress_ms = args.stress_ms;
+    config.stress_cap_ms = args.stress_cap_ms;
     config.only = only;
-    config.tolerance = tolerance;
+    config.tolerance = args.tolerance();
+    config.allow_inconclusive = args.allow_inconclusive;
+    config.fail_on_skip = args.fail_on_skip;
     config.live = true;
-    config.persist_failures = !matches!(spec, EngineSpec::Wrapped(Variant::Defect(_)));
+    config.regressions = Some(
+        args.regressions
+            .clone()
+            .unwrap_or_else(|| report.join("proptest-regressions").join("model_based.txt")),
+    );
     Ok(check::run(spec, &config, &mut progress))
 }
 
@@ -272,30 +364,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check {
             engine,
             model,
-            seconds,
             report,
             scenario,
-            stress_ms,
-            abs_tolerance,
-            rel_tolerance,
+            run,
         } => {
             let spec: EngineSpec = engine.parse()?;
             let scratch = tempfile::tempdir()?;
-            let tolerance = check::Tolerance {
-                abs: abs_tolerance,
-                rel: rel_tolerance,
-            };
-            let r = run_check(
-                &spec,
-                model,
-                seconds,
-                stress_ms,
-                scenario,
-                scratch.path(),
-                tolerance,
-            )?;
-            print!("{}", report::table(&r, 110));
             let dir = report.unwrap_or_else(|| report::run_dir("reports".as_ref()));
+            let r = run_check(&spec, model, scenario, &run, scratch.path(), &dir)?;
+            print!("{}", report::table(&r, 110));
             for p in report::write(&r, &dir)? {
                 println!("wrote {}", p.display());
             }
@@ -330,16 +407,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .filter(|(name, _)| *name != "conv_wide.onnx")
                     .map(|(name, _)| scratch.path().join("models").join(name))
                     .collect();
-                let r = run_check(
-                    spec,
-                    models,
+                let engine_dir = dir.join(spec.to_string().replace(':', "-"));
+                let args = RunArgs {
                     seconds,
                     stress_ms,
-                    Vec::new(),
-                    scratch.path(),
-                    check::Tolerance::EXACT,
-                )?;
-                report::write(&r, &dir.join(spec.to_string().replace(':', "-")))?;
+                    stress_cap_ms: 10_000,
+                    abs_tolerance: None,
+                    rel_tolerance: None,
+                    allow_inconclusive: false,
+                    fail_on_skip: false,
+                    regressions: None,
+                };
+                let r = run_check(spec, models, Vec::new(), &args, scratch.path(), &engine_dir)?;
+                report::write(&r, &engine_dir)?;
                 reports.push(r);
             }
             let mut m = selftest::matrix(&reports);

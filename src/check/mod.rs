@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::engine::{BuildOptions, Contract, Engine, EngineSpec};
 use crate::Result;
-pub use oracle::Tolerance;
+pub use oracle::{Judge, Tolerance};
 pub use subject::ints;
 
 /// Builds engines of one kind over any model: the engine under test.
@@ -66,6 +66,10 @@ pub enum Verdict {
     Fail(Evidence),
     /// Not applicable to this engine; why.
     Skip(String),
+    /// The scenario ran but did too little to prove anything (a stress run
+    /// below its minimum power); what it achieved. Counts as a failure
+    /// unless [`CheckConfig::allow_inconclusive`] is set.
+    Inconclusive(String),
 }
 
 impl Verdict {
@@ -75,13 +79,14 @@ impl Verdict {
             Verdict::Pass(_) => "pass",
             Verdict::Fail(_) => "FAIL",
             Verdict::Skip(_) => "skip",
+            Verdict::Inconclusive(_) => "INCONCLUSIVE",
         }
     }
 
     /// The detail: what passed, the evidence, or the reason for skipping.
     pub fn detail(&self) -> String {
         match self {
-            Verdict::Pass(d) | Verdict::Skip(d) => d.clone(),
+            Verdict::Pass(d) | Verdict::Skip(d) | Verdict::Inconclusive(d) => d.clone(),
             Verdict::Fail(e) => format!(
                 "{}: expected {}, observed {}",
                 e.step, e.expected, e.observed
@@ -89,9 +94,9 @@ impl Verdict {
         }
     }
 
-    /// Whether this is a failure.
+    /// Whether this is a failure (an inconclusive run counts as one).
     pub fn is_fail(&self) -> bool {
-        matches!(self, Verdict::Fail(_))
+        matches!(self, Verdict::Fail(_) | Verdict::Inconclusive(_))
     }
 }
 
@@ -117,8 +122,9 @@ pub struct CheckConfig {
     pub cases: u32,
     /// Time budget for the model-based property test.
     pub seconds: f64,
-    /// Output tolerance against the oracle.
-    pub tolerance: Tolerance,
+    /// A fixed output tolerance replacing the oracle's derived error bound
+    /// (`None`: the bound for the engine's declared precision).
+    pub tolerance: Option<Tolerance>,
     /// Where scenarios write the models they generate.
     pub scratch: PathBuf,
     /// Scenario names to run; empty for all.
@@ -127,10 +133,18 @@ pub struct CheckConfig {
     pub stress_ms: u64,
     /// Whether scenarios print live progress on stderr.
     pub live: bool,
-    /// Whether failing property-test cases are saved to
-    /// [`model_based::REGRESSIONS`] (off for the seeded-defect engines,
-    /// whose failures are expected).
-    pub persist_failures: bool,
+    /// Stress scenarios race at least this long, then on until they reach
+    /// [`CheckConfig::min_power`] or [`CheckConfig::stress_cap_ms`].
+    pub stress_cap_ms: u64,
+    /// The least a stress run must achieve to prove anything.
+    pub min_power: stress::Power,
+    /// Turn an inconclusive stress run into a skip instead of a failure.
+    pub allow_inconclusive: bool,
+    /// Turn every skip into a failure: a gate that needs full coverage.
+    pub fail_on_skip: bool,
+    /// The file failing property-test seeds are saved to and replayed from
+    /// (`None`: not saved). `check` puts it under its report folder.
+    pub regressions: Option<PathBuf>,
 }
 
 impl CheckConfig {
@@ -151,11 +165,15 @@ impl CheckConfig {
             models,
             cases: cases_from_env(64),
             seconds: 20.0,
-            tolerance: Tolerance::EXACT,
+            tolerance: None,
             scratch: scratch.to_path_buf(),
             only: Vec::new(),
-            persist_failures: true,
+            regressions: None,
             stress_ms: 500,
+            stress_cap_ms: 10_000,
+            min_power: stress::Power::MINIMUM,
+            allow_inconclusive: false,
+            fail_on_skip: false,
             live: false,
         })
     }
@@ -225,6 +243,11 @@ pub struct Outcome {
     pub verdict: Verdict,
     /// How long it took.
     pub elapsed: Duration,
+    /// The worst observed error / allowed error over the scenario's
+    /// comparisons with the oracle (`None`: none made). Near 1 means the
+    /// engine's rounding uses up its bound; a vendor sets its error factor
+    /// from this.
+    pub error_ratio: Option<f64>,
 }
 
 /// A whole check run.
@@ -244,17 +267,25 @@ impl CheckReport {
         self.outcomes.iter().any(|o| o.verdict.is_fail())
     }
 
-    /// (passed, failed, skipped).
+    /// (passed, failed, skipped); inconclusive runs count as failed.
     pub fn counts(&self) -> (usize, usize, usize) {
         let mut c = (0, 0, 0);
         for o in &self.outcomes {
             match o.verdict {
                 Verdict::Pass(_) => c.0 += 1,
-                Verdict::Fail(_) => c.1 += 1,
+                Verdict::Fail(_) | Verdict::Inconclusive(_) => c.1 += 1,
                 Verdict::Skip(_) => c.2 += 1,
             }
         }
         c
+    }
+
+    /// The worst error / bound ratio over the whole run.
+    pub fn worst_error_ratio(&self) -> Option<f64> {
+        self.outcomes
+            .iter()
+            .filter_map(|o| o.error_ratio)
+            .reduce(f64::max)
     }
 }
 
@@ -274,6 +305,40 @@ pub enum Progress<'a> {
     },
     /// A scenario finished.
     Done(&'a Outcome),
+}
+
+/// The message a panic carried.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+/// Runs one scenario: a panic (in the harness or in an engine written in
+/// Rust) is a failure with its message, and the run goes on; the config's
+/// overrides apply to skips and inconclusive runs.
+fn run_one(s: &Scenario, cx: &Cx<'_>, model: &Path) -> Verdict {
+    let verdict = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.run(cx, model)))
+        .unwrap_or_else(|p| {
+            fail(
+                format!("run {}", s.name),
+                "the scenario to finish",
+                format!("panic: {}", panic_message(p.as_ref())),
+            )
+        });
+    match verdict {
+        Verdict::Inconclusive(d) if cx.config.allow_inconclusive => Verdict::Skip(format!(
+            "inconclusive, allowed by --allow-inconclusive: {d}"
+        )),
+        Verdict::Skip(d) if cx.config.fail_on_skip => fail(
+            format!("run {}", s.name),
+            "every scenario to run (--fail-on-skip)",
+            format!("skipped: {d}"),
+        ),
+        v => v,
+    }
 }
 
 /// Runs every selected scenario against the engine.
@@ -311,12 +376,14 @@ pub fn run(
             model: &label,
         });
         let start = Instant::now();
-        let verdict = s.run(&cx, model.unwrap_or(Path::new("")));
+        let _ = oracle::take_worst_ratio();
+        let verdict = run_one(s, &cx, model.unwrap_or(Path::new("")));
         let outcome = Outcome {
             scenario: s.name,
             model: label,
             verdict,
             elapsed: start.elapsed(),
+            error_ratio: oracle::take_worst_ratio(),
         };
         progress(Progress::Done(&outcome));
         outcomes.push(outcome);

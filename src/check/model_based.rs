@@ -3,10 +3,13 @@
 //! of what it must serve (the oracle plus the staged set), compared after
 //! every step.
 //!
-//! Weights and inputs are integers, so outputs compare exactly. The case
-//! count is `PROPTEST_CASES` (see [`CheckConfig`](super::CheckConfig));
-//! failing cases shrink, and their seeds are kept in
-//! `proptest-regressions/model_based.txt` and replayed first on every run.
+//! Weights and inputs are integers, so outputs compare exactly where the
+//! engine's precision allows (see [`oracle`](super::oracle)). The case count
+//! is `PROPTEST_CASES` (see [`CheckConfig`](super::CheckConfig)); models the
+//! engine refuses as unsupported are skipped and counted. Failing cases
+//! shrink, and their seeds are saved under the report folder
+//! ([`CheckConfig::regressions`](super::CheckConfig::regressions)) and
+//! replayed first by a run given the same file.
 
 use std::cell::Cell;
 use std::path::Path;
@@ -15,7 +18,7 @@ use std::time::Instant;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError, TestError, TestRunner};
 
-use super::oracle::Oracle;
+use super::oracle::{Judge, Oracle};
 use super::subject::{compare, ints, probe_inputs, typed};
 use super::{fail, Cx, Verdict};
 use crate::engine::{BuildOptions, FailedRefit, NonFinite, Subset};
@@ -201,18 +204,33 @@ pub fn arb_case() -> impl Strategy<Value = Case> {
         .prop_map(|(chain, ops)| Case { chain, ops })
 }
 
+/// How one case ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CaseEnd {
+    /// Every step matched the oracle; how many re-syncs a `may-be-partial`
+    /// engine needed after failed refits.
+    Ran {
+        /// Full refits made to re-sync after a failed refit.
+        resyncs: usize,
+    },
+    /// The engine refused the generated model as unsupported: the reason.
+    Unsupported(String),
+}
+
 /// Runs one case against the engine; `Err` carries the failing step.
-pub fn run_case(cx: &Cx<'_>, case: &Case, path: &Path) -> Result<(), String> {
+pub fn run_case(cx: &Cx<'_>, case: &Case, path: &Path) -> Result<CaseEnd, String> {
     std::fs::write(path, case.chain.to_bytes())
         .map_err(|e| format!("write {}: {e}", path.display()))?;
     let model = Model::load(path)
         .map_err(|e| format!("the generated model does not load in the oracle: {e}"))?;
-    let engine = cx
-        .factory
-        .open(path, &BuildOptions::default())
-        .map_err(|e| format!("build the engine: {e}"))?;
+    let engine = match cx.factory.open(path, &BuildOptions::default()) {
+        Ok(e) => e,
+        Err(e) if e.is_unsupported() => return Ok(CaseEnd::Unsupported(e.to_string())),
+        Err(e) => return Err(format!("build the engine: {e}")),
+    };
     let contract = engine.info().contract;
-    let mut oracle = Oracle::new(model);
+    let mut oracle = Oracle::with_judge(model, Judge::for_contract(&contract, cx.config.tolerance));
+    let mut resyncs = 0;
     let names: Vec<String> = engine.weights().iter().map(|w| w.name.clone()).collect();
     let map = names
         .iter()
@@ -325,13 +343,14 @@ pub fn run_case(cx: &Cx<'_>, case: &Case, path: &Path) -> Result<(), String> {
                 if !empty && poisoned.take().is_some() {
                     // The engine reported the bad staging at refit: nothing
                     // may change, and the staged set starts afresh.
-                    if contract.failed_refit == FailedRefit::MayBePartial {
-                        return Ok(());
-                    }
                     refitter = engine
                         .refitter()
                         .map_err(|e| at(format!("create a refitter: {e}")))?;
                     staged.iter_mut().for_each(|s| *s = None);
+                    if contract.failed_refit == FailedRefit::MayBePartial {
+                        resync(engine.as_ref(), &mut oracle, &map, &names, &at)?;
+                        resyncs += 1;
+                    }
                 } else {
                     let tolerated =
                         must_fail || (pending.is_empty() && contract.subset == Subset::RequiresAll);
@@ -353,7 +372,14 @@ pub fn run_case(cx: &Cx<'_>, case: &Case, path: &Path) -> Result<(), String> {
                             return Err(at(format!("expected success, observed error: {e}")))
                         }
                         Err(_) if contract.failed_refit == FailedRefit::MayBePartial => {
-                            return Ok(())
+                            // Anything staged may have been applied: re-sync
+                            // with a full refit of known values and go on.
+                            refitter = engine
+                                .refitter()
+                                .map_err(|e| at(format!("create a refitter: {e}")))?;
+                            staged.iter_mut().for_each(|s| *s = None);
+                            resync(engine.as_ref(), &mut oracle, &map, &names, &at)?;
+                            resyncs += 1;
                         }
                         Err(_) => {}
                     }
@@ -364,7 +390,46 @@ pub fn run_case(cx: &Cx<'_>, case: &Case, path: &Path) -> Result<(), String> {
         let expected = oracle
             .infer(&inputs)
             .map_err(|e| at(format!("oracle: {e}")))?;
-        compare("", &expected, &observed, cx.config.tolerance).map_err(|v| at(v.detail()))?;
+        compare("", &expected, &observed, oracle.judge()).map_err(|v| at(v.detail()))?;
+    }
+    Ok(CaseEnd::Ran { resyncs })
+}
+
+/// After a failed refit on a `may-be-partial` engine: refits every weight
+/// to fresh known values on a new refitter, so the oracle knows again what
+/// is served.
+fn resync(
+    engine: &dyn crate::Engine,
+    oracle: &mut Oracle,
+    map: &[usize],
+    names: &[String],
+    at: &dyn Fn(String) -> String,
+) -> Result<(), String> {
+    let mut r = engine.refitter().map_err(|e| {
+        at(format!(
+            "re-sync after the failed refit: create a refitter: {e}"
+        ))
+    })?;
+    let mut set = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let info = &engine.weights()[i];
+        let shape: Vec<usize> = info.shape.iter().map(|d| d.unwrap_or(0)).collect();
+        let v = ints(shape.iter().product(), 9000 + i as u64);
+        r.set_named_weights(name, &typed(info.dtype, shape, &v))
+            .map_err(|e| {
+                at(format!(
+                    "re-sync after the failed refit: stage '{name}': {e}"
+                ))
+            })?;
+        set.push((map[i], v));
+    }
+    r.refit().map_err(|e| {
+        at(format!(
+            "re-sync after the failed refit: refit every weight: {e}"
+        ))
+    })?;
+    for (i, v) in set {
+        oracle.set(i, v);
     }
     Ok(())
 }
@@ -378,42 +443,89 @@ fn oracle_index(oracle: &Oracle, name: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("the engine lists a weight '{name}' the model does not have"))
 }
 
-/// Where failing seeds are kept.
-pub const REGRESSIONS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/proptest-regressions/model_based.txt"
-);
-
-/// The scenario: runs `cases` cases (or until the time budget is spent).
+/// The scenario: runs `cases` cases (or until the time budget is spent,
+/// after at least one). Failing cases shrink, and their seeds are saved to
+/// [`CheckConfig::regressions`](super::CheckConfig::regressions), from
+/// where the next run with the same file replays them first.
 pub fn run(cx: &Cx<'_>, _: &Path) -> Verdict {
     let path = cx.config.scratch.join("model_based.onnx");
-    let persist =
-        cx.config.persist_failures && Path::new(REGRESSIONS).parent().is_some_and(Path::is_dir);
+    // proptest keeps the path for the runner's lifetime as a &'static str;
+    // one small string per run.
+    let persistence = cx.config.regressions.as_ref().and_then(|p| {
+        let s: &'static str = Box::leak(p.to_string_lossy().into_owned().into_boxed_str());
+        p.parent()
+            .map(|d| std::fs::create_dir_all(d).is_ok())
+            .unwrap_or(false)
+            .then(|| Box::new(FileFailurePersistence::Direct(s)) as _)
+    });
     let config = Config {
         cases: cx.config.cases,
         max_shrink_iters: 512,
         max_shrink_time: 10_000,
-        failure_persistence: persist
-            .then(|| Box::new(FileFailurePersistence::Direct(REGRESSIONS)) as _),
+        failure_persistence: persistence,
         ..Config::default()
     };
     let mut runner = TestRunner::new(config);
     let start = Instant::now();
     let ran = Cell::new(0u32);
+    let refused = Cell::new(0u32);
+    let resyncs = Cell::new(0usize);
+    let reason = std::cell::RefCell::new(String::new());
     let budget = cx.config.seconds;
     let result = runner.run(&arb_case(), |case| {
-        if start.elapsed().as_secs_f64() > budget {
+        if ran.get() + refused.get() > 0 && start.elapsed().as_secs_f64() > budget {
             return Ok(());
         }
-        ran.set(ran.get() + 1);
-        run_case(cx, &case, &path).map_err(TestCaseError::fail)
+        match run_case(cx, &case, &path).map_err(TestCaseError::fail)? {
+            CaseEnd::Ran { resyncs: r } => {
+                ran.set(ran.get() + 1);
+                resyncs.set(resyncs.get() + r);
+            }
+            CaseEnd::Unsupported(why) => {
+                refused.set(refused.get() + 1);
+                reason.replace(why);
+            }
+        }
+        Ok(())
     });
+    let replay = cx.config.regressions.as_ref().map_or_else(String::new, |p| {
+        format!(
+            "; the seed is saved in {}: replay it with `refit-harness check --engine {} --scenario model_based --regressions {}`",
+            p.display(),
+            cx.factory.name(),
+            p.display()
+        )
+    });
+    let refused_note = if refused.get() > 0 {
+        format!(
+            "; {} generated model(s) refused as unsupported (e.g. {})",
+            refused.get(),
+            reason.borrow()
+        )
+    } else {
+        String::new()
+    };
+    if result.is_ok() && ran.get() == 0 {
+        return fail(
+            "run the property test",
+            "at least one generated model the engine can build",
+            format!("no case ran{refused_note}"),
+        );
+    }
     match result {
         Ok(()) => Verdict::Pass(format!(
-            "{} case(s) of up to 23 operations{}",
+            "{} case(s) of up to 23 operations{}{}{refused_note}",
             ran.get(),
-            if ran.get() < cx.config.cases {
+            if ran.get() + refused.get() < cx.config.cases {
                 format!(" (stopped at the {budget} s budget)")
+            } else {
+                String::new()
+            },
+            if resyncs.get() > 0 {
+                format!(
+                    "; {} re-sync(s) after failed refits (may-be-partial)",
+                    resyncs.get()
+                )
             } else {
                 String::new()
             }
@@ -442,7 +554,7 @@ pub fn run(cx: &Cx<'_>, _: &Path) -> Verdict {
                     case.ops
                 ),
                 "the oracle's output after every step",
-                reason.to_string(),
+                format!("{reason}{replay}"),
             )
         }
         Err(TestError::Abort(reason)) => {

@@ -1,15 +1,45 @@
-//! The plain oracle: the model evaluated in f64 with naive loops written
-//! straight from the ONNX operator definitions, sharing no arithmetic with
-//! the reference engine. Checks compare every engine (the reference engine
-//! included) against it.
+//! The plain oracle: the model evaluated in f64 with loops written straight
+//! from the ONNX operator definitions, sharing no arithmetic with the
+//! reference engine, and, for every output element, a rigorous bound on the
+//! rounding error an engine computing at its declared [`Precision`] may
+//! make. Checks compare every engine (the reference engine included)
+//! against it.
+//!
+//! ## The bound
+//! For one conv output `y = b + sum_i w_i x_i` over `n` terms, where the
+//! inputs `x_i` come from the previous layer with error at most `e_i`, an
+//! engine that rounds operands to a format with unit roundoff `u_op`, sums
+//! in any order in a format with unit roundoff `u_acc` and stores the result
+//! with unit roundoff `u_st` computes `y'` with
+//!
+//! ```text
+//! |y' - y| <= sum_i |w_i| e_i  +  rel * (|b| + sum_i |w_i| (|x_i| + e_i))
+//! rel = (1 + u_op)^2 (1 + gamma_n(u_acc)) (1 + u_st) - 1,  gamma_n(u) = n u / (1 - n u)
+//! ```
+//!
+//! (Higham, *Accuracy and Stability of Numerical Algorithms*, 3.1; the
+//! first term carries the previous layers' error forward). `Relu` is
+//! 1-Lipschitz, so it passes the bound through. The bound holds for every
+//! summation order. Where every operand is an integer the operand format
+//! holds exactly and every partial sum stays within the accumulator's exact
+//! integers (`sum |w_i x_i| <= 2^24` in f32), any order gives the exact
+//! result, and the bound is 0: integer-valued checks stay bit-exact.
+//!
+//! Evaluations are cached per weight version and input, so a check that
+//! returns to the same weights does not pay for the oracle again.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::rc::Rc;
 
+use crate::engine::Precision;
 use crate::model::conv::{AutoPad, ConvAttrs};
 use crate::model::{Layer, Model};
 use crate::tensor::Tensor;
 
-/// How close an engine's output must be to the oracle's.
+/// Fixed output tolerances, overriding the derived bound
+/// (`check --abs-tolerance / --rel-tolerance`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Tolerance {
     /// Absolute tolerance.
@@ -18,53 +48,469 @@ pub struct Tolerance {
     pub rel: f64,
 }
 
-impl Tolerance {
-    /// Bit-exact agreement after rounding the oracle to f32: what the checks
-    /// use with their integer-valued weights and inputs.
-    pub const EXACT: Tolerance = Tolerance { abs: 0.0, rel: 0.0 };
+/// How an engine's outputs are judged against the oracle: the bound for the
+/// engine's precision times its error factor, or a fixed tolerance.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Judge {
+    /// The precision the bound is derived for.
+    pub precision: Precision,
+    /// The factor the engine declares on top of the bound.
+    pub error_factor: f64,
+    /// A fixed tolerance replacing the bound, when set.
+    pub tolerance: Option<Tolerance>,
+}
 
-    /// Whether `observed` is within tolerance of `expected`. NaN matches
-    /// NaN, and infinities match only themselves.
-    pub fn accepts(&self, expected: f64, observed: f32) -> bool {
+impl Judge {
+    /// f32, factor 1, no override: what the reference engine declares.
+    pub const F32: Judge = Judge {
+        precision: Precision::F32,
+        error_factor: 1.0,
+        tolerance: None,
+    };
+
+    /// The judge for an engine's contract, with an optional override.
+    pub fn for_contract(c: &crate::Contract, tolerance: Option<Tolerance>) -> Judge {
+        Judge {
+            precision: c.precision,
+            error_factor: c.error_factor,
+            tolerance,
+        }
+    }
+
+    /// Whether integer-valued outputs must be exact (factor 1, no override).
+    fn exact_allowed(&self) -> bool {
+        self.error_factor == 1.0 && self.tolerance.is_none()
+    }
+
+    /// Judges one element: `Ok(observed error / allowed error)` (0 where the
+    /// allowed error is 0 and the values agree), or the mismatch.
+    pub fn element(&self, expected: f64, bound: f64, observed: f32) -> Result<f64, Mismatch> {
         let e32 = expected as f32;
+        let obs = f64::from(observed);
+        let diff = (expected - obs).abs();
+        let allowed = match self.tolerance {
+            Some(t) => t.abs + t.rel * expected.abs(),
+            None => bound * self.error_factor,
+        };
+        let mismatch = || Mismatch {
+            expected,
+            allowed,
+            observed,
+            error: diff,
+            ulps: ulps(e32, observed),
+        };
         if e32.is_nan() || observed.is_nan() {
-            return e32.is_nan() && observed.is_nan();
+            return if e32.is_nan() && observed.is_nan() {
+                Ok(0.0)
+            } else {
+                Err(mismatch())
+            };
         }
-        if e32 == observed {
-            return true;
+        if e32 == observed && (allowed > 0.0 || obs == expected) {
+            return Ok(if allowed > 0.0 { diff / allowed } else { 0.0 });
         }
-        if e32.is_infinite() || observed.is_infinite() {
-            return false;
+        if expected.is_infinite() || observed.is_infinite() {
+            return Err(mismatch());
         }
-        let diff = (expected - observed as f64).abs();
-        diff <= self.abs + self.rel * expected.abs()
+        if diff <= allowed {
+            return Ok(if allowed > 0.0 { diff / allowed } else { 0.0 });
+        }
+        Err(mismatch())
     }
 }
 
-/// The first position where `observed` differs from `expected`:
-/// `(index, expected, observed)`; a length difference is reported at the
-/// shorter length.
-pub fn first_mismatch(
-    expected: &[f64],
-    observed: &[f32],
-    tol: Tolerance,
-) -> Option<(usize, f64, f32)> {
-    if let Some(i) = expected
-        .iter()
-        .zip(observed)
-        .position(|(&e, &o)| !tol.accepts(e, o))
-    {
-        return Some((i, expected[i], observed[i]));
+/// Distance in f32 units in the last place between two finite values.
+fn ulps(a: f32, b: f32) -> u64 {
+    // Map the bits to a line where adjacent floats differ by one.
+    let ord = |x: f32| {
+        let b = x.to_bits();
+        if b & 0x8000_0000 != 0 {
+            -i64::from(b & 0x7fff_ffff)
+        } else {
+            i64::from(b)
+        }
+    };
+    (ord(a) - ord(b)).unsigned_abs()
+}
+
+/// One element outside what the judge allows.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Mismatch {
+    /// The exact value.
+    pub expected: f64,
+    /// The error allowed there (0: exact).
+    pub allowed: f64,
+    /// What the engine gave.
+    pub observed: f32,
+    /// |observed - expected|.
+    pub error: f64,
+    /// The same in f32 units in the last place.
+    pub ulps: u64,
+}
+
+impl Mismatch {
+    /// `E ± B` (or `E exactly`).
+    pub fn expected_text(&self) -> String {
+        if self.allowed > 0.0 {
+            format!("{} ± {:.3e}", self.expected, self.allowed)
+        } else {
+            format!("{} exactly", self.expected)
+        }
     }
-    if expected.len() != observed.len() {
-        let i = expected.len().min(observed.len());
+
+    /// `O (error X = R x the bound, U ulps)`.
+    pub fn observed_text(&self) -> String {
+        if self.observed.is_nan() || self.expected.is_nan() {
+            return format!("{}", self.observed);
+        }
+        let ratio = if self.allowed > 0.0 {
+            format!(" = {:.3}x the bound", self.error / self.allowed)
+        } else {
+            String::new()
+        };
+        format!(
+            "{} (error {:.3e}{ratio}, {} ulp(s))",
+            self.observed, self.error, self.ulps
+        )
+    }
+}
+
+thread_local! {
+    static WORST: Cell<Option<f64>> = const { Cell::new(None) };
+}
+
+/// Records a judged comparison's worst error/bound ratio.
+fn record(ratio: f64) {
+    WORST.with(|w| w.set(Some(w.get().map_or(ratio, |r| r.max(ratio)))));
+}
+
+/// The worst observed error / allowed error of every comparison on this
+/// thread since the last call (`None`: nothing was compared), and resets it.
+pub fn take_worst_ratio() -> Option<f64> {
+    WORST.with(|w| w.take())
+}
+
+/// One expected output: the exact values and, per element, the error bound
+/// for the precision (0: must be exact).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Expected {
+    /// The shape.
+    pub shape: Vec<usize>,
+    /// The exact values (f64).
+    pub values: Vec<f64>,
+    /// The error bound per element, at error factor 1.
+    pub bounds: Vec<f64>,
+}
+
+/// Compares observed values with the expected ones: the first mismatch, its
+/// index; records the worst ratio otherwise. A length difference is a
+/// mismatch at the shorter length.
+pub fn first_mismatch(
+    expected: &Expected,
+    observed: &[f32],
+    judge: &Judge,
+) -> Option<(usize, Mismatch)> {
+    let mut worst = 0f64;
+    for (i, (&o, (&e, &b))) in observed
+        .iter()
+        .zip(expected.values.iter().zip(&expected.bounds))
+        .enumerate()
+    {
+        match judge.element(e, b, o) {
+            Ok(r) => worst = worst.max(r),
+            Err(m) => return Some((i, m)),
+        }
+    }
+    if expected.values.len() != observed.len() {
+        let i = expected.values.len().min(observed.len());
+        let e = expected.values.get(i).copied().unwrap_or(f64::NAN);
+        let o = observed.get(i).copied().unwrap_or(f32::NAN);
         return Some((
             i,
-            expected.get(i).copied().unwrap_or(f64::NAN),
-            observed.get(i).copied().unwrap_or(f32::NAN),
+            Mismatch {
+                expected: e,
+                allowed: 0.0,
+                observed: o,
+                error: f64::NAN,
+                ulps: 0,
+            },
         ));
     }
+    record(worst);
     None
+}
+
+/// An activation: values, their error bounds, and whether every value is
+/// an exact integer the operand format holds.
+struct Act {
+    shape: Vec<usize>,
+    values: Vec<f64>,
+    errors: Vec<f64>,
+    exact_ints: bool,
+}
+
+/// Unit roundoff of a format with `bits` explicit mantissa bits.
+fn unit(bits: u32) -> f64 {
+    (-(f64::from(bits) + 1.0)).exp2()
+}
+
+/// The largest integer magnitude from which every integer is exact in a
+/// format with `bits` explicit mantissa bits.
+fn int_limit(bits: u32) -> f64 {
+    (f64::from(bits) + 1.0).exp2()
+}
+
+fn is_small_int(v: f64, limit: f64) -> bool {
+    v.fract() == 0.0 && v.abs() <= limit
+}
+
+/// The conv geometry: per spatial dimension the padding before, the output
+/// size.
+struct Geometry {
+    pad_begin: Vec<i64>,
+    out: Vec<usize>,
+}
+
+fn geometry(input: &[usize], kernel: &[usize], attrs: &ConvAttrs) -> Result<Geometry, String> {
+    let nd = kernel.len();
+    let get = |v: &[usize], i: usize, default: usize| if v.is_empty() { default } else { v[i] };
+    let mut pad_begin = vec![0i64; nd];
+    let mut out = vec![0usize; nd];
+    for i in 0..nd {
+        let inp = input[i] as i64;
+        let k = kernel[i] as i64;
+        let s = get(&attrs.strides, i, 1) as i64;
+        let d = get(&attrs.dilations, i, 1) as i64;
+        let ext = (k - 1) * d + 1;
+        let (pb, pe) = match attrs.auto_pad {
+            AutoPad::NotSet => (
+                get(&attrs.pads, i, 0) as i64,
+                get(&attrs.pads, nd + i, 0) as i64,
+            ),
+            AutoPad::Valid => (0, 0),
+            AutoPad::SameUpper | AutoPad::SameLower => {
+                let o = (inp + s - 1) / s;
+                let total = ((o - 1) * s + ext - inp).max(0);
+                if attrs.auto_pad == AutoPad::SameUpper {
+                    (total / 2, total - total / 2)
+                } else {
+                    (total - total / 2, total / 2)
+                }
+            }
+        };
+        if inp + pb + pe < ext {
+            return Err(format!(
+                "dimension {i}: padded input smaller than the kernel"
+            ));
+        }
+        pad_begin[i] = pb;
+        out[i] = ((inp + pb + pe - ext) / s + 1) as usize;
+    }
+    Ok(Geometry { pad_begin, out })
+}
+
+/// For one kernel tap along one dimension: the range of output positions
+/// whose input position lies inside the input, and the input position of
+/// the first.
+fn tap_range(o_len: usize, in_len: usize, s: usize, off: i64) -> (usize, usize, i64) {
+    // input = o * s + off, 0 <= input < in_len
+    let s = s as i64;
+    let lo = if off >= 0 { 0 } else { (-off + s - 1) / s };
+    let hi = if in_len as i64 - off <= 0 {
+        0
+    } else {
+        ((in_len as i64 - 1 - off) / s + 1).min(o_len as i64)
+    };
+    let lo = lo.min(hi);
+    (lo as usize, hi as usize, lo * s + off)
+}
+
+/// ONNX `Conv` on an activation at `precision`: values and bounds.
+fn conv(
+    x: &Act,
+    w_shape: &[usize],
+    w: &[f32],
+    b: Option<&[f32]>,
+    attrs: &ConvAttrs,
+    precision: Precision,
+    exact_allowed: bool,
+) -> Result<Act, String> {
+    let nd = w_shape
+        .len()
+        .checked_sub(2)
+        .filter(|&n| n >= 1)
+        .ok_or("weight rank below 3")?;
+    let x_shape = &x.shape;
+    if x_shape.len() != nd + 2 {
+        return Err(format!(
+            "input rank {} for a weight of rank {}",
+            x_shape.len(),
+            nd + 2
+        ));
+    }
+    let get = |v: &[usize], i: usize| if v.is_empty() { 1 } else { v[i] };
+    let (batch, c_in, c_out) = (x_shape[0], x_shape[1], w_shape[0]);
+    let group = attrs.group;
+    if group == 0 || c_in != w_shape[1] * group || c_out % group != 0 {
+        return Err(format!(
+            "channels: input {c_in}, weight {w_shape:?}, group {group}"
+        ));
+    }
+    let input = &x_shape[2..];
+    let kernel = &w_shape[2..];
+    let Geometry { pad_begin, out } = geometry(input, kernel, attrs)?;
+    let cin_g = c_in / group;
+    let cout_g = c_out / group;
+    let in_strides: Vec<usize> = (0..nd).map(|i| input[i + 1..].iter().product()).collect();
+    let out_strides: Vec<usize> = (0..nd).map(|i| out[i + 1..].iter().product()).collect();
+    let in_plane: usize = input.iter().product();
+    let k_plane: usize = kernel.iter().product();
+    let out_plane: usize = out.iter().product();
+    let total = batch * c_out * out_plane;
+    let mut y = vec![0f64; total];
+    let mut mag = vec![0f64; total];
+    let mut prop = vec![0f64; total];
+    // |x| + e: the largest magnitude the engine's input can have.
+    let x_hi: Vec<f64> = x
+        .values
+        .iter()
+        .zip(&x.errors)
+        .map(|(v, e)| v.abs() + e)
+        .collect();
+    let x_exact = x.errors.iter().all(|&e| e == 0.0);
+    let mut tap = vec![0usize; nd];
+    let mut ranges = vec![(0usize, 0usize, 0i64); nd];
+    let mut idx = vec![0usize; nd];
+    for n in 0..batch {
+        for m in 0..c_out {
+            let g = m / cout_g;
+            let ybase = (n * c_out + m) * out_plane;
+            if let Some(b) = b {
+                let bv = f64::from(b[m]);
+                y[ybase..ybase + out_plane].fill(bv);
+                mag[ybase..ybase + out_plane].fill(bv.abs());
+            }
+            for ci in 0..cin_g {
+                let xbase = (n * c_in + g * cin_g + ci) * in_plane;
+                for kp in 0..k_plane {
+                    let wv = f64::from(w[(m * cin_g + ci) * k_plane + kp]);
+                    if wv == 0.0 {
+                        continue;
+                    }
+                    let wa = wv.abs();
+                    let mut r = kp;
+                    for i in (0..nd).rev() {
+                        tap[i] = r % kernel[i];
+                        r /= kernel[i];
+                    }
+                    let mut empty = false;
+                    for i in 0..nd {
+                        let off = (tap[i] * get(&attrs.dilations, i)) as i64 - pad_begin[i];
+                        ranges[i] = tap_range(out[i], input[i], get(&attrs.strides, i), off);
+                        empty |= ranges[i].0 >= ranges[i].1;
+                    }
+                    if empty {
+                        continue;
+                    }
+                    // Odometer over every dimension but the last; the last
+                    // is the contiguous inner loop.
+                    for i in 0..nd {
+                        idx[i] = ranges[i].0;
+                    }
+                    let last = nd - 1;
+                    let s_last = get(&attrs.strides, last);
+                    let (lo, hi, in0) = ranges[last];
+                    loop {
+                        let mut xo = xbase;
+                        let mut yo = ybase;
+                        for i in 0..last {
+                            let (lo_i, _, in0_i) = ranges[i];
+                            let pos = in0_i as usize + (idx[i] - lo_i) * get(&attrs.strides, i);
+                            xo += pos * in_strides[i];
+                            yo += idx[i] * out_strides[i];
+                        }
+                        let xs = xo + in0 as usize;
+                        let count = hi - lo;
+                        let yrow = &mut y[yo + lo..yo + hi];
+                        let xv = &x.values[xs..];
+                        for (j, yv) in yrow.iter_mut().enumerate() {
+                            *yv += wv * xv[j * s_last];
+                        }
+                        let mrow = &mut mag[yo + lo..yo + hi];
+                        let xh = &x_hi[xs..];
+                        for (j, mv) in mrow.iter_mut().enumerate() {
+                            *mv += wa * xh[j * s_last];
+                        }
+                        if !x_exact {
+                            let prow = &mut prop[yo + lo..yo + lo + count];
+                            let xe = &x.errors[xs..];
+                            for (j, pv) in prow.iter_mut().enumerate() {
+                                *pv += wa * xe[j * s_last];
+                            }
+                        }
+                        // Next position of the outer dimensions.
+                        let mut done = true;
+                        let mut d = last;
+                        while d > 0 {
+                            d -= 1;
+                            idx[d] += 1;
+                            if idx[d] < ranges[d].1 {
+                                done = false;
+                                break;
+                            }
+                            idx[d] = ranges[d].0;
+                        }
+                        if done {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let terms = cin_g * k_plane + usize::from(b.is_some());
+    let u_op = if precision.operand_bits() >= 23 {
+        0.0
+    } else {
+        unit(precision.operand_bits())
+    };
+    let u_acc = unit(precision.accumulator_bits());
+    let u_st = unit(precision.storage_bits());
+    let nu = terms as f64 * u_acc;
+    let gamma = if nu < 1.0 {
+        nu / (1.0 - nu)
+    } else {
+        f64::INFINITY
+    };
+    let rel = (1.0 + u_op).powi(2) * (1.0 + gamma) * (1.0 + u_st) - 1.0;
+    // The oracle's own f64 rounding, on top.
+    let own = (terms as f64 + 2.0) * f64::EPSILON;
+    let op_limit = int_limit(precision.operand_bits());
+    let ints = exact_allowed
+        && x.exact_ints
+        && w.iter().all(|&v| is_small_int(f64::from(v), op_limit))
+        && b.is_none_or(|b| b.iter().all(|&v| is_small_int(f64::from(v), op_limit)));
+    let acc_limit = int_limit(precision.accumulator_bits());
+    let st_limit = int_limit(precision.storage_bits());
+    let errors: Vec<f64> = (0..total)
+        .map(|i| {
+            if ints && mag[i] <= acc_limit && y[i].abs() <= st_limit {
+                0.0
+            } else {
+                prop[i] + (rel + own) * mag[i]
+            }
+        })
+        .collect();
+    let exact_ints = errors.iter().all(|&e| e == 0.0)
+        && y.iter().all(|&v| is_small_int(v, op_limit.min(st_limit)));
+    let mut shape = vec![batch, c_out];
+    shape.extend(out);
+    Ok(Act {
+        shape,
+        values: y,
+        errors,
+        exact_ints,
+    })
 }
 
 /// ONNX `Conv` in f64 for any number of spatial dimensions: returns the
@@ -80,130 +526,70 @@ pub fn conv_f64(
     b: Option<&[f32]>,
     attrs: &ConvAttrs,
 ) -> Result<(Vec<usize>, Vec<f64>), String> {
-    let nd = w_shape
-        .len()
-        .checked_sub(2)
-        .filter(|&n| n >= 1)
-        .ok_or("weight rank below 3")?;
-    if x_shape.len() != nd + 2 {
+    let act = Act {
+        shape: x_shape.to_vec(),
+        values: x.to_vec(),
+        errors: vec![0.0; x.len()],
+        exact_ints: false,
+    };
+    if act.values.len() != x_shape.iter().product::<usize>() {
         return Err(format!(
-            "input rank {} for a weight of rank {}",
-            x_shape.len(),
-            nd + 2
+            "{} input values for shape {x_shape:?}",
+            act.values.len()
         ));
     }
-    let get = |v: &[usize], i: usize, default: usize| if v.is_empty() { default } else { v[i] };
-    let (batch, c_in, c_out) = (x_shape[0], x_shape[1], w_shape[0]);
-    let group = attrs.group;
-    if group == 0 || c_in != w_shape[1] * group || c_out % group != 0 {
-        return Err(format!(
-            "channels: input {c_in}, weight {w_shape:?}, group {group}"
-        ));
-    }
-    let input = &x_shape[2..];
-    let kernel = &w_shape[2..];
-    let mut pad_begin = vec![0i64; nd];
-    let mut out_sp = vec![0usize; nd];
-    for i in 0..nd {
-        let inp = input[i] as i64;
-        let k = kernel[i] as i64;
-        let s = get(&attrs.strides, i, 1) as i64;
-        let d = get(&attrs.dilations, i, 1) as i64;
-        let ext = (k - 1) * d + 1;
-        let (pb, pe) = match attrs.auto_pad {
-            AutoPad::NotSet => (
-                get(&attrs.pads, i, 0) as i64,
-                get(&attrs.pads, nd + i, 0) as i64,
-            ),
-            AutoPad::Valid => (0, 0),
-            AutoPad::SameUpper | AutoPad::SameLower => {
-                let out = (inp + s - 1) / s;
-                let total = ((out - 1) * s + ext - inp).max(0);
-                if attrs.auto_pad == AutoPad::SameUpper {
-                    (total / 2, total - total / 2)
-                } else {
-                    (total - total / 2, total / 2)
-                }
-            }
-        };
-        if inp + pb + pe < ext {
-            return Err(format!(
-                "dimension {i}: padded input smaller than the kernel"
-            ));
-        }
-        pad_begin[i] = pb;
-        out_sp[i] = ((inp + pb + pe - ext) / s + 1) as usize;
-    }
-    let cin_g = c_in / group;
-    let cout_g = c_out / group;
-    let in_strides: Vec<usize> = (0..nd).map(|i| input[i + 1..].iter().product()).collect();
-    let k_strides: Vec<usize> = (0..nd).map(|i| kernel[i + 1..].iter().product()).collect();
-    let in_plane: usize = input.iter().product();
-    let k_plane: usize = kernel.iter().product();
-    let out_plane: usize = out_sp.iter().product();
-    let mut y = vec![0f64; batch * c_out * out_plane];
-    let mut o = vec![0usize; nd];
-    for n in 0..batch {
-        for m in 0..c_out {
-            let g = m / cout_g;
-            for op in 0..out_plane {
-                let mut r = op;
-                for i in (0..nd).rev() {
-                    o[i] = r % out_sp[i];
-                    r /= out_sp[i];
-                }
-                let mut acc = b.map_or(0.0, |b| b[m] as f64);
-                for ci in 0..cin_g {
-                    let ch = g * cin_g + ci;
-                    'taps: for kp in 0..k_plane {
-                        let mut off = 0usize;
-                        for i in 0..nd {
-                            let k = (kp / k_strides[i]) % kernel[i];
-                            let pos = (o[i] * get(&attrs.strides, i, 1)) as i64
-                                + (k * get(&attrs.dilations, i, 1)) as i64
-                                - pad_begin[i];
-                            if pos < 0 || pos >= input[i] as i64 {
-                                continue 'taps;
-                            }
-                            off += pos as usize * in_strides[i];
-                        }
-                        acc += x[(n * c_in + ch) * in_plane + off]
-                            * w[(m * cin_g + ci) * k_plane + kp] as f64;
-                    }
-                }
-                y[(n * c_out + m) * out_plane + op] = acc;
-            }
-        }
-    }
-    let mut shape = vec![batch, c_out];
-    shape.extend(out_sp);
-    Ok((shape, y))
+    let r = conv(&act, w_shape, w, b, attrs, Precision::F32, false)?;
+    Ok((r.shape, r.values))
 }
 
-/// The outputs of one evaluation.
-type Outputs = Vec<(Vec<usize>, Vec<f64>)>;
+fn hash_values(values: &[f32]) -> u64 {
+    let mut h = DefaultHasher::new();
+    values.len().hash(&mut h);
+    for v in values {
+        v.to_bits().hash(&mut h);
+    }
+    h.finish()
+}
 
-/// A model and the weights it should be serving, evaluated plainly. The
-/// last evaluation is remembered until the weights or inputs change.
+/// Evaluations kept per oracle (weight versions x inputs).
+const CACHE: usize = 16;
+
+/// A model and the weights it should be serving, evaluated plainly, with
+/// error bounds for one precision. Evaluations are cached per weight
+/// version and input.
 #[derive(Clone, Debug)]
 pub struct Oracle {
     model: Model,
     weights: Vec<Vec<f32>>,
-    last: RefCell<Option<(Vec<Tensor>, Outputs)>>,
+    hashes: Vec<u64>,
+    judge: Judge,
+    cache: RefCell<Vec<(u64, Rc<Vec<Expected>>)>>,
+    evaluations: Cell<usize>,
 }
 
 impl Oracle {
-    /// The oracle for `model`, serving the model's own initializers.
+    /// The oracle for `model`, serving the model's own initializers, with
+    /// bounds for f32.
     pub fn new(model: Model) -> Self {
-        let weights = model
+        Oracle::with_judge(model, Judge::F32)
+    }
+
+    /// The oracle for `model`, with bounds for `judge`'s precision (exact
+    /// integers only where the judge allows them).
+    pub fn with_judge(model: Model, judge: Judge) -> Self {
+        let weights: Vec<Vec<f32>> = model
             .initializers()
             .iter()
             .map(|i| i.values.clone())
             .collect();
+        let hashes = weights.iter().map(|w| hash_values(w)).collect();
         Oracle {
             model,
             weights,
-            last: RefCell::new(None),
+            hashes,
+            judge,
+            cache: RefCell::new(Vec::new()),
+            evaluations: Cell::new(0),
         }
     }
 
@@ -212,48 +598,75 @@ impl Oracle {
         &self.model
     }
 
+    /// How outputs are judged.
+    pub fn judge(&self) -> &Judge {
+        &self.judge
+    }
+
     /// The weights it serves, by initializer index.
     pub fn weights(&self) -> &[Vec<f32>] {
         &self.weights
     }
 
+    /// How many times the model was evaluated (cache misses).
+    pub fn evaluations(&self) -> usize {
+        self.evaluations.get()
+    }
+
     /// Replaces one weight's values.
     pub fn set(&mut self, index: usize, values: Vec<f32>) {
-        if self.weights[index]
-            .iter()
-            .map(|v| v.to_bits())
-            .ne(values.iter().map(|v| v.to_bits()))
-        {
-            self.last.replace(None);
-        }
+        self.hashes[index] = hash_values(&values);
         self.weights[index] = values;
     }
 
-    /// Evaluates the model: the outputs' shapes and values.
+    fn key(&self, inputs: &[Tensor]) -> u64 {
+        let mut h = DefaultHasher::new();
+        self.hashes.hash(&mut h);
+        for t in inputs {
+            t.shape.hash(&mut h);
+            hash_values(&t.to_f32_vec()).hash(&mut h);
+        }
+        h.finish()
+    }
+
+    /// Evaluates the model: each output's shape, exact values and bounds.
     ///
     /// # Errors
     /// A message when the inputs do not fit the model.
-    pub fn infer(&self, inputs: &[Tensor]) -> Result<Outputs, String> {
-        if let Some((seen, out)) = self.last.borrow().as_ref() {
-            if seen == inputs {
-                return Ok(out.clone());
-            }
+    pub fn infer(&self, inputs: &[Tensor]) -> Result<Rc<Vec<Expected>>, String> {
+        let key = self.key(inputs);
+        if let Some(hit) = self.cache.borrow().iter().find(|(k, _)| *k == key) {
+            return Ok(Rc::clone(&hit.1));
         }
-        let out = self.evaluate(inputs)?;
-        self.last.replace(Some((inputs.to_vec(), out.clone())));
+        let out = Rc::new(self.evaluate(inputs)?);
+        self.evaluations.set(self.evaluations.get() + 1);
+        let mut cache = self.cache.borrow_mut();
+        if cache.len() == CACHE {
+            cache.remove(0);
+        }
+        cache.push((key, Rc::clone(&out)));
         Ok(out)
     }
 
-    fn evaluate(&self, inputs: &[Tensor]) -> Result<Outputs, String> {
-        let mut values: Vec<(Vec<usize>, Vec<f64>)> =
-            vec![(Vec::new(), Vec::new()); self.model.value_count()];
+    fn evaluate(&self, inputs: &[Tensor]) -> Result<Vec<Expected>, String> {
+        let precision = self.judge.precision;
+        let exact_allowed = self.judge.exact_allowed();
+        let op_limit = int_limit(precision.operand_bits());
+        let mut values: Vec<Option<Act>> = (0..self.model.value_count()).map(|_| None).collect();
         for (i, t) in inputs.iter().enumerate() {
-            values[i] = (
-                t.shape.clone(),
-                t.to_f32_vec().into_iter().map(f64::from).collect(),
-            );
+            let v: Vec<f64> = t.to_f32_vec().into_iter().map(f64::from).collect();
+            let exact_ints = v.iter().all(|&x| is_small_int(x, op_limit));
+            // Inputs the operand format cannot hold are rounded by the
+            // engine: the bound's operand term covers that.
+            values[i] = Some(Act {
+                shape: t.shape.clone(),
+                errors: vec![0.0; v.len()],
+                values: v,
+                exact_ints,
+            });
         }
         let inits = self.model.initializers();
+        let missing = |v: usize| format!("value {v} is computed by no layer before its use");
         for layer in self.model.layers() {
             match layer {
                 Layer::Conv {
@@ -264,32 +677,41 @@ impl Oracle {
                     input,
                     output,
                 } => {
-                    let (xs, xv) = &values[input];
-                    let r = conv_f64(
-                        xs,
-                        xv,
+                    let x = values[input].as_ref().ok_or_else(|| missing(input))?;
+                    let r = conv(
+                        x,
                         &inits[weight].shape,
                         &self.weights[weight],
                         bias.map(|b| &self.weights[b][..]),
                         attrs,
+                        precision,
+                        exact_allowed,
                     )
                     .map_err(|e| format!("node '{name}': {e}"))?;
-                    values[output] = r;
+                    values[output] = Some(r);
                 }
                 Layer::Relu { input, output } => {
-                    let (s, v) = &values[input];
-                    values[output] = (
-                        s.clone(),
-                        v.iter().map(|&x| if x < 0.0 { 0.0 } else { x }).collect(),
-                    );
+                    let x = values[input].as_ref().ok_or_else(|| missing(input))?;
+                    values[output] = Some(Act {
+                        shape: x.shape.clone(),
+                        values: x.values.iter().map(|&v| v.max(0.0)).collect(),
+                        errors: x.errors.clone(),
+                        exact_ints: x.exact_ints,
+                    });
                 }
             }
         }
-        Ok(self
-            .model
+        self.model
             .output_values()
             .iter()
-            .map(|&v| values[v].clone())
-            .collect())
+            .map(|&v| {
+                let a = values[v].as_ref().ok_or_else(|| missing(v))?;
+                Ok(Expected {
+                    shape: a.shape.clone(),
+                    values: a.values.clone(),
+                    bounds: a.errors.clone(),
+                })
+            })
+            .collect()
     }
 }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::subject::{bit_difference, must, Step, Subject};
+use super::subject::{bit_difference, compare, must, Step, Subject};
 use super::{fail, model_based, resources, stress, Cx, Scenario, Scope, Verdict};
 use crate::engine::{BuildOptions, FailedRefit, NonFinite, Subset};
 use crate::tensor::{DType, Tensor, TensorData};
@@ -159,11 +159,22 @@ fn parity(cx: &Cx<'_>, model: &Path) -> Step<Verdict> {
         ctx.infer(&with.inputs),
     )?;
     if let Some(d) = bit_difference(&plain, &out) {
-        return Err(fail(
-            "compare the refittable build with the build without refit",
-            format!("{} = {} (without refit)", d.place, d.expected),
-            format!("{} (with refit)", d.observed),
-        ));
+        // Not bit-identical: both builds must then be within the oracle's
+        // bound (an engine may pick other kernels for a refittable build).
+        let expected = with.expected()?;
+        compare(
+            "infer on the engine built without refit",
+            &expected,
+            &plain,
+            with.oracle.judge(),
+        )
+        .map_err(|v| {
+            fail(
+                "compare the refittable build with the build without refit",
+                format!("{} = {} (without refit)", d.place, d.expected),
+                format!("{} (with refit); {}", d.observed, v.detail()),
+            )
+        })?;
     }
     Ok(Verdict::Pass(format!(
         "{} output(s) equal to the build without refit and to the oracle",

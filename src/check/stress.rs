@@ -100,6 +100,73 @@ pub fn model() -> ConvChain {
     }
 }
 
+/// What a stress run achieved: the power it had to find a race.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Power {
+    /// Inferences completed.
+    pub inferences: usize,
+    /// Refits completed.
+    pub refits: usize,
+    /// Refits during which at least one inference was running.
+    pub overlapped: usize,
+}
+
+impl Power {
+    /// The least a stress run must achieve by default.
+    pub const MINIMUM: Power = Power {
+        inferences: 200,
+        refits: 20,
+        overlapped: 10,
+    };
+
+    /// Whether this reaches `min` in every figure.
+    pub fn reaches(&self, min: &Power) -> bool {
+        self.inferences >= min.inferences
+            && self.refits >= min.refits
+            && self.overlapped >= min.overlapped
+    }
+
+    /// The power of a recorded history: refits overlapped by an inference
+    /// are counted exactly from the recorded intervals.
+    pub fn of(h: &History) -> Power {
+        let mut threads: std::collections::BTreeMap<u32, Vec<(u64, u64)>> = Default::default();
+        for r in &h.reads {
+            threads.entry(r.thread).or_default().push((r.start, r.end));
+        }
+        for v in threads.values_mut() {
+            v.sort_unstable();
+        }
+        let overlapped = h
+            .writes
+            .iter()
+            .filter(|w| {
+                threads.values().any(|reads| {
+                    // A thread's inferences run one after another: the last
+                    // one starting before the refit ends is the only
+                    // candidate to overlap it.
+                    let i = reads.partition_point(|&(start, _)| start < w.end);
+                    i > 0 && reads[i - 1].1 > w.start
+                })
+            })
+            .count();
+        Power {
+            inferences: h.reads.len(),
+            refits: h.writes.len(),
+            overlapped,
+        }
+    }
+}
+
+impl std::fmt::Display for Power {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} inferences, {} refits, {} refits overlapped by an inference",
+            self.inferences, self.refits, self.overlapped
+        )
+    }
+}
+
 /// How a stress run races.
 #[derive(Clone, Debug)]
 pub struct StressConfig {
@@ -107,8 +174,13 @@ pub struct StressConfig {
     pub readers: usize,
     /// Refit threads.
     pub writers: usize,
-    /// How long to race.
+    /// How long to race at least.
     pub duration: Duration,
+    /// After `duration`, race on until `min_power` is reached or this much
+    /// time has passed in all.
+    pub cap: Duration,
+    /// The power to reach.
+    pub min_power: Power,
     /// Pause between a writer's staging and its `refit()` (staged weights
     /// must stay invisible meanwhile).
     pub stage_pause: Duration,
@@ -160,6 +232,12 @@ pub fn race(
     let gate = RwLock::new(());
     let errors = Mutex::new(Vec::<String>::new());
     let torn_examples = Mutex::new(Vec::<String>::new());
+    // Live power, to know when to stop: inferences done, refits done, and
+    // refits that saw an inference in flight as they started or ended.
+    let in_flight = AtomicUsize::new(0);
+    let live_reads = AtomicUsize::new(0);
+    let live_refits = AtomicUsize::new(0);
+    let live_overlapped = AtomicUsize::new(0);
     let error = |e: String| {
         if let Ok(mut v) = errors.lock() {
             if v.len() < 5 {
@@ -181,6 +259,7 @@ pub fn race(
                     &error,
                     &torn_examples,
                 );
+                let (in_flight, live_reads) = (&in_flight, &live_reads);
                 s.spawn(move || {
                     let mut out = Vec::with_capacity(cfg.max_reads.min(1 << 16));
                     let ctx = engine.context();
@@ -192,9 +271,12 @@ pub fn race(
                     while !stop.load(Ordering::Relaxed) && out.len() < cfg.max_reads {
                         let guard =
                             quiesced.then(|| gate.read().unwrap_or_else(|p| p.into_inner()));
+                        in_flight.fetch_add(1, Ordering::SeqCst);
                         let start = now(base);
                         let y = ctx.infer(std::slice::from_ref(x));
                         let end = now(base);
+                        in_flight.fetch_sub(1, Ordering::SeqCst);
+                        live_reads.fetch_add(1, Ordering::Relaxed);
                         drop(guard);
                         let y = match y {
                             Ok(y) => y,
@@ -232,6 +314,8 @@ pub fn race(
             .map(|w| {
                 let (barrier, stop, ops, gate, error, name) =
                     (&barrier, &stop, &ops, &gate, &error, &name);
+                let (in_flight, live_refits, live_overlapped) =
+                    (&in_flight, &live_refits, &live_overlapped);
                 s.spawn(move || {
                     let mut out = Vec::new();
                     barrier.wait();
@@ -254,9 +338,14 @@ pub fn race(
                         std::thread::sleep(cfg.stage_pause);
                         let guard =
                             quiesced.then(|| gate.write().unwrap_or_else(|p| p.into_inner()));
+                        let busy = in_flight.load(Ordering::SeqCst) > 0;
                         let start = now(base);
                         let result = r.refit();
                         let end = now(base);
+                        if busy || in_flight.load(Ordering::SeqCst) > 0 {
+                            live_overlapped.fetch_add(1, Ordering::Relaxed);
+                        }
+                        live_refits.fetch_add(1, Ordering::Relaxed);
                         drop(guard);
                         match result {
                             Ok(()) => out.push(Write {
@@ -279,8 +368,22 @@ pub fn race(
             .collect();
         barrier.wait();
         let start = Instant::now();
-        while start.elapsed() < cfg.duration {
-            std::thread::sleep(Duration::from_millis(25).min(cfg.duration));
+        let reached = || {
+            Power {
+                inferences: live_reads.load(Ordering::Relaxed),
+                refits: live_refits.load(Ordering::Relaxed),
+                overlapped: live_overlapped.load(Ordering::Relaxed),
+            }
+            .reaches(&cfg.min_power)
+        };
+        let all_done =
+            || readers.iter().all(|h| h.is_finished()) && writers.iter().all(|h| h.is_finished());
+        while (start.elapsed() < cfg.duration || (!reached() && start.elapsed() < cfg.cap))
+            && !all_done()
+        {
+            std::thread::sleep(
+                Duration::from_millis(25).min(cfg.duration.max(Duration::from_millis(1))),
+            );
             if start.elapsed().as_millis() % 250 < 25 {
                 live(ops.load(Ordering::Relaxed), torn.load(Ordering::Relaxed));
             }
@@ -288,11 +391,11 @@ pub fn race(
         stop.store(true, Ordering::Relaxed);
         let reads: Vec<Read> = readers
             .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
+            .flat_map(|h| joined(h, "an inference", &error))
             .collect();
         let writes: Vec<Write> = writers
             .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
+            .flat_map(|h| joined(h, "a refit", &error))
             .collect();
         (reads, writes, start.elapsed())
     });
@@ -308,13 +411,28 @@ pub fn race(
     }
 }
 
+/// A thread's result; a panic is reported as an engine error (which fails
+/// the scenario) instead of vanishing from the history.
+fn joined<T>(
+    h: std::thread::ScopedJoinHandle<'_, Vec<T>>,
+    what: &str,
+    error: &dyn Fn(String),
+) -> Vec<T> {
+    h.join().unwrap_or_else(|p| {
+        error(format!(
+            "{what} thread panicked: {}",
+            super::panic_message(p.as_ref())
+        ));
+        Vec::new()
+    })
+}
+
 /// The report line of a run and its findings.
 pub fn describe(run: &StressRun, f: &Findings) -> String {
     let ops = run.history.reads.len() + run.history.writes.len();
     format!(
-        "{ops} ops ({} inferences, {} refits) in {:.2} s, {:.0} ops/s; {} of {} versions observed; violations: {}",
-        run.history.reads.len(),
-        run.history.writes.len(),
+        "{ops} ops ({}) in {:.2} s, {:.0} ops/s; {} of {} versions observed; violations: {}",
+        Power::of(&run.history),
         run.elapsed.as_secs_f64(),
         ops as f64 / run.elapsed.as_secs_f64().max(1e-9),
         f.versions_observed,
@@ -350,8 +468,9 @@ fn live_printer(cx: &Cx<'_>, label: &str) -> impl Fn(usize, usize) {
     }
 }
 
-/// The verdict on a run's findings.
-fn verdict(run: &StressRun, f: &Findings, step: &str) -> Verdict {
+/// The verdict on a run's findings: a failure on any engine error or
+/// violation, else inconclusive below `min` power, else a pass.
+fn verdict(run: &StressRun, f: &Findings, step: &str, min: &Power) -> Verdict {
     if let Some(e) = run.errors.first() {
         return fail(
             step,
@@ -377,6 +496,13 @@ fn verdict(run: &StressRun, f: &Findings, step: &str) -> Verdict {
             format!("{}; first: {}{anatomy}", describe(run, f), first.join("; ")),
         );
     }
+    let power = Power::of(&run.history);
+    if !power.reaches(min) {
+        return Verdict::Inconclusive(format!(
+            "{}; below the minimum power ({min})",
+            describe(run, f)
+        ));
+    }
     Verdict::Pass(describe(run, f))
 }
 
@@ -391,6 +517,8 @@ pub(super) fn scenario(cx: &Cx<'_>, readers: usize, writers: usize) -> Verdict {
         readers,
         writers,
         duration: Duration::from_millis(cx.config.stress_ms),
+        cap: Duration::from_millis(cx.config.stress_cap_ms.max(cx.config.stress_ms)),
+        min_power: cx.config.min_power,
         stage_pause: Duration::from_micros(50),
         refit_pause: Duration::from_micros(200),
         max_reads: 1 << 20,
@@ -406,8 +534,9 @@ pub(super) fn scenario(cx: &Cx<'_>, readers: usize, writers: usize) -> Verdict {
         &f,
         &format!(
             "race {readers} inference and {writers} refit thread(s) for {} ms",
-            cx.config.stress_ms
+            run.elapsed.as_millis()
         ),
+        &cx.config.min_power,
     )
 }
 
@@ -505,7 +634,12 @@ pub(super) fn vendor(cx: &Cx<'_>) -> Verdict {
             match r.join() {
                 Ok(Ok(v)) => reads.extend(v),
                 Ok(Err(e)) => error = error.or(Some(format!("infer: {e}"))),
-                Err(_) => error = error.or(Some("an inference thread panicked".into())),
+                Err(p) => {
+                    error = error.or(Some(format!(
+                        "an inference thread panicked: {}",
+                        super::panic_message(p.as_ref())
+                    )))
+                }
             }
         }
         (reads, writes, error)
@@ -555,5 +689,12 @@ pub(super) fn vendor(cx: &Cx<'_>) -> Verdict {
             "the vendor's pattern: 2 readers on a constant input, {refits} refits {} ms apart",
             interval.as_millis()
         ),
+        // Refits here are paced, not raced: the power is every refit made
+        // and enough inferences around them.
+        &Power {
+            refits: refits as usize,
+            overlapped: 0,
+            ..cx.config.min_power
+        },
     )
 }

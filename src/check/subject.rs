@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::oracle::{first_mismatch, Oracle, Tolerance};
+use super::oracle::{first_mismatch, Expected, Judge, Oracle};
 use super::{fail, Cx, Verdict};
 use crate::engine::{BuildOptions, Context, Engine, Subset};
 use crate::model::Model;
@@ -70,7 +70,6 @@ pub(crate) struct Subject {
     pub inputs: Vec<Tensor>,
     /// For each engine weight, the oracle's initializer index.
     pub map: Vec<usize>,
-    tol: Tolerance,
 }
 
 impl Subject {
@@ -78,10 +77,7 @@ impl Subject {
     pub fn open(cx: &Cx<'_>, model: &Path, options: &BuildOptions) -> Step<Self> {
         let parsed = Model::load(model)
             .map_err(|e| Verdict::Skip(format!("the oracle cannot read the model: {e}")))?;
-        let engine = must(
-            &format!("build the engine on {}", model.display()),
-            cx.factory.open(model, options),
-        )?;
+        let engine = open_engine(cx, model, options)?;
         let map = engine
             .weights()
             .iter()
@@ -111,13 +107,13 @@ impl Subject {
         }
         let ctx = must("create an inference context", engine.context())?;
         let inputs = probe_inputs(engine.inputs(), 7);
+        let judge = Judge::for_contract(&engine.info().contract, cx.config.tolerance);
         Ok(Subject {
             engine,
-            oracle: Oracle::new(parsed),
+            oracle: Oracle::with_judge(parsed, judge),
             ctx,
             inputs,
             map,
-            tol: cx.config.tolerance,
         })
     }
 
@@ -147,29 +143,38 @@ impl Subject {
     }
 
     /// What the oracle says now.
-    pub fn expected(&self) -> Step<Vec<(Vec<usize>, Vec<f64>)>> {
+    pub fn expected(&self) -> Step<std::rc::Rc<Vec<Expected>>> {
         self.oracle
             .infer(&self.inputs)
             .map_err(|e| Verdict::Skip(format!("the oracle cannot evaluate the model: {e}")))
     }
 
-    /// Infers and compares every output with the oracle.
+    /// Infers, then (only then: the inference follows whatever came before
+    /// with no oracle work in between) compares every output with the
+    /// oracle.
     pub fn expect_oracle(&mut self, step: &str) -> Step<Vec<Tensor>> {
-        let expected = self.expected()?;
         let observed = must(step, self.ctx.infer(&self.inputs))?;
-        compare(step, &expected, &observed, self.tol)?;
+        let expected = self.expected()?;
+        compare(step, &expected, &observed, self.oracle.judge())?;
         Ok(observed)
     }
 
-    /// Infers and requires the outputs to equal `before` bit for bit.
+    /// Infers and requires the outputs to be what they were (`before`): bit
+    /// for bit, or, for an engine whose rounding varies from run to run,
+    /// within the oracle's bound for the weights that must still be served.
     pub fn expect_unchanged(&mut self, step: &str, before: &[Tensor]) -> Step<()> {
         let observed = must(step, self.ctx.infer(&self.inputs))?;
         match bit_difference(before, &observed) {
-            Some(d) => Err(fail(
-                step,
-                format!("{} unchanged at {}", d.place, d.expected),
-                d.observed,
-            )),
+            Some(d) => {
+                let expected = self.expected()?;
+                compare(step, &expected, &observed, self.oracle.judge()).map_err(|v| {
+                    fail(
+                        step,
+                        format!("{} unchanged at {}", d.place, d.expected),
+                        format!("{} ({})", d.observed, v.detail()),
+                    )
+                })
+            }
             None => Ok(()),
         }
     }
@@ -213,12 +218,38 @@ impl Subject {
     }
 }
 
+/// Builds the engine under test on `model`: a refusal as unsupported is a
+/// skip with the engine's reason, any other error a failure.
+pub(crate) fn open_engine(
+    cx: &Cx<'_>,
+    model: &Path,
+    options: &BuildOptions,
+) -> Step<Box<dyn Engine>> {
+    cx.factory.open(model, options).map_err(|e| {
+        if e.is_unsupported() {
+            Verdict::Skip(format!(
+                "the engine does not support {}: {e}",
+                model.file_name().map_or_else(
+                    || model.display().to_string(),
+                    |n| n.to_string_lossy().into_owned()
+                )
+            ))
+        } else {
+            fail(
+                format!("build the engine on {}", model.display()),
+                "success",
+                format!("error: {e}"),
+            )
+        }
+    })
+}
+
 /// Compares outputs with the oracle's: shapes, then values.
 pub(crate) fn compare(
     step: &str,
-    expected: &[(Vec<usize>, Vec<f64>)],
+    expected: &[Expected],
     observed: &[Tensor],
-    tol: Tolerance,
+    judge: &Judge,
 ) -> Step<()> {
     if expected.len() != observed.len() {
         return Err(fail(
@@ -227,19 +258,19 @@ pub(crate) fn compare(
             format!("{}", observed.len()),
         ));
     }
-    for (o, ((shape, values), t)) in expected.iter().zip(observed).enumerate() {
-        if *shape != t.shape {
+    for (o, (e, t)) in expected.iter().zip(observed).enumerate() {
+        if e.shape != t.shape {
             return Err(fail(
                 step,
-                format!("output {o} of shape {shape:?}"),
+                format!("output {o} of shape {:?}", e.shape),
                 format!("{:?}", t.shape),
             ));
         }
-        if let Some((i, e, got)) = first_mismatch(values, &t.to_f32_vec(), tol) {
+        if let Some((i, m)) = first_mismatch(e, &t.to_f32_vec(), judge) {
             return Err(fail(
                 step,
-                format!("output {o}[{i}] = {e}"),
-                format!("{got}"),
+                format!("output {o}[{i}] = {}", m.expected_text()),
+                m.observed_text(),
             ));
         }
     }

@@ -18,7 +18,7 @@ use half::f16;
 use super::publish::Published;
 use super::{
     BuildOptions, Concurrency, Context, Contract, Engine, EngineInfo, FailedRefit, NonFinite,
-    Refitter, Subset,
+    Precision, Refitter, Subset,
 };
 use crate::model::{Model, Plan};
 use crate::tensor::{Tensor, TensorData, TensorInfo};
@@ -30,6 +30,8 @@ pub const CONTRACT: Contract = Contract {
     failed_refit: FailedRefit::RollsBack,
     subset: Subset::Accepted,
     non_finite: NonFinite::Rejected,
+    precision: Precision::F32,
+    error_factor: 1.0,
 };
 
 /// One published weight version: a value per initializer, shared between

@@ -265,6 +265,32 @@ unsafe extern "C" fn engine_describe(
     })
 }
 
+unsafe extern "C" fn engine_numerics(
+    engine: *const sys::refit_engine,
+    out: *mut sys::refit_numerics,
+) -> refit_status {
+    guard(|| {
+        // SAFETY: a live engine from engine_create.
+        let e = unsafe { engine_ref(engine) }?;
+        if out.is_null() {
+            return Err(invalid("out"));
+        }
+        let c = e.engine.info().contract;
+        let precision = crate::engine::Precision::ALL
+            .iter()
+            .position(|p| *p == c.precision)
+            .unwrap_or(0) as i32;
+        // SAFETY: a valid out-pointer.
+        unsafe {
+            *out = sys::refit_numerics {
+                precision,
+                error_factor: c.error_factor,
+            }
+        };
+        Ok(())
+    })
+}
+
 fn count(
     engine: *const sys::refit_engine,
     out: *mut u32,
@@ -542,6 +568,7 @@ static API: refit_plugin_api = refit_plugin_api {
     refitter_missing: Some(missing),
     refitter_refit: Some(refit),
     last_error: Some(last_error),
+    engine_numerics: Some(engine_numerics),
 };
 
 /// The entry point of the reference plugin.

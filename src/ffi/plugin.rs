@@ -15,7 +15,7 @@ use std::sync::Arc;
 use super::sys::{self, refit_plugin_api, refit_status, refit_tensor, refit_tensor_desc};
 use crate::engine::{
     BuildOptions, Concurrency, Context, Contract, Engine, EngineInfo, FailedRefit, NonFinite,
-    Refitter, Subset,
+    Precision, Refitter, Subset,
 };
 use crate::tensor::{DType, Tensor, TensorData, TensorInfo};
 use crate::{Error, Result};
@@ -113,6 +113,9 @@ struct Api {
     ) -> refit_status,
     refitter_refit: unsafe extern "C" fn(*mut sys::refit_refitter) -> refit_status,
     last_error: unsafe extern "C" fn() -> *const c_char,
+    engine_numerics: Option<
+        unsafe extern "C" fn(*const sys::refit_engine, *mut sys::refit_numerics) -> refit_status,
+    >,
 }
 
 /// A loaded plugin library.
@@ -177,8 +180,13 @@ impl Plugin {
         // SAFETY: non-NULL, and the header makes the table live as long as
         // the library. The two leading u32 fields are read first, so a
         // smaller table is refused before its slots are read.
-        let (version, size) = unsafe { ((*table).abi_version, (*table).struct_size) };
-        let min = std::mem::size_of::<refit_plugin_api>();
+        let (version, size) = unsafe {
+            (
+                ptr::addr_of!((*table).abi_version).read(),
+                ptr::addr_of!((*table).struct_size).read(),
+            )
+        };
+        let min = sys::V1_TABLE_SIZE;
         if version != sys::REFIT_PLUGIN_ABI_VERSION || (size as usize) < min {
             return Err(load_err(LoadError::BadTable {
                 path: path.to_path_buf(),
@@ -188,8 +196,16 @@ impl Plugin {
                 min,
             }));
         }
-        // SAFETY: the table is at least as large as the version-1 layout.
-        let t = unsafe { &*table };
+        // SAFETY: the table is at least as large as the version-1 layout;
+        // each slot is read through a raw pointer, and an optional slot only
+        // where the table's declared size covers it.
+        let t = unsafe { ptr::read(table.cast::<sys::refit_plugin_api_v1>()) };
+        let engine_numerics = if size as usize >= std::mem::size_of::<refit_plugin_api>() {
+            // SAFETY: as above; the declared size covers this slot.
+            unsafe { ptr::addr_of!((*table).engine_numerics).read() }
+        } else {
+            None
+        };
         let null = |i: usize| {
             load_err(LoadError::NullSlot {
                 path: path.to_path_buf(),
@@ -215,6 +231,7 @@ impl Plugin {
             refitter_missing: t.refitter_missing.ok_or_else(|| null(15))?,
             refitter_refit: t.refitter_refit.ok_or_else(|| null(16))?,
             last_error: t.last_error.ok_or_else(|| null(17))?,
+            engine_numerics,
         };
         Ok(Arc::new(Plugin {
             path: path.to_path_buf(),
@@ -394,6 +411,7 @@ impl Owned {
                 )),
             }
         };
+        let (precision, error_factor) = self.numerics()?;
         let contract = Contract {
             concurrency: if pick(info.concurrency, "concurrency")? {
                 Concurrency::Quiesced
@@ -415,6 +433,8 @@ impl Owned {
             } else {
                 NonFinite::Rejected
             },
+            precision,
+            error_factor,
         };
         Ok(EngineInfo {
             // SAFETY: the strings live as long as the engine.
@@ -424,6 +444,43 @@ impl Owned {
             contract,
             refit_enabled: pick(info.refit_enabled, "refit_enabled")?,
         })
+    }
+
+    /// The engine's precision and error factor: f32 and 1 where the plugin
+    /// has no `engine_numerics`.
+    fn numerics(&self) -> Result<(Precision, f64)> {
+        let Some(f) = self.plugin.api.engine_numerics else {
+            return Ok((Precision::F32, 1.0));
+        };
+        let mut out = sys::refit_numerics {
+            precision: sys::REFIT_PRECISION_F32,
+            error_factor: 1.0,
+        };
+        // SAFETY: a live engine handle and an out-pointer to a local.
+        self.plugin
+            .check("engine_numerics", unsafe { f(self.handle, &mut out) })?;
+        let precision = usize::try_from(out.precision)
+            .ok()
+            .and_then(|i| Precision::ALL.get(i).copied())
+            .ok_or_else(|| {
+                self.malformed(
+                    "engine_numerics",
+                    format!(
+                        "precision is {}; expected 0 (f32), 1 (tf32), 2 (f16) or 3 (bf16)",
+                        out.precision
+                    ),
+                )
+            })?;
+        if !(out.error_factor.is_finite() && out.error_factor >= 1.0) {
+            return Err(self.malformed(
+                "engine_numerics",
+                format!(
+                    "error_factor is {}; expected a finite number >= 1",
+                    out.error_factor
+                ),
+            ));
+        }
+        Ok((precision, out.error_factor))
     }
 
     fn list(

@@ -62,6 +62,56 @@ pub type DescribeFn =
 pub type CountFn = unsafe extern "C" fn(*const refit_engine, *mut u32) -> refit_status;
 
 #[repr(C)]
+/// The version-1 layout: the mandatory slots only.
+pub struct refit_plugin_api_v1 {
+    pub abi_version: u32,
+    pub struct_size: u32,
+    pub engine_create: Option<
+        unsafe extern "C" fn(*const c_char, *const c_char, *mut *mut refit_engine) -> refit_status,
+    >,
+    pub engine_destroy: Option<unsafe extern "C" fn(*mut refit_engine)>,
+    pub engine_describe:
+        Option<unsafe extern "C" fn(*const refit_engine, *mut refit_engine_info) -> refit_status>,
+    pub engine_input_count: Option<CountFn>,
+    pub engine_input: Option<DescribeFn>,
+    pub engine_output_count: Option<CountFn>,
+    pub engine_output: Option<DescribeFn>,
+    pub engine_weight_count: Option<CountFn>,
+    pub engine_weight: Option<DescribeFn>,
+    pub context_create:
+        Option<unsafe extern "C" fn(*mut refit_engine, *mut *mut refit_context) -> refit_status>,
+    pub context_destroy: Option<unsafe extern "C" fn(*mut refit_context)>,
+    pub infer: Option<
+        unsafe extern "C" fn(
+            *mut refit_context,
+            *const refit_tensor,
+            u32,
+            *mut *const refit_tensor,
+            *mut u32,
+        ) -> refit_status,
+    >,
+    pub refitter_create:
+        Option<unsafe extern "C" fn(*mut refit_engine, *mut *mut refit_refitter) -> refit_status>,
+    pub refitter_destroy: Option<unsafe extern "C" fn(*mut refit_refitter)>,
+    pub refitter_set_named_weights: Option<
+        unsafe extern "C" fn(
+            *mut refit_refitter,
+            *const c_char,
+            *const refit_tensor,
+        ) -> refit_status,
+    >,
+    pub refitter_missing: Option<
+        unsafe extern "C" fn(
+            *mut refit_refitter,
+            *mut *const *const c_char,
+            *mut u32,
+        ) -> refit_status,
+    >,
+    pub refitter_refit: Option<unsafe extern "C" fn(*mut refit_refitter) -> refit_status>,
+    pub last_error: Option<unsafe extern "C" fn() -> *const c_char>,
+}
+
+#[repr(C)]
 pub struct refit_plugin_api {
     pub abi_version: u32,
     pub struct_size: u32,
@@ -108,6 +158,25 @@ pub struct refit_plugin_api {
     >,
     pub refitter_refit: Option<unsafe extern "C" fn(*mut refit_refitter) -> refit_status>,
     pub last_error: Option<unsafe extern "C" fn() -> *const c_char>,
+    /// Optional, appended to version 1: absent (a table ending before it)
+    /// or NULL means f32 with error factor 1.
+    pub engine_numerics:
+        Option<unsafe extern "C" fn(*const refit_engine, *mut refit_numerics) -> refit_status>,
+}
+
+/// The size of the version-1 table before any optional slot was appended:
+/// the smallest table the loader accepts.
+pub const V1_TABLE_SIZE: usize = std::mem::offset_of!(refit_plugin_api, engine_numerics);
+
+pub const REFIT_PRECISION_F32: i32 = 0;
+pub const REFIT_PRECISION_TF32: i32 = 1;
+pub const REFIT_PRECISION_F16: i32 = 2;
+pub const REFIT_PRECISION_BF16: i32 = 3;
+
+#[repr(C)]
+pub struct refit_numerics {
+    pub precision: i32,
+    pub error_factor: f64,
 }
 
 /// The name of every function slot, in table order, for load errors.
