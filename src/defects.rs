@@ -56,7 +56,7 @@ pub enum Defect {
 
 impl Defect {
     /// Every defect, in catalogue order.
-    pub const ALL: [Defect; 15] = [
+    pub const ALL: [Defect; 16] = [
         Defect::IgnoresName,
         Defect::TransposedKernel,
         Defect::OffByOnePadding,
@@ -72,6 +72,7 @@ impl Defect {
         Defect::Race(racy::Race::SharedStaging),
         Defect::Race(racy::Race::CachedSnapshot),
         Defect::Race(racy::Race::HalfBuiltSnapshot),
+        Defect::Race(racy::Race::NoWriterLock),
     ];
 
     /// Its name in engine specs (`defect:ignores_name`).
@@ -92,6 +93,7 @@ impl Defect {
             Defect::Race(racy::Race::SharedStaging) => "shared_staging",
             Defect::Race(racy::Race::CachedSnapshot) => "cached_snapshot",
             Defect::Race(racy::Race::HalfBuiltSnapshot) => "half_built_snapshot",
+            Defect::Race(racy::Race::NoWriterLock) => "no_writer_lock",
         }
     }
 }

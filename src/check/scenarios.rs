@@ -69,6 +69,12 @@ pub(super) static ALL: &[Scenario] = &[
         run: |cx, _| stress::scenario(cx, std::thread::available_parallelism().map_or(2, |n| n.get()), 1),
     },
     Scenario {
+        name: "stress_disjoint",
+        proves: "2 writers refitting different weights at once: no refit that returned is lost to the other writer's publish",
+        scope: Scope::Once,
+        run: |cx, _| stress::disjoint(cx),
+    },
+    Scenario {
         name: "stress_vendor",
         proves: "the vendor sample's pattern: on a constant input each reader's output changes exactly once per refit it straddles",
         scope: Scope::Once,

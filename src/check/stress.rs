@@ -698,3 +698,291 @@ pub(super) fn vendor(cx: &Cx<'_>) -> Verdict {
         },
     )
 }
+
+/// Channels of the disjoint-weights stress model.
+pub const DISJOINT_CHANNELS: usize = 16;
+
+/// Versions each weight of the disjoint-weights model can encode.
+pub const DISJOINT_VERSIONS: Version = 4096 / DISJOINT_CHANNELS as u64 - 1;
+
+/// The disjoint-weights stress model: a 1x1 conv from one input channel to
+/// [`DISJOINT_CHANNELS`] channels with a weight and a bias, on an input of
+/// 1, so output channel `c` is `weight[c] + bias[c]`. Version `v` of the
+/// weight holds `(v * 16 + c + 1) * 4096` and version `u` of the bias
+/// `u * 16 + c + 1`: the output's high 12 bits decode the weight's version,
+/// its low 12 bits the bias's, each on its own (integers below 2^24, exact
+/// in f32).
+pub fn disjoint_model() -> ConvChain {
+    ConvChain {
+        input_name: "x".into(),
+        input_shape: vec![1, 1, 1, 1],
+        output_name: "y".into(),
+        layers: vec![ConvLayer {
+            weight_name: "disjoint.weight".into(),
+            bias_name: Some("disjoint.bias".into()),
+            c_out: DISJOINT_CHANNELS,
+            kernel: vec![1, 1],
+            attrs: ConvAttrs::default(),
+            weight: disjoint_values(0, 0),
+            bias: disjoint_values(1, 0),
+            relu: false,
+        }],
+    }
+}
+
+/// The values of weight `which` (0: the weight, 1: the bias) at `version`.
+pub fn disjoint_values(which: usize, version: Version) -> Vec<f32> {
+    let scale = if which == 0 { 4096.0 } else { 1.0 };
+    (0..DISJOINT_CHANNELS)
+        .map(|c| (version as usize * DISJOINT_CHANNELS + c + 1) as f32 * scale)
+        .collect()
+}
+
+/// The (weight, bias) versions an output of the disjoint model decodes to;
+/// `None` for a part no single version produced.
+pub fn disjoint_decode(out: &[f32]) -> (Option<Version>, Option<Version>) {
+    if out.len() != DISJOINT_CHANNELS || out.iter().any(|v| !v.is_finite() || *v < 0.0) {
+        return (None, None);
+    }
+    let part = |f: &dyn Fn(u64) -> u64| -> Option<Version> {
+        let per: Vec<Option<Version>> = out
+            .iter()
+            .enumerate()
+            .map(|(c, &x)| {
+                let p = f(x as u64);
+                let base = p.checked_sub(c as u64 + 1)?;
+                (base % DISJOINT_CHANNELS as u64 == 0).then_some(base / DISJOINT_CHANNELS as u64)
+            })
+            .collect();
+        per[0].filter(|v| per.iter().all(|p| *p == Some(*v)))
+    };
+    (part(&|x| x / 4096), part(&|x| x % 4096))
+}
+
+/// Two writers refit different weights of one model at once (one the
+/// weight, one the bias) while two readers infer: each weight's history on
+/// its own must be clean, so a refit that returned stays visible until a
+/// later refit of the same weight (no update lost to the other writer).
+pub(super) fn disjoint(cx: &Cx<'_>) -> Verdict {
+    let engine = match open_on(cx, "stress_disjoint.onnx", &disjoint_model()) {
+        Ok(e) => e,
+        Err(v) => return v,
+    };
+    let names: Vec<String> = engine.weights().iter().map(|w| w.name.clone()).collect();
+    let Some(order) = ["disjoint.weight", "disjoint.bias"]
+        .iter()
+        .map(|n| names.iter().position(|m| m == n))
+        .collect::<Option<Vec<usize>>>()
+    else {
+        return fail(
+            "list the refittable weights of the disjoint-weights model",
+            "'disjoint.weight' and 'disjoint.bias'",
+            format!("{names:?}"),
+        );
+    };
+    if engine.info().contract.subset == crate::engine::Subset::RequiresAll {
+        return Verdict::Skip(
+            "the engine requires every weight in each refit (requires-all): writers cannot refit different weights"
+                .into(),
+        );
+    }
+    let quiesced = engine.info().contract.concurrency == Concurrency::Quiesced;
+    let duration = Duration::from_millis(cx.config.stress_ms);
+    let pause = (duration / DISJOINT_VERSIONS as u32).max(Duration::from_micros(50));
+    let x = Tensor::full([1, 1, 1, 1], 1.0);
+    let base = Instant::now();
+    let stop = AtomicBool::new(false);
+    let gate = RwLock::new(());
+    let barrier = Barrier::new(5);
+    let errors = Mutex::new(Vec::<String>::new());
+    let error = |e: String| {
+        if let Ok(mut v) = errors.lock() {
+            if v.len() < 5 {
+                v.push(e);
+            }
+        }
+    };
+    type Decoded = (u32, u64, u64, (Option<Version>, Option<Version>));
+    let (reads, writes) = std::thread::scope(|s| {
+        let readers: Vec<_> = (0..2u32)
+            .map(|t| {
+                let (stop, gate, x, barrier, engine, error) =
+                    (&stop, &gate, &x, &barrier, &engine, &error);
+                s.spawn(move || {
+                    let mut out: Vec<Decoded> = Vec::new();
+                    let ctx = engine.context();
+                    barrier.wait();
+                    let Ok(mut ctx) = ctx.map_err(|e| error(format!("create a context: {e}")))
+                    else {
+                        return out;
+                    };
+                    while !stop.load(Ordering::Relaxed) && out.len() < 1 << 20 {
+                        let guard =
+                            quiesced.then(|| gate.read().unwrap_or_else(|p| p.into_inner()));
+                        let start = now(base);
+                        let y = ctx.infer(std::slice::from_ref(x));
+                        let end = now(base);
+                        drop(guard);
+                        match y {
+                            Ok(y) => {
+                                let v = y.first().and_then(|t| t.as_f32()).unwrap_or_default();
+                                out.push((t, start, end, disjoint_decode(v)));
+                            }
+                            Err(e) => {
+                                error(format!("infer: {e}"));
+                                break;
+                            }
+                        }
+                    }
+                    out
+                })
+            })
+            .collect();
+        let writers: Vec<_> = (0..2usize)
+            .map(|which| {
+                let (stop, gate, barrier, engine, error, names, order) =
+                    (&stop, &gate, &barrier, &engine, &error, &names, &order);
+                s.spawn(move || {
+                    let mut out: Vec<(usize, Write)> = Vec::new();
+                    let i = order[which];
+                    barrier.wait();
+                    for version in 1..=DISJOINT_VERSIONS {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let t = Tensor::f32(
+                            engine.weights()[i]
+                                .shape
+                                .iter()
+                                .map(|d| d.unwrap_or(0))
+                                .collect::<Vec<_>>(),
+                            disjoint_values(which, version),
+                        );
+                        let result = engine.refitter().and_then(|mut r| {
+                            r.set_named_weights(&names[i], &t)?;
+                            let guard =
+                                quiesced.then(|| gate.write().unwrap_or_else(|p| p.into_inner()));
+                            let start = now(base);
+                            let res = r.refit();
+                            let end = now(base);
+                            drop(guard);
+                            res.map(|()| Write {
+                                thread: 2 + which as u32,
+                                start,
+                                end,
+                                version,
+                            })
+                        });
+                        match result {
+                            Ok(w) => out.push((which, w)),
+                            Err(e) => {
+                                error(format!("refit '{}' to v{version}: {e}", names[i]));
+                                break;
+                            }
+                        }
+                        std::thread::sleep(pause);
+                    }
+                    out
+                })
+            })
+            .collect();
+        barrier.wait();
+        let start = Instant::now();
+        while start.elapsed() < duration && !writers.iter().all(|h| h.is_finished()) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        stop.store(true, Ordering::Relaxed);
+        let writes: Vec<(usize, Write)> = writers
+            .into_iter()
+            .flat_map(|h| joined(h, "a refit", &error))
+            .collect();
+        let reads: Vec<Decoded> = readers
+            .into_iter()
+            .flat_map(|h| joined(h, "an inference", &error))
+            .collect();
+        (reads, writes)
+    });
+    let elapsed = base.elapsed();
+    let errors = errors.into_inner().unwrap_or_default();
+    let mut all = History {
+        initial: 0,
+        reads: Vec::new(),
+        writes: writes.iter().map(|(_, w)| w.clone()).collect(),
+    };
+    let mut parts = Vec::new();
+    for (which, label) in [(0usize, "weight"), (1, "bias")] {
+        let h = History {
+            initial: 0,
+            reads: reads
+                .iter()
+                .map(|&(thread, start, end, v)| Read {
+                    thread,
+                    start,
+                    end,
+                    value: if which == 0 { v.0 } else { v.1 },
+                })
+                .collect(),
+            writes: writes
+                .iter()
+                .filter(|(w, _)| *w == which)
+                .map(|(_, w)| w.clone())
+                .collect(),
+        };
+        let f = history::check(&h, quiesced, 3);
+        if which == 0 {
+            all.reads = h.reads.clone();
+        }
+        parts.push((label, h, f));
+    }
+    let run = StressRun {
+        history: all,
+        elapsed,
+        errors,
+        torn: Vec::new(),
+    };
+    let step = format!(
+        "2 writers refitting the weight and the bias at once, 2 readers, {} ms",
+        elapsed.as_millis()
+    );
+    if let Some(e) = run.errors.first() {
+        return fail(
+            step,
+            "every inference and refit to succeed",
+            format!("engine error: {e}"),
+        );
+    }
+    for (label, h, f) in &parts {
+        if f.total() > 0 {
+            let first: Vec<String> = f
+                .examples
+                .iter()
+                .take(3)
+                .map(|v| format!("[{}] {}", v.kind, v.evidence))
+                .collect();
+            return fail(
+                format!("{step}: the history of the {label} alone"),
+                "each refit of it visible from its return until the next refit of it",
+                format!(
+                    "{} refits of the {label}; violations: {}; first: {}",
+                    h.writes.len(),
+                    f.summary(),
+                    first.join("; ")
+                ),
+            );
+        }
+    }
+    let power = Power::of(&run.history);
+    let detail = format!(
+        "{power} in {:.2} s; weight and bias histories clean ({} and {} versions observed)",
+        elapsed.as_secs_f64(),
+        parts[0].2.versions_observed,
+        parts[1].2.versions_observed
+    );
+    if !power.reaches(&cx.config.min_power) {
+        return Verdict::Inconclusive(format!(
+            "{detail}; below the minimum power ({})",
+            cx.config.min_power
+        ));
+    }
+    Verdict::Pass(detail)
+}
