@@ -7,10 +7,8 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use rstest::rstest;
-
 use refit_harness::check::{self, CheckConfig, CheckReport};
-use refit_harness::defects::{Defect, Variant};
+use refit_harness::defects::Defect;
 use refit_harness::engine::EngineSpec;
 
 /// One scratch folder with the fixture models for the whole test binary.
@@ -27,51 +25,122 @@ fn config() -> &'static CheckConfig {
 
 fn run(spec: &EngineSpec, only: &[&str]) -> CheckReport {
     let base = config();
-    // Each run gets its own scratch for generated models.
+    // Each run gets its own scratch for generated models and its own
+    // folder for failing property-test seeds.
     let scratch = tempfile::tempdir().unwrap();
     let c = CheckConfig {
         scratch: scratch.path().to_path_buf(),
         only: only.iter().map(|s| s.to_string()).collect(),
-        persist_failures: !matches!(spec, EngineSpec::Wrapped(Variant::Defect(_))),
+        regressions: Some(scratch.path().join("model_based.txt")),
         ..base.clone()
     };
     check::run(spec, &c, &mut |_| {})
 }
 
 fn engine_under_test() -> EngineSpec {
-    EngineSpec::from_env().expect("REFIT_ENGINE names an engine")
+    let spec = EngineSpec::from_env().expect("REFIT_ENGINE names an engine");
+    if let EngineSpec::Plugin(path) = &spec {
+        if let Err(e) = refit_harness::ffi::Plugin::load(path) {
+            panic!("REFIT_ENGINE: {e}");
+        }
+    }
+    spec
 }
 
-#[rstest]
-fn correct_engines_pass(
-    #[values("under_test", "reference-strict")] engine: &str,
-    #[values(
-        "seed",
-        "refittable_parity",
-        "round_trip",
-        "partial_refit",
-        "bad_input",
-        "model_based"
-    )]
-    scenario: &str,
-) {
-    let spec = if engine == "under_test" {
-        engine_under_test()
-    } else {
-        engine.parse().unwrap()
-    };
-    let r = run(&spec, &[scenario]);
+fn assert_no_failure(r: &CheckReport) {
     assert!(!r.outcomes.is_empty());
     for o in &r.outcomes {
         assert!(
             !o.verdict.is_fail(),
-            "{} {} {}: {}",
+            "{} {} {}: {} {}",
             r.engine,
             o.scenario,
             o.model,
+            o.verdict.label(),
             o.verdict.detail()
         );
     }
+}
+
+/// Runs one scenario on the engine under test (`REFIT_ENGINE`): resources
+/// in a child process (resident memory is per process), every other in
+/// this one.
+fn scenario_on_engine_under_test(name: &str) {
+    if name == "resources" {
+        let tmp = tempfile::tempdir().unwrap();
+        let engine = engine_under_test().to_string();
+        let (code, out) = cli(&[
+            "check",
+            "--engine",
+            &engine,
+            "--scenario",
+            "resources",
+            "--report",
+            tmp.path().to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{out}");
+        return;
+    }
+    assert_no_failure(&run(&engine_under_test(), &[name]));
+}
+
+/// One `#[test]` per scenario on the engine under test, and a test that
+/// the list here is the library's scenario list.
+macro_rules! scenario_tests {
+    ($($name:ident),* $(,)?) => {
+        /// The scenarios the tests below cover.
+        const COVERED: &[&str] = &[$(stringify!($name)),*];
+        $(
+            #[test]
+            fn $name() {
+                scenario_on_engine_under_test(stringify!($name));
+            }
+        )*
+    };
+}
+
+mod under_test {
+    use super::scenario_on_engine_under_test;
+
+    scenario_tests!(
+        seed,
+        refittable_parity,
+        round_trip,
+        partial_refit,
+        bad_input,
+        model_based,
+        stress_r1w1,
+        stress_r4w1,
+        stress_r4w2,
+        stress_cores_w1,
+        stress_disjoint,
+        stress_vendor,
+        resources,
+    );
+
+    #[test]
+    fn every_scenario_has_a_test() {
+        let names: Vec<&str> = refit_harness::check::scenarios()
+            .iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(
+            COVERED, names,
+            "tests/check.rs must list every scenario of check::scenarios(), in order"
+        );
+    }
+}
+
+/// The strict reference (requires-all) on every scenario but resources.
+#[test]
+fn strict_reference_passes() {
+    let spec: EngineSpec = "reference-strict".parse().unwrap();
+    let only: Vec<&str> = check::scenarios()
+        .iter()
+        .map(|s| s.name)
+        .filter(|n| *n != "resources")
+        .collect();
+    assert_no_failure(&run(&spec, &only));
 }
 
 fn cli(args: &[&str]) -> (i32, String) {
@@ -83,32 +152,6 @@ fn cli(args: &[&str]) -> (i32, String) {
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
     )
-}
-
-/// Resident memory is per process: the resources scenario runs in a child.
-#[rstest]
-#[case::under_test(None, 0)]
-fn resources_in_its_own_process(#[case] engine: Option<&str>, #[case] code: i32) {
-    let tmp = tempfile::tempdir().unwrap();
-    let engine = engine.map_or_else(|| engine_under_test().to_string(), str::to_string);
-    let (got, out) = cli(&[
-        "check",
-        "--engine",
-        &engine,
-        "--scenario",
-        "resources",
-        "--report",
-        tmp.path().to_str().unwrap(),
-    ]);
-    assert_eq!(got, code, "{out}");
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("resources "))
-        .unwrap_or_else(|| panic!("{out}"));
-    assert!(
-        line.contains(if code == 0 { "pass" } else { "FAIL" }),
-        "{line}"
-    );
 }
 
 #[test]
@@ -131,7 +174,15 @@ fn check_writes_csv_markdown_and_junit() {
     let headers = rdr.headers().unwrap().clone();
     assert_eq!(
         headers.iter().collect::<Vec<_>>(),
-        ["engine", "scenario", "model", "verdict", "millis", "detail"]
+        [
+            "engine",
+            "scenario",
+            "model",
+            "verdict",
+            "millis",
+            "error_ratio",
+            "detail"
+        ]
     );
     let rows: Vec<csv::StringRecord> = rdr.records().map(Result::unwrap).collect();
     assert_eq!(rows.len(), 1 + 5, "seed once, round_trip per fixture model");
@@ -139,9 +190,9 @@ fn check_writes_csv_markdown_and_junit() {
     let seed = rows.iter().find(|r| &r[1] == "seed").unwrap();
     assert_eq!(&seed[3], "FAIL");
     assert!(
-        seed[5].contains("expected 9, observed [0.0]"),
+        seed[6].contains("expected 9, observed [0.0]"),
         "{}",
-        &seed[5]
+        &seed[6]
     );
     let md = std::fs::read_to_string(dir.join("check.md")).unwrap();
     assert!(md.contains("| seed | - | FAIL |"), "{md}");

@@ -36,3 +36,50 @@ fn pytorch_export_matches_pytorch(
     let y = ctx.infer(&[x]).unwrap();
     assert_eq!(y[0], io::read_npy(&f("refit_expected.npy")).unwrap());
 }
+
+/// Float-weight exports: PyTorch and the reference engine each round in
+/// f32, so both must lie within the oracle's f32 bound of the exact value
+/// (before and after refitting PyTorch's float checkpoint).
+#[rstest]
+fn float_exports_agree_with_pytorch_within_the_bound(
+    #[values("float_stack", "float_grouped")] model: &str,
+    #[values("torchscript", "dynamo")] exporter: &str,
+) {
+    use refit_harness::check::oracle::{first_mismatch, Judge, Oracle};
+    let f = |s: &str| fixture(&format!("pytorch/{model}_{s}"));
+    let path = f(&format!("{exporter}.onnx"));
+    let engine = EngineSpec::Reference
+        .open(&path, &BuildOptions::default())
+        .unwrap();
+    let mut oracle = Oracle::new(refit_harness::model::Model::load(&path).unwrap());
+    let x = io::read_npy(&f("input.npy")).unwrap();
+    let mut ctx = engine.context().unwrap();
+    let mut check = |oracle: &Oracle, torch: &str| {
+        let ours = ctx.infer(std::slice::from_ref(&x)).unwrap();
+        let expected = &oracle.infer(std::slice::from_ref(&x)).unwrap()[0];
+        let theirs = io::read_npy(&f(torch)).unwrap();
+        for (who, y) in [("reference", &ours[0]), ("PyTorch", &theirs)] {
+            assert_eq!(y.shape, expected.shape);
+            if let Some((i, m)) = first_mismatch(expected, &y.to_f32_vec(), &Judge::F32) {
+                panic!(
+                    "{who} at {i}: expected {}, observed {}",
+                    m.expected_text(),
+                    m.observed_text()
+                );
+            }
+        }
+    };
+    check(&oracle, "expected.npy");
+    let set = io::read_weights(&f("refit.safetensors")).unwrap();
+    refit_all(engine.as_ref(), set.iter().map(|(n, t)| (n.as_str(), t))).unwrap();
+    for (name, t) in &set {
+        let i = oracle
+            .model()
+            .initializers()
+            .iter()
+            .position(|w| &w.info.name == name)
+            .unwrap();
+        oracle.set(i, t.to_f32_vec());
+    }
+    check(&oracle, "refit_expected.npy");
+}
