@@ -31,20 +31,40 @@ pub fn source() -> PathBuf {
 /// # Errors
 /// A message when the compiler cannot be run or fails.
 pub fn build(fault: &str, dir: &Path) -> Result<PathBuf, String> {
+    compile(&source(), "fault", fault, dir)
+}
+
+/// The faults `plugins/conv2d.c` can be built with: `NONE` (a correct,
+/// independent engine for 2-D convolutions that refuses every other model
+/// as unsupported) and `TORN` (weights copied in place while inferences
+/// run, declaring atomic).
+pub const CONV2D_FAULTS: [&str; 2] = ["NONE", "TORN"];
+
+/// Builds `plugins/conv2d.c` with `-DFAULT_<fault>` into `dir`; returns
+/// the library.
+///
+/// # Errors
+/// A message when the compiler cannot be run or fails.
+pub fn build_conv2d(fault: &str, dir: &Path) -> Result<PathBuf, String> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/conv2d.c");
+    compile(&src, "conv2d", fault, dir)
+}
+
+fn compile(src: &Path, stem: &str, fault: &str, dir: &Path) -> Result<PathBuf, String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
     let lib = dir.join(format!(
-        "libfault_{}{}",
+        "lib{stem}_{}{}",
         fault.to_lowercase(),
         std::env::consts::DLL_SUFFIX
     ));
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
     let out = Command::new(&cc)
-        .args(["-shared", "-fPIC", "-O1", "-Wall", "-Werror"])
+        .args(["-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-pthread"])
         .arg("-I")
         .arg(root.join("include"))
         .arg(format!("-DFAULT_{fault}"))
-        .arg(source())
+        .arg(src)
         .arg("-o")
         .arg(&lib)
         .arg("-lm")

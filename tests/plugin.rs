@@ -7,7 +7,7 @@ use refit_harness::engine::{refit_all, BuildOptions, EngineSpec};
 use refit_harness::ffi::{LoadError, Plugin};
 use refit_harness::{Error, Tensor};
 
-use crate::common::{c_plugin, fixture, reference_plugin};
+use crate::common::{c_plugin, conv2d_plugin, fixture, reference_plugin};
 
 fn load_error(fault: &str) -> LoadError {
     match Plugin::load(&c_plugin(fault)) {
@@ -164,4 +164,98 @@ fn a_named_plugin_that_cannot_load_is_a_clear_failure(#[case] spec: &str, #[case
         .expect("must fail")
         .to_string();
     assert!(err.contains(needle), "{err}");
+}
+
+/// An engine written in C from the header alone, running 2-D convolutions
+/// only in its own summation order: it passes `check`, with the 1-D model
+/// and the 1-D and 3-D generated models counted as skips, not failures.
+#[test]
+fn a_2d_only_c_engine_passes_check_with_skips() {
+    let spec = EngineSpec::Plugin(conv2d_plugin("NONE"));
+    let scratch = tempfile::tempdir().unwrap();
+    let mut c = refit_harness::check::CheckConfig::with_fixtures(scratch.path()).unwrap();
+    c.seconds = 10.0;
+    c.models.extend(
+        ["float_stack_dynamo.onnx", "float_grouped_torchscript.onnx"]
+            .map(|m| fixture(&format!("pytorch/{m}"))),
+    );
+    c.only = [
+        "refittable_parity",
+        "round_trip",
+        "partial_refit",
+        "bad_input",
+        "model_based",
+        "stress_r1w1",
+        "stress_disjoint",
+    ]
+    .map(String::from)
+    .to_vec();
+    let r = refit_harness::check::run(&spec, &c, &mut |_| {});
+    let failed: Vec<String> = r
+        .outcomes
+        .iter()
+        .filter(|o| o.verdict.is_fail())
+        .map(|o| format!("{} {}: {}", o.scenario, o.model, o.verdict.detail()))
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    let (_, _, skipped) = r.counts();
+    assert_eq!(skipped, 4, "conv1d.onnx in the four per-model scenarios");
+    assert!(r
+        .outcomes
+        .iter()
+        .filter(|o| matches!(o.verdict, refit_harness::check::Verdict::Skip(_)))
+        .all(|o| o.model == "conv1d.onnx" && o.verdict.detail().contains("2-D convolutions only")));
+    let mb = r
+        .outcomes
+        .iter()
+        .find(|o| o.scenario == "model_based")
+        .unwrap();
+    assert!(
+        mb.verdict.detail().contains("refused as unsupported"),
+        "{}",
+        mb.verdict.detail()
+    );
+    // Float weights in another summation order: not exact, within the bound.
+    assert!(r.worst_error_ratio().unwrap() > 0.0);
+
+    // With --fail-on-skip, a gate that needs full coverage fails.
+    c.only = vec!["round_trip".into()];
+    c.fail_on_skip = true;
+    let r = refit_harness::check::run(&spec, &c, &mut |_| {});
+    assert_eq!(r.counts().1, 1, "{:?}", r.outcomes);
+}
+
+/// `REFIT_ENGINE=plugin:... cargo test` on a plugin that copies weights in
+/// place while inferences run: the stress tests fail, naming torn outputs;
+/// the same tests pass on the correct build of the same engine.
+#[test]
+fn cargo_test_on_a_torn_plugin_fails() {
+    let exe = std::env::current_exe().unwrap();
+    let run = |fault: &str, test: &str| {
+        let out = std::process::Command::new(&exe)
+            .args([test, "--exact", "--test-threads", "1"])
+            .env(
+                "REFIT_ENGINE",
+                format!("plugin:{}", conv2d_plugin(fault).display()),
+            )
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    for test in [
+        "check::under_test::stress_r1w1",
+        "check::under_test::stress_disjoint",
+    ] {
+        let (ok, out) = run("TORN", test);
+        assert!(!ok, "{test} passed on the torn plugin:\n{out}");
+        assert!(out.contains("1 failed"), "{out}");
+        assert!(out.contains("torn") || out.contains("stale"), "{out}");
+        let (ok, out) = run("NONE", test);
+        assert!(ok, "{test} failed on the correct plugin:\n{out}");
+        assert!(out.contains("1 passed"), "{out}");
+    }
 }

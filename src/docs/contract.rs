@@ -18,6 +18,8 @@
 //! | | `requires-all` | `refit()` fails until every refittable weight is staged |
 //! | non-finite weights | `non-finite-rejected` | staging NaN or infinity fails |
 //! | | `non-finite-served` | they are applied and inference computes with them faithfully |
+//! | precision | `f32`, `tf32`, `f16`, `bf16` | the arithmetic the oracle's error bound assumes ([`Precision`](crate::engine::Precision)); plugins declare it through the optional `engine_numerics` slot, and a plugin without it means f32 |
+//! | error factor | a number >= 1 (default 1) | how far past the rigorous bound the engine's error may go (Winograd or FFT convolutions); above 1, integer outputs need not be exact |
 //!
 //! The reference engine is `atomic, rolls-back, subset-accepted,
 //! non-finite-rejected`; `reference-strict` is the same engine declaring
@@ -31,21 +33,40 @@
 //! ## The scenarios
 //!
 //! Every comparison is against the plain [oracle](crate::check::oracle): the
-//! model evaluated in f64 with naive loops written from the ONNX operator
-//! definitions. Weights and inputs are small integers, so results are exact
-//! in f32 and outputs must match bit for bit
-//! ([`Tolerance::EXACT`](crate::check::Tolerance::EXACT)).
+//! model evaluated in f64 with loops written from the ONNX operator
+//! definitions, with, per output element, a rigorous bound on the rounding
+//! error of any summation order at the engine's declared precision
+//! (`gamma_n * sum |w x|`, carried through Relu and later layers), times the
+//! engine's error factor. Where every operand is a small integer and every
+//! partial sum stays below 2^24, the bound is 0 and outputs must match bit
+//! for bit. A failure shows the exact value, the bound, the observed error
+//! against the bound and in ulps; every row records the worst observed
+//! error / bound (`error_ratio` in `check.csv`), to set an error factor from
+//! data. `check --abs-tolerance / --rel-tolerance` replace the bound by a
+//! fixed tolerance. Oracle evaluations are cached per weight version and
+//! input.
+//!
+//! An engine may refuse a model it cannot run (`Error::Unsupported`, a
+//! plugin's `REFIT_UNSUPPORTED`): the scenario is a skip with the engine's
+//! reason, counted in the summary; `check --fail-on-skip` turns skips into
+//! failures for a gate that needs full coverage. What each scenario needs:
+//! `seed`, `stress_vendor` the seed model (one 3x3 2-D conv); the stress
+//! scenarios and `resources` 1x1 2-D convs with and without bias; the
+//! per-model scenarios whatever the given model uses; `model_based` 1-D and
+//! 2-D convs with groups, strides, dilations, pads or `auto_pad`, bias and
+//! Relu (refused draws are skipped and counted; all draws refused fails).
 //!
 //! - `seed`: the vendor demo on the seed model (one 3x3 conv, all-zero
 //!   kernel): the ones input gives 0; a refit to all-1 gives 9; refitting
 //!   all-0 .. all-9 gives 0, 9, ... 81. Catches a refit that is never
 //!   published or a weight silently ignored.
 //! - `refittable_parity` (per model): before any refit, the engine built
-//!   with refit gives bit for bit what the engine built without refit
-//!   gives, and what the oracle gives. Catches a refittable build that
+//!   with refit gives what the engine built without refit gives (bit for
+//!   bit, or both within the oracle's bound), and what the oracle gives. Catches a refittable build that
 //!   computes differently (off-by-one padding, layout changes).
 //! - `round_trip` (per model): weights A (the model's) -> B (all weights
-//!   new) -> A: B matches the oracle and A's outputs come back bit for bit.
+//!   new) -> A: B matches the oracle and A's outputs come back (bit for
+//!   bit, or within the bound for an engine whose rounding varies by run).
 //!   Catches layout confusion (transposed kernels), lost or stale weights.
 //! - `partial_refit` (per model): `missing()` is right on a new refitter
 //!   and after each staging; a refit of every other weight changes exactly
@@ -66,9 +87,12 @@
 //!   sequences of infer, stage, invalid stage, refit and empty refit run on
 //!   the engine and on a plain model of what it must serve; after every step
 //!   the outputs must be equal. `PROPTEST_CASES` sets the case count (64 by
-//!   default) and `check --seconds` a time budget; failures shrink to a
-//!   minimal case, and their seeds are kept in
-//!   `proptest-regressions/model_based.txt` and replayed first.
+//!   default) and `check --seconds` a time budget (at least one case runs;
+//!   none running is a failure). A `may-be-partial` engine's failed refit is
+//!   followed by a full refit of known values, and the case goes on.
+//!   Failures shrink to a minimal case; their seeds are saved under the
+//!   report folder (`proptest-regressions/model_based.txt`) and the report
+//!   prints the `check --regressions FILE` command that replays them.
 //! - `stress_r1w1`, `stress_r4w1`, `stress_r4w2`, `stress_cores_w1`: R
 //!   inference threads and W refit threads start on a barrier and race
 //!   (`check --stress-ms`, 500 ms by default) on the stress model, whose
@@ -79,7 +103,19 @@
 //!   non-monotone results, checks linearizability with two writers, and,
 //!   for `quiesced` engines, that no inference overlapped a refit. Catches
 //!   weights copied in place, late publication, lost updates between two
-//!   writers, readers caching a snapshot, half-built snapshots.
+//!   writers, readers caching a snapshot, half-built snapshots. Each row
+//!   states its power (inferences, refits, refits overlapped by an
+//!   inference); a run races at least `--stress-ms`, then on until it
+//!   reaches the minimum (200 inferences, 20 refits, 10 overlapped) or
+//!   `--stress-cap-ms` (10 s), and is `INCONCLUSIVE` (a failure unless
+//!   `--allow-inconclusive`) below it. A reader or writer thread that panics
+//!   or errors fails the scenario.
+//! - `stress_disjoint`: two writers refit different weights of one model at
+//!   once (one the conv weight, one its bias) while two readers infer; the
+//!   output encodes each weight's version on its own, and each weight's
+//!   history must be clean: a refit that returned stays visible until a
+//!   later refit of the same weight. Catches refitters that take no writer
+//!   lock (a lost update), which single-weight stress cannot see.
 //! - `stress_vendor`: the vendor sample's own check. Two readers infer a
 //!   constant input on the seed model while one writer refits all-1 ..
 //!   all-20 at a fixed interval; each refit a reader straddles must change
@@ -97,3 +133,6 @@
 //! `refit-harness selftest` runs every scenario on each and on the correct
 //! engines, prints the defect x scenario matrix and fails unless the
 //! correct engines pass and every defect is caught.
+//!
+//! A panic inside a scenario (in the harness or in an engine written in
+//! Rust) is a failure with its message, and the run goes on.
