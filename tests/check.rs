@@ -214,6 +214,54 @@ fn check_rejects_unknown_scenarios_and_engines() {
     assert!(out.contains("unknown engine 'defect:nope'"), "{out}");
 }
 
+/// Every user mistake exits 2 with one line before anything runs, and
+/// writes no report.
+#[test]
+fn check_refuses_user_mistakes_before_running() {
+    let tmp = tempfile::tempdir().unwrap();
+    let report = tmp.path().join("report");
+    let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let cases: [(&[&str], &str); 7] = [
+        (
+            &["--model", "typo.onnx"],
+            "typo.onnx: expected an ONNX model file, found no such file",
+        ),
+        (
+            &["--model", "fixtures"],
+            "expected an ONNX model file, found a folder",
+        ),
+        (
+            &["--model", readme.to_str().unwrap()],
+            "the harness's oracle cannot read it",
+        ),
+        (
+            &["--seconds", "0"],
+            "--seconds: expected a time budget above 0, found 0",
+        ),
+        (
+            &["--seconds=-1"],
+            "--seconds: expected a time budget above 0",
+        ),
+        (
+            &["--stress-ms", "0"],
+            "--stress-ms: expected a duration above 0 ms",
+        ),
+        (
+            &["--engine", "plugin:/nonexistent.so"],
+            "cannot open plugin /nonexistent.so",
+        ),
+    ];
+    for (args, message) in cases {
+        let mut all = vec!["check", "--report", report.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let (code, out) = cli(&all);
+        assert_eq!(code, 2, "{args:?}: {out}");
+        assert!(out.contains(message), "{args:?}: {out}");
+        assert_eq!(out.trim().lines().count(), 1, "{args:?}: {out}");
+        assert!(!report.exists(), "{args:?} wrote a report");
+    }
+}
+
 #[test]
 fn scenario_list_is_documented() {
     let doc =

@@ -300,8 +300,8 @@ fn run_check(
     report: &std::path::Path,
 ) -> anyhow::Result<check::CheckReport> {
     args.validate()?;
-    preflight(spec, &models, &only)?;
     let mut config = check::CheckConfig::with_fixtures(scratch)?;
+    preflight(spec, &models, &only)?;
     if !models.is_empty() {
         config.models = models;
     }

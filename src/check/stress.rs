@@ -907,7 +907,7 @@ pub(super) fn disjoint(cx: &Cx<'_>) -> Verdict {
     let mut all = History {
         initial: 0,
         reads: Vec::new(),
-        writes: writes.iter().map(|(_, w)| w.clone()).collect(),
+        writes: writes.iter().map(|(_, w)| *w).collect(),
     };
     let mut parts = Vec::new();
     for (which, label) in [(0usize, "weight"), (1, "bias")] {
@@ -925,7 +925,7 @@ pub(super) fn disjoint(cx: &Cx<'_>) -> Verdict {
             writes: writes
                 .iter()
                 .filter(|(w, _)| *w == which)
-                .map(|(_, w)| w.clone())
+                .map(|(_, w)| *w)
                 .collect(),
         };
         let f = history::check(&h, quiesced, 3);
