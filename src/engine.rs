@@ -160,12 +160,6 @@ pub struct Contract {
     pub error_factor: f64,
 }
 
-impl Contract {
-    /// Whether this contract's numerics are the default: f32, factor 1.
-    pub fn default_numerics(&self) -> bool {
-        self.precision == Precision::F32 && self.error_factor == 1.0
-    }
-}
 
 impl fmt::Display for Contract {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
