@@ -160,7 +160,6 @@ pub struct Contract {
     pub error_factor: f64,
 }
 
-
 impl fmt::Display for Contract {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let c = match self.concurrency {
