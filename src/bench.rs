@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use plotters::prelude::*;
 
-use crate::engine::{BuildOptions, Engine, EngineSpec};
+use crate::check::oracle::{Judge, Oracle};
+use crate::engine::{BuildOptions, Engine, EngineSpec, Precision};
 use crate::fixtures;
 use crate::model::build::{ConvChain, ConvLayer};
 use crate::model::conv::ConvAttrs;
@@ -162,6 +163,18 @@ pub fn sized_model(bytes: usize) -> ConvChain {
             relu: false,
         }],
     }
+}
+
+/// One 64-channel 3x3 conv with bias over a 56x56 input (115 M
+/// multiply-adds), float weights: the size of a ResNet stage.
+pub fn oracle_model() -> ConvChain {
+    let mut chain = fixtures::conv_wide();
+    chain.input_shape = vec![1, 64, 56, 56];
+    for l in &mut chain.layers {
+        l.weight.iter_mut().for_each(|w| *w /= 7.0);
+        l.bias.iter_mut().for_each(|w| *w /= 7.0);
+    }
+    chain
 }
 
 fn open(
@@ -396,6 +409,58 @@ pub fn run(
         "refit_rate/seed_conv",
         Some(r.0),
     );
+
+    progress("oracle/conv64_56x56");
+    let chain = oracle_model();
+    let (path, engine) = open(spec, cfg, "conv64_56x56.onnx", &chain)?;
+    let x = vec![Tensor::f32(
+        chain.input_shape.clone(),
+        fixtures::pattern(chain.input_shape.iter().product(), 7)
+            .iter()
+            .map(|v| v / 3.0)
+            .collect(),
+    )];
+    let mut ctx = engine.context()?;
+    let inf = time(cfg.samples, cfg.sample_time, || {
+        fallible(ctx.infer(&x).map(|y| drop(black_box(y))))
+    });
+    row("infer", "conv64_56x56".into(), inf, "", None);
+    let model = crate::model::Model::load(&path)?;
+    for precision in [Precision::F32, Precision::F16] {
+        let judge = Judge {
+            precision,
+            error_factor: 1.0,
+            tolerance: None,
+        };
+        let oracle = Oracle::with_judge(model.clone(), judge);
+        let miss = time(cfg.samples, cfg.sample_time, || {
+            if let Err(reason) = oracle.evaluate(&x).map(|y| drop(black_box(y))) {
+                fallible(Err(Error::BenchFile {
+                    path: path.clone(),
+                    reason,
+                }));
+            }
+        });
+        row(
+            "oracle",
+            format!("conv64_56x56_{precision}"),
+            miss,
+            "infer/conv64_56x56",
+            Some(inf.0),
+        );
+        if precision == Precision::F32 {
+            let hit = time(cfg.samples, cfg.sample_time, || {
+                drop(black_box(oracle.infer(&x)));
+            });
+            row(
+                "oracle_cached",
+                "conv64_56x56".into(),
+                hit,
+                "infer/conv64_56x56",
+                Some(inf.0),
+            );
+        }
+    }
 
     progress("refit_vs_reload/conv_wide");
     let chain = fixtures::conv_wide();
@@ -726,6 +791,9 @@ pub fn summary(rows: &[Row]) -> String {
         s.push_str(&format!(
             "- With a writer refitting at full speed: {r:.3}x.\n"
         ));
+    }
+    if let Some(r) = find(rows, "oracle", "conv64_56x56_f32").and_then(Row::ratio) {
+        s.push_str(&format!("- The check oracle's expectation for a 64-channel 3x3 conv over 56x56 (exact values and f32 bounds) costs {r:.2} engine inferences; each distinct expectation is computed once and then served from its cache.\n"));
     }
     if let Some(r) = find(rows, "refit_vs_reload", "refit").and_then(Row::ratio) {
         s.push_str(&format!("- Refitting every weight of conv_wide takes {r:.4}x the time of reloading the engine with them.\n"));

@@ -29,6 +29,9 @@ fn a_short_sweep_writes_csv_plots_and_summary() {
         ("infer_under_refit", "w1_full_speed"),
         ("visibility", "seed_conv"),
         ("refit_vs_reload", "refit"),
+        ("oracle", "conv64_56x56_f32"),
+        ("oracle", "conv64_56x56_f16"),
+        ("oracle_cached", "conv64_56x56"),
     ] {
         let r = rows
             .iter()

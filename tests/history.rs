@@ -187,30 +187,90 @@ proptest! {
 
 #[test]
 fn the_stress_encoding_decodes_whole_versions_only() {
-    use refit_harness::check::stress::{anatomy, decode, weights_of, CHANNELS, MAX_VERSION};
-    for v in [0, 1, 77, MAX_VERSION] {
-        assert_eq!(decode(&weights_of(v)), Some(v), "v{v}");
+    use refit_harness::check::stress::{Code, CHANNELS};
+    use refit_harness::engine::Precision;
+    for p in Precision::ALL {
+        let code = Code::of(p);
+        let max = code.max_version(CHANNELS);
+        assert!(max >= 15_000, "{p}: only {max} versions");
+        for v in [0, 1, 77, max / 2, max] {
+            assert_eq!(
+                code.decode(&code.weights(v, CHANNELS), CHANNELS),
+                Some(v),
+                "{p} v{v}"
+            );
+        }
+        // Half of v5 and half of v4: no version, and the anatomy says which.
+        let mut mixed = code.weights(5, CHANNELS);
+        mixed[CHANNELS / 2..].copy_from_slice(&code.weights(4, CHANNELS)[CHANNELS / 2..]);
+        assert_eq!(code.decode(&mixed, CHANNELS), None, "{p}");
+        assert_eq!(
+            code.anatomy(&mixed),
+            format!(
+                "channels 0..{} from v5, {}..{} from v4",
+                CHANNELS / 2 - 1,
+                CHANNELS / 2,
+                CHANNELS - 1
+            )
+        );
+        // A value from no version at all.
+        let mut garbage = code.weights(3, CHANNELS);
+        garbage[7] = -0.5;
+        assert_eq!(code.decode(&garbage, CHANNELS), None);
+        assert!(
+            code.anatomy(&garbage).contains("7..7 from no version"),
+            "{}",
+            code.anatomy(&garbage)
+        );
     }
-    // Half of v5 and half of v4: no version, and the anatomy says which.
-    let mut mixed = weights_of(5);
-    mixed[CHANNELS / 2..].copy_from_slice(&weights_of(4)[CHANNELS / 2..]);
-    assert_eq!(decode(&mixed), None);
-    assert_eq!(
-        anatomy(&mixed),
-        format!(
-            "channels 0..{} from v5, {}..{} from v4",
-            CHANNELS / 2 - 1,
-            CHANNELS / 2,
-            CHANNELS - 1
-        )
-    );
-    // A value from no version at all.
-    let mut garbage = weights_of(3);
-    garbage[7] = 0.5;
-    assert_eq!(decode(&garbage), None);
-    assert!(
-        anatomy(&garbage).contains("7..7 from no version"),
-        "{}",
-        anatomy(&garbage)
-    );
+}
+
+/// Every code survives the rounding of the precision it is for, and codes
+/// are distinct and increasing: an engine in that precision outputs them
+/// unchanged and each decodes to one index.
+#[test]
+fn stress_codes_are_exact_in_their_precision() {
+    use refit_harness::check::stress::Code;
+    use refit_harness::engine::Precision;
+    let tf32 = |x: f32| {
+        // Round to nearest even on a 10-bit mantissa.
+        let b = x.to_bits();
+        let r = b + 0xfff + ((b >> 13) & 1);
+        f32::from_bits(r & !0x1fff)
+    };
+    for p in Precision::ALL {
+        let code = Code::of(p);
+        let round = |x: f32| match p {
+            Precision::F32 => x,
+            Precision::Tf32 => tf32(x),
+            Precision::F16 => half::f16::from_f32(x).to_f32(),
+            Precision::Bf16 => half::bf16::from_f32(x).to_f32(),
+        };
+        let n = code.len();
+        let step = (n / 100_000).max(1);
+        let mut last = 0.0f32;
+        let mut k = 0;
+        while k < n {
+            let x = code.value(k);
+            assert!(
+                x.is_normal() && x > last,
+                "{p}: code {k} = {x} after {last}"
+            );
+            assert_eq!(round(x), x, "{p}: code {k} = {x} is not exact");
+            assert_eq!(round(x * 1.0 + 0.0), x, "{p}: code {k}");
+            assert_eq!(code.index(x), Some(k), "{p}: code {k} = {x}");
+            last = x;
+            k += step;
+        }
+        assert_eq!(
+            code.index(code.value(n - 1) * 2.0),
+            None,
+            "{p}: past the last code"
+        );
+        // The model built before the precision is known holds in it too.
+        for k in 0..Code::PORTABLE.len() {
+            let x = Code::PORTABLE.value(k);
+            assert_eq!(round(x), x, "{p}: portable code {k} = {x}");
+        }
+    }
 }

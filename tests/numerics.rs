@@ -182,18 +182,36 @@ fn bounds_are_zero_for_small_integers_and_scale_with_precision() {
     assert!(b32 > 0.0 && b32 < b16 && b16 < bb16, "{b32} {b16} {bb16}");
 }
 
-/// The reference engine with every operand rounded to f16 and every output
-/// stored as f16: another precision than the oracle's and the reference's.
-/// It declares `declared`.
+/// An engine that rounds every operand to `format` (f16 or bf16) and
+/// stores every output in it, around `inner` (the reference engine, or one
+/// with a seeded defect): another precision than the oracle's and the
+/// reference's. It declares `declared`.
 struct F16Factory {
     declared: Precision,
+    format: Precision,
+    inner: EngineSpec,
 }
 
-fn round_f16(t: &Tensor) -> Tensor {
+impl F16Factory {
+    /// The reference engine in f16, declaring `declared`.
+    fn f16(declared: Precision) -> Self {
+        F16Factory {
+            declared,
+            format: Precision::F16,
+            inner: EngineSpec::Reference,
+        }
+    }
+}
+
+fn round_to(format: Precision, t: &Tensor) -> Tensor {
+    let round = |x: f32| match format {
+        Precision::Bf16 => half::bf16::from_f32(x).to_f32(),
+        _ => half::f16::from_f32(x).to_f32(),
+    };
     match &t.data {
         TensorData::F32(v) => Tensor {
             shape: t.shape.clone(),
-            data: TensorData::F32(v.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect()),
+            data: TensorData::F32(v.iter().map(|&x| round(x)).collect()),
         },
         _ => t.clone(),
     }
@@ -202,19 +220,23 @@ fn round_f16(t: &Tensor) -> Tensor {
 struct F16Engine {
     inner: Box<dyn Engine>,
     info: EngineInfo,
+    format: Precision,
 }
 
-struct F16Context(Box<dyn Context>);
+struct F16Context(Box<dyn Context>, Precision);
 
-struct F16Refitter(Box<dyn Refitter>);
+struct F16Refitter(Box<dyn Refitter>, Precision);
 
 impl EngineFactory for F16Factory {
     fn name(&self) -> String {
-        format!("f16-engine-declaring-{}", self.declared)
+        format!(
+            "{}-{}-engine-declaring-{}",
+            self.inner, self.format, self.declared
+        )
     }
 
     fn open(&self, model: &Path, options: &BuildOptions) -> Result<Box<dyn Engine>> {
-        let inner = EngineSpec::Reference.open(model, options)?;
+        let inner = self.inner.open(model, options)?;
         if options.enable_refit {
             // The model's own weights, rounded as the engine stores them.
             let parsed = Model::load(model)?;
@@ -228,14 +250,18 @@ impl EngineFactory for F16Factory {
                         .collect::<Vec<_>>(),
                     i.values.clone(),
                 );
-                r.set_named_weights(&i.info.name, &round_f16(&t))?;
+                r.set_named_weights(&i.info.name, &round_to(self.format, &t))?;
             }
             r.refit()?;
         }
         let mut info = inner.info().clone();
         info.name = self.name();
         info.contract.precision = self.declared;
-        Ok(Box::new(F16Engine { inner, info }))
+        Ok(Box::new(F16Engine {
+            inner,
+            info,
+            format: self.format,
+        }))
     }
 }
 
@@ -253,23 +279,28 @@ impl Engine for F16Engine {
         self.inner.weights()
     }
     fn context(&self) -> Result<Box<dyn Context>> {
-        Ok(Box::new(F16Context(self.inner.context()?)))
+        Ok(Box::new(F16Context(self.inner.context()?, self.format)))
     }
     fn refitter(&self) -> Result<Box<dyn Refitter>> {
-        Ok(Box::new(F16Refitter(self.inner.refitter()?)))
+        Ok(Box::new(F16Refitter(self.inner.refitter()?, self.format)))
     }
 }
 
 impl Context for F16Context {
     fn infer(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
-        let inputs: Vec<Tensor> = inputs.iter().map(round_f16).collect();
-        Ok(self.0.infer(&inputs)?.iter().map(round_f16).collect())
+        let inputs: Vec<Tensor> = inputs.iter().map(|t| round_to(self.1, t)).collect();
+        Ok(self
+            .0
+            .infer(&inputs)?
+            .iter()
+            .map(|t| round_to(self.1, t))
+            .collect())
     }
 }
 
 impl Refitter for F16Refitter {
     fn set_named_weights(&mut self, name: &str, weights: &Tensor) -> Result<()> {
-        self.0.set_named_weights(name, &round_f16(weights))
+        self.0.set_named_weights(name, &round_to(self.1, weights))
     }
     fn missing(&self) -> Vec<String> {
         self.0.missing()
@@ -281,21 +312,13 @@ impl Refitter for F16Refitter {
 
 #[test]
 fn an_f16_engine_passes_declaring_f16_and_fails_declaring_f32() {
-    let honest = run_on(
-        &F16Factory {
-            declared: Precision::F16,
-        },
-        float_models(),
-        &NUMERIC,
-    );
+    let honest = run_on(&F16Factory::f16(Precision::F16), float_models(), &NUMERIC);
     assert!(failures(&honest).is_empty(), "{:#?}", failures(&honest));
     let worst = honest.worst_error_ratio().unwrap();
     assert!(worst > 0.0 && worst <= 1.0, "{worst}");
 
     let overclaiming = run_on(
-        &F16Factory {
-            declared: Precision::F32,
-        },
+        &F16Factory::f16(Precision::F32),
         float_models(),
         &["refittable_parity"],
     );
@@ -320,16 +343,53 @@ fn fixed_tolerances_override_the_bound() {
         abs: 1e-2,
         rel: 0.0,
     });
-    let r = check::run(
-        &F16Factory {
-            declared: Precision::F32,
-        },
-        &c,
-        &mut |_| {},
-    );
+    let r = check::run(&F16Factory::f16(Precision::F32), &c, &mut |_| {});
     assert!(failures(&r).is_empty(), "{:#?}", failures(&r));
     assert!(r
         .outcomes
         .iter()
         .all(|o| matches!(o.verdict, Verdict::Pass(_))));
+}
+
+/// The stress scenarios on engines in f16 and bf16 declaring it: the
+/// correct one passes every race, and torn copies and lost updates are
+/// still caught in those precisions.
+#[test]
+fn stress_scenarios_judge_f16_and_bf16_engines() {
+    const STRESS: [&str; 3] = ["stress_r1w1", "stress_disjoint", "stress_vendor"];
+    let stress = |factory: &F16Factory, only: &[&str]| {
+        let scratch = tempfile::tempdir().unwrap();
+        let mut c = CheckConfig::with_fixtures(scratch.path()).unwrap();
+        c.only = only.iter().map(|s| s.to_string()).collect();
+        c.stress_ms = 300;
+        check::run(factory, &c, &mut |_| {})
+    };
+    for format in [Precision::F16, Precision::Bf16] {
+        let correct = F16Factory {
+            declared: format,
+            format,
+            inner: EngineSpec::Reference,
+        };
+        let r = stress(&correct, &STRESS);
+        assert!(failures(&r).is_empty(), "{format}: {:#?}", failures(&r));
+        assert_eq!(r.outcomes.len(), STRESS.len());
+        assert!(r
+            .outcomes
+            .iter()
+            .all(|o| matches!(o.verdict, Verdict::Pass(_))));
+        for (defect, scenario, finding) in [
+            ("in_place_copy", "stress_r1w1", "torn"),
+            ("no_writer_lock", "stress_disjoint", "lost"),
+        ] {
+            let broken = F16Factory {
+                declared: format,
+                format,
+                inner: format!("defect:{defect}").parse().unwrap(),
+            };
+            let r = stress(&broken, &[scenario]);
+            let f = failures(&r);
+            assert_eq!(f.len(), 1, "{format} {defect}: {:#?}", r.outcomes);
+            assert!(f[0].contains(finding), "{format} {defect}: {f:#?}");
+        }
+    }
 }

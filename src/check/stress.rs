@@ -4,11 +4,11 @@
 //!
 //! The stress model makes every weight version readable from one output: a
 //! 1x1 conv from one input channel to [`CHANNELS`] output channels on a
-//! 1x1x1x1 input of 1, whose weight for channel `c` in version `v` is
-//! `v * CHANNELS + c + 1`. Output channel `c` is then exactly that weight
-//! (integers below 2^24, exact in f32), so an output decodes to version `v`
-//! only if every channel came from `v`: a mix of two versions, or a
-//! half-written value, decodes to none (torn).
+//! 1x1x1x1 input of 1, whose weight for channel `c` in version `v` is code
+//! `v + c` of the engine's [`Code`]: a number its precision holds exactly,
+//! so output channel `c` is that weight unchanged. An output decodes to
+//! version `v` only if every channel came from `v`: a mix of two versions,
+//! or a half-written value, decodes to none (torn).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Barrier, Mutex, RwLock};
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use super::history::{self, Findings, History, Read, Version, Write};
 use super::{fail, Cx, Verdict};
-use crate::engine::{BuildOptions, Concurrency, Engine};
+use crate::engine::{BuildOptions, Concurrency, Engine, Precision};
 use crate::model::build::{ConvChain, ConvLayer};
 use crate::model::conv::ConvAttrs;
 use crate::tensor::Tensor;
@@ -24,65 +24,138 @@ use crate::tensor::Tensor;
 /// Output channels of the stress model.
 pub const CHANNELS: usize = 256;
 
-/// The largest version the encoding holds exactly in f32.
-pub const MAX_VERSION: Version = ((1 << 24) / CHANNELS as u64) - 2;
-
-/// The weight of version `v`.
-pub fn weights_of(v: Version) -> Vec<f32> {
-    (0..CHANNELS)
-        .map(|c| (v as usize * CHANNELS + c + 1) as f32)
-        .collect()
+/// Numbers an engine of one precision holds exactly, counted: code `k` is
+/// the `k`-th positive number of the narrowest format the engine rounds
+/// weights or outputs to, counted up from a power of two, so that an engine
+/// rounding a code to its format and multiplying it by 1 (or adding 0)
+/// returns it unchanged.
+///
+/// For f32 the codes are the integers from 2^23 up (consecutive up to
+/// 2^24, then even); for f16 every normal f16; for bf16 and tf32 the
+/// numbers of their mantissa width between 2^-100 and 2^101.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Code {
+    /// Explicit mantissa bits kept.
+    mantissa: u32,
+    /// The exponent of code 0.
+    low_exponent: i32,
+    /// Binades spanned.
+    binades: u32,
 }
 
-/// The version an output decodes to, or `None` when no single version
-/// produced it.
-pub fn decode(out: &[f32]) -> Option<Version> {
-    if out.len() != CHANNELS {
-        return None;
-    }
-    let first = out[0] - 1.0;
-    if first.is_nan() || first < 0.0 || first % CHANNELS as f32 != 0.0 {
-        return None;
-    }
-    let v = (first / CHANNELS as f32) as Version;
-    (out.iter()
-        .enumerate()
-        .all(|(c, &x)| x == (v as usize * CHANNELS + c + 1) as f32))
-    .then_some(v)
-}
+impl Code {
+    /// Codes every precision holds exactly (1 to 2^15 with 8 significant
+    /// bits), too few for a race: what a model is built on before the
+    /// engine has said which precision it computes in.
+    pub const PORTABLE: Code = Code {
+        mantissa: 7,
+        low_exponent: 0,
+        binades: 15,
+    };
 
-/// What a torn output is made of: runs of channels and the version each
-/// decodes to (`?` for a value no version holds), e.g.
-/// `channels 0..127 from v12, 128..255 from v11`.
-pub fn anatomy(out: &[f32]) -> String {
-    let per: Vec<Option<Version>> = out
-        .iter()
-        .enumerate()
-        .map(|(c, &x)| {
-            let base = x - (c + 1) as f32;
-            (base >= 0.0 && base % CHANNELS as f32 == 0.0)
-                .then(|| (base / CHANNELS as f32) as Version)
-        })
-        .collect();
-    let mut runs: Vec<String> = Vec::new();
-    let mut start = 0;
-    for c in 1..=per.len() {
-        if c == per.len() || per[c] != per[start] {
-            let v = per[start].map_or_else(|| "no version".to_string(), |v| format!("v{v}"));
-            runs.push(format!("{start}..{} from {v}", c - 1));
-            start = c;
+    /// The codes for an engine computing in `precision`.
+    pub fn of(precision: Precision) -> Code {
+        let mantissa = precision.operand_bits().min(precision.storage_bits());
+        let (low_exponent, binades) = match precision {
+            Precision::F32 => (23, 2),
+            Precision::F16 => (-14, 30),
+            Precision::Tf32 | Precision::Bf16 => (-100, 201),
+        };
+        Code {
+            mantissa,
+            low_exponent,
+            binades,
         }
     }
-    if runs.len() > 6 {
-        let more = runs.len() - 6;
-        runs.truncate(6);
-        runs.push(format!("and {more} more runs"));
+
+    /// How many codes there are.
+    pub fn len(&self) -> u64 {
+        u64::from(self.binades) << self.mantissa
     }
-    format!("channels {}", runs.join(", "))
+
+    /// Never: every precision has codes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The largest version a tensor of `channels` channels can carry.
+    pub fn max_version(&self, channels: usize) -> Version {
+        self.len() - channels as u64
+    }
+
+    /// Code `k` (below [`Code::len`]).
+    pub fn value(&self, k: u64) -> f32 {
+        let binade = (k >> self.mantissa) as i32;
+        let fraction = (k & ((1 << self.mantissa) - 1)) as u32;
+        let exponent = (127 + self.low_exponent + binade) as u32;
+        f32::from_bits((exponent << 23) | (fraction << (23 - self.mantissa)))
+    }
+
+    /// Which code `x` is, if any.
+    pub fn index(&self, x: f32) -> Option<u64> {
+        let bits = x.to_bits();
+        let exponent = ((bits >> 23) & 0xff) as i32 - 127;
+        let binade = exponent - self.low_exponent;
+        let dropped = (1u32 << (23 - self.mantissa)) - 1;
+        if bits >> 31 != 0 || binade < 0 || binade >= self.binades as i32 || bits & dropped != 0 {
+            return None;
+        }
+        let fraction = u64::from((bits & 0x7f_ffff) >> (23 - self.mantissa));
+        Some(((binade as u64) << self.mantissa) | fraction)
+    }
+
+    /// The `channels` values of version `v`: code `v + c` for channel `c`.
+    pub fn weights(&self, v: Version, channels: usize) -> Vec<f32> {
+        (0..channels).map(|c| self.value(v + c as u64)).collect()
+    }
+
+    /// The version channel `c` holding `x` comes from.
+    fn channel_version(&self, c: usize, x: f32) -> Option<Version> {
+        self.index(x)?.checked_sub(c as u64)
+    }
+
+    /// The version an output decodes to, or `None` when no single version
+    /// produced it (or it is not `channels` long).
+    pub fn decode(&self, out: &[f32], channels: usize) -> Option<Version> {
+        if out.len() != channels {
+            return None;
+        }
+        let v = self.channel_version(0, *out.first()?)?;
+        out.iter()
+            .enumerate()
+            .all(|(c, &x)| self.channel_version(c, x) == Some(v))
+            .then_some(v)
+    }
+
+    /// What a torn output is made of: runs of channels and the version each
+    /// decodes to (`no version` for a value no version holds), e.g.
+    /// `channels 0..127 from v12, 128..255 from v11`.
+    pub fn anatomy(&self, out: &[f32]) -> String {
+        let per: Vec<Option<Version>> = out
+            .iter()
+            .enumerate()
+            .map(|(c, &x)| self.channel_version(c, x))
+            .collect();
+        let mut runs: Vec<String> = Vec::new();
+        let mut start = 0;
+        for c in 1..=per.len() {
+            if c == per.len() || per[c] != per[start] {
+                let v = per[start].map_or_else(|| "no version".to_string(), |v| format!("v{v}"));
+                runs.push(format!("{start}..{} from {v}", c - 1));
+                start = c;
+            }
+        }
+        if runs.len() > 6 {
+            let more = runs.len() - 6;
+            runs.truncate(6);
+            runs.push(format!("and {more} more runs"));
+        }
+        format!("channels {}", runs.join(", "))
+    }
 }
 
-/// The stress model, serving version 0.
-pub fn model() -> ConvChain {
+/// The stress model, serving version 0 of `code`.
+pub fn model(code: Code) -> ConvChain {
     ConvChain {
         input_name: "x".into(),
         input_shape: vec![1, 1, 1, 1],
@@ -93,7 +166,7 @@ pub fn model() -> ConvChain {
             c_out: CHANNELS,
             kernel: vec![1, 1],
             attrs: ConvAttrs::default(),
-            weight: weights_of(0),
+            weight: code.weights(0, CHANNELS),
             bias: Vec::new(),
             relu: false,
         }],
@@ -207,13 +280,15 @@ fn now(base: Instant) -> u64 {
     base.elapsed().as_nanos() as u64
 }
 
-/// Races readers and writers on `engine` serving the stress model.
+/// Races readers and writers on `engine` serving the stress model in
+/// `code`.
 /// `quiesced`: the harness keeps inference out of every refit (the engine's
 /// contract asks for it) and records the operations inside that exclusion.
 /// `live` is called about every 250 ms with the operations done and the
 /// torn outputs seen so far.
 pub fn race(
     engine: &dyn Engine,
+    code: Code,
     cfg: &StressConfig,
     quiesced: bool,
     live: &dyn Fn(usize, usize),
@@ -245,7 +320,7 @@ pub fn race(
             }
         }
     };
-    let per_writer = (MAX_VERSION as usize / cfg.writers.max(1)).max(1);
+    let per_writer = (code.max_version(CHANNELS) as usize / cfg.writers.max(1)).max(1);
     let (reads, writes, elapsed) = std::thread::scope(|s| {
         let readers: Vec<_> = (0..cfg.readers)
             .map(|t| {
@@ -286,13 +361,13 @@ pub fn race(
                             }
                         };
                         let values = y.first().and_then(|t| t.as_f32()).unwrap_or_default();
-                        let value = decode(values);
+                        let value = code.decode(values, CHANNELS);
                         if value.is_none() && torn.fetch_add(1, Ordering::Relaxed) < 3 {
                             if let Ok(mut list) = torn_examples.lock() {
                                 list.push(format!(
                                     "thread {t} at {:.3} ms: {}",
                                     start as f64 / 1e6,
-                                    anatomy(values)
+                                    code.anatomy(values)
                                 ));
                             }
                         }
@@ -324,7 +399,7 @@ pub fn race(
                             break;
                         }
                         let version = (w + cfg.writers * i + 1) as Version;
-                        let t = Tensor::f32([CHANNELS, 1, 1, 1], weights_of(version));
+                        let t = Tensor::f32([CHANNELS, 1, 1, 1], code.weights(version, CHANNELS));
                         let staged = engine
                             .refitter()
                             .and_then(|mut r| r.set_named_weights(name, &t).map(|()| r));
@@ -458,6 +533,20 @@ fn open_on(cx: &Cx<'_>, name: &str, chain: &ConvChain) -> Result<Box<dyn Engine>
         })
 }
 
+/// Builds the engine under test on the model `chain` makes for the codes
+/// of the engine's precision: first on [`Code::PORTABLE`] to learn the
+/// precision it declares, then again on that precision's codes.
+fn open_coded(
+    cx: &Cx<'_>,
+    name: &str,
+    chain: impl Fn(Code) -> ConvChain,
+) -> Result<(Box<dyn Engine>, Code), Verdict> {
+    let probe = open_on(cx, name, &chain(Code::PORTABLE))?;
+    let code = Code::of(probe.info().contract.precision);
+    drop(probe);
+    Ok((open_on(cx, name, &chain(code))?, code))
+}
+
 fn live_printer(cx: &Cx<'_>, label: &str) -> impl Fn(usize, usize) {
     let show = cx.config.live;
     let label = label.to_string();
@@ -508,7 +597,7 @@ fn verdict(run: &StressRun, f: &Findings, step: &str, min: &Power) -> Verdict {
 
 /// A stress scenario with `readers` x `writers` threads.
 pub(super) fn scenario(cx: &Cx<'_>, readers: usize, writers: usize) -> Verdict {
-    let engine = match open_on(cx, "stress.onnx", &model()) {
+    let (engine, code) = match open_coded(cx, "stress.onnx", model) {
         Ok(e) => e,
         Err(v) => return v,
     };
@@ -524,7 +613,13 @@ pub(super) fn scenario(cx: &Cx<'_>, readers: usize, writers: usize) -> Verdict {
         max_reads: 1 << 20,
     };
     let label = format!("r{readers}w{writers}");
-    let run = race(engine.as_ref(), &cfg, quiesced, &live_printer(cx, &label));
+    let run = race(
+        engine.as_ref(),
+        code,
+        &cfg,
+        quiesced,
+        &live_printer(cx, &label),
+    );
     if cx.config.live {
         eprint!("\r{:60}\r", "");
     }
@@ -699,20 +794,17 @@ pub(super) fn vendor(cx: &Cx<'_>) -> Verdict {
     )
 }
 
-/// Channels of the disjoint-weights stress model.
+/// Channels each weight of the disjoint-weights stress model writes.
 pub const DISJOINT_CHANNELS: usize = 16;
 
-/// Versions each weight of the disjoint-weights model can encode.
-pub const DISJOINT_VERSIONS: Version = 4096 / DISJOINT_CHANNELS as u64 - 1;
-
 /// The disjoint-weights stress model: a 1x1 conv from one input channel to
-/// [`DISJOINT_CHANNELS`] channels with a weight and a bias, on an input of
-/// 1, so output channel `c` is `weight[c] + bias[c]`. Version `v` of the
-/// weight holds `(v * 16 + c + 1) * 4096` and version `u` of the bias
-/// `u * 16 + c + 1`: the output's high 12 bits decode the weight's version,
-/// its low 12 bits the bias's, each on its own (integers below 2^24, exact
-/// in f32).
-pub fn disjoint_model() -> ConvChain {
+/// 2 x [`DISJOINT_CHANNELS`] channels with a weight and a bias, on an input
+/// of 1, so output channel `c` is `weight[c] + bias[c]`. The weight writes
+/// its version into the first half of the channels and holds 0 in the
+/// second; the bias holds 0 in the first half and writes its version into
+/// the second: each half of the output decodes one weight's version on its
+/// own, exactly in any precision (`x * 1 + 0` and `0 * 1 + x` round to `x`).
+pub fn disjoint_model(code: Code) -> ConvChain {
     ConvChain {
         input_name: "x".into(),
         input_shape: vec![1, 1, 1, 1],
@@ -720,43 +812,38 @@ pub fn disjoint_model() -> ConvChain {
         layers: vec![ConvLayer {
             weight_name: "disjoint.weight".into(),
             bias_name: Some("disjoint.bias".into()),
-            c_out: DISJOINT_CHANNELS,
+            c_out: 2 * DISJOINT_CHANNELS,
             kernel: vec![1, 1],
             attrs: ConvAttrs::default(),
-            weight: disjoint_values(0, 0),
-            bias: disjoint_values(1, 0),
+            weight: disjoint_values(code, 0, 0),
+            bias: disjoint_values(code, 1, 0),
             relu: false,
         }],
     }
 }
 
 /// The values of weight `which` (0: the weight, 1: the bias) at `version`.
-pub fn disjoint_values(which: usize, version: Version) -> Vec<f32> {
-    let scale = if which == 0 { 4096.0 } else { 1.0 };
-    (0..DISJOINT_CHANNELS)
-        .map(|c| (version as usize * DISJOINT_CHANNELS + c + 1) as f32 * scale)
-        .collect()
+pub fn disjoint_values(code: Code, which: usize, version: Version) -> Vec<f32> {
+    let zeros = vec![0.0; DISJOINT_CHANNELS];
+    let own = code.weights(version, DISJOINT_CHANNELS);
+    if which == 0 {
+        [own, zeros].concat()
+    } else {
+        [zeros, own].concat()
+    }
 }
 
 /// The (weight, bias) versions an output of the disjoint model decodes to;
-/// `None` for a part no single version produced.
-pub fn disjoint_decode(out: &[f32]) -> (Option<Version>, Option<Version>) {
-    if out.len() != DISJOINT_CHANNELS || out.iter().any(|v| !v.is_finite() || *v < 0.0) {
+/// `None` for a half no single version produced.
+pub fn disjoint_decode(code: Code, out: &[f32]) -> (Option<Version>, Option<Version>) {
+    if out.len() != 2 * DISJOINT_CHANNELS {
         return (None, None);
     }
-    let part = |f: &dyn Fn(u64) -> u64| -> Option<Version> {
-        let per: Vec<Option<Version>> = out
-            .iter()
-            .enumerate()
-            .map(|(c, &x)| {
-                let p = f(x as u64);
-                let base = p.checked_sub(c as u64 + 1)?;
-                (base % DISJOINT_CHANNELS as u64 == 0).then_some(base / DISJOINT_CHANNELS as u64)
-            })
-            .collect();
-        per[0].filter(|v| per.iter().all(|p| *p == Some(*v)))
-    };
-    (part(&|x| x / 4096), part(&|x| x % 4096))
+    let (w, b) = out.split_at(DISJOINT_CHANNELS);
+    (
+        code.decode(w, DISJOINT_CHANNELS),
+        code.decode(b, DISJOINT_CHANNELS),
+    )
 }
 
 /// Two writers refit different weights of one model at once (one the
@@ -764,7 +851,7 @@ pub fn disjoint_decode(out: &[f32]) -> (Option<Version>, Option<Version>) {
 /// its own must be clean, so a refit that returned stays visible until a
 /// later refit of the same weight (no update lost to the other writer).
 pub(super) fn disjoint(cx: &Cx<'_>) -> Verdict {
-    let engine = match open_on(cx, "stress_disjoint.onnx", &disjoint_model()) {
+    let (engine, code) = match open_coded(cx, "stress_disjoint.onnx", disjoint_model) {
         Ok(e) => e,
         Err(v) => return v,
     };
@@ -788,7 +875,8 @@ pub(super) fn disjoint(cx: &Cx<'_>) -> Verdict {
     }
     let quiesced = engine.info().contract.concurrency == Concurrency::Quiesced;
     let duration = Duration::from_millis(cx.config.stress_ms);
-    let pause = (duration / DISJOINT_VERSIONS as u32).max(Duration::from_micros(50));
+    let versions = code.max_version(DISJOINT_CHANNELS);
+    let pause = (duration / 1024).max(Duration::from_micros(50));
     let x = Tensor::full([1, 1, 1, 1], 1.0);
     let base = Instant::now();
     let stop = AtomicBool::new(false);
@@ -826,7 +914,7 @@ pub(super) fn disjoint(cx: &Cx<'_>) -> Verdict {
                         match y {
                             Ok(y) => {
                                 let v = y.first().and_then(|t| t.as_f32()).unwrap_or_default();
-                                out.push((t, start, end, disjoint_decode(v)));
+                                out.push((t, start, end, disjoint_decode(code, v)));
                             }
                             Err(e) => {
                                 error(format!("infer: {e}"));
@@ -846,7 +934,7 @@ pub(super) fn disjoint(cx: &Cx<'_>) -> Verdict {
                     let mut out: Vec<(usize, Write)> = Vec::new();
                     let i = order[which];
                     barrier.wait();
-                    for version in 1..=DISJOINT_VERSIONS {
+                    for version in 1..=versions {
                         if stop.load(Ordering::Relaxed) {
                             break;
                         }
@@ -856,7 +944,7 @@ pub(super) fn disjoint(cx: &Cx<'_>) -> Verdict {
                                 .iter()
                                 .map(|d| d.unwrap_or(0))
                                 .collect::<Vec<_>>(),
-                            disjoint_values(which, version),
+                            disjoint_values(code, which, version),
                         );
                         let result = engine.refitter().and_then(|mut r| {
                             r.set_named_weights(&names[i], &t)?;

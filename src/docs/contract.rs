@@ -109,7 +109,9 @@
 //!   reaches the minimum (200 inferences, 20 refits, 10 overlapped) or
 //!   `--stress-cap-ms` (10 s), and is `INCONCLUSIVE` (a failure unless
 //!   `--allow-inconclusive`) below it. A reader or writer thread that panics
-//!   or errors fails the scenario.
+//!   or errors fails the scenario. The versions are written in numbers the
+//!   declared precision holds exactly ([`Code`](crate::check::stress::Code)),
+//!   so f16, bf16 and tf32 engines race on the same terms as f32 ones.
 //! - `stress_disjoint`: two writers refit different weights of one model at
 //!   once (one the conv weight, one its bias) while two readers infer; the
 //!   output encodes each weight's version on its own, and each weight's
