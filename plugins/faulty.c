@@ -9,13 +9,23 @@
  *   -DFAULT_NULL_SLOT             leaves the infer slot NULL
  *   -DFAULT_NO_MESSAGE            fails without setting last_error
  *   -DFAULT_GARBAGE_AFTER_REFIT   serves garbage once refitted
+ *   -DFAULT_SEGV_IN_INFER         writes through a NULL pointer in the 6th infer
+ *   -DFAULT_ABORT_IN_REFIT        calls abort() in refit
+ *   -DFAULT_HANG_IN_REFIT         never returns from refit
+ *   -DFAULT_HANG_INFER_WHILE_REFIT
+ *                                 declares atomic; a refit waits for running
+ *                                 inferences to drain, and an inference that
+ *                                 sees a refit waiting waits for it to end,
+ *                                 still counted as running: a deadlock
  *
  * Build: cc -shared -fPIC -I include -DFAULT_NONE plugins/faulty.c -o libseed.so
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "refit_plugin.h"
 
@@ -48,6 +58,17 @@ struct refit_refitter {
     const char *missing[1];
 };
 
+#ifdef FAULT_SEGV_IN_INFER
+/* Not const: the compiler cannot see the write is through NULL. */
+static int *volatile nowhere = NULL;
+static int infer_calls;
+#endif
+#ifdef FAULT_HANG_INFER_WHILE_REFIT
+static pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t changed = PTHREAD_COND_INITIALIZER;
+static int running, refit_waiting;
+#endif
+
 static const int64_t dims_x[4] = {1, 1, 3, 3};
 static const int64_t dims_y[4] = {1, 1, 1, 1};
 
@@ -66,7 +87,11 @@ static void engine_destroy(refit_engine *e) { free(e); }
 static refit_status engine_describe(const refit_engine *e, refit_engine_info *out) {
     out->name = "c-seed";
     out->version = "1";
+#ifdef FAULT_HANG_INFER_WHILE_REFIT
+    out->concurrency = REFIT_ATOMIC;
+#else
     out->concurrency = REFIT_QUIESCED;
+#endif
     out->failed_refit = REFIT_ROLLS_BACK;
     out->subset = REFIT_SUBSET_ACCEPTED;
     out->non_finite = REFIT_NON_FINITE_REJECTED;
@@ -118,11 +143,27 @@ __attribute__((unused)) static refit_status infer(refit_context *c, const refit_
     if (in[0].dtype != REFIT_F32) return fail(REFIT_DTYPE_MISMATCH, "input 'x': expected f32");
     if (!is_seed_shape(&in[0]) || in[0].byte_len != 36)
         return fail(REFIT_SHAPE_MISMATCH, "input 'x': expected shape [1, 1, 3, 3] and 36 bytes");
+#ifdef FAULT_SEGV_IN_INFER
+    if (++infer_calls > 5) *nowhere = 1;
+#endif
+#ifdef FAULT_HANG_INFER_WHILE_REFIT
+    pthread_mutex_lock(&gate);
+    running++;
+    while (refit_waiting) pthread_cond_wait(&changed, &gate);
+    pthread_mutex_unlock(&gate);
+    usleep(200); /* the device's time */
+#endif
     const float *x = in[0].data;
     float sum = 0.0f;
     for (int i = 0; i < 9; i++) sum += x[i] * c->engine->weight[i];
 #ifdef FAULT_GARBAGE_AFTER_REFIT
     if (c->engine->refitted) sum = 12345.0f;
+#endif
+#ifdef FAULT_HANG_INFER_WHILE_REFIT
+    pthread_mutex_lock(&gate);
+    running--;
+    pthread_cond_broadcast(&changed);
+    pthread_mutex_unlock(&gate);
 #endif
     c->out = sum;
     c->view = (refit_tensor){REFIT_F32, 4, dims_y, &c->out, 4};
@@ -159,6 +200,20 @@ static refit_status missing(refit_refitter *r, const char *const **names, uint32
     return REFIT_OK;
 }
 static refit_status refit(refit_refitter *r) {
+#ifdef FAULT_ABORT_IN_REFIT
+    abort();
+#endif
+#ifdef FAULT_HANG_IN_REFIT
+    for (;;) pause();
+#endif
+#ifdef FAULT_HANG_INFER_WHILE_REFIT
+    pthread_mutex_lock(&gate);
+    refit_waiting = 1;
+    while (running > 0) pthread_cond_wait(&changed, &gate);
+    refit_waiting = 0;
+    pthread_cond_broadcast(&changed);
+    pthread_mutex_unlock(&gate);
+#endif
     if (r->has_staged) {
         memcpy(r->engine->weight, r->staged, sizeof r->staged);
         r->engine->refitted = 1;

@@ -118,6 +118,8 @@ pub struct BenchConfig {
     pub sizes: Vec<usize>,
     /// Where generated models go.
     pub scratch: PathBuf,
+    /// How engines are built (the engine's own options among them).
+    pub options: BuildOptions,
 }
 
 impl BenchConfig {
@@ -133,6 +135,7 @@ impl BenchConfig {
                 vec![36, 4 << 10, 256 << 10, 16 << 20, 256 << 20]
             },
             scratch: scratch.to_path_buf(),
+            options: BuildOptions::default(),
         }
     }
 }
@@ -189,7 +192,7 @@ fn open(
         path: path.clone(),
         error,
     })?;
-    let engine = spec.open(&path, &BuildOptions::default())?;
+    let engine = spec.open(&path, &cfg.options)?;
     Ok((path, engine))
 }
 
@@ -486,7 +489,7 @@ pub fn run(
                 error,
             })
             .and_then(|()| {
-                spec.open(&reload_path, &BuildOptions::default())
+                spec.open(&reload_path, &cfg.options)
                     .map(|e| drop(black_box(e)))
             });
         fallible(r);

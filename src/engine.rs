@@ -186,6 +186,50 @@ impl fmt::Display for Contract {
     }
 }
 
+impl FromStr for Contract {
+    type Err = String;
+
+    /// Parses what [`Contract`]'s `Display` writes.
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let bad = || format!("not a contract: '{s}'");
+        let (main, factor) = match s.split_once(" (error factor ") {
+            Some((m, f)) => (
+                m,
+                f.trim_end_matches(')').parse::<f64>().map_err(|_| bad())?,
+            ),
+            None => (s, 1.0),
+        };
+        let parts: Vec<&str> = main.split(", ").collect();
+        let [c, r, sub, n, p] = parts[..] else {
+            return Err(bad());
+        };
+        Ok(Contract {
+            concurrency: match c {
+                "atomic" => Concurrency::Atomic,
+                "quiesced" => Concurrency::Quiesced,
+                _ => return Err(bad()),
+            },
+            failed_refit: match r {
+                "rolls-back" => FailedRefit::RollsBack,
+                "may-be-partial" => FailedRefit::MayBePartial,
+                _ => return Err(bad()),
+            },
+            subset: match sub {
+                "subset-accepted" => Subset::Accepted,
+                "requires-all" => Subset::RequiresAll,
+                _ => return Err(bad()),
+            },
+            non_finite: match n {
+                "non-finite-rejected" => NonFinite::Rejected,
+                "non-finite-served" => NonFinite::Served,
+                _ => return Err(bad()),
+            },
+            precision: p.parse().map_err(|_| bad())?,
+            error_factor: factor,
+        })
+    }
+}
+
 /// What an engine says about itself.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EngineInfo {
@@ -205,11 +249,68 @@ pub struct BuildOptions {
     /// Build with refit support (the runtimes' `enable_refit`). Without it,
     /// [`Engine::refitter`] fails.
     pub enable_refit: bool,
+    /// The engine's own build options, a JSON object (`--engine-options`):
+    /// a plugin receives its members in `options_json` beside
+    /// `enable_refit`, unchanged; the built-in engines ignore them.
+    pub engine_options: Option<String>,
 }
 
 impl Default for BuildOptions {
     fn default() -> Self {
-        BuildOptions { enable_refit: true }
+        BuildOptions {
+            enable_refit: true,
+            engine_options: None,
+        }
+    }
+}
+
+impl BuildOptions {
+    /// With refit support on or off, and no engine options.
+    pub fn refit(enable_refit: bool) -> Self {
+        BuildOptions {
+            enable_refit,
+            ..BuildOptions::default()
+        }
+    }
+
+    /// The `options_json` a plugin receives: the engine options with
+    /// `enable_refit` set.
+    ///
+    /// # Errors
+    /// [`Error::BadEngineOptions`] when the engine options are not a JSON
+    /// object.
+    pub fn options_json(&self) -> Result<String> {
+        let mut map = match &self.engine_options {
+            None => serde_json::Map::new(),
+            Some(text) => parse_engine_options(text)?,
+        };
+        map.insert("enable_refit".into(), self.enable_refit.into());
+        Ok(serde_json::Value::Object(map).to_string())
+    }
+}
+
+/// Parses `--engine-options`: a JSON object.
+///
+/// # Errors
+/// [`Error::BadEngineOptions`] naming what is wrong.
+pub fn parse_engine_options(text: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(m)) => Ok(m),
+        Ok(other) => Err(Error::BadEngineOptions(format!(
+            "expected a JSON object, found {}",
+            match other {
+                serde_json::Value::Array(_) => "an array",
+                serde_json::Value::String(_) => "a string",
+                serde_json::Value::Number(_) => "a number",
+                serde_json::Value::Bool(_) => "a boolean",
+                _ => "null",
+            }
+        ))),
+        Err(e) => Err(Error::BadEngineOptions(format!(
+            "not JSON at line {} column {}: {e}",
+            e.line(),
+            e.column()
+        ))),
     }
 }
 

@@ -164,6 +164,10 @@ pub enum Error {
     #[error("unknown engine '{0}': expected 'reference', 'reference-strict', 'reference-quiesced', 'defect:NAME' or 'plugin:PATH'")]
     UnknownEngine(String),
 
+    /// `--engine-options` (or `REFIT_ENGINE_OPTIONS`) is not a JSON object.
+    #[error("engine options: {0}")]
+    BadEngineOptions(String),
+
     /// A precision name that is not one of `f32`, `tf32`, `f16`, `bf16`.
     #[error("unknown precision '{0}': expected 'f32', 'tf32', 'f16' or 'bf16'")]
     UnknownPrecision(String),

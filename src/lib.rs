@@ -48,6 +48,8 @@ pub mod faulty_plugins;
 #[allow(unsafe_code)]
 pub mod ffi;
 pub mod fixtures;
+#[allow(unsafe_code)]
+pub mod flight;
 pub mod io;
 pub mod model;
 pub mod report;

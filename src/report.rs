@@ -174,6 +174,11 @@ pub fn junit(report: &CheckReport) -> std::result::Result<String, quick_junit::S
                 s.set_message(o.verdict.detail());
                 s
             }
+            Verdict::Crashed(_) | Verdict::Hung(_) => {
+                let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
+                s.set_message(o.verdict.detail());
+                s
+            }
             Verdict::Skip(reason) => {
                 let mut s = TestCaseStatus::skipped();
                 s.set_message(reason.clone());

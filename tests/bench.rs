@@ -13,6 +13,7 @@ fn tiny(dir: &std::path::Path) -> BenchConfig {
         sample_time: Duration::from_millis(3),
         sizes: vec![36, 4096],
         scratch: dir.to_path_buf(),
+        options: Default::default(),
     }
 }
 

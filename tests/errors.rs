@@ -117,12 +117,7 @@ fn a_bad_tensor_after_a_good_one_applies_neither() {
 
 #[test]
 fn refit_on_an_engine_built_without_refit() {
-    let engine = engine_of(
-        &seed_model(),
-        &BuildOptions {
-            enable_refit: false,
-        },
-    );
+    let engine = engine_of(&seed_model(), &BuildOptions::refit(false));
     assert!(!engine.info().refit_enabled);
     let err = engine.refitter().err().expect("refitter must be refused");
     assert!(matches!(err, Error::RefitDisabled));

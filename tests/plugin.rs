@@ -117,12 +117,7 @@ fn the_reference_plugin_serves_what_the_reference_engine_serves() {
         "{err}"
     );
     let plain = plugin
-        .open(
-            &fixture("seed_conv.onnx"),
-            &BuildOptions {
-                enable_refit: false,
-            },
-        )
+        .open(&fixture("seed_conv.onnx"), &BuildOptions::refit(false))
         .unwrap();
     assert!(plain
         .refitter()

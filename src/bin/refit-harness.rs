@@ -27,9 +27,13 @@ enum Command {
         /// The ONNX model.
         #[arg(long)]
         model: PathBuf,
-        /// The engine: `reference`.
+        /// The engine: `reference`, `reference-strict`, `reference-quiesced`,
+        /// `defect:NAME` or `plugin:PATH` (a library implementing
+        /// include/refit_plugin.h).
         #[arg(long, default_value = "reference")]
         engine: String,
+        #[command(flatten)]
+        options: EngineOptions,
     },
     /// Load a model, apply each weight file as one refit in order, infer.
     Infer {
@@ -46,9 +50,13 @@ enum Command {
         /// Where to write the output, `.npy`.
         #[arg(long)]
         output: PathBuf,
-        /// The engine: `reference`.
+        /// The engine: `reference`, `reference-strict`, `reference-quiesced`,
+        /// `defect:NAME` or `plugin:PATH` (a library implementing
+        /// include/refit_plugin.h).
         #[arg(long, default_value = "reference")]
         engine: String,
+        #[command(flatten)]
+        options: EngineOptions,
     },
     /// Write the seed model, the conv fixtures and the seed's tensor files.
     GenModel {
@@ -59,8 +67,9 @@ enum Command {
     /// Run every conformance scenario against an engine; exits 1 if any
     /// fails, 2 on bad input (before anything runs).
     Check {
-        /// The engine: `reference`, `reference-strict`, `defect:NAME`,
-        /// `plugin:PATH`.
+        /// The engine: `reference`, `reference-strict`, `reference-quiesced`,
+        /// `defect:NAME` or `plugin:PATH` (a library implementing
+        /// include/refit_plugin.h).
         #[arg(long, default_value = "reference")]
         engine: String,
         /// Models for the per-model scenarios (default: the seed model and
@@ -88,16 +97,24 @@ enum Command {
         /// Report folder (default: reports/<timestamp>-selftest).
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Seconds a scenario may run before it is killed and reported hung.
+        #[arg(long)]
+        timeout: Option<f64>,
     },
     /// Measure refit and inference as a sweep, each beside a same-run
     /// baseline; write bench.csv, SVG plots and summary.md.
     Bench {
-        /// The engine: `reference`, `plugin:PATH`, ...
+        /// The engine: `reference`, `reference-strict`, `reference-quiesced`,
+        /// `defect:NAME` or `plugin:PATH` (a library implementing
+        /// include/refit_plugin.h).
         #[arg(long, default_value = "reference")]
         engine: String,
-        /// About a minute: fewer samples, weights up to 16 MiB.
+        /// Fewer samples and weights up to 16 MiB: about 15 seconds on the
+        /// reference engine.
         #[arg(long)]
         quick: bool,
+        #[command(flatten)]
+        options: EngineOptions,
         /// Report folder (default: reports/<timestamp>-bench).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -132,6 +149,23 @@ enum Command {
         /// Copy the bytes instead of refitting them (the baseline).
         #[arg(long)]
         memcpy: bool,
+    },
+    /// One scenario of a check, in a child process of `check` (prints
+    /// its outcome on stdout).
+    #[command(hide = true)]
+    RunItem {
+        /// The engine spec.
+        #[arg(long)]
+        engine: String,
+        /// The run's configuration, as `check` wrote it.
+        #[arg(long)]
+        config: PathBuf,
+        /// The plan item to run.
+        #[arg(long)]
+        item: usize,
+        /// Also report the contract declared on the first model.
+        #[arg(long)]
+        contract: bool,
     },
     /// The vendor's refit demos on the reference engine.
     Demo {
@@ -169,6 +203,43 @@ struct RunArgs {
     /// (default: proptest-regressions/model_based.txt in the report folder).
     #[arg(long)]
     regressions: Option<PathBuf>,
+    /// Seconds a scenario may run before it is killed and reported hung.
+    #[arg(long, default_value_t = 120.0)]
+    timeout: f64,
+    /// Run the scenarios in this process instead of one child process
+    /// each (for a debugger; a crash then ends the run).
+    #[arg(long)]
+    in_process: bool,
+    #[command(flatten)]
+    options: EngineOptions,
+}
+
+/// The engine's own build options.
+#[derive(clap::Args, Clone, Debug, Default)]
+struct EngineOptions {
+    /// A JSON object passed to the engine's build unchanged (a plugin gets
+    /// its members in `options_json` beside `enable_refit`), e.g.
+    /// '{"device": 1, "precision": "f16"}'.
+    #[arg(long = "engine-options", value_name = "JSON")]
+    json: Option<String>,
+}
+
+impl EngineOptions {
+    /// Checked: a JSON object, or nothing.
+    fn get(&self) -> anyhow::Result<Option<String>> {
+        if let Some(j) = &self.json {
+            refit_harness::engine::parse_engine_options(j)
+                .with_context(|| "--engine-options".to_string())?;
+        }
+        Ok(self.json.clone())
+    }
+
+    fn build(&self) -> anyhow::Result<BuildOptions> {
+        Ok(BuildOptions {
+            engine_options: self.get()?,
+            ..BuildOptions::default()
+        })
+    }
 }
 
 impl RunArgs {
@@ -184,6 +255,12 @@ impl RunArgs {
             self.stress_ms > 0,
             "--stress-ms: expected a duration above 0 ms, found 0"
         );
+        anyhow::ensure!(
+            self.timeout.is_finite() && self.timeout > 0.0,
+            "--timeout: expected seconds above 0, found {}",
+            self.timeout
+        );
+        self.options.get()?;
         for (flag, v) in [
             ("--abs-tolerance", self.abs_tolerance),
             ("--rel-tolerance", self.rel_tolerance),
@@ -222,9 +299,13 @@ enum DemoCommand {
     },
 }
 
-fn open(engine: &str, model: &std::path::Path) -> anyhow::Result<Box<dyn Engine>> {
+fn open(
+    engine: &str,
+    model: &std::path::Path,
+    options: &EngineOptions,
+) -> anyhow::Result<Box<dyn Engine>> {
     let spec: EngineSpec = engine.parse()?;
-    Ok(spec.open(model, &BuildOptions::default())?)
+    Ok(spec.open(model, &options.build()?)?)
 }
 
 fn seed_engine() -> anyhow::Result<ReferenceEngine> {
@@ -236,19 +317,27 @@ fn seed_engine() -> anyhow::Result<ReferenceEngine> {
     )?)
 }
 
-fn progress(p: check::Progress<'_>) {
+/// Progress on stderr. Live updates from a stress run overwrite the line
+/// with `\r`, so the verdict line repeats the scenario's prefix.
+fn progress(p: check::Progress<'_>, prefix: &mut String) {
     match p {
         check::Progress::Start {
             index,
             total,
             scenario,
             model,
-        } => eprint!("[{index:>3}/{total}] {scenario} {model} ... "),
-        check::Progress::Done(o) => eprintln!(
-            "{} ({:.0} ms)",
-            o.verdict.label(),
-            o.elapsed.as_secs_f64() * 1000.0
-        ),
+        } => {
+            *prefix = format!("[{index:>3}/{total}] {scenario} {model} ... ");
+            eprint!("{prefix}");
+        }
+        check::Progress::Done(o) => {
+            let line = format!(
+                "{prefix}{} ({:.0} ms)",
+                o.verdict.label(),
+                o.elapsed.as_secs_f64() * 1000.0
+            );
+            eprintln!("\r{line:<80}");
+        }
     }
 }
 
@@ -318,14 +407,31 @@ fn run_check(
             .clone()
             .unwrap_or_else(|| report.join("proptest-regressions").join("model_based.txt")),
     );
-    Ok(check::run(spec, &config, &mut progress))
+    config.engine_options = args.options.get()?;
+    if !args.in_process {
+        let mut iso = check::Isolation::current_exe(spec.to_string())?;
+        iso.timeout = Duration::from_secs_f64(args.timeout);
+        config.isolation = Some(iso);
+    }
+    let factory = check::SpecFactory {
+        spec: spec.clone(),
+        options: config.engine_options.clone(),
+    };
+    let mut prefix = String::new();
+    Ok(check::run(&factory, &config, &mut |p| {
+        progress(p, &mut prefix)
+    }))
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let stdout = &mut std::io::stdout();
     match cli.command {
-        Command::Weights { model, engine } => {
-            let engine = open(&engine, &model)?;
+        Command::Weights {
+            model,
+            engine,
+            options,
+        } => {
+            let engine = open(&engine, &model, &options)?;
             for w in engine.weights() {
                 println!("{}\t{}\t{}", w.name, w.dtype, w.shape_text());
             }
@@ -336,8 +442,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             input,
             output,
             engine,
+            options,
         } => {
-            let engine = open(&engine, &model)?;
+            let engine = open(&engine, &model, &options)?;
             let x = io::read_npy(&input)?;
             for path in &weights {
                 let set = io::read_weights(path)?;
@@ -356,6 +463,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             io::write_npy(&output, &y)?;
             println!("wrote {} ({} {:?})", output.display(), y.dtype(), y.shape);
         }
+        Command::RunItem {
+            engine,
+            config,
+            item,
+            contract,
+        } => return Ok(check::isolate::child_main(&engine, &config, item, contract)),
         Command::GenModel { out } => {
             for path in fixtures::write_all(&out)? {
                 println!("wrote {}", path.display());
@@ -384,6 +497,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             seconds,
             stress_ms,
             report,
+            timeout,
         } => {
             let scratch = tempfile::tempdir()?;
             let dir = report.unwrap_or_else(|| {
@@ -417,6 +531,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     allow_inconclusive: false,
                     fail_on_skip: false,
                     regressions: None,
+                    timeout: timeout.unwrap_or(120.0),
+                    in_process: false,
+                    options: EngineOptions::default(),
                 };
                 let r = run_check(spec, models, Vec::new(), &args, scratch.path(), &engine_dir)?;
                 report::write(&r, &engine_dir)?;
@@ -448,10 +565,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
         }
-        Command::Bench { engine, quick, out } => {
+        Command::Bench {
+            engine,
+            quick,
+            out,
+            options,
+        } => {
             let spec: EngineSpec = engine.parse()?;
             let scratch = tempfile::tempdir()?;
-            let cfg = bench::BenchConfig::new(quick, scratch.path());
+            let mut cfg = bench::BenchConfig::new(quick, scratch.path());
+            cfg.options = options.build()?;
             let rows = bench::run(&spec, &cfg, &mut |m| eprintln!("  measuring {m}"))?;
             let dir = out.unwrap_or_else(|| {
                 let mut d = report::run_dir("reports".as_ref()).into_os_string();

@@ -9,6 +9,7 @@
 //! what each one proves.
 
 pub mod history;
+pub mod isolate;
 pub mod model_based;
 pub mod oracle;
 mod resources;
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use crate::engine::{BuildOptions, Contract, Engine, EngineSpec};
 use crate::Result;
+pub use isolate::Isolation;
 pub use oracle::{Judge, Tolerance};
 pub use subject::ints;
 
@@ -43,6 +45,30 @@ impl EngineFactory for EngineSpec {
 
     fn open(&self, model: &Path, options: &BuildOptions) -> Result<Box<dyn Engine>> {
         EngineSpec::open(self, model, options)
+    }
+}
+
+/// An engine spec with the engine's own build options
+/// (`--engine-options`), added to every build a scenario asks for.
+#[derive(Clone, Debug)]
+pub struct SpecFactory {
+    /// The engine.
+    pub spec: EngineSpec,
+    /// A JSON object passed through to the engine, if any.
+    pub options: Option<String>,
+}
+
+impl EngineFactory for SpecFactory {
+    fn name(&self) -> String {
+        self.spec.to_string()
+    }
+
+    fn open(&self, model: &Path, options: &BuildOptions) -> Result<Box<dyn Engine>> {
+        let options = BuildOptions {
+            engine_options: options.engine_options.clone().or(self.options.clone()),
+            ..options.clone()
+        };
+        self.spec.open(model, &options)
     }
 }
 
@@ -70,6 +96,13 @@ pub enum Verdict {
     /// below its minimum power); what it achieved. Counts as a failure
     /// unless [`CheckConfig::allow_inconclusive`] is set.
     Inconclusive(String),
+    /// The engine's process died during the scenario (a signal, or an exit
+    /// without an outcome): the step, the engine calls in flight and the
+    /// tail of its stderr. A failure.
+    Crashed(Evidence),
+    /// The scenario ran past its timeout and was killed: the step, the
+    /// engine calls in flight and for how long. A failure.
+    Hung(Evidence),
 }
 
 impl Verdict {
@@ -80,6 +113,8 @@ impl Verdict {
             Verdict::Fail(_) => "FAIL",
             Verdict::Skip(_) => "skip",
             Verdict::Inconclusive(_) => "INCONCLUSIVE",
+            Verdict::Crashed(_) => "CRASHED",
+            Verdict::Hung(_) => "HUNG",
         }
     }
 
@@ -87,7 +122,7 @@ impl Verdict {
     pub fn detail(&self) -> String {
         match self {
             Verdict::Pass(d) | Verdict::Skip(d) | Verdict::Inconclusive(d) => d.clone(),
-            Verdict::Fail(e) => format!(
+            Verdict::Fail(e) | Verdict::Crashed(e) | Verdict::Hung(e) => format!(
                 "{}: expected {}, observed {}",
                 e.step, e.expected, e.observed
             ),
@@ -96,7 +131,7 @@ impl Verdict {
 
     /// Whether this is a failure (an inconclusive run counts as one).
     pub fn is_fail(&self) -> bool {
-        matches!(self, Verdict::Fail(_) | Verdict::Inconclusive(_))
+        !matches!(self, Verdict::Pass(_) | Verdict::Skip(_))
     }
 }
 
@@ -145,6 +180,14 @@ pub struct CheckConfig {
     /// The file failing property-test seeds are saved to and replayed from
     /// (`None`: not saved). `check` puts it under its report folder.
     pub regressions: Option<PathBuf>,
+    /// The engine's own build options, a JSON object passed through to
+    /// every build (`--engine-options`); used by the child processes of
+    /// [`CheckConfig::isolation`] (an in-process factory applies its own).
+    pub engine_options: Option<String>,
+    /// Run each scenario in a child process, so that a crash or a hang is a
+    /// verdict ([`Verdict::Crashed`], [`Verdict::Hung`]); `None`: in this
+    /// process, with the factory given to [`run`].
+    pub isolation: Option<Isolation>,
 }
 
 impl CheckConfig {
@@ -175,6 +218,8 @@ impl CheckConfig {
             allow_inconclusive: false,
             fail_on_skip: false,
             live: false,
+            engine_options: None,
+            isolation: None,
         })
     }
 }
@@ -273,7 +318,10 @@ impl CheckReport {
         for o in &self.outcomes {
             match o.verdict {
                 Verdict::Pass(_) => c.0 += 1,
-                Verdict::Fail(_) | Verdict::Inconclusive(_) => c.1 += 1,
+                Verdict::Fail(_)
+                | Verdict::Inconclusive(_)
+                | Verdict::Crashed(_)
+                | Verdict::Hung(_) => c.1 += 1,
                 Verdict::Skip(_) => c.2 += 1,
             }
         }
@@ -341,33 +389,53 @@ fn run_one(s: &Scenario, cx: &Cx<'_>, model: &Path) -> Verdict {
     }
 }
 
-/// Runs every selected scenario against the engine.
-pub fn run(
-    factory: &dyn EngineFactory,
-    config: &CheckConfig,
-    progress: &mut dyn FnMut(Progress<'_>),
-) -> CheckReport {
-    let cx = Cx { factory, config };
-    let mut plan: Vec<(&'static Scenario, Option<&Path>)> = Vec::new();
+/// The run's items in order: each selected scenario, once or per model.
+pub fn plan(config: &CheckConfig) -> Vec<(&'static Scenario, Option<PathBuf>)> {
+    let mut plan = Vec::new();
     for s in scenarios() {
         if !config.only.is_empty() && !config.only.iter().any(|o| o == s.name) {
             continue;
         }
         match s.scope {
             Scope::Once => plan.push((s, None)),
-            Scope::PerModel => plan.extend(config.models.iter().map(|m| (s, Some(m.as_path())))),
+            Scope::PerModel => plan.extend(config.models.iter().map(|m| (s, Some(m.clone())))),
         }
     }
-    let contract = config
-        .models
-        .first()
-        .and_then(|m| factory.open(m, &BuildOptions::default()).ok())
-        .map(|e| e.info().contract);
+    plan
+}
+
+/// Runs every selected scenario against the engine: in this process with
+/// `factory`, or, with [`CheckConfig::isolation`], each in a child process
+/// that opens the isolation's engine spec.
+pub fn run(
+    factory: &dyn EngineFactory,
+    config: &CheckConfig,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> CheckReport {
+    let cx = Cx { factory, config };
+    let plan = plan(config);
+    let mut contract = None;
+    let mut engine = factory.name();
+    let config_file = config.isolation.as_ref().and_then(|iso| {
+        engine = iso.engine.clone();
+        let path = config.scratch.join("check-config.json");
+        std::fs::create_dir_all(&config.scratch).ok()?;
+        std::fs::write(&path, isolate::config_json(config).to_string()).ok()?;
+        Some(path)
+    });
+    if config.isolation.is_none() {
+        contract = config
+            .models
+            .first()
+            .and_then(|m| factory.open(m, &BuildOptions::default()).ok())
+            .map(|e| e.info().contract);
+    }
     let total = plan.len();
     let mut outcomes = Vec::with_capacity(total);
     for (i, (s, model)) in plan.into_iter().enumerate() {
         let label = model
-            .and_then(|m| m.file_name())
+            .as_deref()
+            .and_then(Path::file_name)
             .map_or_else(|| "-".to_string(), |n| n.to_string_lossy().into_owned());
         progress(Progress::Start {
             index: i + 1,
@@ -376,20 +444,38 @@ pub fn run(
             model: &label,
         });
         let start = Instant::now();
-        let _ = oracle::take_worst_ratio();
-        let verdict = run_one(s, &cx, model.unwrap_or(Path::new("")));
+        let (verdict, error_ratio) = match (&config.isolation, &config_file) {
+            (Some(iso), Some(file)) => {
+                let r = isolate::run_child(iso, file, i, contract.is_none(), config.live, s.name);
+                contract = contract.or(r.contract);
+                (r.verdict, r.error_ratio)
+            }
+            (Some(_), None) => (
+                fail(
+                    format!("write the configuration for {}'s child process", s.name),
+                    format!("a writable scratch folder {}", config.scratch.display()),
+                    "it could not be written",
+                ),
+                None,
+            ),
+            (None, _) => {
+                let _ = oracle::take_worst_ratio();
+                let v = run_one(s, &cx, model.as_deref().unwrap_or(Path::new("")));
+                (v, oracle::take_worst_ratio())
+            }
+        };
         let outcome = Outcome {
             scenario: s.name,
             model: label,
             verdict,
             elapsed: start.elapsed(),
-            error_ratio: oracle::take_worst_ratio(),
+            error_ratio,
         };
         progress(Progress::Done(&outcome));
         outcomes.push(outcome);
     }
     CheckReport {
-        engine: factory.name(),
+        engine,
         contract,
         outcomes,
     }

@@ -263,6 +263,12 @@ pub fn run_case(cx: &Cx<'_>, case: &Case, path: &Path) -> Result<CaseEnd, String
     };
     for (step, op) in case.ops.iter().enumerate() {
         let at = |what: String| format!("step {step} ({op:?}): {what}");
+        if crate::flight::enabled() {
+            crate::flight::step(&format!(
+                "model_based case on {}, step {step} ({op:?})",
+                path.display()
+            ));
+        }
         match *op {
             Op::Infer => {}
             Op::Stage { index, salt } => {

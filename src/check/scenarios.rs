@@ -144,12 +144,7 @@ fn seed(cx: &Cx<'_>) -> Step<Verdict> {
 fn parity(cx: &Cx<'_>, model: &Path) -> Step<Verdict> {
     let mut with = Subject::open(cx, model, &BuildOptions::default())?;
     let out = with.expect_oracle("infer on the engine built with refit, before any refit")?;
-    let without = cx.factory.open(
-        model,
-        &BuildOptions {
-            enable_refit: false,
-        },
-    );
+    let without = cx.factory.open(model, &BuildOptions::refit(false));
     let Ok(without) = without else {
         return Ok(Verdict::Skip(format!(
             "the engine cannot be built without refit: {}",
@@ -556,12 +551,7 @@ fn bad_input(cx: &Cx<'_>, model: &Path) -> Step<Verdict> {
         checked += 1;
     }
     // A model built without refit refuses a refitter and keeps serving.
-    let plain = cx.factory.open(
-        model,
-        &BuildOptions {
-            enable_refit: false,
-        },
-    );
+    let plain = cx.factory.open(model, &BuildOptions::refit(false));
     match plain {
         Err(e) => {
             return Ok(Verdict::Pass(format!(
@@ -576,13 +566,7 @@ fn bad_input(cx: &Cx<'_>, model: &Path) -> Step<Verdict> {
                     "a refitter",
                 ));
             }
-            let mut fresh = Subject::open(
-                cx,
-                model,
-                &BuildOptions {
-                    enable_refit: false,
-                },
-            )?;
+            let mut fresh = Subject::open(cx, model, &BuildOptions::refit(false))?;
             fresh.expect_oracle(
                 "infer on the engine built without refit after its refitter was refused",
             )?;

@@ -205,7 +205,7 @@ unsafe extern "C" fn engine_create(
             .and_then(serde_json::Value::as_bool)
             .unwrap_or(true);
         let engine = EngineSpec::Reference
-            .open(Path::new(&path), &BuildOptions { enable_refit })
+            .open(Path::new(&path), &BuildOptions::refit(enable_refit))
             .map_err(err)?;
         let info = engine.info();
         let boxed = Box::new(ExportEngine {
