@@ -209,6 +209,18 @@ static refit_status parse_value_info(buf b, value_info *vi) {
 
 static void engine_destroy(refit_engine *e);
 
+/* Whether options_json (a JSON object, or NULL) sets "enable_refit" to
+ * false; absent means true. Tolerates any whitespace around the colon. */
+static int refit_disabled(const char *options) {
+    const char *p = options ? strstr(options, "\"enable_refit\"") : NULL;
+    if (!p) return 0;
+    p += strlen("\"enable_refit\"");
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
+    if (*p++ != ':') return 0;
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
+    return strncmp(p, "false", 5) == 0;
+}
+
 static refit_status engine_create(const char *path, const char *options, refit_engine **out) {
     if (!path || !out) return fail(REFIT_INVALID_ARGUMENT, "model_path or out is NULL%s", NULL);
     FILE *f = fopen(path, "rb");
@@ -222,7 +234,7 @@ static refit_status engine_create(const char *path, const char *options, refit_e
     refit_engine *e = calloc(1, sizeof *e);
     if (!e) { free(data); return fail(REFIT_ERROR, "out of memory%s", NULL); }
     pthread_rwlock_init(&e->lock, NULL);
-    e->refit_enabled = !(options && strstr(options, "\"enable_refit\": false"));
+    e->refit_enabled = !refit_disabled(options);
     refit_status st = REFIT_OK;
     buf b = {data, data + size}, g = {0, 0}, s;
     uint32_t num, wire; uint64_t v;

@@ -72,6 +72,18 @@ static int running, refit_waiting;
 static const int64_t dims_x[4] = {1, 1, 3, 3};
 static const int64_t dims_y[4] = {1, 1, 1, 1};
 
+/* Whether options_json (a JSON object, or NULL) sets "enable_refit" to
+ * false; absent means true. Tolerates any whitespace around the colon. */
+static int refit_disabled(const char *options) {
+    const char *p = options ? strstr(options, "\"enable_refit\"") : NULL;
+    if (!p) return 0;
+    p += strlen("\"enable_refit\"");
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
+    if (*p++ != ':') return 0;
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
+    return strncmp(p, "false", 5) == 0;
+}
+
 static refit_status engine_create(const char *path, const char *options, refit_engine **out) {
     if (!path || !out) return fail(REFIT_INVALID_ARGUMENT, "model_path or out is NULL");
     FILE *f = fopen(path, "rb");
@@ -79,7 +91,7 @@ static refit_status engine_create(const char *path, const char *options, refit_e
     fclose(f);
     refit_engine *e = calloc(1, sizeof *e);
     if (!e) return fail(REFIT_ERROR, "out of memory");
-    e->refit_enabled = !(options && strstr(options, "\"enable_refit\": false"));
+    e->refit_enabled = !refit_disabled(options);
     *out = e;
     return REFIT_OK;
 }

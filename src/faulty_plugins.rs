@@ -12,13 +12,20 @@ use crate::ffi::{LoadError, Plugin};
 use crate::{Error, Tensor};
 
 /// The faults `plugins/faulty.c` can be built with (`-DFAULT_<NAME>`).
-pub const FAULTS: [&str; 5] = [
+pub const FAULTS: [&str; 9] = [
     "WRONG_VERSION",
     "NO_ENTRY_POINT",
     "NULL_SLOT",
     "NO_MESSAGE",
     "GARBAGE_AFTER_REFIT",
+    "SEGV_IN_INFER",
+    "ABORT_IN_REFIT",
+    "HANG_IN_REFIT",
+    "HANG_INFER_WHILE_REFIT",
 ];
+
+/// The timeout [`verdict`] gives the hanging faults.
+pub const HANG_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The repository's source of the faulty plugins.
 pub fn source() -> PathBuf {
@@ -79,8 +86,9 @@ fn compile(src: &Path, stem: &str, fault: &str, dir: &Path) -> Result<PathBuf, S
     Ok(lib)
 }
 
-/// Whether the harness caught `fault`, and how.
-pub fn verdict(fault: &str, lib: &Path, scratch: &Path) -> (bool, String) {
+/// Whether the harness caught `fault`, and how. `harness` is the
+/// `refit-harness` binary, which runs the checks' child processes.
+pub fn verdict(fault: &str, lib: &Path, scratch: &Path, harness: &Path) -> (bool, String) {
     let seed = scratch.join("seed_conv.onnx");
     if let Err(e) = std::fs::write(&seed, crate::fixtures::seed_model().to_bytes()) {
         return (false, format!("cannot write {}: {e}", seed.display()));
@@ -114,10 +122,22 @@ pub fn verdict(fault: &str, lib: &Path, scratch: &Path) -> (bool, String) {
             }
         }
         _ => {
+            // The scenario that meets the fault, and what its row must say.
+            let (scenario, label, words): (&str, &str, &[&str]) = match fault {
+                "SEGV_IN_INFER" => ("seed", "CRASHED", &["SIGSEGV", "in flight: infer"]),
+                "ABORT_IN_REFIT" => ("seed", "CRASHED", &["SIGABRT", "refitter_refit"]),
+                "HANG_IN_REFIT" => ("seed", "HUNG", &["refitter_refit"]),
+                "HANG_INFER_WHILE_REFIT" => ("stress_vendor", "HUNG", &["infer", "refitter_refit"]),
+                _ => ("seed", "FAIL", &[]),
+            };
+            let mut isolation =
+                check::Isolation::new(harness, EngineSpec::Plugin(lib.to_path_buf()).to_string());
+            isolation.timeout = HANG_TIMEOUT;
             let config = CheckConfig {
                 models: vec![seed.clone()],
-                only: vec!["seed".into()],
+                only: vec![scenario.into()],
                 regressions: None,
+                isolation: Some(isolation),
                 ..match CheckConfig::with_fixtures(scratch) {
                     Ok(c) => c,
                     Err(e) => return (false, e.to_string()),
@@ -125,11 +145,16 @@ pub fn verdict(fault: &str, lib: &Path, scratch: &Path) -> (bool, String) {
             };
             let r = check::run(&EngineSpec::Plugin(lib.to_path_buf()), &config, &mut |_| {});
             match r.outcomes.iter().find(|o| o.verdict.is_fail()) {
-                Some(o) => (
-                    true,
-                    format!("caught by {}: {}", o.scenario, o.verdict.detail()),
-                ),
-                None => (false, "missed by the seed scenario".into()),
+                Some(o) => {
+                    let detail = o.verdict.detail();
+                    let right =
+                        o.verdict.label() == label && words.iter().all(|w| detail.contains(w));
+                    (
+                        right,
+                        format!("{} by {}: {detail}", o.verdict.label(), o.scenario),
+                    )
+                }
+                None => (false, format!("missed by {scenario}")),
             }
         }
     }

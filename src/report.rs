@@ -23,16 +23,29 @@ fn io_err(path: &Path, error: std::io::Error) -> Error {
     }
 }
 
-fn shorten(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        format!("{}...", s.chars().take(n - 3).collect::<String>())
+/// `text` broken at spaces into lines of at most `width` characters (a
+/// longer word gets a line of its own, whole).
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
     }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
 }
 
-/// The console table: scenario, model, verdict, time, detail (shortened to
-/// `width` characters).
+/// The console table: scenario, model, verdict, time, error/bound and the
+/// evidence or reason, wrapped (never cut) to fit `width` columns; where
+/// the columns leave too little room, the evidence goes on the lines below.
 pub fn table(report: &CheckReport, width: usize) -> String {
     let mut out = String::new();
     let sw = report
@@ -49,20 +62,47 @@ pub fn table(report: &CheckReport, width: usize) -> String {
         .max()
         .unwrap_or(5)
         .max(5);
+    let vw = report
+        .outcomes
+        .iter()
+        .map(|o| o.verdict.label().len())
+        .max()
+        .unwrap_or(7)
+        .max(7);
     out.push_str(&format!(
-        "{:sw$}  {:mw$}  {:7}  {:>9}  {:>9}  {}\n",
+        "{:sw$}  {:mw$}  {:vw$}  {:>9}  {:>9}  {}\n",
         "scenario", "model", "verdict", "time", "err/bound", "evidence or reason"
     ));
+    let lead = sw + mw + vw + 9 + 9 + 10;
+    let (indent, room) = if width >= lead + 40 {
+        (lead, width - lead)
+    } else {
+        (4, width.saturating_sub(4).max(40))
+    };
     for o in &report.outcomes {
-        out.push_str(&format!(
-            "{:sw$}  {:mw$}  {:7}  {:>7.0}ms  {:>9}  {}\n",
+        let head = format!(
+            "{:sw$}  {:mw$}  {:vw$}  {:>7.0}ms  {:>9}  ",
             o.scenario,
             o.model,
             o.verdict.label(),
             o.elapsed.as_secs_f64() * 1000.0,
             ratio_text(o.error_ratio),
-            shorten(&o.verdict.detail(), width)
-        ));
+        );
+        let lines = wrap(&o.verdict.detail(), room);
+        if indent == lead {
+            out.push_str(&head);
+            out.push_str(&lines[0]);
+            out.push('\n');
+            for l in &lines[1..] {
+                out.push_str(&format!("{:indent$}{l}\n", ""));
+            }
+        } else {
+            out.push_str(head.trim_end());
+            out.push('\n');
+            for l in &lines {
+                out.push_str(&format!("{:indent$}{l}\n", ""));
+            }
+        }
     }
     out.push_str(&summary_line(report));
     out.push('\n');

@@ -81,10 +81,24 @@ pub fn matrix(reports: &[CheckReport]) -> Matrix {
         };
         rows.push((r.engine.clone(), cells, verdict));
     }
+    // The console matrix fits 120 columns: short column names (listed
+    // above it), one-letter cells, and the first catch below the matrix.
     let ew = rows.iter().map(|r| r.0.len()).max().unwrap_or(6).max(6);
-    let mut text = format!("{:ew$}", "engine");
-    for s in &names {
-        text.push_str(&format!("  {s}"));
+    let short: Vec<String> = names.iter().map(|n| abbreviate(n)).collect();
+    let legend = format!(
+        "columns: {}. Cells: P pass, S skip, F FAIL (a correct engine), X caught, . not caught.",
+        names
+            .iter()
+            .zip(&short)
+            .map(|(n, a)| format!("{a} = {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut text = crate::report::wrap(&legend, 118).join("\n");
+    text.push_str("\n\n");
+    text.push_str(&format!("{:ew$}", "engine"));
+    for a in &short {
+        text.push_str(&format!(" {a:>4}"));
     }
     text.push_str("  verdict\n");
     let mut markdown = format!(
@@ -94,14 +108,50 @@ pub fn matrix(reports: &[CheckReport]) -> Matrix {
     );
     for (engine, cells, verdict) in &rows {
         text.push_str(&format!("{engine:ew$}"));
-        for (s, c) in names.iter().zip(cells) {
-            text.push_str(&format!("  {c:^w$}", w = s.len()));
+        for c in cells {
+            let letter = match *c {
+                "pass" => "P",
+                "skip" => "S",
+                "FAIL" => "F",
+                "caught" => "X",
+                _ => ".",
+            };
+            text.push_str(&format!(" {letter:>4}"));
         }
-        text.push_str(&format!("  {verdict}\n"));
+        let brief = if let Some(rest) = verdict.strip_prefix("caught first by ") {
+            format!(
+                "first: {}",
+                abbreviate(rest.split(' ').next().unwrap_or(""))
+            )
+        } else {
+            verdict.clone()
+        };
+        text.push_str(&format!("  {brief}\n"));
         markdown.push_str(&format!(
             "| {engine} | {} | {verdict} |\n",
             cells.join(" | ")
         ));
     }
     Matrix { text, markdown, ok }
+}
+
+/// A scenario's column name in the console matrix (at most 4 characters).
+fn abbreviate(name: &str) -> String {
+    match name {
+        "seed" => "seed",
+        "refittable_parity" => "par",
+        "round_trip" => "rt",
+        "partial_refit" => "part",
+        "bad_input" => "bad",
+        "model_based" => "mb",
+        "stress_r1w1" => "r1w1",
+        "stress_r4w1" => "r4w1",
+        "stress_r4w2" => "r4w2",
+        "stress_cores_w1" => "core",
+        "stress_disjoint" => "disj",
+        "stress_vendor" => "vend",
+        "resources" => "res",
+        other => return other.chars().take(4).collect(),
+    }
+    .to_string()
 }

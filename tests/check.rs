@@ -62,26 +62,25 @@ fn assert_no_failure(r: &CheckReport) {
     }
 }
 
-/// Runs one scenario on the engine under test (`REFIT_ENGINE`): resources
-/// in a child process (resident memory is per process), every other in
-/// this one.
+/// Runs one scenario on the engine under test (`REFIT_ENGINE`, with
+/// `REFIT_ENGINE_OPTIONS`) in a child process of the harness binary, so
+/// that a crash or a hang (past `REFIT_TIMEOUT` seconds, default 120) is a
+/// failed test with the call in flight, not a dead test binary.
 fn scenario_on_engine_under_test(name: &str) {
-    if name == "resources" {
-        let tmp = tempfile::tempdir().unwrap();
-        let engine = engine_under_test().to_string();
-        let (code, out) = cli(&[
-            "check",
-            "--engine",
-            &engine,
-            "--scenario",
-            "resources",
-            "--report",
-            tmp.path().to_str().unwrap(),
-        ]);
-        assert_eq!(code, 0, "{out}");
-        return;
-    }
-    assert_no_failure(&run(&engine_under_test(), &[name]));
+    let spec = engine_under_test();
+    let mut iso = check::Isolation::new(env!("CARGO_BIN_EXE_refit-harness"), spec.to_string());
+    iso.timeout = check::isolate::timeout_from_env().unwrap_or_else(|e| panic!("{e}"));
+    let base = config();
+    let scratch = tempfile::tempdir().unwrap();
+    let c = CheckConfig {
+        scratch: scratch.path().to_path_buf(),
+        only: vec![name.to_string()],
+        regressions: Some(scratch.path().join("model_based.txt")),
+        engine_options: check::isolate::engine_options_from_env().unwrap_or_else(|e| panic!("{e}")),
+        isolation: Some(iso),
+        ..base.clone()
+    };
+    assert_no_failure(&check::run(&spec, &c, &mut |_| {}));
 }
 
 /// One `#[test]` per scenario on the engine under test, and a test that
@@ -287,6 +286,22 @@ fn selftest_catches_every_defect_and_passes_the_correct_engines() {
         tmp.path().to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{out}");
+    // The console output fits a 120-column terminal.
+    let wide: Vec<&str> = out.lines().filter(|l| l.chars().count() > 120).collect();
+    assert!(wide.is_empty(), "{wide:#?}");
+    // The plugins that crash or hang, each caught with its own verdict.
+    for (fault, verdict) in [
+        ("segv_in_infer", "CRASHED by seed"),
+        ("abort_in_refit", "CRASHED by seed"),
+        ("hang_in_refit", "HUNG by seed"),
+        ("hang_infer_while_refit", "HUNG by stress_vendor"),
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.trim_start().starts_with(fault))
+            .unwrap_or_else(|| panic!("no {fault} in:\n{out}"));
+        assert!(line.contains(&format!("caught: {verdict}")), "{line}");
+    }
     let md = std::fs::read_to_string(tmp.path().join("selftest.md")).unwrap();
     for d in Defect::ALL {
         let row = md

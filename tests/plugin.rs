@@ -1,9 +1,12 @@
 //! The plugin ABI end to end: the reference plugin (this crate's cdylib)
 //! and faulty plugins in C (`plugins/faulty.c`), all built by the tests.
 
+use std::path::Path;
+
 use rstest::rstest;
 
 use refit_harness::engine::{refit_all, BuildOptions, EngineSpec};
+use refit_harness::faulty_plugins;
 use refit_harness::ffi::{LoadError, Plugin};
 use refit_harness::{Error, Tensor};
 
@@ -253,4 +256,95 @@ fn cargo_test_on_a_torn_plugin_fails() {
         assert!(ok, "{test} failed on the correct plugin:\n{out}");
         assert!(out.contains("1 passed"), "{out}");
     }
+}
+
+fn harness() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_refit-harness"))
+}
+
+/// Plugins that segfault, abort or hang: the scenario that meets the fault
+/// gets CRASHED (with the signal) or HUNG, naming the ABI call in flight.
+#[test]
+fn crashes_and_hangs_are_verdicts_naming_the_call_in_flight() {
+    let scratch = tempfile::tempdir().unwrap();
+    for fault in [
+        "SEGV_IN_INFER",
+        "ABORT_IN_REFIT",
+        "HANG_IN_REFIT",
+        "HANG_INFER_WHILE_REFIT",
+    ] {
+        let (caught, how) =
+            faulty_plugins::verdict(fault, &c_plugin(fault), scratch.path(), harness());
+        assert!(caught, "{fault}: {how}");
+    }
+}
+
+/// `check` on a plugin that segfaults: every scenario still has its row
+/// in every report file, the crash among them, and `check` exits 1.
+#[test]
+fn a_crash_leaves_a_complete_report() {
+    let report = tempfile::tempdir().unwrap();
+    let engine = format!("plugin:{}", c_plugin("SEGV_IN_INFER").display());
+    let scenarios = ["seed", "round_trip", "bad_input", "stress_vendor"];
+    let mut args = vec![
+        "check".to_string(),
+        "--engine".into(),
+        engine,
+        "--model".into(),
+        fixture("seed_conv.onnx").display().to_string(),
+        "--timeout".into(),
+        "20".into(),
+        "--report".into(),
+        report.path().display().to_string(),
+    ];
+    for s in scenarios {
+        args.extend(["--scenario".to_string(), s.to_string()]);
+    }
+    let out = std::process::Command::new(harness())
+        .args(&args)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let csv = std::fs::read_to_string(report.path().join("check.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert_eq!(rows.len(), scenarios.len(), "{csv}");
+    for s in scenarios {
+        assert!(
+            rows.iter().any(|r| r.contains(&format!(",{s},"))),
+            "{s} missing:\n{csv}"
+        );
+    }
+    let seed = rows.iter().find(|r| r.contains(",seed,")).unwrap();
+    assert!(
+        seed.contains("CRASHED") && seed.contains("SIGSEGV") && seed.contains("in flight: infer"),
+        "{seed}"
+    );
+    let junit = std::fs::read_to_string(report.path().join("check.junit.xml")).unwrap();
+    assert!(junit.contains("<error"), "{junit}");
+    assert!(report.path().join("check.md").is_file());
+    assert!(text.contains("CRASHED"), "{text}");
+}
+
+/// `REFIT_ENGINE=plugin:... cargo test` on a plugin that segfaults: the
+/// test fails with the crash as its message; the test binary lives on.
+#[test]
+fn cargo_test_on_a_crashing_plugin_fails_with_the_crash() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["check::under_test::seed", "--exact", "--test-threads", "1"])
+        .env(
+            "REFIT_ENGINE",
+            format!("plugin:{}", c_plugin("SEGV_IN_INFER").display()),
+        )
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("1 failed"), "{text}");
+    assert!(
+        text.contains("CRASHED") && text.contains("SIGSEGV"),
+        "{text}"
+    );
 }

@@ -1,5 +1,6 @@
 //! The `refit-harness` command line.
 
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -336,7 +337,12 @@ fn progress(p: check::Progress<'_>, prefix: &mut String) {
                 o.verdict.label(),
                 o.elapsed.as_secs_f64() * 1000.0
             );
-            eprintln!("\r{line:<80}");
+            if std::io::stderr().is_terminal() {
+                // Over whatever a stress run's live counter left.
+                eprintln!("\r{line:<80}");
+            } else {
+                eprintln!("{}", &line[prefix.len()..]);
+            }
         }
     }
 }
@@ -401,7 +407,7 @@ fn run_check(
     config.tolerance = args.tolerance();
     config.allow_inconclusive = args.allow_inconclusive;
     config.fail_on_skip = args.fail_on_skip;
-    config.live = true;
+    config.live = std::io::stderr().is_terminal();
     config.regressions = Some(
         args.regressions
             .clone()
@@ -485,9 +491,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let scratch = tempfile::tempdir()?;
             let dir = report.unwrap_or_else(|| report::run_dir("reports".as_ref()));
             let r = run_check(&spec, model, scenario, &run, scratch.path(), &dir)?;
-            print!("{}", report::table(&r, 110));
-            for p in report::write(&r, &dir)? {
-                println!("wrote {}", p.display());
+            let files = report::write(&r, &dir)?;
+            // The report is written first; a reader that closes the pipe
+            // early (`check | head -1`) ends only the printing.
+            let mut out = stdout.lock();
+            let _ = write!(out, "{}", report::table(&r, 120));
+            for p in files {
+                let _ = writeln!(out, "wrote {}", p.display());
             }
             if r.failed() {
                 return Ok(ExitCode::from(1));
@@ -541,16 +551,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let mut m = selftest::matrix(&reports);
             // The plugin faults, where a C compiler is at hand.
+            let harness = std::env::current_exe()?;
             let mut lines = vec!["plugin faults (plugins/faulty.c, built with cc):".to_string()];
             for fault in faulty_plugins::FAULTS {
                 match faulty_plugins::build(fault, &scratch.path().join("c-plugins")) {
                     Ok(lib) => {
-                        let (caught, how) = faulty_plugins::verdict(fault, &lib, scratch.path());
+                        let (caught, how) =
+                            faulty_plugins::verdict(fault, &lib, scratch.path(), &harness);
                         m.ok &= caught;
                         let word = if caught { "caught" } else { "MISSED" };
-                        lines.push(format!("  {:20} {word}: {how}", fault.to_lowercase()));
+                        let text = format!("{:22} {word}: {how}", fault.to_lowercase());
+                        for (i, l) in report::wrap(&text, 114).into_iter().enumerate() {
+                            lines.push(format!("{}{l}", if i == 0 { "  " } else { "      " }));
+                        }
                     }
-                    Err(e) => lines.push(format!("  {:20} skipped: {e}", fault.to_lowercase())),
+                    Err(e) => lines.push(format!("  {:22} skipped: {e}", fault.to_lowercase())),
                 }
             }
             m.text.push_str(&(lines.join("\n") + "\n"));

@@ -69,6 +69,38 @@ impl Isolation {
     }
 }
 
+/// `REFIT_TIMEOUT` (seconds a scenario may run in the test suite), or
+/// [`DEFAULT_TIMEOUT`] when unset.
+///
+/// # Errors
+/// A message naming the variable when it is not a number of seconds above 0.
+pub fn timeout_from_env() -> Result<Duration, String> {
+    match std::env::var("REFIT_TIMEOUT") {
+        Err(_) => Ok(DEFAULT_TIMEOUT),
+        Ok(v) => v
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map(Duration::from_secs_f64)
+            .ok_or_else(|| format!("REFIT_TIMEOUT: expected seconds above 0, found '{v}'")),
+    }
+}
+
+/// `REFIT_ENGINE_OPTIONS` (the engine's own build options for the test
+/// suite, a JSON object), if set.
+///
+/// # Errors
+/// A message naming the variable when it is not a JSON object.
+pub fn engine_options_from_env() -> Result<Option<String>, String> {
+    match std::env::var("REFIT_ENGINE_OPTIONS") {
+        Err(_) => Ok(None),
+        Ok(v) => crate::engine::parse_engine_options(&v)
+            .map(|_| Some(v))
+            .map_err(|e| format!("REFIT_ENGINE_OPTIONS: {e}")),
+    }
+}
+
 fn path_text(p: &Path) -> Value {
     Value::String(p.to_string_lossy().into_owned())
 }
