@@ -100,6 +100,40 @@ pub fn write_weights<'a>(
     write(path, &bytes)
 }
 
+/// A parser's diagnostic on one line: the position (`--> line:column`)
+/// and the expectation (`= expected ...`) of a multi-line report, or its
+/// lines joined.
+fn one_line(text: &str) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    if lines.len() <= 1 {
+        return lines.first().map_or_else(String::new, |l| l.to_string());
+    }
+    let position = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("-->"))
+        .map(|p| p.trim().replacen(':', " column ", 1));
+    let expectation = lines
+        .iter()
+        .find_map(|l| l.strip_prefix('='))
+        .map(str::trim);
+    match (position, expectation) {
+        (Some(p), Some(e)) => format!("header at line {p}: {e}"),
+        _ => lines
+            .iter()
+            .filter(|l| {
+                !l.chars()
+                    .all(|c| c == '|' || c == '^' || c == '-' || c == ' ')
+            })
+            .copied()
+            .collect::<Vec<_>>()
+            .join("; "),
+    }
+}
+
 /// Reads an `.npy` file holding f32, f16 or i32 values in C order.
 ///
 /// # Errors
@@ -112,8 +146,12 @@ pub fn read_npy(path: &Path) -> Result<Tensor> {
         path: path.to_path_buf(),
         reason,
     };
-    let npy =
-        npyz::NpyFile::new(&bytes[..]).map_err(|e| bad(format!("not a valid .npy file: {e}")))?;
+    let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| {
+        bad(format!(
+            "not a valid .npy file: {}",
+            one_line(&e.to_string())
+        ))
+    })?;
     if npy.order() == npyz::Order::Fortran {
         return Err(bad(
             "Fortran-ordered arrays are not supported; save it in C order".into(),
