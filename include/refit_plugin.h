@@ -65,6 +65,44 @@
  *   model leaves symbolic (in descriptions only). byte_len is the size of
  *   data in bytes and is NOT guaranteed to match dims: validating it is part
  *   of the engine's job, and the harness tests that it is done.
+ *   ALIGNMENT: data the harness passes (inputs to infer, weights to
+ *   refitter_set_named_weights) starts at a 64-byte-aligned address, so a
+ *   shim may hand it to a device DMA engine directly. Output data the
+ *   library returns needs only the alignment of its dtype.
+ *
+ * WHAT EACH CALL MUST DO (what the checks hold a shim to)
+ *   - options_json is never NULL from the harness: a JSON object with
+ *     "enable_refit" (true or false) and, unchanged, every member of the
+ *     user's --engine-options (or REFIT_ENGINE_OPTIONS in cargo test), e.g.
+ *     {"enable_refit":true,"device":1,"precision":"f16"}. Parse it as JSON
+ *     (whitespace and key order vary). A NULL options_json, or one without
+ *     "enable_refit", means enable_refit true.
+ *   - Built without enable_refit, the engine still infers; refitter_create
+ *     returns REFIT_DISABLED (and no other call does), and engine_describe
+ *     reports refit_enabled 0.
+ *   - refitter_missing is per refitter: the refittable weights this
+ *     refitter has not staged since its own last successful refit. A
+ *     successful refit clears the refitter's staged set, so afterwards every
+ *     weight is missing again. A refit with nothing staged succeeds, changes
+ *     nothing and resets nothing.
+ *   - A failed refitter_refit keeps what was staged (the caller can stage
+ *     the rest and refit again) and, under REFIT_ROLLS_BACK, serves exactly
+ *     the weights from before the call. A failed refitter_set_named_weights
+ *     stages nothing and keeps what was staged before it.
+ *   - Under REFIT_ATOMIC, two refitters may refit at the same time, each
+ *     with different weights staged: both refits must take effect. Build
+ *     each new weight version from the latest published one under a lock,
+ *     or an update is lost (the harness's stress_disjoint catches it).
+ *   - Threads the library starts (workers, device pollers) must be joined
+ *     by engine_destroy: the harness may unload the library right after.
+ *   - The harness reads last_error only right after a call that failed; a
+ *     successful call need not clear it.
+ *   - REFIT_UNSUPPORTED from engine_create (the model uses something the
+ *     engine lacks) makes that check a skip with last_error as the reason;
+ *     from any other call it is a failure like any other status.
+ *   - Never abort, exit or hang: the harness runs each check in a child
+ *     process and reports a signal as CRASHED and a call past --timeout as
+ *     HUNG, naming the call in flight, but the check fails either way.
  */
 #ifndef REFIT_PLUGIN_H
 #define REFIT_PLUGIN_H
@@ -169,7 +207,8 @@ typedef struct refit_plugin_api {
     uint32_t struct_size; /* sizeof(refit_plugin_api) */
 
     /* Builds an engine for the ONNX model at model_path. options_json is a
-     * JSON object, e.g. {"enable_refit": true}; unknown keys are ignored.
+     * JSON object, e.g. {"enable_refit":true,"device":0} (see WHAT EACH CALL
+     * MUST DO); ignore keys you do not know.
      * A model the engine cannot run (an op, a number of spatial dimensions,
      * a dtype it lacks) returns REFIT_UNSUPPORTED with the reason in
      * last_error: the harness reports that check as skipped, not failed. */

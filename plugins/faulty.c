@@ -1,9 +1,10 @@
 /*
- * Faulty plugins for the harness's own tests: a small C engine serving the
+ * Faulty plugins for the harness's own tests (to start a shim of your own,
+ * see example.c instead): a small C engine serving the
  * vendor's seed model (input x 1x1x3x3, weight "weight" 1x1x3x3, output y
  * 1x1x1x1, a 3x3 conv), built with one fault selected at compile time:
  *
- *   -DFAULT_NONE                  correct (an independent C implementation)
+ *   -DFAULT_NONE                  correct on the seed model (and only there)
  *   -DFAULT_WRONG_VERSION         supports only ABI version 2
  *   -DFAULT_NO_ENTRY_POINT        exports no refit_plugin_get_api
  *   -DFAULT_NULL_SLOT             leaves the infer slot NULL

@@ -41,20 +41,23 @@ pub fn build(fault: &str, dir: &Path) -> Result<PathBuf, String> {
     compile(&source(), "fault", fault, dir)
 }
 
-/// The faults `plugins/conv2d.c` can be built with: `NONE` (a correct,
-/// independent engine for 2-D convolutions that refuses every other model
-/// as unsupported) and `TORN` (weights copied in place while inferences
-/// run, declaring atomic).
-pub const CONV2D_FAULTS: [&str; 2] = ["NONE", "TORN"];
+/// The builds of `plugins/example.c`: `NONE` (the example shim, correct:
+/// 2-D convolutions, every other model refused as unsupported) and `TORN`
+/// (weights copied in place while inferences run, declaring atomic).
+pub const EXAMPLE_FAULTS: [&str; 2] = ["NONE", "TORN"];
 
-/// Builds `plugins/conv2d.c` with `-DFAULT_<fault>` into `dir`; returns
+/// The repository's example plugin, `plugins/example.c`.
+pub fn example_source() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/example.c")
+}
+
+/// Builds `plugins/example.c` with `-DFAULT_<fault>` into `dir`; returns
 /// the library.
 ///
 /// # Errors
 /// A message when the compiler cannot be run or fails.
-pub fn build_conv2d(fault: &str, dir: &Path) -> Result<PathBuf, String> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/conv2d.c");
-    compile(&src, "conv2d", fault, dir)
+pub fn build_example(fault: &str, dir: &Path) -> Result<PathBuf, String> {
+    compile(&example_source(), "example", fault, dir)
 }
 
 fn compile(src: &Path, stem: &str, fault: &str, dir: &Path) -> Result<PathBuf, String> {

@@ -220,7 +220,7 @@ fn check_refuses_user_mistakes_before_running() {
     let tmp = tempfile::tempdir().unwrap();
     let report = tmp.path().join("report");
     let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 10] = [
         (
             &["--model", "typo.onnx"],
             "typo.onnx: expected an ONNX model file, found no such file",
@@ -249,6 +249,15 @@ fn check_refuses_user_mistakes_before_running() {
             &["--engine", "plugin:/nonexistent.so"],
             "cannot open plugin /nonexistent.so",
         ),
+        (
+            &["--engine-options", "[1]"],
+            "--engine-options: engine options: expected a JSON object, found an array",
+        ),
+        (
+            &["--engine-options", "{device: 1}"],
+            "--engine-options: engine options: not JSON at line 1 column 2",
+        ),
+        (&["--timeout", "0"], "--timeout: expected seconds above 0"),
     ];
     for (args, message) in cases {
         let mut all = vec!["check", "--report", report.to_str().unwrap()];

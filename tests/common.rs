@@ -76,14 +76,14 @@ pub fn c_plugin(fault: &str) -> PathBuf {
     lib
 }
 
-/// `plugins/conv2d.c` built with `-DFAULT_<fault>`, once per test run.
-pub fn conv2d_plugin(fault: &str) -> PathBuf {
+/// `plugins/example.c` built with `-DFAULT_<fault>`, once per test run.
+pub fn example_plugin(fault: &str) -> PathBuf {
     static BUILT: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
     let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
     if let Some((_, p)) = built.iter().find(|(f, _)| f == fault) {
         return p.clone();
     }
-    let lib = refit_harness::faulty_plugins::build_conv2d(fault, &target_dir().join("c-plugins"))
+    let lib = refit_harness::faulty_plugins::build_example(fault, &target_dir().join("c-plugins"))
         .unwrap_or_else(|e| panic!("{e}"));
     built.push((fault.to_string(), lib.clone()));
     lib

@@ -10,7 +10,7 @@ use refit_harness::faulty_plugins;
 use refit_harness::ffi::{LoadError, Plugin};
 use refit_harness::{Error, Tensor};
 
-use crate::common::{c_plugin, conv2d_plugin, fixture, reference_plugin};
+use crate::common::{c_plugin, example_plugin, fixture, reference_plugin};
 
 fn load_error(fault: &str) -> LoadError {
     match Plugin::load(&c_plugin(fault)) {
@@ -169,7 +169,7 @@ fn a_named_plugin_that_cannot_load_is_a_clear_failure(#[case] spec: &str, #[case
 /// and the 1-D and 3-D generated models counted as skips, not failures.
 #[test]
 fn a_2d_only_c_engine_passes_check_with_skips() {
-    let spec = EngineSpec::Plugin(conv2d_plugin("NONE"));
+    let spec = EngineSpec::Plugin(example_plugin("NONE"));
     let scratch = tempfile::tempdir().unwrap();
     let mut c = refit_harness::check::CheckConfig::with_fixtures(scratch.path()).unwrap();
     c.seconds = 10.0;
@@ -234,7 +234,7 @@ fn cargo_test_on_a_torn_plugin_fails() {
             .args([test, "--exact", "--test-threads", "1"])
             .env(
                 "REFIT_ENGINE",
-                format!("plugin:{}", conv2d_plugin(fault).display()),
+                format!("plugin:{}", example_plugin(fault).display()),
             )
             .output()
             .unwrap();
@@ -347,4 +347,36 @@ fn cargo_test_on_a_crashing_plugin_fails_with_the_crash() {
         text.contains("CRASHED") && text.contains("SIGSEGV"),
         "{text}"
     );
+}
+
+/// `--engine-options` reach a plugin's `options_json` unchanged, beside
+/// the harness's own `enable_refit` (which wins).
+#[test]
+fn engine_options_pass_through_to_options_json() {
+    let o = BuildOptions {
+        enable_refit: false,
+        engine_options: Some(r#"{"device": 1, "arch": "mlu370", "enable_refit": true}"#.into()),
+    };
+    let v: serde_json::Value = serde_json::from_str(&o.options_json().unwrap()).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"device": 1, "arch": "mlu370", "enable_refit": false})
+    );
+    assert_eq!(
+        BuildOptions::default().options_json().unwrap(),
+        r#"{"enable_refit":true}"#
+    );
+    let bad = BuildOptions {
+        engine_options: Some("[1]".into()),
+        ..BuildOptions::default()
+    };
+    assert!(bad
+        .options_json()
+        .unwrap_err()
+        .to_string()
+        .contains("expected a JSON object, found an array"));
+    // The example plugin builds with vendor options it does not know.
+    let spec = EngineSpec::Plugin(example_plugin("NONE"));
+    let engine = spec.open(&fixture("seed_conv.onnx"), &o).unwrap();
+    assert!(engine.refitter().is_err(), "enable_refit false must hold");
 }

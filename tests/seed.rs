@@ -56,7 +56,7 @@ fn multi_thread_results_climb_in_steps_of_9() {
     let (ok, line) = demo::verify(&run);
     assert!(ok, "{line}");
     assert!(
-        line.contains("9 refits") && line.ends_with("violations: none"),
+        line.contains("10 refits (9 to a new version)") && line.ends_with("violations: none"),
         "{line}"
     );
     let text = String::from_utf8(out).unwrap();

@@ -603,15 +603,52 @@ impl Engine for PluginEngine {
     }
 }
 
-/// A borrowed C view of a tensor; `dims` must outlive the view.
-fn c_tensor(t: &Tensor, dims: &[i64]) -> refit_tensor {
-    let bytes = t.data.as_bytes();
+/// The alignment the header guarantees for tensor data the harness passes
+/// (what device DMA engines need).
+pub const DATA_ALIGN: usize = 64;
+
+/// One aligned block of [`DATA_ALIGN`] bytes.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Block([u8; DATA_ALIGN]);
+
+/// Tensor bytes at a [`DATA_ALIGN`]-aligned address: borrowed when they
+/// already are, else copied into aligned blocks.
+enum Aligned<'a> {
+    Borrowed(&'a [u8]),
+    Copied(Vec<Block>, usize),
+}
+
+impl<'a> Aligned<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        if (bytes.as_ptr() as usize) % DATA_ALIGN == 0 {
+            return Aligned::Borrowed(bytes);
+        }
+        let mut blocks = vec![Block([0; DATA_ALIGN]); bytes.len().div_ceil(DATA_ALIGN)];
+        for (block, chunk) in blocks.iter_mut().zip(bytes.chunks(DATA_ALIGN)) {
+            block.0[..chunk.len()].copy_from_slice(chunk);
+        }
+        Aligned::Copied(blocks, bytes.len())
+    }
+
+    fn bytes(&self) -> (*const u8, usize) {
+        match self {
+            Aligned::Borrowed(b) => (b.as_ptr(), b.len()),
+            Aligned::Copied(blocks, len) => (blocks.as_ptr().cast(), *len),
+        }
+    }
+}
+
+/// A borrowed C view of a tensor whose data is `data` (its bytes,
+/// aligned); `dims` and `data` must outlive the view.
+fn c_tensor(t: &Tensor, dims: &[i64], data: &Aligned<'_>) -> refit_tensor {
+    let (ptr, len) = data.bytes();
     refit_tensor {
         dtype: c_dtype(t.dtype()),
         rank: dims.len() as u32,
         dims: dims.as_ptr(),
-        data: bytes.as_ptr().cast(),
-        byte_len: bytes.len() as u64,
+        data: ptr.cast(),
+        byte_len: len as u64,
     }
 }
 
@@ -641,10 +678,15 @@ impl Context for PluginContext {
     fn infer(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         let e = &self.inner.engine;
         let dims: Vec<Vec<i64>> = inputs.iter().map(c_dims).collect();
+        let data: Vec<Aligned<'_>> = inputs
+            .iter()
+            .map(|t| Aligned::new(t.data.as_bytes()))
+            .collect();
         let c_inputs: Vec<refit_tensor> = inputs
             .iter()
             .zip(&dims)
-            .map(|(t, d)| c_tensor(t, d))
+            .zip(&data)
+            .map(|((t, d), a)| c_tensor(t, d, a))
             .collect();
         let mut out: *const refit_tensor = ptr::null();
         let mut n = 0u32;
@@ -718,7 +760,8 @@ impl Refitter for PluginRefitter {
             known: "(a weight name cannot contain a NUL byte)".into(),
         })?;
         let dims = c_dims(weights);
-        let t = c_tensor(weights, &dims);
+        let data = Aligned::new(weights.data.as_bytes());
+        let t = c_tensor(weights, &dims, &data);
         let _in_flight = crate::flight::call("refitter_set_named_weights");
         // SAFETY: the name and tensor view borrow live data for the call.
         e.plugin.check("refitter_set_named_weights", unsafe {

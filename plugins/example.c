@@ -1,17 +1,26 @@
 /*
- * conv2d.c -- an independent engine in C for the harness's own tests: it
- * reads ONNX models itself (a small protobuf reader), runs Conv and Relu
- * over 2-D images only (NCHW, f32, its own loop order), and refuses
- * anything else with REFIT_UNSUPPORTED, so the harness must count those
- * checks as skips. Readers and writers share the weights under a
- * pthread rwlock: each inference sees one whole weight version.
+ * example.c -- a complete plugin to start a shim from: every call of
+ * include/refit_plugin.h implemented the way the checks expect, over a tiny
+ * engine of its own. Where your shim calls your runtime (build the engine
+ * from the model, describe its tensors, enqueue an inference, copy weights
+ * in), this file reads the ONNX model itself and runs Conv and Relu over
+ * 2-D images (NCHW, f32) on the CPU. A model it cannot run (1-D or 3-D
+ * convolutions, another op) is refused with REFIT_UNSUPPORTED, which
+ * `refit-harness check` reports as a skip, not a failure.
  *
- *   -DFAULT_NONE   correct: declares atomic, rolls-back, subset-accepted,
- *                  non-finite-rejected, f32
- *   -DFAULT_TORN   refit copies the new weights in place while inferences
- *                  run (no lock), still declaring atomic: torn outputs
+ * It declares the strongest contract: atomic (readers and writers share
+ * the weights under a pthread rwlock, so each inference sees one whole
+ * weight version, and a refit builds on the latest one), rolls-back (a
+ * refit validates everything at staging, so it cannot fail halfway),
+ * subset-accepted, non-finite-rejected, f32.
  *
- * Build: cc -O2 -shared -fPIC -pthread -I include -DFAULT_NONE plugins/conv2d.c -o libconv2d.so
+ * Build and check:
+ *   cc -O2 -shared -fPIC -pthread -I include -DFAULT_NONE plugins/example.c -o libexample.so -lm
+ *   refit-harness check --engine plugin:./libexample.so
+ *
+ * -DFAULT_TORN builds it broken on purpose: refit copies the new weights in
+ * place while inferences run (no lock), still declaring atomic. The stress
+ * checks then report torn outputs; try it to see what a failure looks like.
  */
 #include <math.h>
 #include <pthread.h>
@@ -289,7 +298,7 @@ static void engine_destroy(refit_engine *e) {
 }
 
 static refit_status engine_describe(const refit_engine *e, refit_engine_info *out) {
-    out->name = "c-conv2d";
+    out->name = "c-example";
     out->version = "1";
     out->concurrency = REFIT_ATOMIC;
     out->failed_refit = REFIT_ROLLS_BACK;
@@ -440,6 +449,7 @@ static refit_status infer(refit_context *c, const refit_tensor *in, uint32_t n, 
             count *= (size_t)in[i].dims[d];
         }
         if (in[i].byte_len != count * 4) return fail(REFIT_SHAPE_MISMATCH, "input '%s': byte count differs from its dims", e->inputs[i].name);
+        if ((uintptr_t)in[i].data % 64) return fail(REFIT_INVALID_ARGUMENT, "input '%s': data is not 64-byte aligned", e->inputs[i].name);
         act a = {e->inputs[i].name, {in[i].dims[0], in[i].dims[1], in[i].dims[2], in[i].dims[3]}, malloc(count * 4 + 1)};
         if (!a.v) return fail(REFIT_ERROR, "out of memory%s", NULL);
         memcpy(a.v, in[i].data, count * 4);
@@ -485,17 +495,39 @@ static void refitter_destroy(refit_refitter *r) {
     free(r);
 }
 
+/* "[1, 1, 3, 3]" into out. */
+static void shape_text(const int64_t *dims, uint32_t rank, char *out, size_t size) {
+    size_t n = (size_t)snprintf(out, size, "[");
+    for (uint32_t d = 0; d < rank && n < size; d++)
+        n += (size_t)snprintf(out + n, size - n, d ? ", %lld" : "%lld", (long long)dims[d]);
+    if (n < size) snprintf(out + n, size - n, "]");
+}
+
 static refit_status set_named_weights(refit_refitter *r, const char *name, const refit_tensor *t) {
     refit_engine *e = r->engine;
     uint32_t i = 0;
     while (i < e->n_weights && strcmp(e->weights[i].name, name)) i++;
     if (i == e->n_weights) return fail(REFIT_UNKNOWN_WEIGHT, "unknown weight '%s'", name);
     tensor *w = &e->weights[i];
+    /* Validate everything here, before anything is staged: a refused
+     * weight stages nothing and keeps what was staged before. */
     if (t->dtype != REFIT_F32) return fail(REFIT_DTYPE_MISMATCH, "weight '%s': expected dtype f32", name);
-    if (t->rank != w->rank) return fail(REFIT_SHAPE_MISMATCH, "weight '%s': expected another rank", name);
-    for (uint32_t d = 0; d < w->rank; d++)
-        if (t->dims[d] != w->dims[d]) return fail(REFIT_SHAPE_MISMATCH, "weight '%s': expected another shape", name);
-    if (t->byte_len != w->count * 4) return fail(REFIT_SHAPE_MISMATCH, "weight '%s': byte count differs from its shape", name);
+    int same = t->rank == w->rank;
+    for (uint32_t d = 0; same && d < w->rank; d++) same = t->dims[d] == w->dims[d];
+    if (!same) {
+        char want[96], got[96];
+        shape_text(w->dims, w->rank, want, sizeof want);
+        shape_text(t->dims, t->rank, got, sizeof got);
+        snprintf(last_error_buf, sizeof last_error_buf, "weight '%s': expected shape %s, found %s", name, want, got);
+        return REFIT_SHAPE_MISMATCH;
+    }
+    if (t->byte_len != w->count * 4) {
+        snprintf(last_error_buf, sizeof last_error_buf, "weight '%s': expected %zu bytes for its shape, found %llu",
+                 name, w->count * 4, (unsigned long long)t->byte_len);
+        return REFIT_SHAPE_MISMATCH;
+    }
+    /* The harness passes data 64-byte aligned (what device DMA needs). */
+    if ((uintptr_t)t->data % 64) return fail(REFIT_INVALID_ARGUMENT, "weight '%s': data is not 64-byte aligned", name);
     const float *v = t->data;
     for (size_t k = 0; k < w->count; k++)
         if (!isfinite(v[k])) return fail(REFIT_NON_FINITE, "weight '%s': holds a non-finite value", name);
