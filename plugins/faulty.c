@@ -13,6 +13,12 @@
  *   -DFAULT_SEGV_IN_INFER         writes through a NULL pointer in the 6th infer
  *   -DFAULT_ABORT_IN_REFIT        calls abort() in refit
  *   -DFAULT_HANG_IN_REFIT         never returns from refit
+ *   -DFAULT_USE_AFTER_FREE        declares atomic; an inference reads the
+ *                                 weights through a pointer taken at its
+ *                                 start, and refit frees the old buffer
+ *                                 without waiting for such readers. Outputs
+ *                                 stay plausible; the address sanitizer
+ *                                 sees the use after free
  *   -DFAULT_HANG_INFER_WHILE_REFIT
  *                                 declares atomic; a refit waits for running
  *                                 inferences to drain, and an inference that
@@ -23,6 +29,7 @@
  */
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +51,11 @@ static refit_status fail(refit_status status, const char *message) {
 
 struct refit_engine {
     float weight[9];
+#ifdef FAULT_USE_AFTER_FREE
+    /* The published weights: 9 values at offset 16 of a 32-float block
+     * (clear of what the allocator writes into a freed block). */
+    float *_Atomic live;
+#endif
     int refitted;
     int refit_enabled;
 };
@@ -93,14 +105,22 @@ static refit_status engine_create(const char *path, const char *options, refit_e
     refit_engine *e = calloc(1, sizeof *e);
     if (!e) return fail(REFIT_ERROR, "out of memory");
     e->refit_enabled = !refit_disabled(options);
+#ifdef FAULT_USE_AFTER_FREE
+    e->live = calloc(32, sizeof(float));
+#endif
     *out = e;
     return REFIT_OK;
 }
-static void engine_destroy(refit_engine *e) { free(e); }
+static void engine_destroy(refit_engine *e) {
+#ifdef FAULT_USE_AFTER_FREE
+    free(e->live);
+#endif
+    free(e);
+}
 static refit_status engine_describe(const refit_engine *e, refit_engine_info *out) {
     out->name = "c-seed";
     out->version = "1";
-#ifdef FAULT_HANG_INFER_WHILE_REFIT
+#if defined(FAULT_HANG_INFER_WHILE_REFIT) || defined(FAULT_USE_AFTER_FREE)
     out->concurrency = REFIT_ATOMIC;
 #else
     out->concurrency = REFIT_QUIESCED;
@@ -168,7 +188,13 @@ __attribute__((unused)) static refit_status infer(refit_context *c, const refit_
 #endif
     const float *x = in[0].data;
     float sum = 0.0f;
+#ifdef FAULT_USE_AFTER_FREE
+    const float *w = c->engine->live + 16;
+    usleep(50); /* the device's time, with the pointer in hand */
+    for (int i = 0; i < 9; i++) sum += x[i] * w[i];
+#else
     for (int i = 0; i < 9; i++) sum += x[i] * c->engine->weight[i];
+#endif
 #ifdef FAULT_GARBAGE_AFTER_REFIT
     if (c->engine->refitted) sum = 12345.0f;
 #endif
@@ -226,6 +252,14 @@ static refit_status refit(refit_refitter *r) {
     refit_waiting = 0;
     pthread_cond_broadcast(&changed);
     pthread_mutex_unlock(&gate);
+#endif
+#ifdef FAULT_USE_AFTER_FREE
+    if (r->has_staged) {
+        float *next = calloc(32, sizeof(float));
+        if (!next) return fail(REFIT_ERROR, "out of memory");
+        memcpy(next + 16, r->staged, sizeof r->staged);
+        free(atomic_exchange(&r->engine->live, next)); /* readers may hold it */
+    }
 #endif
     if (r->has_staged) {
         memcpy(r->engine->weight, r->staged, sizeof r->staged);

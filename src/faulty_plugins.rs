@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::check::isolate::Sanitizer;
 use crate::check::{self, CheckConfig};
 use crate::engine::{refit_all, BuildOptions, EngineSpec};
 use crate::ffi::{LoadError, Plugin};
@@ -38,7 +39,7 @@ pub fn source() -> PathBuf {
 /// # Errors
 /// A message when the compiler cannot be run or fails.
 pub fn build(fault: &str, dir: &Path) -> Result<PathBuf, String> {
-    compile(&source(), "fault", fault, dir)
+    compile(&source(), "fault", fault, dir, &[])
 }
 
 /// The builds of `plugins/example.c`: `NONE` (the example shim, correct:
@@ -57,10 +58,111 @@ pub fn example_source() -> PathBuf {
 /// # Errors
 /// A message when the compiler cannot be run or fails.
 pub fn build_example(fault: &str, dir: &Path) -> Result<PathBuf, String> {
-    compile(&example_source(), "example", fault, dir)
+    compile(&example_source(), "example", fault, dir, &[])
 }
 
-fn compile(src: &Path, stem: &str, fault: &str, dir: &Path) -> Result<PathBuf, String> {
+/// The defect each sanitizer is shown catching: the plugin source, its
+/// fault, and the scenario that meets it. ThreadSanitizer sees the example
+/// copying weights in place while inferences read them; AddressSanitizer
+/// sees `faulty.c` freeing weights an inference still reads (outputs stay
+/// plausible, so the checks alone pass it).
+pub fn sanitizer_defect(sanitizer: Sanitizer) -> (PathBuf, &'static str, &'static str) {
+    match sanitizer {
+        Sanitizer::Thread => (example_source(), "TORN", "stress_r1w1"),
+        Sanitizer::Address => (source(), "USE_AFTER_FREE", "stress_vendor"),
+    }
+}
+
+/// Builds `src` with `-DFAULT_<fault>` and `-fsanitize=<sanitizer>` into
+/// `dir`; returns the library.
+///
+/// # Errors
+/// A message when the compiler cannot be run or fails.
+pub fn build_sanitized(
+    src: &Path,
+    fault: &str,
+    sanitizer: Sanitizer,
+    dir: &Path,
+) -> Result<PathBuf, String> {
+    let stem = format!(
+        "{}_{}san",
+        src.file_stem()
+            .map_or_else(String::new, |s| s.to_string_lossy().into_owned()),
+        &sanitizer.name()[..1]
+    );
+    compile(
+        src,
+        &stem,
+        fault,
+        dir,
+        &[&format!("-fsanitize={}", sanitizer.name()), "-g", "-O1"],
+    )
+}
+
+/// Whether `sanitizer` caught its defect ([`sanitizer_defect`]) in a
+/// check with the runtime preloaded, and how.
+pub fn sanitizer_verdict(sanitizer: Sanitizer, scratch: &Path, harness: &Path) -> (bool, String) {
+    let (src, fault, scenario) = sanitizer_defect(sanitizer);
+    let lib = match build_sanitized(&src, fault, sanitizer, &scratch.join("c-plugins")) {
+        Ok(l) => l,
+        Err(e) => return (false, e),
+    };
+    let spec = EngineSpec::Plugin(lib);
+    let isolation = match check::Isolation::new(harness, spec.to_string()).with_sanitizer(sanitizer)
+    {
+        Ok(i) => i,
+        Err(e) => return (false, e),
+    };
+    let config = CheckConfig {
+        only: vec![scenario.into()],
+        regressions: None,
+        stress_ms: 300,
+        isolation: Some(isolation),
+        ..match CheckConfig::with_fixtures(scratch) {
+            Ok(c) => c,
+            Err(e) => return (false, e.to_string()),
+        }
+    };
+    let r = check::run(&spec, &config, &mut |_| {});
+    let tool = match sanitizer {
+        Sanitizer::Thread => "ThreadSanitizer: data race",
+        Sanitizer::Address => "AddressSanitizer: heap-use-after-free",
+    };
+    match r.outcomes.first() {
+        Some(o)
+            if matches!(o.verdict, check::Verdict::Fail(_))
+                && o.verdict.detail().contains(tool) =>
+        {
+            (
+                true,
+                format!(
+                    "{} by {}: {}",
+                    o.verdict.label(),
+                    o.scenario,
+                    o.verdict.detail()
+                ),
+            )
+        }
+        Some(o) => (
+            false,
+            format!(
+                "{} by {}: {}",
+                o.verdict.label(),
+                o.scenario,
+                o.verdict.detail()
+            ),
+        ),
+        None => (false, format!("{scenario} did not run")),
+    }
+}
+
+fn compile(
+    src: &Path,
+    stem: &str,
+    fault: &str,
+    dir: &Path,
+    extra: &[&str],
+) -> Result<PathBuf, String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
     let lib = dir.join(format!(
@@ -74,6 +176,7 @@ fn compile(src: &Path, stem: &str, fault: &str, dir: &Path) -> Result<PathBuf, S
         .arg("-I")
         .arg(root.join("include"))
         .arg(format!("-DFAULT_{fault}"))
+        .args(extra)
         .arg(src)
         .arg("-o")
         .arg(&lib)

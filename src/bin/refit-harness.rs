@@ -151,6 +151,14 @@ enum Command {
         #[arg(long)]
         memcpy: bool,
     },
+    /// Load a plugin and exit 0, or print why it does not load (the
+    /// preflight of `check --sanitizer`, in a child with the runtime).
+    #[command(hide = true)]
+    LoadPlugin {
+        /// The engine spec (`plugin:PATH`).
+        #[arg(long)]
+        engine: String,
+    },
     /// One scenario of a check, in a child process of `check` (prints
     /// its outcome on stdout).
     #[command(hide = true)]
@@ -211,6 +219,12 @@ struct RunArgs {
     /// each (for a debugger; a crash then ends the run).
     #[arg(long)]
     in_process: bool,
+    /// Preload this sanitizer's runtime (`thread` or `address`) into each
+    /// scenario's child process, for a plugin built with
+    /// `-fsanitize=thread` or `-fsanitize=address`; a sanitizer report
+    /// fails the scenario with its kind and the engine's frames.
+    #[arg(long, value_name = "thread|address")]
+    sanitizer: Option<check::isolate::Sanitizer>,
     #[command(flatten)]
     options: EngineOptions,
 }
@@ -262,6 +276,14 @@ impl RunArgs {
             self.timeout
         );
         self.options.get()?;
+        if let Some(s) = self.sanitizer {
+            anyhow::ensure!(
+                !self.in_process,
+                "--sanitizer {}: needs the child processes that --in-process turns off",
+                s.name()
+            );
+            s.runtime().map_err(anyhow::Error::msg)?;
+        }
         for (flag, v) in [
             ("--abs-tolerance", self.abs_tolerance),
             ("--rel-tolerance", self.rel_tolerance),
@@ -349,7 +371,12 @@ fn progress(p: check::Progress<'_>, prefix: &mut String) {
 
 /// Checks everything the user gave before anything runs: the scenario
 /// names, every model readable by the oracle, the plugin loadable.
-fn preflight(spec: &EngineSpec, models: &[PathBuf], only: &[String]) -> anyhow::Result<()> {
+fn preflight(
+    spec: &EngineSpec,
+    models: &[PathBuf],
+    only: &[String],
+    sanitizer: Option<check::isolate::Sanitizer>,
+) -> anyhow::Result<()> {
     for s in only {
         anyhow::ensure!(
             check::scenario(s).is_some(),
@@ -380,7 +407,27 @@ fn preflight(spec: &EngineSpec, models: &[PathBuf], only: &[String]) -> anyhow::
         })?;
     }
     if let EngineSpec::Plugin(path) = spec {
-        refit_harness::ffi::Plugin::load(path)?;
+        match sanitizer {
+            None => drop(refit_harness::ffi::Plugin::load(path)?),
+            // An instrumented library loads only with its runtime
+            // preloaded: load it in a child that has it.
+            Some(s) => {
+                let out = std::process::Command::new(std::env::current_exe()?)
+                    .args(["load-plugin", "--engine", &spec.to_string()])
+                    .envs(s.env().map_err(anyhow::Error::msg)?)
+                    .output()?;
+                if !out.status.success() {
+                    let err = String::from_utf8_lossy(&out.stderr);
+                    let line = err
+                        .lines()
+                        .find(|l| l.starts_with("error: "))
+                        .or_else(|| err.lines().rfind(|l| !l.trim().is_empty()))
+                        .unwrap_or("the plugin does not load")
+                        .trim_start_matches("error: ");
+                    anyhow::bail!("{line} (with the {} sanitizer runtime)", s.name());
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -396,7 +443,7 @@ fn run_check(
 ) -> anyhow::Result<check::CheckReport> {
     args.validate()?;
     let mut config = check::CheckConfig::with_fixtures(scratch)?;
-    preflight(spec, &models, &only)?;
+    preflight(spec, &models, &only, args.sanitizer)?;
     if !models.is_empty() {
         config.models = models;
     }
@@ -417,6 +464,9 @@ fn run_check(
     if !args.in_process {
         let mut iso = check::Isolation::current_exe(spec.to_string())?;
         iso.timeout = Duration::from_secs_f64(args.timeout);
+        if let Some(s) = args.sanitizer {
+            iso = iso.with_sanitizer(s).map_err(anyhow::Error::msg)?;
+        }
         config.isolation = Some(iso);
     }
     let factory = check::SpecFactory {
@@ -468,6 +518,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .context("the model produced no output")?;
             io::write_npy(&output, &y)?;
             println!("wrote {} ({} {:?})", output.display(), y.dtype(), y.shape);
+        }
+        Command::LoadPlugin { engine } => {
+            if let EngineSpec::Plugin(path) = engine.parse()? {
+                refit_harness::ffi::Plugin::load(&path)?;
+            }
         }
         Command::RunItem {
             engine,
@@ -543,6 +598,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     regressions: None,
                     timeout: timeout.unwrap_or(120.0),
                     in_process: false,
+                    sanitizer: None,
                     options: EngineOptions::default(),
                 };
                 let r = run_check(spec, models, Vec::new(), &args, scratch.path(), &engine_dir)?;
@@ -566,6 +622,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         }
                     }
                     Err(e) => lines.push(format!("  {:22} skipped: {e}", fault.to_lowercase())),
+                }
+            }
+            lines.push(
+                "sanitizers (their runtime preloaded into the checks' children):".to_string(),
+            );
+            for sanitizer in [
+                check::isolate::Sanitizer::Thread,
+                check::isolate::Sanitizer::Address,
+            ] {
+                let (_, fault, _) = faulty_plugins::sanitizer_defect(sanitizer);
+                let label = format!("{} {}", sanitizer.name(), fault.to_lowercase());
+                if let Err(e) = sanitizer.runtime() {
+                    lines.push(format!("  {label} skipped: {e}"));
+                    continue;
+                }
+                let (caught, how) =
+                    faulty_plugins::sanitizer_verdict(sanitizer, scratch.path(), &harness);
+                m.ok &= caught;
+                let word = if caught { "caught" } else { "MISSED" };
+                for (i, l) in report::wrap(&format!("{label} {word}: {how}"), 114)
+                    .into_iter()
+                    .enumerate()
+                {
+                    lines.push(format!("{}{l}", if i == 0 { "  " } else { "      " }));
                 }
             }
             m.text.push_str(&(lines.join("\n") + "\n"));
