@@ -42,10 +42,14 @@ fn write(name: &str, chain: &ConvChain) -> PathBuf {
     path
 }
 
+/// `REFIT_ENGINE_OPTIONS` (a JSON object) passed to every build.
 fn open(path: &Path) -> Box<dyn Engine> {
-    spec()
-        .open(path, &BuildOptions::default())
-        .expect("open engine")
+    let options = BuildOptions {
+        engine_options: refit_harness::check::isolate::engine_options_from_env()
+            .unwrap_or_else(|e| panic!("{e}")),
+        ..BuildOptions::default()
+    };
+    spec().open(path, &options).expect("open engine")
 }
 
 fn input_for(engine: &dyn Engine) -> Vec<Tensor> {

@@ -305,7 +305,10 @@ fn selftest_catches_every_defect_and_passes_the_correct_engines() {
         ("hang_in_refit", "HUNG by seed"),
         ("hang_infer_while_refit", "HUNG by stress_vendor"),
         ("thread torn", "FAIL by stress_r1w1: race"),
-        ("address use_after_free", "FAIL by stress_vendor: the vendor"),
+        (
+            "address use_after_free",
+            "FAIL by stress_vendor: the vendor",
+        ),
     ] {
         let line = out
             .lines()
@@ -335,4 +338,25 @@ fn selftest_catches_every_defect_and_passes_the_correct_engines() {
         .path()
         .join("defect-leaks_per_refit/check.junit.xml")
         .is_file());
+}
+
+/// `check | head -1`: a reader that closes the pipe ends only the
+/// printing; the report is written and nothing panics.
+#[test]
+fn check_survives_a_closed_stdout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let report = tmp.path().join("report");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_refit-harness"))
+        .args(["check", "--scenario", "seed", "--report"])
+        .arg(&report)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(report.join("check.csv").is_file());
 }

@@ -56,6 +56,13 @@
 //! 2-D convs with groups, strides, dilations, pads or `auto_pad`, bias and
 //! Relu (refused draws are skipped and counted; all draws refused fails).
 //!
+//! `check` and the test suite run each scenario in a child process: an
+//! engine that dies of a signal gets `CRASHED (SIGSEGV)` (or the signal it
+//! got), one still running after `--timeout` (`REFIT_TIMEOUT`) gets `HUNG`;
+//! both name the scenario's step and every ABI call in flight, and both are
+//! failures. With `--sanitizer thread|address`, the first report of the
+//! sanitizer preloaded into the child fails the scenario.
+//!
 //! - `seed`: the vendor demo on the seed model (one 3x3 conv, all-zero
 //!   kernel): the ones input gives 0; a refit to all-1 gives 9; refitting
 //!   all-0 .. all-9 gives 0, 9, ... 81. Catches a refit that is never
