@@ -29,29 +29,19 @@ static CALLS: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
 static STARTS: [AtomicU64; SLOTS] = [const { AtomicU64::new(0) }; SLOTS];
 static BASE: OnceLock<Instant> = OnceLock::new();
 
-/// The calls a slot can name (index + 1 is stored).
-const NAMES: [&str; 20] = [
-    "engine_create",
-    "engine_destroy",
-    "engine_describe",
-    "engine_numerics",
-    "engine_input_count",
-    "engine_input",
-    "engine_output_count",
-    "engine_output",
-    "engine_weight_count",
-    "engine_weight",
-    "context_create",
-    "context_destroy",
-    "infer",
-    "refitter_create",
-    "refitter_destroy",
-    "refitter_set_named_weights",
-    "refitter_missing",
-    "refitter_refit",
-    "last_error",
-    "an engine call",
-];
+/// The calls a slot can name: the ABI table's slots, then its optional
+/// ones, then a catch-all (index + 1 is stored).
+fn name(index: usize) -> &'static str {
+    let slots = &crate::ffi::sys::SLOTS;
+    match index.checked_sub(slots.len()) {
+        None => slots[index],
+        Some(0) => "engine_numerics",
+        Some(_) => "an engine call",
+    }
+}
+
+/// How many names [`name`] knows.
+const NAMES: usize = crate::ffi::sys::SLOTS.len() + 2;
 
 fn nanos() -> u64 {
     BASE.get_or_init(Instant::now).elapsed().as_nanos() as u64
@@ -75,11 +65,7 @@ pub fn call(call: &'static str) -> InFlight {
     if !ENABLED.load(Ordering::Relaxed) {
         return InFlight(None);
     }
-    let id = NAMES
-        .iter()
-        .position(|n| *n == call)
-        .unwrap_or(NAMES.len() - 1)
-        + 1;
+    let id = (0..NAMES).find(|&i| name(i) == call).unwrap_or(NAMES - 1) + 1;
     let start = nanos();
     for i in 0..SLOTS {
         if CALLS[i]
@@ -183,7 +169,7 @@ extern "C" fn on_signal(sig: libc::c_int) {
     line.write();
     for i in 0..SLOTS {
         let id = CALLS[i].load(Ordering::Acquire);
-        if id == 0 || id > NAMES.len() {
+        if id == 0 || id > NAMES {
             continue;
         }
         let start = STARTS[i].load(Ordering::Relaxed);
@@ -192,7 +178,7 @@ extern "C" fn on_signal(sig: libc::c_int) {
             len: 0,
         };
         line.push(CALL_MARK.as_bytes());
-        line.push(NAMES[id - 1].as_bytes());
+        line.push(name(id - 1).as_bytes());
         line.push(b" ");
         line.number(now.saturating_sub(start) / 1_000_000);
         line.push(b"\n");

@@ -104,8 +104,10 @@ pub fn table(report: &CheckReport, width: usize) -> String {
             }
         }
     }
-    out.push_str(&summary_line(report));
-    out.push('\n');
+    for l in wrap(&summary_line(report), width) {
+        out.push_str(&l);
+        out.push('\n');
+    }
     out
 }
 

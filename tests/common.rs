@@ -88,3 +88,12 @@ pub fn example_plugin(fault: &str) -> PathBuf {
     built.push((fault.to_string(), lib.clone()));
     lib
 }
+
+/// Every failing row of a check: scenario, model and evidence.
+pub fn failures(r: &refit_harness::check::CheckReport) -> Vec<String> {
+    r.outcomes
+        .iter()
+        .filter(|o| o.verdict.is_fail())
+        .map(|o| format!("{} {}: {}", o.scenario, o.model, o.verdict.detail()))
+        .collect()
+}

@@ -15,7 +15,7 @@ use refit_harness::model::conv::ConvAttrs;
 use refit_harness::model::Model;
 use refit_harness::{Result, Tensor, TensorData, TensorInfo};
 
-use crate::common::fixture;
+use crate::common::{failures, fixture};
 
 /// The per-model scenarios that compare numbers with the oracle.
 const NUMERIC: [&str; 4] = [
@@ -39,14 +39,6 @@ fn run_on(factory: &dyn EngineFactory, models: Vec<PathBuf>, only: &[&str]) -> C
     c.models = models;
     c.only = only.iter().map(|s| s.to_string()).collect();
     check::run(factory, &c, &mut |_| {})
-}
-
-fn failures(r: &CheckReport) -> Vec<String> {
-    r.outcomes
-        .iter()
-        .filter(|o| o.verdict.is_fail())
-        .map(|o| format!("{} {}: {}", o.scenario, o.model, o.verdict.detail()))
-        .collect()
 }
 
 #[test]

@@ -10,7 +10,7 @@ use refit_harness::faulty_plugins;
 use refit_harness::ffi::{LoadError, Plugin};
 use refit_harness::{Error, Tensor};
 
-use crate::common::{c_plugin, example_plugin, fixture, reference_plugin};
+use crate::common::{c_plugin, example_plugin, failures, fixture, reference_plugin};
 
 fn load_error(fault: &str) -> LoadError {
     match Plugin::load(&c_plugin(fault)) {
@@ -189,12 +189,7 @@ fn a_2d_only_c_engine_passes_check_with_skips() {
     .map(String::from)
     .to_vec();
     let r = refit_harness::check::run(&spec, &c, &mut |_| {});
-    let failed: Vec<String> = r
-        .outcomes
-        .iter()
-        .filter(|o| o.verdict.is_fail())
-        .map(|o| format!("{} {}: {}", o.scenario, o.model, o.verdict.detail()))
-        .collect();
+    let failed = failures(&r);
     assert!(failed.is_empty(), "{failed:#?}");
     let (_, _, skipped) = r.counts();
     assert_eq!(skipped, 4, "conv1d.onnx in the four per-model scenarios");
@@ -417,12 +412,7 @@ fn sanitizers_catch_their_defects_and_pass_a_correct_engine() {
     c.stress_ms = 300;
     c.isolation = Some(iso);
     let r = refit_harness::check::run(&EngineSpec::Plugin(lib), &c, &mut |_| {});
-    let failed: Vec<String> = r
-        .outcomes
-        .iter()
-        .filter(|o| o.verdict.is_fail())
-        .map(|o| format!("{} {}: {}", o.scenario, o.model, o.verdict.detail()))
-        .collect();
+    let failed = failures(&r);
     assert!(failed.is_empty(), "{failed:#?}");
     // Without its sanitizer, the use after free passes: only ASan sees it.
     let spec = EngineSpec::Plugin(c_plugin("USE_AFTER_FREE"));
