@@ -32,34 +32,23 @@ fn target_dir() -> PathBuf {
     exe.ancestors().nth(3).expect("target folder").to_path_buf()
 }
 
-/// The reference plugin (this crate's cdylib), built once per test run in
-/// `target/plugin/` (its own build folder: the running `cargo test` holds
-/// the lock on its own).
+/// The reference plugin, the `reference_plugin` example that `cargo test`
+/// builds beside the tests (`target/<profile>/examples/`).
 pub fn reference_plugin() -> PathBuf {
-    static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    PATH.get_or_init(|| {
-        let dir = target_dir().join("plugin");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let out = std::process::Command::new(cargo)
-            .args(["build", "--lib", "--quiet", "--target-dir"])
-            .arg(&dir)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .expect("run cargo build for the reference plugin");
-        assert!(
-            out.status.success(),
-            "building the reference plugin failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let lib = dir.join("debug").join(format!(
-            "{}refit_harness{}",
-            std::env::consts::DLL_PREFIX,
-            std::env::consts::DLL_SUFFIX
-        ));
-        assert!(lib.is_file(), "{} was not built", lib.display());
-        lib
-    })
-    .clone()
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<binary>
+    let profile = exe.ancestors().nth(2).expect("profile folder");
+    let lib = profile.join("examples").join(format!(
+        "{}reference_plugin{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ));
+    assert!(
+        lib.is_file(),
+        "{} is missing: `cargo test` builds it; with a filter on the test targets, run `cargo build --examples` first",
+        lib.display()
+    );
+    lib
 }
 
 /// `plugins/faulty.c` built with `-DFAULT_<fault>` (see the file), once per

@@ -1,7 +1,9 @@
 //! The reference plugin: the reference engine behind the C ABI of
-//! `include/refit_plugin.h`, exported from this crate's cdylib
-//! (`librefit_harness.so`). Loading it with `--engine plugin:PATH` runs the
-//! whole load path, and every check, through the ABI on any machine.
+//! `include/refit_plugin.h`, built as the `reference_plugin` example
+//! (`target/<profile>/examples/libreference_plugin.so`, which `cargo test`
+//! and `cargo build --examples` build). Loading it with
+//! `--engine plugin:PATH` runs the whole load path, and every check,
+//! through the ABI on any machine.
 //!
 //! Every export catches panics: none crosses the boundary.
 
@@ -571,9 +573,12 @@ static API: refit_plugin_api = refit_plugin_api {
     engine_numerics: Some(engine_numerics),
 };
 
-/// The entry point of the reference plugin.
-#[no_mangle]
-pub extern "C" fn refit_plugin_get_api(abi_version: u32) -> *const refit_plugin_api {
+/// What the reference plugin's entry point returns: the table for ABI
+/// version 1, else NULL. The library exports no symbol itself: the
+/// `reference_plugin` example (a cdylib) defines `refit_plugin_get_api`
+/// with this as its body, so a crate linking this library gets no C
+/// symbol from it.
+pub fn api(abi_version: u32) -> *const refit_plugin_api {
     if abi_version == sys::REFIT_PLUGIN_ABI_VERSION {
         &API
     } else {
