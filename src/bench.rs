@@ -8,8 +8,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use plotters::prelude::*;
-
 use crate::check::oracle::{Judge, Oracle};
 use crate::engine::{BuildOptions, Engine, EngineSpec, Precision};
 use crate::fixtures;
@@ -600,6 +598,7 @@ fn find<'a>(rows: &'a [Row], benchmark: &str, parameter: &str) -> Option<&'a Row
         .find(|r| r.benchmark == benchmark && r.parameter == parameter)
 }
 
+#[cfg(feature = "plots")]
 fn plot_err<E: std::fmt::Display>(path: &Path) -> impl Fn(E) -> Error + '_ {
     move |e| io_err(path, std::io::Error::other(e.to_string()))
 }
@@ -615,6 +614,18 @@ pub fn write_report(rows: &[Row], dir: &Path) -> Result<Vec<PathBuf>> {
     write_csv(rows, &csv)?;
     files.push(csv);
 
+    write_plots(rows, dir, &mut files)?;
+    let md = dir.join("summary.md");
+    std::fs::write(&md, summary(rows)).map_err(|e| io_err(&md, e))?;
+    files.push(md);
+    Ok(files)
+}
+
+/// The SVG plots (`refit_latency.svg`, `infer_under_refit.svg`,
+/// `refit_vs_reload.svg`), pushed onto `files`.
+#[cfg(feature = "plots")]
+fn write_plots(rows: &[Row], dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
+    use plotters::prelude::*;
     // Refit latency and memcpy by bytes, log axes, p10..p90 error bars.
     let latency = dir.join("refit_latency.svg");
     {
@@ -748,10 +759,13 @@ pub fn write_report(rows: &[Row], dir: &Path) -> Result<Vec<PathBuf>> {
         files.push(p);
     }
 
-    let md = dir.join("summary.md");
-    std::fs::write(&md, summary(rows)).map_err(|e| io_err(&md, e))?;
-    files.push(md);
-    Ok(files)
+    Ok(())
+}
+
+/// Without the `plots` feature: no plots.
+#[cfg(not(feature = "plots"))]
+fn write_plots(_rows: &[Row], _dir: &Path, _files: &mut Vec<PathBuf>) -> Result<()> {
+    Ok(())
 }
 
 /// The Markdown summary: each headline ratio, and the plots.
@@ -801,7 +815,9 @@ pub fn summary(rows: &[Row]) -> String {
     if let Some(r) = find(rows, "refit_vs_reload", "refit").and_then(Row::ratio) {
         s.push_str(&format!("- Refitting every weight of conv_wide takes {r:.4}x the time of reloading the engine with them.\n"));
     }
-    s.push_str("\n![refit latency](refit_latency.svg)\n\n![inference under refit](infer_under_refit.svg)\n\n![refit vs reload](refit_vs_reload.svg)\n");
+    if cfg!(feature = "plots") {
+        s.push_str("\n![refit latency](refit_latency.svg)\n\n![inference under refit](infer_under_refit.svg)\n\n![refit vs reload](refit_vs_reload.svg)\n");
+    }
     s
 }
 

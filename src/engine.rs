@@ -333,10 +333,12 @@ pub trait Engine: Send + Sync {
     /// The refittable weights: name, dtype, shape.
     fn weights(&self) -> &[TensorInfo];
 
-    /// A new inference context, for one thread.
+    /// A new inference context, for one thread. Contexts of one engine
+    /// infer concurrently, each from one thread at a time.
     ///
     /// # Errors
-    /// Engine-specific.
+    /// [`Error::Engine`] with the engine's own error (out of device
+    /// memory, say).
     fn context(&self) -> Result<Box<dyn Context>>;
 
     /// A new refitter.
@@ -351,7 +353,10 @@ pub trait Context: Send {
     /// Runs the model on `inputs` (one per model input, in order).
     ///
     /// # Errors
-    /// Inputs that do not match the model: count, dtype, shape, byte count.
+    /// Inputs that do not match the model: [`Error::InputCount`],
+    /// [`Error::DTypeMismatch`], [`Error::ShapeMismatch`],
+    /// [`Error::ByteCount`]; [`Error::Engine`] for a failure of the engine
+    /// itself.
     fn infer(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>>;
 }
 
@@ -388,8 +393,9 @@ pub trait Refitter: Send {
     ///
     /// # Errors
     /// [`Error::MissingWeights`] for an incomplete set where the engine
-    /// requires every weight; engine-specific otherwise. On error, what the
-    /// engine serves is given by [`Contract::failed_refit`].
+    /// requires every weight; [`Error::Engine`] for a failure of the engine
+    /// itself. On error, what the engine serves is given by
+    /// [`Contract::failed_refit`], and what was staged stays staged.
     fn refit(&mut self) -> Result<()>;
 }
 

@@ -198,6 +198,19 @@ pub enum Error {
         message: String,
     },
 
+    /// An engine's own error (a device fault, a driver error, an
+    /// out-of-memory): what a Rust engine outside this crate returns for
+    /// anything the other variants do not describe, its error kept as the
+    /// source. Checks report it as a failure with this message.
+    #[error("{engine}: {source}")]
+    Engine {
+        /// The engine's name.
+        engine: String,
+        /// The engine's own error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+
     /// An error with the file it came from (a weights file applied as a refit).
     #[error("{path}: {error}")]
     InFile {
@@ -217,6 +230,17 @@ impl Error {
             Error::Plugin { status, .. } => *status == crate::ffi::sys::REFIT_UNSUPPORTED,
             Error::InFile { error, .. } => error.is_unsupported(),
             _ => false,
+        }
+    }
+
+    /// An engine's own error, for [`Error::Engine`].
+    pub fn engine(
+        engine: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        Error::Engine {
+            engine: engine.into(),
+            source: source.into(),
         }
     }
 

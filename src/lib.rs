@@ -54,6 +54,7 @@ pub mod io;
 pub mod model;
 pub mod report;
 pub mod selftest;
+pub mod suite;
 pub mod tensor;
 
 pub use engine::{Context, Contract, Engine, EngineInfo, Refitter};

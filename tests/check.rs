@@ -37,16 +37,6 @@ fn run(spec: &EngineSpec, only: &[&str]) -> CheckReport {
     check::run(spec, &c, &mut |_| {})
 }
 
-fn engine_under_test() -> EngineSpec {
-    let spec = EngineSpec::from_env().expect("REFIT_ENGINE names an engine");
-    if let EngineSpec::Plugin(path) = &spec {
-        if let Err(e) = refit_harness::ffi::Plugin::load(path) {
-            panic!("REFIT_ENGINE: {e}");
-        }
-    }
-    spec
-}
-
 fn assert_no_failure(r: &CheckReport) {
     assert!(!r.outcomes.is_empty());
     for o in &r.outcomes {
@@ -62,60 +52,11 @@ fn assert_no_failure(r: &CheckReport) {
     }
 }
 
-/// Runs one scenario on the engine under test (`REFIT_ENGINE`, with
-/// `REFIT_ENGINE_OPTIONS`) in a child process of the harness binary, so
-/// that a crash or a hang (past `REFIT_TIMEOUT` seconds, default 120) is a
-/// failed test with the call in flight, not a dead test binary.
-fn scenario_on_engine_under_test(name: &str) {
-    let spec = engine_under_test();
-    let mut iso = check::Isolation::new(env!("CARGO_BIN_EXE_refit-harness"), spec.to_string());
-    iso.timeout = check::isolate::timeout_from_env().unwrap_or_else(|e| panic!("{e}"));
-    let base = config();
-    let scratch = tempfile::tempdir().unwrap();
-    let c = CheckConfig {
-        scratch: scratch.path().to_path_buf(),
-        only: vec![name.to_string()],
-        regressions: Some(scratch.path().join("model_based.txt")),
-        engine_options: check::isolate::engine_options_from_env().unwrap_or_else(|e| panic!("{e}")),
-        isolation: Some(iso),
-        ..base.clone()
-    };
-    assert_no_failure(&check::run(&spec, &c, &mut |_| {}));
-}
-
-/// One `#[test]` per scenario on the engine under test, and a test that
-/// the list here is the library's scenario list.
-macro_rules! scenario_tests {
-    ($($name:ident),* $(,)?) => {
-        /// The scenarios the tests below cover.
-        const COVERED: &[&str] = &[$(stringify!($name)),*];
-        $(
-            #[test]
-            fn $name() {
-                scenario_on_engine_under_test(stringify!($name));
-            }
-        )*
-    };
-}
-
+/// One `#[test]` per scenario on the engine under test (`REFIT_ENGINE`,
+/// default reference), from the same macro a vendor's crate uses, each in
+/// a child process; and a test that the macro's list is the library's.
 mod under_test {
-    use super::scenario_on_engine_under_test;
-
-    scenario_tests!(
-        seed,
-        refittable_parity,
-        round_trip,
-        partial_refit,
-        bad_input,
-        model_based,
-        stress_r1w1,
-        stress_r4w1,
-        stress_r4w2,
-        stress_cores_w1,
-        stress_disjoint,
-        stress_vendor,
-        resources,
-    );
+    refit_harness::conformance_suite!(refit_harness::suite::Suite::from_env().seconds(30.0));
 
     #[test]
     fn every_scenario_has_a_test() {
@@ -124,8 +65,8 @@ mod under_test {
             .map(|s| s.name)
             .collect();
         assert_eq!(
-            COVERED, names,
-            "tests/check.rs must list every scenario of check::scenarios(), in order"
+            SCENARIOS, names,
+            "conformance_suite! (src/suite.rs) must list every scenario of check::scenarios(), in order"
         );
     }
 }

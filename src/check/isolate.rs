@@ -50,7 +50,16 @@ pub struct Isolation {
     /// with `-fsanitize=thread` or `-fsanitize=address`); its first report
     /// becomes the scenario's failure.
     pub sanitizer: Option<Sanitizer>,
+    /// `None`: the child is the harness binary (`run-item`, opening
+    /// [`Isolation::engine`] as a spec). `Some(test)`: the child is
+    /// `program`, a test binary, running test `test` alone, which finds
+    /// its job in [`CHILD_ENV`] ([`crate::suite`]).
+    pub test: Option<String>,
 }
+
+/// The variable that tells a test binary started by [`run_child`] which
+/// item to run: `<config path>\n<item>\n<contract 0|1>`.
+pub const CHILD_ENV: &str = "REFIT_HARNESS_CHILD";
 
 /// A sanitizer whose runtime the children preload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,6 +156,7 @@ impl Isolation {
             timeout: DEFAULT_TIMEOUT,
             env: Vec::new(),
             sanitizer: None,
+            test: None,
         }
     }
 
@@ -338,12 +348,42 @@ pub(super) struct ChildResult {
 }
 
 /// The `run-item` command: runs plan item `item` of the configuration in
-/// `config` on `engine` and prints its outcome. Exit code 0 whenever an
-/// outcome was printed.
+/// `config` on `engine` (a spec) and prints its outcome. Exit code 0
+/// whenever an outcome was printed.
 pub fn child_main(engine: &str, config: &Path, item: usize, contract: bool) -> ExitCode {
+    let spec: EngineSpec = match engine.parse() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("refit-harness run-item: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    child_run(
+        &|options| {
+            Box::new(super::SpecFactory {
+                spec: spec.clone(),
+                options,
+            })
+        },
+        config,
+        item,
+        contract,
+    )
+}
+
+/// Runs plan item `item` of the configuration in `config` on the engine
+/// `factory` makes (given the configuration's engine options) and prints
+/// its outcome: the body of every child process, whether the harness
+/// binary (`run-item`) or a test binary ([`crate::suite`]).
+pub fn child_run(
+    factory: &dyn Fn(Option<String>) -> Box<dyn super::EngineFactory>,
+    config: &Path,
+    item: usize,
+    contract: bool,
+) -> ExitCode {
     crate::flight::enable();
     let fail = |why: String| {
-        eprintln!("refit-harness run-item: {why}");
+        eprintln!("refit-harness child: {why}");
         ExitCode::from(2)
     };
     let text = match std::fs::read_to_string(config) {
@@ -357,14 +397,8 @@ pub fn child_main(engine: &str, config: &Path, item: usize, contract: bool) -> E
         Ok(c) => c,
         Err(e) => return fail(format!("{}: {e}", config_path_hint(config))),
     };
-    let spec: EngineSpec = match engine.parse() {
-        Ok(s) => s,
-        Err(e) => return fail(e.to_string()),
-    };
-    let factory = super::SpecFactory {
-        spec,
-        options: config.engine_options.clone(),
-    };
+    let factory = factory(config.engine_options.clone());
+    let factory = factory.as_ref();
     let plan = plan(&config);
     let Some((scenario, model)) = plan.get(item) else {
         return fail(format!("item {item} of {}", plan.len()));
@@ -372,7 +406,8 @@ pub fn child_main(engine: &str, config: &Path, item: usize, contract: bool) -> E
     let declared = if contract {
         crate::flight::step("open the first model to read the contract");
         config.models.first().and_then(|m| {
-            super::EngineFactory::open(&factory, m, &BuildOptions::default())
+            factory
+                .open(m, &BuildOptions::default())
                 .ok()
                 .map(|e| e.info().contract)
         })
@@ -385,7 +420,7 @@ pub fn child_main(engine: &str, config: &Path, item: usize, contract: bool) -> E
         let _ = out.flush();
     }
     let cx = Cx {
-        factory: &factory,
+        factory,
         config: &config,
     };
     let _ = oracle::take_worst_ratio();
@@ -453,15 +488,25 @@ pub(super) fn run_child(
     scenario: &str,
 ) -> ChildResult {
     let mut cmd = Command::new(&iso.program);
-    cmd.arg("run-item")
-        .arg("--engine")
-        .arg(&iso.engine)
-        .arg("--config")
-        .arg(config_file)
-        .arg("--item")
-        .arg(item.to_string());
-    if contract {
-        cmd.arg("--contract");
+    match &iso.test {
+        None => {
+            cmd.arg("run-item")
+                .arg("--engine")
+                .arg(&iso.engine)
+                .arg("--config")
+                .arg(config_file)
+                .arg("--item")
+                .arg(item.to_string());
+            if contract {
+                cmd.arg("--contract");
+            }
+        }
+        Some(test) => {
+            let mut job = config_file.as_os_str().to_owned();
+            job.push(format!("\n{item}\n{}", u8::from(contract)));
+            cmd.args([test.as_str(), "--exact", "--nocapture", "--test-threads", "1"])
+                .env(CHILD_ENV, job);
+        }
     }
     cmd.envs(iso.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
