@@ -188,7 +188,11 @@ impl Suite {
             let item = parts.next().and_then(|i| i.parse().ok()).unwrap_or(0);
             let contract = parts.next() == Some("1");
             let code = isolate::child_run(&|o| self.factory_with(o), &config, item, contract);
-            std::process::exit(if code == std::process::ExitCode::SUCCESS { 0 } else { 2 });
+            std::process::exit(if code == std::process::ExitCode::SUCCESS {
+                0
+            } else {
+                2
+            });
         }
         let scratch = tempfile::tempdir().expect("a scratch folder");
         let mut config =

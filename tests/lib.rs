@@ -12,4 +12,5 @@ mod numerics;
 mod plugin;
 mod property;
 mod pytorch;
+mod rust_engine;
 mod seed;

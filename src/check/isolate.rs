@@ -504,8 +504,14 @@ pub(super) fn run_child(
         Some(test) => {
             let mut job = config_file.as_os_str().to_owned();
             job.push(format!("\n{item}\n{}", u8::from(contract)));
-            cmd.args([test.as_str(), "--exact", "--nocapture", "--test-threads", "1"])
-                .env(CHILD_ENV, job);
+            cmd.args([
+                test.as_str(),
+                "--exact",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env(CHILD_ENV, job);
         }
     }
     cmd.envs(iso.env.iter().map(|(k, v)| (k, v)))
