@@ -219,7 +219,7 @@ pub fn write_all(dir: &Path) -> Result<Vec<PathBuf>> {
             "seed_int32.safetensors",
             Tensor {
                 shape: vec![1, 1, 3, 3],
-                data: crate::TensorData::I32(vec![1; 9]),
+                data: crate::TensorData::I32(vec![1; 9].into()),
             },
         ),
     ];

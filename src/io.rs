@@ -195,9 +195,9 @@ pub fn read_npy(path: &Path) -> Result<Tensor> {
         })?;
     let short = |e: std::io::Error| bad(format!("shape {shape:?} ({numel} values): {e}"));
     let data = match dtype {
-        DType::F32 => TensorData::F32(npy.into_vec::<f32>().map_err(short)?),
-        DType::F16 => TensorData::F16(npy.into_vec::<f16>().map_err(short)?),
-        DType::I32 => TensorData::I32(npy.into_vec::<i32>().map_err(short)?),
+        DType::F32 => TensorData::F32(npy.into_vec::<f32>().map_err(short)?.into()),
+        DType::F16 => TensorData::F16(npy.into_vec::<f16>().map_err(short)?.into()),
+        DType::I32 => TensorData::I32(npy.into_vec::<i32>().map_err(short)?.into()),
     };
     Ok(Tensor { shape, data })
 }

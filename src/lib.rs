@@ -5,15 +5,50 @@
 //! or reloading it) is correct, and keeps proving it in CI on the hardware
 //! runners where the engine lives.
 //!
+//! Start with [`docs::contract`]: what an engine promises about refit and
+//! which check proves each promise. To run the checks on your engine from
+//! your own `cargo test`, see [`suite`] and [`conformance_suite!`].
+//!
 //! ## Contents
 //! - [`engine`]: the wrapper every check talks to ([`Engine`], [`Context`],
-//!   [`Refitter`]), the [`Contract`] an engine declares, and the
-//!   [`reference`](engine::reference) engine, the oracle.
-//! - [`model`]: the ONNX subset (`Conv`, `Relu`) the reference engine runs,
-//!   as PyTorch's exporters write it.
+//!   [`Refitter`]), the [`Contract`] an engine declares, [`EngineSpec`]
+//!   (`reference`, `defect:NAME`, `plugin:PATH`), and the
+//!   [`reference`](engine::reference) engine (pure Rust, the engine the
+//!   harness tests itself against).
+//! - [`check`]: the named scenarios, run against any engine, giving pass,
+//!   fail (with evidence), skip, crashed or hung; their **oracle**
+//!   ([`check::oracle`]) evaluates the model in f64 with a rigorous error
+//!   bound for the engine's declared precision, independently of every
+//!   engine; the history checker ([`check::history`]) and the stress runs
+//!   ([`check::stress`]); child-process isolation ([`check::isolate`]).
+//! - [`suite`]: the checks as one `#[test]` per scenario in a vendor's
+//!   crate ([`conformance_suite!`]).
+//! - [`docs`]: the contract and what each scenario proves.
+//! - [`model`]: the ONNX subset (`Conv`, `Relu`) the reference engine and
+//!   the oracle run, as PyTorch's exporters write it.
+//! - [`ffi`]: the plugin ABI (`include/refit_plugin.h`): the loader
+//!   ([`ffi::plugin`]), its C types ([`ffi::sys`]), and the reference
+//!   engine behind it ([`ffi::export`], built as the `reference_plugin`
+//!   example).
+//! - [`flight`]: what a scenario's child process is doing, for crash and
+//!   hang reports.
+//! - [`defects`]: the seeded-defect engines `selftest` must catch;
+//!   [`selftest`] builds the catalogue matrix; [`faulty_plugins`] builds
+//!   the faulty C plugins.
+//! - [`bench`]: the refit and inference sweep, its report and the
+//!   regression gate; [`report`]: check reports (console, CSV, Markdown,
+//!   JUnit XML).
 //! - [`io`]: `.npy` inputs and outputs, `.safetensors` weight sets.
 //! - [`fixtures`]: the seed model and the conv fixtures `gen-model` writes.
 //! - [`demo`]: the vendor's single- and multi-thread refit demos.
+//! - [`tensor`]: tensors and their descriptions.
+//!
+//! ## Features
+//! - `cli` (default): the `refit-harness` command line (clap).
+//! - `plots` (default): SVG plots in `bench` reports (plotters).
+//!
+//! A crate that runs the suite from its tests needs neither:
+//! `refit-harness = { ..., default-features = false }`.
 //!
 //! ## Limitations
 //! The reference engine runs `Conv` (1 to 3 spatial dimensions) and `Relu`
@@ -57,6 +92,6 @@ pub mod selftest;
 pub mod suite;
 pub mod tensor;
 
-pub use engine::{Context, Contract, Engine, EngineInfo, Refitter};
+pub use engine::{Context, Contract, Engine, EngineInfo, EngineSpec, Refitter};
 pub use error::{Error, Result};
 pub use tensor::{DType, Tensor, TensorData, TensorInfo};

@@ -42,16 +42,106 @@ impl fmt::Display for DType {
     }
 }
 
-/// The values of a tensor, typed.
+/// The alignment of every tensor's values: what device DMA needs, and what
+/// the plugin ABI promises for data the harness passes.
+pub const ALIGN: usize = 64;
+
+/// Values that start at an [`ALIGN`]-byte-aligned address, used as a
+/// slice. Built from a `Vec` without copying when the `Vec` is aligned
+/// already; otherwise its buffer grows by less than [`ALIGN`] bytes and the
+/// values move up within it (`realloc`, then a `memmove`), so even a large
+/// tensor never exists twice.
+#[derive(Debug)]
+pub struct Aligned<T> {
+    buf: Vec<T>,
+    start: usize,
+    len: usize,
+}
+
+impl<T: Copy + Default> Aligned<T> {
+    /// `values`, aligned.
+    pub fn from_vec(mut values: Vec<T>) -> Self {
+        let len = values.len();
+        if values.as_ptr().align_offset(ALIGN) == 0 {
+            return Aligned {
+                buf: values,
+                start: 0,
+                len,
+            };
+        }
+        values.reserve_exact(ALIGN / std::mem::size_of::<T>().max(1));
+        let start = values.as_ptr().align_offset(ALIGN);
+        // Within the capacity just reserved: no reallocation, the buffer
+        // (and so the alignment) stays where it is.
+        values.resize(len + start, T::default());
+        values.copy_within(0..len, start);
+        Aligned {
+            buf: values,
+            start,
+            len,
+        }
+    }
+
+    /// The values as a `Vec` (moved down to the start of the buffer when
+    /// they were shifted).
+    pub fn into_vec(mut self) -> Vec<T> {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.start + self.len, 0);
+        }
+        self.buf.truncate(self.len);
+        self.buf
+    }
+}
+
+impl<T> std::ops::Deref for Aligned<T> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        &self.buf[self.start..self.start + self.len]
+    }
+}
+
+impl<T> std::ops::DerefMut for Aligned<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        &mut self.buf[self.start..self.start + self.len]
+    }
+}
+
+impl<T: Copy + Default> Clone for Aligned<T> {
+    fn clone(&self) -> Self {
+        Aligned::from_vec(self.to_vec())
+    }
+}
+
+impl<T: PartialEq> PartialEq for Aligned<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self[..] == other[..]
+    }
+}
+
+impl<T: Copy + Default> From<Vec<T>> for Aligned<T> {
+    fn from(v: Vec<T>) -> Self {
+        Aligned::from_vec(v)
+    }
+}
+
+impl<T: Copy + Default> FromIterator<T> for Aligned<T> {
+    fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
+        Aligned::from_vec(iter.into_iter().collect())
+    }
+}
+
+/// The values of a tensor, typed, each at an [`ALIGN`]-byte-aligned
+/// address.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum TensorData {
     /// f32 values.
-    F32(Vec<f32>),
+    F32(Aligned<f32>),
     /// f16 values.
-    F16(Vec<f16>),
+    F16(Aligned<f16>),
     /// i32 values.
-    I32(Vec<i32>),
+    I32(Aligned<i32>),
 }
 
 impl TensorData {
@@ -134,7 +224,7 @@ impl Tensor {
     pub fn f32(shape: impl Into<Vec<usize>>, values: Vec<f32>) -> Self {
         Tensor {
             shape: shape.into(),
-            data: TensorData::F32(values),
+            data: TensorData::F32(values.into()),
         }
     }
 
@@ -180,7 +270,7 @@ impl Tensor {
     /// The values converted to f32 (f16 widened, i32 cast).
     pub fn to_f32_vec(&self) -> Vec<f32> {
         match &self.data {
-            TensorData::F32(v) => v.clone(),
+            TensorData::F32(v) => v.to_vec(),
             TensorData::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
             TensorData::I32(v) => v.iter().map(|&x| x as f32).collect(),
         }

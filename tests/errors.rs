@@ -84,7 +84,7 @@ fn wrong_dtype() {
             "weight",
             Tensor {
                 shape: vec![1, 1, 3, 3],
-                data: TensorData::I32(vec![1; 9]),
+                data: TensorData::I32(vec![1; 9].into()),
             },
         )],
         &["weight 'weight'", "expected dtype f32, found i32"],
@@ -301,7 +301,7 @@ fn inputs_that_do_not_fit_the_model() {
     assert!(msg(ctx.infer(&[])).contains("expected 1 input(s), found 0"));
     let i32_input = Tensor {
         shape: vec![1, 1, 3, 3],
-        data: TensorData::I32(vec![1; 9]),
+        data: TensorData::I32(vec![1; 9].into()),
     };
     assert!(msg(ctx.infer(&[i32_input])).contains("input 'x': expected dtype f32, found i32"));
     assert!(msg(ctx.infer(&[Tensor::f32([1, 1, 3, 3], vec![1.0; 8])])).contains("found 8 values"));

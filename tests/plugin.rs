@@ -421,3 +421,21 @@ fn sanitizers_catch_their_defects_and_pass_a_correct_engine() {
     let r = refit_harness::check::run(&spec, &c, &mut |_| {});
     assert!(!r.failed(), "{:?}", r.outcomes);
 }
+
+/// Every tensor's values start 64-byte aligned, however they were made,
+/// and survive the round trip through `Aligned` unchanged.
+#[test]
+fn tensor_data_is_64_byte_aligned() {
+    use refit_harness::tensor::{Aligned, ALIGN};
+    for n in [0usize, 1, 3, 9, 17, 1000, 1 << 20] {
+        let v: Vec<f32> = (0..n).map(|i| i as f32).collect();
+        let a = Aligned::from_vec(v.clone());
+        assert_eq!(a.as_ptr() as usize % ALIGN, 0, "{n}");
+        assert_eq!(&a[..], &v[..]);
+        let b = a.clone();
+        assert_eq!(b.as_ptr() as usize % ALIGN, 0, "{n} cloned");
+        assert_eq!(a.into_vec(), v);
+        let t = Tensor::f32([n], (0..n).map(|i| i as f32).collect());
+        assert_eq!(t.data.as_bytes().as_ptr() as usize % ALIGN, 0);
+    }
+}

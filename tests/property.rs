@@ -87,7 +87,7 @@ proptest! {
                 Step::WrongShape(v) => refit_all(&engine, [("weight", &Tensor::full([1, 1, kh, kw + 1], v as f32))]),
                 Step::WrongDType(v) => refit_all(&engine, [("weight", &Tensor {
                     shape: shape.clone(),
-                    data: TensorData::I32(vec![v as i32; kh * kw]),
+                    data: TensorData::I32(vec![v as i32; kh * kw].into()),
                 })]),
                 Step::UnknownName(v) => refit_all(&engine, [
                     ("weight", &Tensor::full(shape.clone(), v as f32)),

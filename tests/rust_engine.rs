@@ -305,7 +305,7 @@ impl Refitter for TinyRefitter {
                 value: value.to_string(),
             });
         }
-        self.staged[i] = Some(v.clone());
+        self.staged[i] = Some(v.to_vec());
         Ok(())
     }
 

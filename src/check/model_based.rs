@@ -300,7 +300,7 @@ pub fn run_case(cx: &Cx<'_>, case: &Case, path: &Path) -> Result<CaseEnd, String
                         names[i].clone(),
                         Tensor {
                             shape,
-                            data: TensorData::I32(vec![1; v.len()]),
+                            data: TensorData::I32(vec![1; v.len()].into()),
                         },
                     ),
                     Invalid::WrongByteCount => {

@@ -324,7 +324,7 @@ fn bad_tensors(s: &Subject, i: usize) -> Vec<(&'static str, String, Tensor)> {
     let wrong_dtype = match info.dtype {
         DType::F32 => Tensor {
             shape: shape.clone(),
-            data: TensorData::I32(vec![1; numel]),
+            data: TensorData::I32(vec![1; numel].into()),
         },
         _ => Tensor::f32(shape.clone(), good.clone()),
     };

@@ -52,7 +52,7 @@ pub(crate) fn typed(dtype: DType, shape: Vec<usize>, values: &[f32]) -> Tensor {
     let data = match dtype {
         DType::F16 => TensorData::F16(values.iter().map(|&v| half::f16::from_f32(v)).collect()),
         DType::I32 => TensorData::I32(values.iter().map(|&v| v as i32).collect()),
-        _ => TensorData::F32(values.to_vec()),
+        _ => TensorData::F32(values.to_vec().into()),
     };
     Tensor { shape, data }
 }

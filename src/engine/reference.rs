@@ -227,7 +227,7 @@ fn check_finite(t: &Tensor, what: &str) -> Result<()> {
 /// The values of `t` as f32, moved when they already are.
 fn into_f32(t: Tensor) -> Vec<f32> {
     match t.data {
-        TensorData::F32(v) => v,
+        TensorData::F32(v) => v.into_vec(),
         TensorData::F16(v) => v.iter().map(|x| f16::to_f32(*x)).collect(),
         TensorData::I32(v) => v.iter().map(|&x| x as f32).collect(),
     }

@@ -732,7 +732,7 @@ impl Model {
                 let v = &scratch[slot];
                 let data = match info.dtype {
                     DType::F16 => TensorData::F16(v.iter().map(|&x| f16::from_f32(x)).collect()),
-                    _ => TensorData::F32(v.clone()),
+                    _ => TensorData::F32(v.clone().into()),
                 };
                 Tensor { shape, data }
             })
