@@ -21,8 +21,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, BatchSize, BenchmarkId, Criterion, Throughput};
-use refit_harness::engine::{BuildOptions, Engine, EngineSpec};
+use refit_harness::engine::{BuildOptions, Engine};
 use refit_harness::model::build::ConvChain;
+use refit_harness::spec::EngineSpec;
 use refit_harness::Tensor;
 use refit_harness::{bench, fixtures};
 

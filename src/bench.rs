@@ -9,10 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::check::oracle::{Judge, Oracle};
-use crate::engine::{BuildOptions, Engine, EngineSpec, Precision};
+use crate::engine::{BuildOptions, Engine, Precision};
 use crate::fixtures;
 use crate::model::build::{ConvChain, ConvLayer};
 use crate::model::conv::ConvAttrs;
+use crate::spec::EngineSpec;
 use crate::tensor::Tensor;
 use crate::{Error, Result};
 

@@ -121,7 +121,7 @@ pub enum Variant {
     /// Correct, but declares and enforces requires-all.
     Strict,
     /// Correct, but declares the quiesced contract (inference must stop
-    /// during refit), which [`EngineSpec::open`](crate::engine::EngineSpec::open)
+    /// during refit), which [`EngineSpec::open`](crate::spec::EngineSpec::open)
     /// then enforces.
     Quiesced,
     /// One seeded defect.
@@ -333,19 +333,19 @@ impl Refitter for WrappedRefitter {
         result
     }
 
-    fn missing(&self) -> Vec<String> {
+    fn missing(&self) -> Result<Vec<String>> {
         if self.variant == Variant::Defect(Defect::MissingLies) {
-            return Vec::new();
+            return Ok(Vec::new());
         }
-        let mut missing = self.inner.missing();
+        let mut missing = self.inner.missing()?;
         missing.retain(|m| !self.deferred.iter().any(|(n, _)| n == m));
-        missing
+        Ok(missing)
     }
 
     fn refit(&mut self) -> Result<()> {
         match self.variant {
             Variant::Strict => {
-                let missing = self.inner.missing();
+                let missing = self.inner.missing()?;
                 if !missing.is_empty() {
                     return Err(Error::MissingWeights { missing });
                 }

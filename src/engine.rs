@@ -4,7 +4,7 @@
 //! thread, each inference thread makes its own [`Context`], and weights are
 //! replaced through a [`Refitter`] (`set_named_weights` stages,
 //! `refit` applies everything staged). Engines are chosen at run time by an
-//! [`EngineSpec`], so the traits are object-safe and used as `Box<dyn _>`.
+//! [`EngineSpec`](crate::spec::EngineSpec), so the traits are object-safe and used as `Box<dyn _>`.
 //!
 //! Each engine declares a [`Contract`]; the harness tests an engine against
 //! what it declares, not against the strongest possible promise.
@@ -14,7 +14,6 @@ pub mod quiesced;
 pub mod reference;
 
 use std::fmt;
-use std::path::Path;
 use std::str::FromStr;
 
 use crate::tensor::{Tensor, TensorInfo};
@@ -383,10 +382,14 @@ pub trait Refitter: Send {
         self.set_named_weights(name, &weights)
     }
 
-    /// The refittable weights not staged since the last successful refit,
-    /// in the engine's weight order. Where the contract is
-    /// [`Subset::RequiresAll`], `refit` fails until this is empty.
-    fn missing(&self) -> Vec<String>;
+    /// The refittable weights not staged on this refitter since its last
+    /// successful refit, in the engine's weight order. Where the contract
+    /// is [`Subset::RequiresAll`], `refit` fails until this is empty.
+    ///
+    /// # Errors
+    /// [`Error::Engine`] (or a plugin's failing status) when the engine
+    /// cannot say.
+    fn missing(&self) -> Result<Vec<String>>;
 
     /// Applies everything staged, then clears the staged set. Refitting
     /// with nothing staged is a no-op.
@@ -397,110 +400,6 @@ pub trait Refitter: Send {
     /// itself. On error, what the engine serves is given by
     /// [`Contract::failed_refit`], and what was staged stays staged.
     fn refit(&mut self) -> Result<()>;
-}
-
-/// Which engine to run: parsed from `--engine` or `REFIT_ENGINE`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum EngineSpec {
-    /// The built-in reference engine.
-    Reference,
-    /// The reference engine declaring and enforcing requires-all, or
-    /// carrying a seeded defect (`reference-strict`, `defect:NAME`).
-    Wrapped(crate::defects::Variant),
-    /// A plugin library implementing `include/refit_plugin.h`
-    /// (`plugin:PATH`).
-    Plugin(std::path::PathBuf),
-}
-
-impl FromStr for EngineSpec {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        use crate::defects::Variant;
-        match s {
-            "reference" => Ok(EngineSpec::Reference),
-            "reference-strict" => Ok(EngineSpec::Wrapped(Variant::Strict)),
-            "reference-quiesced" => Ok(EngineSpec::Wrapped(Variant::Quiesced)),
-            other => {
-                if let Some(d) = other.strip_prefix("defect:") {
-                    Ok(EngineSpec::Wrapped(Variant::Defect(d.parse()?)))
-                } else if let Some(p) = other.strip_prefix("plugin:").filter(|p| !p.is_empty()) {
-                    Ok(EngineSpec::Plugin(p.into()))
-                } else {
-                    Err(Error::UnknownEngine(other.to_string()))
-                }
-            }
-        }
-    }
-}
-
-impl fmt::Display for EngineSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            EngineSpec::Reference => f.write_str("reference"),
-            EngineSpec::Wrapped(crate::defects::Variant::Strict) => f.write_str("reference-strict"),
-            EngineSpec::Wrapped(crate::defects::Variant::Quiesced) => {
-                f.write_str("reference-quiesced")
-            }
-            EngineSpec::Wrapped(crate::defects::Variant::Defect(d)) => write!(f, "defect:{d}"),
-            EngineSpec::Plugin(p) => write!(f, "plugin:{}", p.display()),
-        }
-    }
-}
-
-impl EngineSpec {
-    /// The spec named by the `REFIT_ENGINE` environment variable, or the
-    /// reference engine when it is unset.
-    ///
-    /// # Errors
-    /// [`Error::UnknownEngine`] for a value that names no engine.
-    pub fn from_env() -> Result<Self> {
-        match std::env::var("REFIT_ENGINE") {
-            Ok(s) if !s.is_empty() => s.parse(),
-            _ => Ok(EngineSpec::Reference),
-        }
-    }
-
-    /// Builds the engine for `model`. An engine whose contract is
-    /// [`Concurrency::Quiesced`] comes wrapped in [`quiesced::Quiesced`],
-    /// which keeps inference out of every refit.
-    ///
-    /// # Errors
-    /// Whatever loading the model gives: an unreadable file, an unsupported
-    /// op, a malformed graph.
-    pub fn open(&self, model: &Path, options: &BuildOptions) -> Result<Box<dyn Engine>> {
-        let engine = self.open_unwrapped(model, options)?;
-        Ok(
-            if engine.info().contract.concurrency == Concurrency::Quiesced {
-                Box::new(quiesced::Quiesced::new(engine))
-            } else {
-                engine
-            },
-        )
-    }
-
-    fn open_unwrapped(&self, model: &Path, options: &BuildOptions) -> Result<Box<dyn Engine>> {
-        match self {
-            EngineSpec::Reference => {
-                Ok(Box::new(reference::ReferenceEngine::load(model, options)?))
-            }
-            EngineSpec::Wrapped(crate::defects::Variant::Defect(crate::defects::Defect::Race(
-                r,
-            ))) => Ok(Box::new(crate::defects::racy::RacyEngine::load(
-                *r,
-                self.to_string(),
-                model,
-                options,
-            )?)),
-            EngineSpec::Wrapped(v) => Ok(Box::new(crate::defects::WrappedEngine::load(
-                *v, model, options,
-            )?)),
-            EngineSpec::Plugin(path) => Ok(Box::new(
-                crate::ffi::Plugin::load(path)?.open(model, options)?,
-            )),
-        }
-    }
 }
 
 /// Stages every `(name, tensor)` of `weights` on a new refitter and applies

@@ -183,7 +183,7 @@ pub enum Error {
 
     /// A plugin library could not be loaded.
     #[error("{0}")]
-    PluginLoad(Box<crate::ffi::LoadError>),
+    PluginLoad(Box<LoadError>),
 
     /// A plugin call failed; `message` is the plugin's own.
     #[error("plugin {path}: {call} failed (status {status}): {message}")]
@@ -222,12 +222,11 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether the engine refused the model as unsupported (directly, or a
-    /// plugin returning `REFIT_UNSUPPORTED`).
+    /// Whether the engine refused the model as unsupported (a plugin's
+    /// `REFIT_UNSUPPORTED` arrives as [`Error::Unsupported`] too).
     pub fn is_unsupported(&self) -> bool {
         match self {
             Error::Unsupported { .. } => true,
-            Error::Plugin { status, .. } => *status == crate::ffi::sys::REFIT_UNSUPPORTED,
             Error::InFile { error, .. } => error.is_unsupported(),
             _ => false,
         }
@@ -255,3 +254,55 @@ impl Error {
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a plugin library could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The library could not be opened (missing file, unresolved symbol).
+    #[error("cannot open plugin {path}: {message}")]
+    Open {
+        /// The library.
+        path: PathBuf,
+        /// The loader's message.
+        message: String,
+    },
+    /// The library does not export `refit_plugin_get_api`.
+    #[error("plugin {path} does not export refit_plugin_get_api: {message}")]
+    MissingEntryPoint {
+        /// The library.
+        path: PathBuf,
+        /// The loader's message.
+        message: String,
+    },
+    /// The library returned no table for the ABI version asked for.
+    #[error("plugin {path} does not support ABI version {requested} (refit_plugin_get_api returned NULL)")]
+    UnsupportedVersion {
+        /// The library.
+        path: PathBuf,
+        /// The version asked for.
+        requested: u32,
+    },
+    /// The table's version or size is not what was asked for.
+    #[error("plugin {path} returned a table for ABI version {found} of {size} bytes; expected version {expected} and at least {min} bytes")]
+    BadTable {
+        /// The library.
+        path: PathBuf,
+        /// The version asked for.
+        expected: u32,
+        /// The version in the table.
+        found: u32,
+        /// The table's declared size.
+        size: u32,
+        /// The smallest size accepted.
+        min: usize,
+    },
+    /// A function slot of the table is NULL.
+    #[error("plugin {path}: function {slot} is NULL in its ABI table")]
+    NullSlot {
+        /// The library.
+        path: PathBuf,
+        /// The slot's name.
+        slot: &'static str,
+    },
+}

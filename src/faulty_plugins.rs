@@ -8,8 +8,9 @@ use std::process::Command;
 
 use crate::check::isolate::Sanitizer;
 use crate::check::{self, CheckConfig};
-use crate::engine::{refit_all, BuildOptions, EngineSpec};
+use crate::engine::{refit_all, BuildOptions};
 use crate::ffi::{LoadError, Plugin};
+use crate::spec::EngineSpec;
 use crate::{Error, Tensor};
 
 /// The faults `plugins/faulty.c` can be built with (`-DFAULT_<NAME>`).

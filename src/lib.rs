@@ -89,9 +89,11 @@ pub mod io;
 pub mod model;
 pub mod report;
 pub mod selftest;
+pub mod spec;
 pub mod suite;
 pub mod tensor;
 
-pub use engine::{Context, Contract, Engine, EngineInfo, EngineSpec, Refitter};
+pub use engine::{Context, Contract, Engine, EngineInfo, Refitter};
 pub use error::{Error, Result};
+pub use spec::EngineSpec;
 pub use tensor::{DType, Tensor, TensorData, TensorInfo};

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use crate::check::isolate::{self, Isolation, CHILD_ENV};
 use crate::check::{self, CheckConfig, EngineFactory, SpecFactory, Tolerance, Verdict};
-use crate::engine::EngineSpec;
+use crate::spec::EngineSpec;
 
 /// The engine under test.
 #[derive(Clone)]

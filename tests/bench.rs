@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use refit_harness::bench::{self, BenchConfig, Row};
-use refit_harness::engine::EngineSpec;
+use refit_harness::spec::EngineSpec;
 
 fn tiny(dir: &std::path::Path) -> BenchConfig {
     BenchConfig {

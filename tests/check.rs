@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use refit_harness::check::{self, CheckConfig, CheckReport};
 use refit_harness::defects::Defect;
-use refit_harness::engine::EngineSpec;
+use refit_harness::spec::EngineSpec;
 
 /// One scratch folder with the fixture models for the whole test binary.
 fn config() -> &'static CheckConfig {

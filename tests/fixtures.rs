@@ -1,7 +1,8 @@
 //! The committed fixtures are exactly what `gen-model` writes.
 
-use refit_harness::engine::{BuildOptions, EngineSpec};
+use refit_harness::engine::BuildOptions;
 use refit_harness::fixtures;
+use refit_harness::spec::EngineSpec;
 
 use crate::common::fixture;
 

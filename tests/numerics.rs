@@ -7,12 +7,11 @@ use std::path::{Path, PathBuf};
 
 use refit_harness::check::oracle::{Judge, Oracle};
 use refit_harness::check::{self, CheckConfig, CheckReport, EngineFactory, Verdict};
-use refit_harness::engine::{
-    BuildOptions, Context, Engine, EngineInfo, EngineSpec, Precision, Refitter,
-};
+use refit_harness::engine::{BuildOptions, Context, Engine, EngineInfo, Precision, Refitter};
 use refit_harness::model::build::{ConvChain, ConvLayer};
 use refit_harness::model::conv::ConvAttrs;
 use refit_harness::model::Model;
+use refit_harness::spec::EngineSpec;
 use refit_harness::{Result, Tensor, TensorData, TensorInfo};
 
 use crate::common::{failures, fixture};
@@ -294,7 +293,7 @@ impl Refitter for F16Refitter {
     fn set_named_weights(&mut self, name: &str, weights: &Tensor) -> Result<()> {
         self.0.set_named_weights(name, &round_to(self.1, weights))
     }
-    fn missing(&self) -> Vec<String> {
+    fn missing(&self) -> Result<Vec<String>> {
         self.0.missing()
     }
     fn refit(&mut self) -> Result<()> {

@@ -5,9 +5,10 @@ use std::path::Path;
 
 use rstest::rstest;
 
-use refit_harness::engine::{refit_all, BuildOptions, EngineSpec};
+use refit_harness::engine::{refit_all, BuildOptions};
 use refit_harness::faulty_plugins;
 use refit_harness::ffi::{LoadError, Plugin};
+use refit_harness::spec::EngineSpec;
 use refit_harness::{Error, Tensor};
 
 use crate::common::{c_plugin, example_plugin, failures, fixture, reference_plugin};
@@ -373,7 +374,11 @@ fn engine_options_pass_through_to_options_json() {
     // The example plugin builds with vendor options it does not know.
     let spec = EngineSpec::Plugin(example_plugin("NONE"));
     let engine = spec.open(&fixture("seed_conv.onnx"), &o).unwrap();
-    assert!(engine.refitter().is_err(), "enable_refit false must hold");
+    // REFIT_DISABLED from a plugin is the error a Rust engine returns.
+    assert!(
+        matches!(engine.refitter(), Err(Error::RefitDisabled)),
+        "enable_refit false must hold"
+    );
 }
 
 /// `--sanitizer`: ThreadSanitizer catches the example copying weights in

@@ -5,8 +5,9 @@
 
 use rstest::rstest;
 
-use refit_harness::engine::{refit_all, BuildOptions, EngineSpec};
+use refit_harness::engine::{refit_all, BuildOptions};
 use refit_harness::io;
+use refit_harness::spec::EngineSpec;
 
 use crate::common::fixture;
 

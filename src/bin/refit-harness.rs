@@ -10,7 +10,8 @@ use clap::{Parser, Subcommand};
 
 use refit_harness::defects::{Defect, Variant};
 use refit_harness::engine::reference::ReferenceEngine;
-use refit_harness::engine::{BuildOptions, Engine, EngineSpec};
+use refit_harness::engine::{BuildOptions, Engine};
+use refit_harness::spec::EngineSpec;
 use refit_harness::{bench, check, demo, faulty_plugins, fixtures, io, report, selftest};
 
 /// Proves an inference engine's weight refit is correct.

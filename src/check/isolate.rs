@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::{oracle, plan, run_one, stress, CheckConfig, Cx, Evidence, Tolerance, Verdict};
-use crate::engine::{BuildOptions, Contract, EngineSpec};
+use crate::engine::{BuildOptions, Contract};
 use crate::flight::{CALL_MARK, SIGNAL_MARK, STEP_MARK};
+use crate::spec::EngineSpec;
 
 /// Starts the line a child prints its outcome on.
 pub const OUTCOME_MARK: &str = "REFIT-OUTCOME ";

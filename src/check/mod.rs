@@ -20,7 +20,8 @@ mod subject;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::engine::{BuildOptions, Contract, Engine, EngineSpec};
+use crate::engine::{BuildOptions, Contract, Engine};
+use crate::spec::EngineSpec;
 use crate::Result;
 pub use isolate::Isolation;
 pub use oracle::{Judge, Tolerance};

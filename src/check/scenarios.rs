@@ -223,7 +223,7 @@ fn partial(cx: &Cx<'_>, model: &Path) -> Step<Verdict> {
                 .map(|i| names[i].clone())
                 .collect(),
         );
-        let got = sorted(r.missing());
+        let got = sorted(must(&format!("{step}: missing()"), r.missing())?);
         if got != want {
             return Err(fail(
                 step,

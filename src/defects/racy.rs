@@ -201,7 +201,7 @@ impl Refitter for RacyRefitter {
         Ok(())
     }
 
-    fn missing(&self) -> Vec<String> {
+    fn missing(&self) -> Result<Vec<String>> {
         let shared_staging = self
             .shared
             .staging
@@ -213,13 +213,14 @@ impl Refitter for RacyRefitter {
         } else {
             &self.staged
         };
-        self.shared
+        Ok(self
+            .shared
             .weights
             .iter()
             .zip(staged)
             .filter(|(_, s)| s.is_none())
             .map(|(w, _)| w.name.clone())
-            .collect()
+            .collect())
     }
 
     fn refit(&mut self) -> Result<()> {

@@ -75,7 +75,7 @@ impl Refitter for GatedRefitter {
     fn stage_owned(&mut self, name: &str, weights: Tensor) -> Result<()> {
         self.inner.stage_owned(name, weights)
     }
-    fn missing(&self) -> Vec<String> {
+    fn missing(&self) -> Result<Vec<String>> {
         self.inner.missing()
     }
     fn refit(&mut self) -> Result<()> {

@@ -317,14 +317,15 @@ impl Refitter for ReferenceRefitter {
         Ok(())
     }
 
-    fn missing(&self) -> Vec<String> {
-        self.shared
+    fn missing(&self) -> Result<Vec<String>> {
+        Ok(self
+            .shared
             .weights
             .iter()
             .zip(&self.staged)
             .filter(|(_, s)| s.is_none())
             .map(|(w, _)| w.name.clone())
-            .collect()
+            .collect())
     }
 
     fn refit(&mut self) -> Result<()> {

@@ -12,10 +12,11 @@ use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
+use super::status::status_of;
 use super::sys::{self, refit_plugin_api, refit_status, refit_tensor, refit_tensor_desc};
+use crate::engine::reference::ReferenceEngine;
 use crate::engine::{
-    BuildOptions, Concurrency, Context, Engine, EngineSpec, FailedRefit, NonFinite, Refitter,
-    Subset,
+    BuildOptions, Concurrency, Context, Engine, FailedRefit, NonFinite, Refitter, Subset,
 };
 use crate::tensor::{DType, Tensor, TensorData, TensorInfo};
 use crate::Error;
@@ -27,23 +28,6 @@ thread_local! {
 fn set_error(message: &str) {
     let c = CString::new(message.replace('\0', " ")).unwrap_or_default();
     LAST_ERROR.with(|e| *e.borrow_mut() = c);
-}
-
-fn status_of(e: &Error) -> refit_status {
-    match e {
-        Error::UnknownWeight { .. } => sys::REFIT_UNKNOWN_WEIGHT,
-        Error::ShapeMismatch { .. } | Error::ByteCount { .. } | Error::InputCount { .. } => {
-            sys::REFIT_SHAPE_MISMATCH
-        }
-        Error::DTypeMismatch { .. } => sys::REFIT_DTYPE_MISMATCH,
-        Error::NonFinite { .. } => sys::REFIT_NON_FINITE,
-        Error::RefitDisabled => sys::REFIT_DISABLED,
-        Error::MissingWeights { .. } => sys::REFIT_MISSING_WEIGHTS,
-        Error::InvalidNode { .. } | Error::InvalidGraph { .. } | Error::MalformedModel { .. } => {
-            sys::REFIT_UNSUPPORTED
-        }
-        _ => sys::REFIT_ERROR,
-    }
 }
 
 /// Runs `f`, turning an error or a panic into a status and a message.
@@ -206,9 +190,10 @@ unsafe extern "C" fn engine_create(
             .get("enable_refit")
             .and_then(serde_json::Value::as_bool)
             .unwrap_or(true);
-        let engine = EngineSpec::Reference
-            .open(Path::new(&path), &BuildOptions::refit(enable_refit))
-            .map_err(err)?;
+        let engine: Box<dyn Engine> = Box::new(
+            ReferenceEngine::load(Path::new(&path), &BuildOptions::refit(enable_refit))
+                .map_err(err)?,
+        );
         let info = engine.info();
         let boxed = Box::new(ExportEngine {
             name: CString::new(info.name.clone()).unwrap_or_default(),
@@ -524,6 +509,7 @@ unsafe extern "C" fn missing(
         r.missing = r
             .refitter
             .missing()
+            .map_err(err)?
             .into_iter()
             .map(|n| CString::new(n).unwrap_or_default())
             .collect();

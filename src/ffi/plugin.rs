@@ -17,60 +17,9 @@ use crate::engine::{
     BuildOptions, Concurrency, Context, Contract, Engine, EngineInfo, FailedRefit, NonFinite,
     Precision, Refitter, Subset,
 };
+use crate::error::LoadError;
 use crate::tensor::{DType, Tensor, TensorData, TensorInfo};
 use crate::{Error, Result};
-
-/// Why a plugin library could not be loaded.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum LoadError {
-    /// The library could not be opened (missing file, unresolved symbol).
-    #[error("cannot open plugin {path}: {message}")]
-    Open {
-        /// The library.
-        path: PathBuf,
-        /// The loader's message.
-        message: String,
-    },
-    /// The library does not export `refit_plugin_get_api`.
-    #[error("plugin {path} does not export refit_plugin_get_api: {message}")]
-    MissingEntryPoint {
-        /// The library.
-        path: PathBuf,
-        /// The loader's message.
-        message: String,
-    },
-    /// The library returned no table for the ABI version asked for.
-    #[error("plugin {path} does not support ABI version {requested} (refit_plugin_get_api returned NULL)")]
-    UnsupportedVersion {
-        /// The library.
-        path: PathBuf,
-        /// The version asked for.
-        requested: u32,
-    },
-    /// The table's version or size is not what was asked for.
-    #[error("plugin {path} returned a table for ABI version {found} of {size} bytes; expected version {expected} and at least {min} bytes")]
-    BadTable {
-        /// The library.
-        path: PathBuf,
-        /// The version asked for.
-        expected: u32,
-        /// The version in the table.
-        found: u32,
-        /// The table's declared size.
-        size: u32,
-        /// The smallest size accepted.
-        min: usize,
-    },
-    /// A function slot of the table is NULL.
-    #[error("plugin {path}: function {slot} is NULL in its ABI table")]
-    NullSlot {
-        /// The library.
-        path: PathBuf,
-        /// The slot's name.
-        slot: &'static str,
-    },
-}
 
 /// The table with every slot checked non-NULL.
 struct Api {
@@ -255,16 +204,12 @@ impl Plugin {
                 CStr::from_ptr(p).to_string_lossy().into_owned()
             }
         };
-        Err(Error::Plugin {
-            path: self.path.clone(),
-            call,
-            status,
-            message: if message.is_empty() {
-                "failed without a message (a plugin must set last_error on failure)".into()
-            } else {
-                message
-            },
-        })
+        let message = if message.is_empty() {
+            "failed without a message (a plugin must set last_error on failure)".into()
+        } else {
+            message
+        };
+        Err(super::status::error_of(status, &self.path, call, message))
     }
 
     /// Builds an engine for `model`.
@@ -769,17 +714,16 @@ impl Refitter for PluginRefitter {
         })
     }
 
-    fn missing(&self) -> Vec<String> {
+    fn missing(&self) -> Result<Vec<String>> {
         let e = &self.inner.engine;
         let mut names: *const *const c_char = ptr::null();
         let mut n = 0u32;
         let _in_flight = crate::flight::call("refitter_missing");
         // SAFETY: out-pointers to locals; a live refitter handle.
         let status = unsafe { (e.plugin.api.refitter_missing)(self.handle, &mut names, &mut n) };
-        if e.plugin.check("refitter_missing", status).is_err() || (n > 0 && names.is_null()) {
-            // The trait cannot fail here; report every weight as missing,
-            // which the partial-refit check then flags.
-            return self.inner.weights.iter().map(|w| w.name.clone()).collect();
+        e.plugin.check("refitter_missing", status)?;
+        if n > 0 && names.is_null() {
+            return Err(e.malformed("refitter_missing", format!("returned {n} names at NULL")));
         }
         // SAFETY: n strings at names, valid until the next call.
         let list = if n == 0 {
@@ -788,7 +732,7 @@ impl Refitter for PluginRefitter {
             unsafe { std::slice::from_raw_parts(names, n as usize) }
         };
         // SAFETY: each is a NUL-terminated string owned by the refitter.
-        list.iter().map(|&p| unsafe { owned_str(p) }).collect()
+        Ok(list.iter().map(|&p| unsafe { owned_str(p) }).collect())
     }
 
     fn refit(&mut self) -> Result<()> {
