@@ -565,33 +565,48 @@ pub fn read_csv(path: &Path) -> Result<Vec<Row>> {
             headers.iter().collect::<Vec<_>>().join(",")
         )));
     }
-    let num = |s: &str, line: usize, col: &str| {
-        s.parse::<f64>()
-            .map_err(|_| bad(format!("row {line}: {col} '{s}' is not a number")))
-    };
     let mut rows = Vec::new();
-    for (i, rec) in rdr.records().enumerate() {
-        let rec = rec.map_err(|e| bad(e.to_string()))?;
-        let line = i + 2;
-        let ratio = rec[10].trim();
-        let median = num(&rec[4], line, "value")?;
+    for (i, rec) in rdr.deserialize::<CsvRow>().enumerate() {
+        let r = rec.map_err(|e| {
+            let row = i + 2;
+            match e.kind() {
+                csv::ErrorKind::Deserialize { err, .. } => {
+                    let column = err
+                        .field()
+                        .and_then(|f| HEADER.get(f as usize))
+                        .map_or_else(String::new, |c| format!(", column '{c}'"));
+                    bad(format!("row {row}{column}: {}", err.kind()))
+                }
+                _ => bad(format!("row {row}: {e}")),
+            }
+        })?;
         rows.push(Row {
-            engine: rec[0].into(),
-            benchmark: rec[1].into(),
-            parameter: rec[2].into(),
-            median_ns: median,
-            p10_ns: num(&rec[7], line, "p10")?,
-            p90_ns: num(&rec[8], line, "p90")?,
-            samples: num(&rec[6], line, "samples")? as usize,
-            baseline: rec[9].into(),
-            baseline_ns: if ratio.is_empty() {
-                None
-            } else {
-                Some(median / num(ratio, line, "ratio")?)
-            },
+            engine: r.engine,
+            benchmark: r.benchmark,
+            parameter: r.parameter,
+            median_ns: r.value,
+            p10_ns: r.p10,
+            p90_ns: r.p90,
+            samples: r.samples,
+            baseline: r.baseline,
+            baseline_ns: r.ratio.filter(|x| *x > 0.0).map(|x| r.value / x),
         });
     }
     Ok(rows)
+}
+
+/// One line of `bench.csv`, by column name.
+#[derive(serde::Deserialize)]
+struct CsvRow {
+    engine: String,
+    benchmark: String,
+    parameter: String,
+    value: f64,
+    samples: usize,
+    p10: f64,
+    p90: f64,
+    baseline: String,
+    ratio: Option<f64>,
 }
 
 fn find<'a>(rows: &'a [Row], benchmark: &str, parameter: &str) -> Option<&'a Row> {

@@ -208,3 +208,31 @@ fn the_gate_command_exits_1_on_a_regression_and_2_on_a_bad_file() {
         "{out}"
     );
 }
+
+/// A malformed bench.csv is refused naming the file, the row and the
+/// column.
+#[test]
+fn a_malformed_bench_csv_names_the_row_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bench.csv");
+    std::fs::write(
+        &path,
+        "engine,benchmark,parameter,statistic,value,unit,samples,p10,p90,baseline,ratio\n\
+         reference,refit,36,median_time,320.5,ns,7,300.0,350.0,memcpy/36,100.0\n\
+         reference,refit,4096,median_time,fast,ns,7,300.0,350.0,memcpy/4096,\n",
+    )
+    .unwrap();
+    let e = bench::read_csv(&path).unwrap_err().to_string();
+    assert!(
+        e.contains("bench.csv") && e.contains("row 3") && e.contains("value"),
+        "{e}"
+    );
+    std::fs::write(
+        &path,
+        "engine,benchmark,parameter,statistic,value,unit,samples,p10,p90,baseline,ratio\n\
+         reference,refit,36,median_time,320.5,ns,7,300.0,350.0,memcpy/36,100.0\n",
+    )
+    .unwrap();
+    let rows = bench::read_csv(&path).unwrap();
+    assert_eq!(rows[0].baseline_ns, Some(3.205));
+}

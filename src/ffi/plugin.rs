@@ -23,48 +23,25 @@ use crate::{Error, Result};
 
 /// The table with every slot checked non-NULL.
 struct Api {
-    engine_create: unsafe extern "C" fn(
-        *const c_char,
-        *const c_char,
-        *mut *mut sys::refit_engine,
-    ) -> refit_status,
-    engine_destroy: unsafe extern "C" fn(*mut sys::refit_engine),
-    engine_describe:
-        unsafe extern "C" fn(*const sys::refit_engine, *mut sys::refit_engine_info) -> refit_status,
+    engine_create: sys::EngineCreateFn,
+    engine_destroy: sys::EngineDestroyFn,
+    engine_describe: sys::EngineDescribeFn,
     engine_input_count: sys::CountFn,
     engine_input: sys::DescribeFn,
     engine_output_count: sys::CountFn,
     engine_output: sys::DescribeFn,
     engine_weight_count: sys::CountFn,
     engine_weight: sys::DescribeFn,
-    context_create:
-        unsafe extern "C" fn(*mut sys::refit_engine, *mut *mut sys::refit_context) -> refit_status,
-    context_destroy: unsafe extern "C" fn(*mut sys::refit_context),
-    infer: unsafe extern "C" fn(
-        *mut sys::refit_context,
-        *const refit_tensor,
-        u32,
-        *mut *const refit_tensor,
-        *mut u32,
-    ) -> refit_status,
-    refitter_create:
-        unsafe extern "C" fn(*mut sys::refit_engine, *mut *mut sys::refit_refitter) -> refit_status,
-    refitter_destroy: unsafe extern "C" fn(*mut sys::refit_refitter),
-    refitter_set_named_weights: unsafe extern "C" fn(
-        *mut sys::refit_refitter,
-        *const c_char,
-        *const refit_tensor,
-    ) -> refit_status,
-    refitter_missing: unsafe extern "C" fn(
-        *mut sys::refit_refitter,
-        *mut *const *const c_char,
-        *mut u32,
-    ) -> refit_status,
-    refitter_refit: unsafe extern "C" fn(*mut sys::refit_refitter) -> refit_status,
-    last_error: unsafe extern "C" fn() -> *const c_char,
-    engine_numerics: Option<
-        unsafe extern "C" fn(*const sys::refit_engine, *mut sys::refit_numerics) -> refit_status,
-    >,
+    context_create: sys::ContextCreateFn,
+    context_destroy: sys::ContextDestroyFn,
+    infer: sys::InferFn,
+    refitter_create: sys::RefitterCreateFn,
+    refitter_destroy: sys::RefitterDestroyFn,
+    refitter_set_named_weights: sys::SetNamedWeightsFn,
+    refitter_missing: sys::MissingFn,
+    refitter_refit: sys::RefitFn,
+    last_error: sys::LastErrorFn,
+    engine_numerics: Option<sys::NumericsFn>,
 }
 
 /// A loaded plugin library.

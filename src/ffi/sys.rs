@@ -57,111 +57,88 @@ pub struct refit_tensor {
     pub byte_len: u64,
 }
 
+// One type per function slot of `include/refit_plugin.h`, used by both
+// tables below and by the loader's checked table.
+pub type EngineCreateFn =
+    unsafe extern "C" fn(*const c_char, *const c_char, *mut *mut refit_engine) -> refit_status;
+pub type EngineDestroyFn = unsafe extern "C" fn(*mut refit_engine);
+pub type EngineDescribeFn =
+    unsafe extern "C" fn(*const refit_engine, *mut refit_engine_info) -> refit_status;
 pub type DescribeFn =
     unsafe extern "C" fn(*const refit_engine, u32, *mut refit_tensor_desc) -> refit_status;
 pub type CountFn = unsafe extern "C" fn(*const refit_engine, *mut u32) -> refit_status;
+pub type ContextCreateFn =
+    unsafe extern "C" fn(*mut refit_engine, *mut *mut refit_context) -> refit_status;
+pub type ContextDestroyFn = unsafe extern "C" fn(*mut refit_context);
+pub type InferFn = unsafe extern "C" fn(
+    *mut refit_context,
+    *const refit_tensor,
+    u32,
+    *mut *const refit_tensor,
+    *mut u32,
+) -> refit_status;
+pub type RefitterCreateFn =
+    unsafe extern "C" fn(*mut refit_engine, *mut *mut refit_refitter) -> refit_status;
+pub type RefitterDestroyFn = unsafe extern "C" fn(*mut refit_refitter);
+pub type SetNamedWeightsFn =
+    unsafe extern "C" fn(*mut refit_refitter, *const c_char, *const refit_tensor) -> refit_status;
+pub type MissingFn =
+    unsafe extern "C" fn(*mut refit_refitter, *mut *const *const c_char, *mut u32) -> refit_status;
+pub type RefitFn = unsafe extern "C" fn(*mut refit_refitter) -> refit_status;
+pub type LastErrorFn = unsafe extern "C" fn() -> *const c_char;
+pub type NumericsFn =
+    unsafe extern "C" fn(*const refit_engine, *mut refit_numerics) -> refit_status;
 
 #[repr(C)]
 /// The version-1 layout: the mandatory slots only.
 pub struct refit_plugin_api_v1 {
     pub abi_version: u32,
     pub struct_size: u32,
-    pub engine_create: Option<
-        unsafe extern "C" fn(*const c_char, *const c_char, *mut *mut refit_engine) -> refit_status,
-    >,
-    pub engine_destroy: Option<unsafe extern "C" fn(*mut refit_engine)>,
-    pub engine_describe:
-        Option<unsafe extern "C" fn(*const refit_engine, *mut refit_engine_info) -> refit_status>,
+    pub engine_create: Option<EngineCreateFn>,
+    pub engine_destroy: Option<EngineDestroyFn>,
+    pub engine_describe: Option<EngineDescribeFn>,
     pub engine_input_count: Option<CountFn>,
     pub engine_input: Option<DescribeFn>,
     pub engine_output_count: Option<CountFn>,
     pub engine_output: Option<DescribeFn>,
     pub engine_weight_count: Option<CountFn>,
     pub engine_weight: Option<DescribeFn>,
-    pub context_create:
-        Option<unsafe extern "C" fn(*mut refit_engine, *mut *mut refit_context) -> refit_status>,
-    pub context_destroy: Option<unsafe extern "C" fn(*mut refit_context)>,
-    pub infer: Option<
-        unsafe extern "C" fn(
-            *mut refit_context,
-            *const refit_tensor,
-            u32,
-            *mut *const refit_tensor,
-            *mut u32,
-        ) -> refit_status,
-    >,
-    pub refitter_create:
-        Option<unsafe extern "C" fn(*mut refit_engine, *mut *mut refit_refitter) -> refit_status>,
-    pub refitter_destroy: Option<unsafe extern "C" fn(*mut refit_refitter)>,
-    pub refitter_set_named_weights: Option<
-        unsafe extern "C" fn(
-            *mut refit_refitter,
-            *const c_char,
-            *const refit_tensor,
-        ) -> refit_status,
-    >,
-    pub refitter_missing: Option<
-        unsafe extern "C" fn(
-            *mut refit_refitter,
-            *mut *const *const c_char,
-            *mut u32,
-        ) -> refit_status,
-    >,
-    pub refitter_refit: Option<unsafe extern "C" fn(*mut refit_refitter) -> refit_status>,
-    pub last_error: Option<unsafe extern "C" fn() -> *const c_char>,
+    pub context_create: Option<ContextCreateFn>,
+    pub context_destroy: Option<ContextDestroyFn>,
+    pub infer: Option<InferFn>,
+    pub refitter_create: Option<RefitterCreateFn>,
+    pub refitter_destroy: Option<RefitterDestroyFn>,
+    pub refitter_set_named_weights: Option<SetNamedWeightsFn>,
+    pub refitter_missing: Option<MissingFn>,
+    pub refitter_refit: Option<RefitFn>,
+    pub last_error: Option<LastErrorFn>,
 }
 
 #[repr(C)]
 pub struct refit_plugin_api {
     pub abi_version: u32,
     pub struct_size: u32,
-    pub engine_create: Option<
-        unsafe extern "C" fn(*const c_char, *const c_char, *mut *mut refit_engine) -> refit_status,
-    >,
-    pub engine_destroy: Option<unsafe extern "C" fn(*mut refit_engine)>,
-    pub engine_describe:
-        Option<unsafe extern "C" fn(*const refit_engine, *mut refit_engine_info) -> refit_status>,
+    pub engine_create: Option<EngineCreateFn>,
+    pub engine_destroy: Option<EngineDestroyFn>,
+    pub engine_describe: Option<EngineDescribeFn>,
     pub engine_input_count: Option<CountFn>,
     pub engine_input: Option<DescribeFn>,
     pub engine_output_count: Option<CountFn>,
     pub engine_output: Option<DescribeFn>,
     pub engine_weight_count: Option<CountFn>,
     pub engine_weight: Option<DescribeFn>,
-    pub context_create:
-        Option<unsafe extern "C" fn(*mut refit_engine, *mut *mut refit_context) -> refit_status>,
-    pub context_destroy: Option<unsafe extern "C" fn(*mut refit_context)>,
-    pub infer: Option<
-        unsafe extern "C" fn(
-            *mut refit_context,
-            *const refit_tensor,
-            u32,
-            *mut *const refit_tensor,
-            *mut u32,
-        ) -> refit_status,
-    >,
-    pub refitter_create:
-        Option<unsafe extern "C" fn(*mut refit_engine, *mut *mut refit_refitter) -> refit_status>,
-    pub refitter_destroy: Option<unsafe extern "C" fn(*mut refit_refitter)>,
-    pub refitter_set_named_weights: Option<
-        unsafe extern "C" fn(
-            *mut refit_refitter,
-            *const c_char,
-            *const refit_tensor,
-        ) -> refit_status,
-    >,
-    pub refitter_missing: Option<
-        unsafe extern "C" fn(
-            *mut refit_refitter,
-            *mut *const *const c_char,
-            *mut u32,
-        ) -> refit_status,
-    >,
-    pub refitter_refit: Option<unsafe extern "C" fn(*mut refit_refitter) -> refit_status>,
-    pub last_error: Option<unsafe extern "C" fn() -> *const c_char>,
+    pub context_create: Option<ContextCreateFn>,
+    pub context_destroy: Option<ContextDestroyFn>,
+    pub infer: Option<InferFn>,
+    pub refitter_create: Option<RefitterCreateFn>,
+    pub refitter_destroy: Option<RefitterDestroyFn>,
+    pub refitter_set_named_weights: Option<SetNamedWeightsFn>,
+    pub refitter_missing: Option<MissingFn>,
+    pub refitter_refit: Option<RefitFn>,
+    pub last_error: Option<LastErrorFn>,
     /// Optional, appended to version 1: absent (a table ending before it)
     /// or NULL means f32 with error factor 1.
-    pub engine_numerics:
-        Option<unsafe extern "C" fn(*const refit_engine, *mut refit_numerics) -> refit_status>,
+    pub engine_numerics: Option<NumericsFn>,
 }
 
 /// The size of the version-1 table before any optional slot was appended:
