@@ -1,0 +1,68 @@
+//! `summary.md`: every measurement and the headline ratios.
+
+use super::{find, Row};
+
+
+/// The Markdown summary: each headline ratio, and the plots.
+pub fn summary(rows: &[Row]) -> String {
+    let engine = rows.first().map_or("", |r| r.engine.as_str());
+    let mut s = format!("# refit-harness bench: {engine}\n\nMedians; each ratio is against a baseline measured in the same run.\n\n");
+    s.push_str("| benchmark | parameter | median | baseline | ratio |\n|---|---|---:|---|---:|\n");
+    for r in rows {
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} |\n",
+            r.benchmark,
+            r.parameter,
+            human(r.median_ns),
+            r.baseline,
+            r.ratio().map(|x| format!("{x:.2}")).unwrap_or_default()
+        ));
+    }
+    s.push_str("\n## Headlines\n\n");
+    if let Some(r) = find(rows, "refit_rate", "seed_conv").and_then(Row::ratio) {
+        s.push_str(&format!(
+            "- A refit of the seed kernel costs {r:.2} inferences of the seed model.\n"
+        ));
+    }
+    if let Some(big) = rows
+        .iter()
+        .filter(|r| r.benchmark == "refit")
+        .max_by_key(|r| r.parameter.parse::<usize>().unwrap_or(0))
+    {
+        if let Some(r) = big.ratio() {
+            s.push_str(&format!(
+                "- A refit of {} bytes takes {r:.2}x a memcpy of the same bytes.\n",
+                big.parameter
+            ));
+        }
+    }
+    if let Some(r) = find(rows, "infer_under_refit", "w1_every_1ms").and_then(Row::ratio) {
+        s.push_str(&format!("- Inference with a writer refitting every millisecond takes {r:.3}x the time without refit.\n"));
+    }
+    if let Some(r) = find(rows, "infer_under_refit", "w1_full_speed").and_then(Row::ratio) {
+        s.push_str(&format!(
+            "- With a writer refitting at full speed: {r:.3}x.\n"
+        ));
+    }
+    if let Some(r) = find(rows, "oracle", "conv64_56x56_f32").and_then(Row::ratio) {
+        s.push_str(&format!("- The check oracle's expectation for a 64-channel 3x3 conv over 56x56 (exact values and f32 bounds) costs {r:.2} engine inferences; each distinct expectation is computed once and then served from its cache.\n"));
+    }
+    if let Some(r) = find(rows, "refit_vs_reload", "refit").and_then(Row::ratio) {
+        s.push_str(&format!("- Refitting every weight of conv_wide takes {r:.4}x the time of reloading the engine with them.\n"));
+    }
+    if cfg!(feature = "plots") {
+        s.push_str("\n![refit latency](refit_latency.svg)\n\n![inference under refit](infer_under_refit.svg)\n\n![refit vs reload](refit_vs_reload.svg)\n");
+    }
+    s
+}
+
+fn human(ns: f64) -> String {
+    if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else if ns >= 1e3 {
+        format!("{:.2} us", ns / 1e3)
+    } else {
+        format!("{ns:.1} ns")
+    }
+}
+
