@@ -109,4 +109,3 @@ struct CsvRow {
     baseline: String,
     ratio: Option<f64>,
 }
-

@@ -59,4 +59,3 @@ pub fn gate(before: &[Row], after: &[Row], max_regression_pct: f64) -> Vec<Compa
         })
         .collect()
 }
-

@@ -2,12 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
-use super::Row;
-use crate::Result;
 #[cfg(feature = "plots")]
 use super::io_err;
+use super::Row;
 #[cfg(feature = "plots")]
 use crate::Error;
+use crate::Result;
 
 #[cfg(feature = "plots")]
 fn plot_err<E: std::fmt::Display>(path: &Path) -> impl Fn(E) -> Error + '_ {
@@ -160,4 +160,3 @@ pub fn write_plots(rows: &[Row], dir: &Path, files: &mut Vec<PathBuf>) -> Result
 pub fn write_plots(_rows: &[Row], _dir: &Path, _files: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
-

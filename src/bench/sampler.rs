@@ -35,4 +35,3 @@ pub fn time(samples: usize, target: Duration, mut op: impl FnMut()) -> (f64, f64
     let q = |p: f64| per_op[((per_op.len() - 1) as f64 * p).round() as usize];
     (q(0.5), q(0.1), q(0.9))
 }
-

@@ -2,7 +2,6 @@
 
 use super::{find, Row};
 
-
 /// The Markdown summary: each headline ratio, and the plots.
 pub fn summary(rows: &[Row]) -> String {
     let engine = rows.first().map_or("", |r| r.engine.as_str());
@@ -65,4 +64,3 @@ fn human(ns: f64) -> String {
         format!("{ns:.1} ns")
     }
 }
-

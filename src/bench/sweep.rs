@@ -421,4 +421,3 @@ pub fn run(
         None => Ok(rows),
     }
 }
-
