@@ -115,24 +115,11 @@ impl FromStr for Defect {
     }
 }
 
-/// What the wrapper changes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Variant {
-    /// Correct, but declares and enforces requires-all.
-    Strict,
-    /// Correct, but declares the quiesced contract (inference must stop
-    /// during refit), which [`EngineSpec::open`](crate::spec::EngineSpec::open)
-    /// then enforces.
-    Quiesced,
-    /// One seeded defect.
-    Defect(Defect),
-}
-
-/// The reference engine with a [`Variant`].
+/// The reference engine with one seeded [`Defect`].
 pub struct WrappedEngine {
     inner: ReferenceEngine,
     info: EngineInfo,
-    variant: Variant,
+    defect: Defect,
 }
 
 /// Shifts every explicit conv padding by one (begin + 1, end - 1).
@@ -172,8 +159,8 @@ impl WrappedEngine {
     ///
     /// # Errors
     /// As [`ReferenceEngine::load`].
-    pub fn load(variant: Variant, path: &Path, options: &BuildOptions) -> Result<Self> {
-        let inner = if variant == Variant::Defect(Defect::OffByOnePadding) {
+    pub fn load(defect: Defect, path: &Path, options: &BuildOptions) -> Result<Self> {
+        let inner = if defect == Defect::OffByOnePadding {
             let bytes = std::fs::read(path).map_err(|error| Error::Io {
                 op: "read",
                 path: path.to_path_buf(),
@@ -184,21 +171,14 @@ impl WrappedEngine {
             ReferenceEngine::load(path, options)?
         };
         let mut info = inner.info().clone();
-        info.name = match variant {
-            Variant::Strict => "reference-strict".into(),
-            Variant::Quiesced => "reference-quiesced".into(),
-            Variant::Defect(d) => format!("defect:{d}"),
-        };
-        if matches!(
-            variant,
-            Variant::Strict | Variant::Defect(Defect::RequiresAllNotEnforced)
-        ) {
+        info.name = format!("defect:{defect}");
+        if defect == Defect::RequiresAllNotEnforced {
             info.contract.subset = Subset::RequiresAll;
         }
         Ok(WrappedEngine {
             inner,
             info,
-            variant,
+            defect,
         })
     }
 }
@@ -228,7 +208,7 @@ impl Engine for WrappedEngine {
         Ok(Box::new(WrappedRefitter {
             inner: self.inner.refitter()?,
             engine: self.inner.clone(),
-            variant: self.variant,
+            defect: self.defect,
             deferred: Vec::new(),
             staged: Vec::new(),
         }))
@@ -238,7 +218,7 @@ impl Engine for WrappedEngine {
 struct WrappedRefitter {
     inner: Box<dyn Refitter>,
     engine: ReferenceEngine,
-    variant: Variant,
+    defect: Defect,
     /// Weights whose validation is deferred to refit (half-applies).
     deferred: Vec<(String, Tensor)>,
     /// Names staged since the last refit, and their values (for the leak).
@@ -266,10 +246,7 @@ fn transpose_last_two(t: &Tensor) -> Tensor {
 
 impl Refitter for WrappedRefitter {
     fn set_named_weights(&mut self, name: &str, weights: &Tensor) -> Result<()> {
-        let d = match self.variant {
-            Variant::Defect(d) => Some(d),
-            Variant::Strict | Variant::Quiesced => None,
-        };
+        let d = Some(self.defect);
         let last = self.engine.weights().last().map(|w| w.name.clone());
         match d {
             Some(Defect::IgnoresName) if last.as_deref() == Some(name) => return Ok(()),
@@ -334,7 +311,7 @@ impl Refitter for WrappedRefitter {
     }
 
     fn missing(&self) -> Result<Vec<String>> {
-        if self.variant == Variant::Defect(Defect::MissingLies) {
+        if self.defect == Defect::MissingLies {
             return Ok(Vec::new());
         }
         let mut missing = self.inner.missing()?;
@@ -343,24 +320,18 @@ impl Refitter for WrappedRefitter {
     }
 
     fn refit(&mut self) -> Result<()> {
-        match self.variant {
-            Variant::Strict => {
-                let missing = self.inner.missing()?;
-                if !missing.is_empty() {
-                    return Err(Error::MissingWeights { missing });
-                }
-            }
-            Variant::Defect(Defect::NeverPublished) => {
+        match self.defect {
+            Defect::NeverPublished => {
                 self.staged.clear();
                 self.inner = self.engine.refitter()?;
                 return Ok(());
             }
-            Variant::Defect(Defect::LeaksPerRefit) => {
+            Defect::LeaksPerRefit => {
                 for (_, v) in self.staged.drain(..) {
                     std::mem::forget(v);
                 }
             }
-            Variant::Defect(Defect::HalfAppliesOnFailure) => {
+            Defect::HalfAppliesOnFailure => {
                 for (name, t) in std::mem::take(&mut self.deferred) {
                     let mut one = self.engine.refitter()?;
                     one.set_named_weights(&name, &t)?;

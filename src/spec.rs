@@ -7,18 +7,27 @@ use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 
-use crate::engine::{quiesced, reference, BuildOptions, Concurrency, Engine};
+use crate::defects::racy::RacyEngine;
+use crate::defects::{Defect, WrappedEngine};
+use crate::engine::reference::{Declares, ReferenceEngine};
+use crate::engine::{quiesced, BuildOptions, Concurrency, Engine};
+use crate::ffi::Plugin;
 use crate::{Error, Result};
 
 /// Which engine to run: parsed from `--engine` or `REFIT_ENGINE`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum EngineSpec {
-    /// The built-in reference engine.
+    /// The built-in reference engine (`reference`).
     Reference,
-    /// The reference engine declaring and enforcing requires-all, or
-    /// carrying a seeded defect (`reference-strict`, `defect:NAME`).
-    Wrapped(crate::defects::Variant),
+    /// The reference engine declaring and enforcing requires-all
+    /// (`reference-strict`): correct.
+    ReferenceStrict,
+    /// The reference engine declaring the quiesced contract
+    /// (`reference-quiesced`), which [`EngineSpec::open`] enforces: correct.
+    ReferenceQuiesced,
+    /// The reference engine with a seeded defect (`defect:NAME`).
+    Defect(Defect),
     /// A plugin library implementing `include/refit_plugin.h`
     /// (`plugin:PATH`).
     Plugin(std::path::PathBuf),
@@ -28,14 +37,13 @@ impl FromStr for EngineSpec {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        use crate::defects::Variant;
         match s {
             "reference" => Ok(EngineSpec::Reference),
-            "reference-strict" => Ok(EngineSpec::Wrapped(Variant::Strict)),
-            "reference-quiesced" => Ok(EngineSpec::Wrapped(Variant::Quiesced)),
+            "reference-strict" => Ok(EngineSpec::ReferenceStrict),
+            "reference-quiesced" => Ok(EngineSpec::ReferenceQuiesced),
             other => {
                 if let Some(d) = other.strip_prefix("defect:") {
-                    Ok(EngineSpec::Wrapped(Variant::Defect(d.parse()?)))
+                    Ok(EngineSpec::Defect(d.parse()?))
                 } else if let Some(p) = other.strip_prefix("plugin:").filter(|p| !p.is_empty()) {
                     Ok(EngineSpec::Plugin(p.into()))
                 } else {
@@ -49,12 +57,10 @@ impl FromStr for EngineSpec {
 impl fmt::Display for EngineSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            EngineSpec::Reference => f.write_str("reference"),
-            EngineSpec::Wrapped(crate::defects::Variant::Strict) => f.write_str("reference-strict"),
-            EngineSpec::Wrapped(crate::defects::Variant::Quiesced) => {
-                f.write_str("reference-quiesced")
-            }
-            EngineSpec::Wrapped(crate::defects::Variant::Defect(d)) => write!(f, "defect:{d}"),
+            EngineSpec::Reference => f.write_str(Declares::Own.name()),
+            EngineSpec::ReferenceStrict => f.write_str(Declares::RequiresAll.name()),
+            EngineSpec::ReferenceQuiesced => f.write_str(Declares::Quiesced.name()),
+            EngineSpec::Defect(d) => write!(f, "defect:{d}"),
             EngineSpec::Plugin(p) => write!(f, "plugin:{}", p.display()),
         }
     }
@@ -92,24 +98,23 @@ impl EngineSpec {
     }
 
     fn open_unwrapped(&self, model: &Path, options: &BuildOptions) -> Result<Box<dyn Engine>> {
+        let reference = |d: Declares| -> Result<Box<dyn Engine>> {
+            Ok(Box::new(ReferenceEngine::load_declaring(
+                model, options, d,
+            )?))
+        };
         match self {
-            EngineSpec::Reference => {
-                Ok(Box::new(reference::ReferenceEngine::load(model, options)?))
-            }
-            EngineSpec::Wrapped(crate::defects::Variant::Defect(crate::defects::Defect::Race(
-                r,
-            ))) => Ok(Box::new(crate::defects::racy::RacyEngine::load(
+            EngineSpec::Reference => reference(Declares::Own),
+            EngineSpec::ReferenceStrict => reference(Declares::RequiresAll),
+            EngineSpec::ReferenceQuiesced => reference(Declares::Quiesced),
+            EngineSpec::Defect(Defect::Race(r)) => Ok(Box::new(RacyEngine::load(
                 *r,
                 self.to_string(),
                 model,
                 options,
             )?)),
-            EngineSpec::Wrapped(v) => Ok(Box::new(crate::defects::WrappedEngine::load(
-                *v, model, options,
-            )?)),
-            EngineSpec::Plugin(path) => Ok(Box::new(
-                crate::ffi::Plugin::load(path)?.open(model, options)?,
-            )),
+            EngineSpec::Defect(d) => Ok(Box::new(WrappedEngine::load(*d, model, options)?)),
+            EngineSpec::Plugin(path) => Ok(Box::new(Plugin::load(path)?.open(model, options)?)),
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
-use refit_harness::defects::{Defect, Variant};
+use refit_harness::defects::Defect;
 use refit_harness::engine::reference::ReferenceEngine;
 use refit_harness::engine::{BuildOptions, Engine};
 use refit_harness::spec::EngineSpec;
@@ -573,10 +573,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             });
             let mut engines = vec![
                 EngineSpec::Reference,
-                EngineSpec::Wrapped(Variant::Strict),
-                EngineSpec::Wrapped(Variant::Quiesced),
+                EngineSpec::ReferenceStrict,
+                EngineSpec::ReferenceQuiesced,
             ];
-            engines.extend(Defect::ALL.map(|d| EngineSpec::Wrapped(Variant::Defect(d))));
+            engines.extend(Defect::ALL.map(EngineSpec::Defect));
             let mut reports = Vec::new();
             for spec in &engines {
                 eprintln!("== {spec}");

@@ -113,7 +113,8 @@
 //!   writers, readers caching a snapshot, half-built snapshots. Each row
 //!   states its power (inferences, refits, refits overlapped by an
 //!   inference); a run races at least `--stress-ms`, then on until it
-//!   reaches the minimum (200 inferences, 20 refits, 10 overlapped) or
+//!   reaches the minimum (200 inferences, 20 refits, 10 overlapped; no
+//!   overlap for a quiesced engine, which the harness keeps apart) or
 //!   `--stress-cap-ms` (10 s), and is `INCONCLUSIVE` (a failure unless
 //!   `--allow-inconclusive`) below it. A reader or writer thread that panics
 //!   or errors fails the scenario. The versions are written in numbers the

@@ -34,6 +34,48 @@ pub const CONTRACT: Contract = Contract {
     error_factor: 1.0,
 };
 
+/// What the reference engine declares: its own contract ([`CONTRACT`]), or
+/// one of two stricter ones it keeps just as correctly, so that the checks'
+/// handling of those contracts is itself checked on a correct engine.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Declares {
+    /// [`CONTRACT`] (`reference`).
+    #[default]
+    Own,
+    /// Requires every weight in each refit, and refuses a refit with one
+    /// missing, keeping what was staged (`reference-strict`).
+    RequiresAll,
+    /// Asks that inference stop during refit (`reference-quiesced`);
+    /// [`EngineSpec::open`](crate::spec::EngineSpec::open) then enforces it.
+    Quiesced,
+}
+
+impl Declares {
+    /// The engine's name when it declares this.
+    pub fn name(self) -> &'static str {
+        match self {
+            Declares::Own => "reference",
+            Declares::RequiresAll => "reference-strict",
+            Declares::Quiesced => "reference-quiesced",
+        }
+    }
+
+    /// The contract declared.
+    pub fn contract(self) -> Contract {
+        match self {
+            Declares::Own => CONTRACT,
+            Declares::RequiresAll => Contract {
+                subset: Subset::RequiresAll,
+                ..CONTRACT
+            },
+            Declares::Quiesced => Contract {
+                concurrency: Concurrency::Quiesced,
+                ..CONTRACT
+            },
+        }
+    }
+}
+
 /// One published weight version: a value per initializer, shared between
 /// snapshots where unchanged.
 struct Snapshot {
@@ -50,6 +92,7 @@ struct Shared {
     /// faulting in fresh pages. Bounded by the model's weight bytes.
     retired: Mutex<Vec<Arc<Vec<f32>>>>,
     weight_values: usize,
+    declares: Declares,
 }
 
 impl Shared {
@@ -107,9 +150,22 @@ impl ReferenceEngine {
         Ok(Self::new(Model::from_bytes(bytes, name)?, options))
     }
 
+    /// Loads a model file, declaring `declares`.
+    ///
+    /// # Errors
+    /// As [`Model::load`].
+    pub fn load_declaring(path: &Path, options: &BuildOptions, declares: Declares) -> Result<Self> {
+        Ok(Self::new_declaring(Model::load(path)?, options, declares))
+    }
+
     /// Builds the engine from a parsed model, its initial weights taken from
     /// the model's initializers.
     pub fn new(model: Model, options: &BuildOptions) -> Self {
+        Self::new_declaring(model, options, Declares::Own)
+    }
+
+    /// As [`ReferenceEngine::new`], declaring `declares`.
+    pub fn new_declaring(model: Model, options: &BuildOptions, declares: Declares) -> Self {
         let weights: Vec<TensorInfo> = model
             .initializers()
             .iter()
@@ -125,15 +181,16 @@ impl ReferenceEngine {
         ReferenceEngine {
             shared: Arc::new(Shared {
                 info: EngineInfo {
-                    name: "reference".into(),
+                    name: declares.name().into(),
                     version: env!("CARGO_PKG_VERSION").into(),
-                    contract: CONTRACT,
+                    contract: declares.contract(),
                     refit_enabled: options.enable_refit,
                 },
                 weights,
                 current: Published::new(snapshot),
                 retired: Mutex::new(Vec::new()),
                 weight_values: model.initializers().iter().map(|i| i.values.len()).sum(),
+                declares,
                 model,
             }),
         }
@@ -329,6 +386,12 @@ impl Refitter for ReferenceRefitter {
     }
 
     fn refit(&mut self) -> Result<()> {
+        if self.shared.declares == Declares::RequiresAll {
+            let missing = self.missing()?;
+            if !missing.is_empty() {
+                return Err(Error::MissingWeights { missing });
+            }
+        }
         if self.staged.iter().all(Option::is_none) {
             return Ok(());
         }
