@@ -35,7 +35,7 @@
 //! - [`defects`]: the seeded-defect engines `selftest` must catch;
 //!   [`selftest`] builds the catalogue matrix; [`faulty_plugins`] builds
 //!   the faulty C plugins.
-//! - [`bench`]: the refit and inference sweep, its report and the
+//! - [`bench`](mod@bench): the refit and inference sweep, its report and the
 //!   regression gate; [`report`]: check reports (console, CSV, Markdown,
 //!   JUnit XML).
 //! - [`io`]: `.npy` inputs and outputs, `.safetensors` weight sets.

@@ -80,7 +80,7 @@ impl EngineSpec {
     }
 
     /// Builds the engine for `model`. An engine whose contract is
-    /// [`Concurrency::Quiesced`](crate::engine::Concurrency::Quiesced) comes wrapped in [`quiesced::Quiesced`](crate::engine::quiesced::Quiesced),
+    /// [`Concurrency::Quiesced`] comes wrapped in [`quiesced::Quiesced`],
     /// which keeps inference out of every refit.
     ///
     /// # Errors

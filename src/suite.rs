@@ -8,7 +8,7 @@
 //! ```
 //!
 //! [`conformance_suite!`](crate::conformance_suite) expands to one test per
-//! scenario of [`check::scenarios`](crate::check::scenarios), stress
+//! scenario of [`check::scenarios`], stress
 //! included, each named after its scenario, so a scenario added to the
 //! harness reaches every suite without an edit. Each test runs its
 //! scenario in a child process (the test binary itself, running that one

@@ -5,7 +5,7 @@
 //!
 //! Its parts: [`sampler`] (batched timing, medians and spreads), [`sweep`]
 //! (what is measured, beside which baseline), [`csv`] (`bench.csv` out and
-//! in), [`plots`] (SVG), [`summary`] (`summary.md`) and [`gate`] (the
+//! in), [`plots`] (SVG), [`summary`](mod@summary) (`summary.md`) and [`gate`](mod@gate) (the
 //! regression gate between two runs).
 
 use std::path::{Path, PathBuf};

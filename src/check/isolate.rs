@@ -58,7 +58,7 @@ pub struct Isolation {
     pub test: Option<String>,
 }
 
-/// The variable that tells a test binary started by [`run_child`] which
+/// The variable that tells a test binary started as a child which
 /// item to run: `<config path>\n<item>\n<contract 0|1>`.
 pub const CHILD_ENV: &str = "REFIT_HARNESS_CHILD";
 

@@ -272,7 +272,7 @@ pub struct StressRun {
     pub elapsed: Duration,
     /// Errors the engine returned (the first few).
     pub errors: Vec<String>,
-    /// The first few torn outputs, channel by channel ([`anatomy`]).
+    /// The first few torn outputs, channel by channel ([`Code::anatomy`]).
     pub torn: Vec<String>,
 }
 
