@@ -82,6 +82,51 @@ impl<T: Copy + Default> Aligned<T> {
         }
     }
 
+    /// No values yet, room for `capacity` without moving.
+    pub fn with_capacity(capacity: usize) -> Self {
+        let mut buf: Vec<T> =
+            Vec::with_capacity(capacity + ALIGN / std::mem::size_of::<T>().max(1));
+        let start = buf.as_ptr().align_offset(ALIGN);
+        buf.resize(start, T::default());
+        Aligned { buf, start, len: 0 }
+    }
+
+    /// `len` values from `values`, written once, straight into aligned
+    /// memory (`values` may yield fewer; the rest stay default).
+    pub fn from_iter_len(len: usize, values: impl IntoIterator<Item = T>) -> Self {
+        let mut a = Aligned::with_capacity(len);
+        a.extend(values.into_iter().take(len));
+        a
+    }
+
+    /// Drops every value, keeping the buffer.
+    pub fn clear(&mut self) {
+        self.buf.truncate(self.start);
+        self.len = 0;
+    }
+
+    /// Appends `values`; if the buffer had to grow and moved off the
+    /// alignment, the values move back onto it.
+    #[inline]
+    pub fn extend(&mut self, values: impl IntoIterator<Item = T>) {
+        self.buf.truncate(self.start + self.len);
+        self.buf.extend(values);
+        self.len = self.buf.len() - self.start;
+        if self.buf[self.start..].as_ptr().align_offset(ALIGN) != 0 {
+            *self = Aligned::from_vec(std::mem::take(self).into_vec());
+        }
+    }
+
+    /// Appends a copy of `values` (a `memcpy`).
+    pub fn extend_from_slice(&mut self, values: &[T]) {
+        self.buf.truncate(self.start + self.len);
+        self.buf.extend_from_slice(values);
+        self.len = self.buf.len() - self.start;
+        if self.buf[self.start..].as_ptr().align_offset(ALIGN) != 0 {
+            *self = Aligned::from_vec(std::mem::take(self).into_vec());
+        }
+    }
+
     /// The values as a `Vec` (moved down to the start of the buffer when
     /// they were shifted).
     pub fn into_vec(mut self) -> Vec<T> {
@@ -90,6 +135,16 @@ impl<T: Copy + Default> Aligned<T> {
         }
         self.buf.truncate(self.len);
         self.buf
+    }
+}
+
+impl<T> Default for Aligned<T> {
+    fn default() -> Self {
+        Aligned {
+            buf: Vec::new(),
+            start: 0,
+            len: 0,
+        }
     }
 }
 
@@ -183,25 +238,35 @@ impl TensorData {
         if bytes.len() % dtype.size() != 0 {
             return None;
         }
+        let n = bytes.len() / dtype.size();
+        // On a little-endian machine, aligned bytes are the values: one
+        // memcpy.
+        if cfg!(target_endian = "little") && dtype == DType::F32 {
+            if let Ok(values) = bytemuck::try_cast_slice::<u8, f32>(bytes) {
+                let mut a = Aligned::with_capacity(n);
+                a.extend_from_slice(values);
+                return Some(TensorData::F32(a));
+            }
+        }
         Some(match dtype {
-            DType::F32 => TensorData::F32(
+            DType::F32 => TensorData::F32(Aligned::from_iter_len(
+                n,
                 bytes
                     .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-            ),
-            DType::F16 => TensorData::F16(
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            )),
+            DType::F16 => TensorData::F16(Aligned::from_iter_len(
+                n,
                 bytes
                     .chunks_exact(2)
-                    .map(|c| f16::from_le_bytes([c[0], c[1]]))
-                    .collect(),
-            ),
-            DType::I32 => TensorData::I32(
+                    .map(|c| f16::from_le_bytes([c[0], c[1]])),
+            )),
+            DType::I32 => TensorData::I32(Aligned::from_iter_len(
+                n,
                 bytes
                     .chunks_exact(4)
-                    .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-            ),
+                    .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            )),
         })
     }
 }

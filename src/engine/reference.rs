@@ -21,7 +21,7 @@ use super::{
     Precision, Refitter, Subset,
 };
 use crate::model::{Model, Plan};
-use crate::tensor::{Tensor, TensorData, TensorInfo};
+use crate::tensor::{Aligned, Tensor, TensorData, TensorInfo};
 use crate::{Error, Result};
 
 /// The contract the reference engine declares.
@@ -79,7 +79,7 @@ impl Declares {
 /// One published weight version: a value per initializer, shared between
 /// snapshots where unchanged.
 struct Snapshot {
-    weights: Vec<Arc<Vec<f32>>>,
+    weights: Vec<Arc<Aligned<f32>>>,
 }
 
 struct Shared {
@@ -90,7 +90,7 @@ struct Shared {
     /// Buffers replaced by refits, kept for reuse once no snapshot holds
     /// them: a refit then copies into memory already touched instead of
     /// faulting in fresh pages. Bounded by the model's weight bytes.
-    retired: Mutex<Vec<Arc<Vec<f32>>>>,
+    retired: Mutex<Vec<Arc<Aligned<f32>>>>,
     weight_values: usize,
     declares: Declares,
 }
@@ -98,7 +98,7 @@ struct Shared {
 impl Shared {
     /// An empty buffer with room for `len` values, reused from a retired
     /// snapshot where one of that size is no longer read.
-    fn buffer(&self, len: usize) -> Vec<f32> {
+    fn buffer(&self, len: usize) -> Aligned<f32> {
         let mut retired = self.retired.lock().unwrap_or_else(|p| p.into_inner());
         while let Some(i) = retired
             .iter()
@@ -111,12 +111,12 @@ impl Shared {
                 return v;
             }
         }
-        Vec::with_capacity(len)
+        Aligned::with_capacity(len)
     }
 
     /// Keeps `buffers` for reuse, dropping the oldest beyond the model's
     /// weight bytes.
-    fn retire(&self, buffers: impl IntoIterator<Item = Arc<Vec<f32>>>) {
+    fn retire(&self, buffers: impl IntoIterator<Item = Arc<Aligned<f32>>>) {
         let mut retired = self.retired.lock().unwrap_or_else(|p| p.into_inner());
         retired.extend(buffers);
         let mut total: usize = retired.iter().map(|b| b.len()).sum();
@@ -175,7 +175,7 @@ impl ReferenceEngine {
             weights: model
                 .initializers()
                 .iter()
-                .map(|i| Arc::new(i.values.clone()))
+                .map(|i| Arc::new(Aligned::from_vec(i.values.clone())))
                 .collect(),
         };
         ReferenceEngine {
@@ -255,12 +255,15 @@ impl Context for ReferenceContext {
 
 struct ReferenceRefitter {
     shared: Arc<Shared>,
-    staged: Vec<Option<Vec<f32>>>,
+    staged: Vec<Option<Aligned<f32>>>,
 }
 
 /// Rejects NaN and infinity.
 fn check_finite(t: &Tensor, what: &str) -> Result<()> {
     let bad = match &t.data {
+        // A branch-free scan first (it vectorises), the position only on
+        // failure.
+        TensorData::F32(v) if v.iter().fold(true, |all, x| all & x.is_finite()) => None,
         TensorData::F32(v) => v
             .iter()
             .position(|x| !x.is_finite())
@@ -282,9 +285,9 @@ fn check_finite(t: &Tensor, what: &str) -> Result<()> {
 }
 
 /// The values of `t` as f32, moved when they already are.
-fn into_f32(t: Tensor) -> Vec<f32> {
+fn into_f32(t: Tensor) -> Aligned<f32> {
     match t.data {
-        TensorData::F32(v) => v.into_vec(),
+        TensorData::F32(v) => v,
         TensorData::F16(v) => v.iter().map(|x| f16::to_f32(*x)).collect(),
         TensorData::I32(v) => v.iter().map(|&x| x as f32).collect(),
     }
@@ -353,7 +356,7 @@ impl Refitter for ReferenceRefitter {
             }
             TensorData::F16(v) => {
                 buf.extend(v.iter().map(|x| x.to_f32()));
-                buf.iter().all(|x| x.is_finite())
+                buf.iter().fold(true, |all, x| all & x.is_finite())
             }
             TensorData::I32(v) => {
                 buf.extend(v.iter().map(|&x| x as f32));

@@ -536,34 +536,34 @@ struct Block([u8; DATA_ALIGN]);
 
 /// Tensor bytes at a [`DATA_ALIGN`]-aligned address: borrowed when they
 /// already are, else copied into aligned blocks.
-enum Aligned<'a> {
+enum AlignedBytes<'a> {
     Borrowed(&'a [u8]),
     Copied(Vec<Block>, usize),
 }
 
-impl<'a> Aligned<'a> {
+impl<'a> AlignedBytes<'a> {
     fn new(bytes: &'a [u8]) -> Self {
         if (bytes.as_ptr() as usize) % DATA_ALIGN == 0 {
-            return Aligned::Borrowed(bytes);
+            return AlignedBytes::Borrowed(bytes);
         }
         let mut blocks = vec![Block([0; DATA_ALIGN]); bytes.len().div_ceil(DATA_ALIGN)];
         for (block, chunk) in blocks.iter_mut().zip(bytes.chunks(DATA_ALIGN)) {
             block.0[..chunk.len()].copy_from_slice(chunk);
         }
-        Aligned::Copied(blocks, bytes.len())
+        AlignedBytes::Copied(blocks, bytes.len())
     }
 
     fn bytes(&self) -> (*const u8, usize) {
         match self {
-            Aligned::Borrowed(b) => (b.as_ptr(), b.len()),
-            Aligned::Copied(blocks, len) => (blocks.as_ptr().cast(), *len),
+            AlignedBytes::Borrowed(b) => (b.as_ptr(), b.len()),
+            AlignedBytes::Copied(blocks, len) => (blocks.as_ptr().cast(), *len),
         }
     }
 }
 
 /// A borrowed C view of a tensor whose data is `data` (its bytes,
 /// aligned); `dims` and `data` must outlive the view.
-fn c_tensor(t: &Tensor, dims: &[i64], data: &Aligned<'_>) -> refit_tensor {
+fn c_tensor(t: &Tensor, dims: &[i64], data: &AlignedBytes<'_>) -> refit_tensor {
     let (ptr, len) = data.bytes();
     refit_tensor {
         dtype: c_dtype(t.dtype()),
@@ -600,9 +600,9 @@ impl Context for PluginContext {
     fn infer(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         let e = &self.inner.engine;
         let dims: Vec<Vec<i64>> = inputs.iter().map(c_dims).collect();
-        let data: Vec<Aligned<'_>> = inputs
+        let data: Vec<AlignedBytes<'_>> = inputs
             .iter()
-            .map(|t| Aligned::new(t.data.as_bytes()))
+            .map(|t| AlignedBytes::new(t.data.as_bytes()))
             .collect();
         let c_inputs: Vec<refit_tensor> = inputs
             .iter()
@@ -682,7 +682,7 @@ impl Refitter for PluginRefitter {
             known: "(a weight name cannot contain a NUL byte)".into(),
         })?;
         let dims = c_dims(weights);
-        let data = Aligned::new(weights.data.as_bytes());
+        let data = AlignedBytes::new(weights.data.as_bytes());
         let t = c_tensor(weights, &dims, &data);
         let _in_flight = crate::flight::call("refitter_set_named_weights");
         // SAFETY: the name and tensor view borrow live data for the call.
