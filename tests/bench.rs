@@ -33,6 +33,10 @@ fn a_short_sweep_writes_csv_plots_and_summary() {
         ("oracle", "conv64_56x56_f32"),
         ("oracle", "conv64_56x56_f16"),
         ("oracle_cached", "conv64_56x56"),
+        ("latency", "infer_conv_stack"),
+        ("latency", "infer_conv_stack_w1_every_1ms"),
+        ("latency", "infer_conv_stack_w1_full_speed"),
+        ("latency", "refit_16777216"),
     ] {
         let r = rows
             .iter()
@@ -51,6 +55,15 @@ fn a_short_sweep_writes_csv_plots_and_summary() {
             .is_some(),
         "refit has its memcpy baseline"
     );
+    // Tails: per-call latencies with p50 <= p90 <= p99 <= max, kept
+    // through bench.csv and headlined in summary.md.
+    for r in rows.iter().filter(|r| r.benchmark == "latency") {
+        let (p99, max) = (r.p99_ns.unwrap(), r.max_ns.unwrap());
+        assert!(
+            r.median_ns <= r.p90_ns && r.p90_ns <= p99 && p99 <= max && r.samples >= 20,
+            "{r:?}"
+        );
+    }
     let out = tempfile::tempdir().unwrap();
     let files = bench::write_report(&rows, out.path()).unwrap();
     let names: Vec<String> = files
@@ -107,6 +120,8 @@ fn row(
         median_ns: median,
         p10_ns: median * (1.0 - spread / 2.0),
         p90_ns: median * (1.0 + spread / 2.0),
+        p99_ns: None,
+        max_ns: None,
         samples: 10,
         baseline: baseline.into(),
         baseline_ns,

@@ -5,8 +5,9 @@ use std::path::Path;
 use super::{io_err, Row};
 use crate::{Error, Result};
 
-/// The CSV header of `bench.csv`.
-pub const HEADER: [&str; 11] = [
+/// The CSV header of `bench.csv`. Files without the last two columns
+/// (`p99`, `max`: written since tails were measured) still read.
+pub const HEADER: [&str; 13] = [
     "engine",
     "benchmark",
     "parameter",
@@ -18,10 +19,13 @@ pub const HEADER: [&str; 11] = [
     "p90",
     "baseline",
     "ratio",
+    "p99",
+    "max",
 ];
 
 /// Writes `bench.csv`: one row per measurement (`median_time` in ns, with
-/// p10, p90, the baseline and the ratio).
+/// p10, p90, the baseline and the ratio, and for per-call latencies p99
+/// and max).
 ///
 /// # Errors
 /// [`Error::Io`].
@@ -42,6 +46,8 @@ pub fn write_csv(rows: &[Row], path: &Path) -> Result<()> {
             &format!("{:.1}", r.p90_ns),
             &r.baseline,
             &ratio,
+            &r.p99_ns.map(|x| format!("{x:.1}")).unwrap_or_default(),
+            &r.max_ns.map(|x| format!("{x:.1}")).unwrap_or_default(),
         ])
         .map_err(|e| io_err(path, e.into()))?;
     }
@@ -59,11 +65,12 @@ pub fn read_csv(path: &Path) -> Result<Vec<Row>> {
     };
     let mut rdr = csv::Reader::from_path(path).map_err(|e| bad(format!("cannot read: {e}")))?;
     let headers = rdr.headers().map_err(|e| bad(e.to_string()))?.clone();
-    if headers.iter().collect::<Vec<_>>() != HEADER {
+    let found: Vec<&str> = headers.iter().collect();
+    if found != HEADER && found != HEADER[..11] {
         return Err(bad(format!(
             "expected the columns {}, found {}",
             HEADER.join(","),
-            headers.iter().collect::<Vec<_>>().join(",")
+            found.join(",")
         )));
     }
     let mut rows = Vec::new();
@@ -88,6 +95,8 @@ pub fn read_csv(path: &Path) -> Result<Vec<Row>> {
             median_ns: r.value,
             p10_ns: r.p10,
             p90_ns: r.p90,
+            p99_ns: r.p99,
+            max_ns: r.max,
             samples: r.samples,
             baseline: r.baseline,
             baseline_ns: r.ratio.filter(|x| *x > 0.0).map(|x| r.value / x),
@@ -108,4 +117,8 @@ struct CsvRow {
     p90: f64,
     baseline: String,
     ratio: Option<f64>,
+    #[serde(default)]
+    p99: Option<f64>,
+    #[serde(default)]
+    max: Option<f64>,
 }

@@ -40,6 +40,10 @@ pub struct Row {
     pub p10_ns: f64,
     /// 90th percentile over samples.
     pub p90_ns: f64,
+    /// 99th percentile of single calls (tail measurements only).
+    pub p99_ns: Option<f64>,
+    /// The slowest single call (tail measurements only).
+    pub max_ns: Option<f64>,
     /// Samples taken.
     pub samples: usize,
     /// The baseline's name, if any.

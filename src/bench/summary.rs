@@ -6,13 +6,16 @@ use super::{find, Row};
 pub fn summary(rows: &[Row]) -> String {
     let engine = rows.first().map_or("", |r| r.engine.as_str());
     let mut s = format!("# refit-harness bench: {engine}\n\nMedians; each ratio is against a baseline measured in the same run.\n\n");
-    s.push_str("| benchmark | parameter | median | baseline | ratio |\n|---|---|---:|---|---:|\n");
+    s.push_str("| benchmark | parameter | median | p99 | max | baseline | ratio |\n|---|---|---:|---:|---:|---|---:|\n");
     for r in rows {
+        let opt = |x: Option<f64>| x.map(human).unwrap_or_default();
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
             r.benchmark,
             r.parameter,
             human(r.median_ns),
+            opt(r.p99_ns),
+            opt(r.max_ns),
             r.baseline,
             r.ratio().map(|x| format!("{x:.2}")).unwrap_or_default()
         ));
@@ -45,6 +48,38 @@ pub fn summary(rows: &[Row]) -> String {
     }
     if let Some(r) = find(rows, "oracle", "conv64_56x56_f32").and_then(Row::ratio) {
         s.push_str(&format!("- The check oracle's expectation for a 64-channel 3x3 conv over 56x56 (exact values and f32 bounds) costs {r:.2} engine inferences; each distinct expectation is computed once and then served from its cache.\n"));
+    }
+    let p99 = |p: &str| find(rows, "latency", p).and_then(|r| r.p99_ns);
+    if let (Some(alone), Some(r)) = (
+        p99("infer_conv_stack"),
+        find(rows, "latency", "infer_conv_stack"),
+    ) {
+        s.push_str(&format!(
+            "- Inference latency (conv_stack, each call timed): p50 {}, p99 {}, max {}.\n",
+            human(r.median_ns),
+            human(alone),
+            human(r.max_ns.unwrap_or(alone))
+        ));
+        for (mode, words) in [
+            ("w1_every_1ms", "a writer refitting every ms"),
+            ("w1_full_speed", "a writer refitting flat out"),
+        ] {
+            if let Some(w) = p99(&format!("infer_conv_stack_{mode}")) {
+                s.push_str(&format!(
+                    "- Inference p99 with {words}: {:.2}x without ({}).\n",
+                    w / alone,
+                    human(w)
+                ));
+            }
+        }
+    }
+    if let Some(r) = find(rows, "latency", "refit_16777216") {
+        s.push_str(&format!(
+            "- Refit of 16 MiB, each timed: p50 {}, p99 {}, max {}.\n",
+            human(r.median_ns),
+            human(r.p99_ns.unwrap_or(r.median_ns)),
+            human(r.max_ns.unwrap_or(r.median_ns))
+        ));
     }
     if let Some(r) = find(rows, "refit_vs_reload", "refit").and_then(Row::ratio) {
         s.push_str(&format!("- Refitting every weight of conv_wide takes {r:.4}x the time of reloading the engine with them.\n"));

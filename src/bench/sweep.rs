@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::sampler::time;
+use super::sampler::{latencies, time, Tail};
 use super::Row;
 use crate::check::oracle::{Judge, Oracle};
 use crate::engine::{BuildOptions, Engine, Precision};
@@ -188,10 +188,32 @@ pub fn run(
             median_ns: t.0,
             p10_ns: t.1,
             p90_ns: t.2,
+            p99_ns: None,
+            max_ns: None,
             samples: cfg.samples,
             baseline: baseline.into(),
             baseline_ns,
         });
+    };
+    // Per-call latencies: p50 as the median, with p99 and max.
+    let mut tails: Vec<Row> = Vec::new();
+    let budget = cfg.sample_time * cfg.samples as u32;
+    let mut tail = |parameter: &str, lat: &[f64], baseline: &str, baseline_ns: Option<f64>| {
+        let t = Tail::of(lat);
+        tails.push(Row {
+            engine: name.clone(),
+            benchmark: "latency".into(),
+            parameter: parameter.into(),
+            median_ns: t.p50,
+            p10_ns: t.p10,
+            p90_ns: t.p90,
+            p99_ns: Some(t.p99),
+            max_ns: Some(t.max),
+            samples: lat.len(),
+            baseline: baseline.into(),
+            baseline_ns,
+        });
+        t
     };
     let mut err = None;
     let mut fallible = |r: Result<()>| {
@@ -282,6 +304,38 @@ pub fn run(
             Some(none.0),
         );
     }
+
+    progress("latency/conv_stack");
+    let lat = |ctx: &mut Box<dyn crate::engine::Context>,
+               fallible: &mut dyn FnMut(Result<()>)|
+     -> Vec<f64> {
+        latencies(budget, 100, 200_000, || {
+            fallible(ctx.infer(&x).map(|y| drop(black_box(y))))
+        })
+    };
+    let alone = lat(&mut ctx, &mut fallible);
+    let alone = tail("infer_conv_stack", &alone, "", None);
+    for (mode, period) in [
+        ("w1_every_1ms", Some(Duration::from_millis(1))),
+        ("w1_full_speed", None),
+    ] {
+        let l = with_writer(engine.as_ref(), period, || lat(&mut ctx, &mut fallible));
+        tail(
+            &format!("infer_conv_stack_{mode}"),
+            &l,
+            "latency/infer_conv_stack",
+            Some(alone.p50),
+        );
+    }
+    let (_, big) = open(spec, cfg, "sized.onnx", &sized_model(16 << 20))?;
+    let s = sets(big.as_ref(), false);
+    let mut k = 0;
+    let l = latencies(budget, 20, 100_000, || {
+        k += 1;
+        fallible(refit_to(big.as_ref(), &s, k));
+    });
+    tail("refit_16777216", &l, "", None);
+    drop(big);
 
     progress("visibility/seed_conv");
     let mut v = 0.0f32;
@@ -412,6 +466,7 @@ pub fn run(
         Some(rl.0),
     );
     row("refit_vs_reload", "reload".into(), rl, "", None);
+    rows.extend(tails);
     // Visibility is sampled once per refit, not in timed batches.
     if let Some(v) = rows.iter_mut().find(|r| r.benchmark == "visibility") {
         v.samples = vis_samples;
