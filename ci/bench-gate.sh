@@ -14,6 +14,9 @@
 #   UPDATE_BASELINE=1  store this run as the runner's new baseline (after a
 #                   reviewed, intended change) instead of gating
 #
+# `gate` exits 2 when a benchmark's noise alone exceeds MAX_REGRESSION (it
+# could not see a regression of that size): run the full sweep (not QUICK)
+# on a quiet runner, or use instruction counts.
 # Wall-clock gates belong on dedicated runners. On shared ones, gate on
 # instruction counts instead: ci/instructions.sh writes a bench.csv of
 # callgrind counts that the same `refit-harness gate` compares.

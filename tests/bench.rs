@@ -158,14 +158,24 @@ fn the_gate_flags_a_ratio_that_got_worse_beyond_noise_only() {
             .is_some_and(|c| c.regressed && (c.change_pct - 33.3).abs() < 0.5),
         "{c:?}"
     );
-    // The same change inside 60% noise passes.
+    // The same change inside 60% noise is not judged: noise above the
+    // 10% threshold would let a 10% slowdown through, so the gate says so
+    // and how many samples would do.
     let noisy = vec![
         row("refit", "1024", 200.0, 0.3, "memcpy/1024", Some(100.0)),
         row("memcpy", "1024", 100.0, 0.3, "", None),
     ];
-    assert!(bench::gate(&before, &noisy, 10.0)
+    let c = bench::gate(&before, &noisy, 10.0);
+    assert!(c.iter().all(|c| !c.regressed && c.too_noisy), "{c:?}");
+    assert!(c.iter().all(|c| c.samples_needed > 10), "{c:?}");
+    // Noise under the threshold is judged.
+    let quiet = vec![
+        row("refit", "1024", 150.0, 0.01, "memcpy/1024", Some(100.0)),
+        row("memcpy", "1024", 100.0, 0.01, "", None),
+    ];
+    assert!(bench::gate(&before, &quiet, 10.0)
         .iter()
-        .all(|c| !c.regressed));
+        .all(|c| !c.too_noisy && !c.regressed));
 }
 
 #[test]
@@ -216,6 +226,22 @@ fn the_gate_command_exits_1_on_a_regression_and_2_on_a_bad_file() {
     );
     let (code, out) = run(&[&b, &b]);
     assert_eq!(code, 0, "{out}");
+    // A run noisier than the threshold: exit 2, with the samples needed.
+    let noisy = dir.path().join("noisy.csv");
+    bench::write_csv(
+        &[
+            row("refit", "1024", 150.0, 0.4, "memcpy/1024", Some(100.0)),
+            row("memcpy", "1024", 100.0, 0.4, "", None),
+        ],
+        &noisy,
+    )
+    .unwrap();
+    let (code, out) = run(&[&b, &noisy]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("TOO NOISY") && out.contains("samples each"),
+        "{out}"
+    );
     let (code, out) = run(&[&b, &bad]);
     assert_eq!(code, 2, "{out}");
     assert!(

@@ -715,14 +715,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     c.after,
                     c.change_pct,
                     c.noise_pct,
-                    if c.regressed { "REGRESSED" } else { "ok" }
+                    if c.too_noisy {
+                        "TOO NOISY"
+                    } else if c.regressed {
+                        "REGRESSED"
+                    } else {
+                        "ok"
+                    }
                 );
             }
             let bad = rows.iter().filter(|c| c.regressed).count();
+            let noisy: Vec<&bench::Comparison> = rows.iter().filter(|c| c.too_noisy).collect();
             println!(
-                "{bad} regressed beyond {max_regression}% + noise, {} within",
-                rows.len() - bad
+                "{bad} regressed beyond {max_regression}% + noise, {} within, {} too noisy to judge",
+                rows.len() - bad - noisy.len(),
+                noisy.len()
             );
+            if let Some(worst) = noisy.iter().max_by_key(|c| c.samples_needed) {
+                eprintln!(
+                    "error: {} benchmark(s) are noisier than the {max_regression}% they are held to (worst: {} at {:.1}%); measure with about {} samples each, or gate on instruction counts (ci/instructions.sh)",
+                    noisy.len(),
+                    worst.name,
+                    worst.noise_pct,
+                    worst.samples_needed
+                );
+                return Ok(ExitCode::from(2));
+            }
             if bad > 0 {
                 return Ok(ExitCode::from(1));
             }
