@@ -277,3 +277,89 @@ fn a_malformed_bench_csv_names_the_row_and_column() {
     let rows = bench::read_csv(&path).unwrap();
     assert_eq!(rows[0].baseline_ns, Some(3.205));
 }
+
+/// An engine whose every inference takes 10 ms (as on a device): the
+/// reference engine behind a sleep, counting calls.
+struct Slow(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+struct SlowEngine(
+    Box<dyn refit_harness::Engine>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+);
+
+struct SlowContext(
+    Box<dyn refit_harness::Context>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+);
+
+impl refit_harness::check::EngineFactory for Slow {
+    fn name(&self) -> String {
+        "slow".into()
+    }
+    fn open(
+        &self,
+        model: &std::path::Path,
+        options: &refit_harness::engine::BuildOptions,
+    ) -> refit_harness::Result<Box<dyn refit_harness::Engine>> {
+        Ok(Box::new(SlowEngine(
+            EngineSpec::Reference.open(model, options)?,
+            self.0.clone(),
+        )))
+    }
+}
+
+impl refit_harness::Engine for SlowEngine {
+    fn info(&self) -> &refit_harness::EngineInfo {
+        self.0.info()
+    }
+    fn inputs(&self) -> &[refit_harness::TensorInfo] {
+        self.0.inputs()
+    }
+    fn outputs(&self) -> &[refit_harness::TensorInfo] {
+        self.0.outputs()
+    }
+    fn weights(&self) -> &[refit_harness::TensorInfo] {
+        self.0.weights()
+    }
+    fn context(&self) -> refit_harness::Result<Box<dyn refit_harness::Context>> {
+        Ok(Box::new(SlowContext(self.0.context()?, self.1.clone())))
+    }
+    fn refitter(&self) -> refit_harness::Result<Box<dyn refit_harness::Refitter>> {
+        self.0.refitter()
+    }
+}
+
+impl refit_harness::Context for SlowContext {
+    fn infer(
+        &mut self,
+        inputs: &[refit_harness::Tensor],
+    ) -> refit_harness::Result<Vec<refit_harness::Tensor>> {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(10));
+        self.0.infer(inputs)
+    }
+}
+
+/// `bench --quick` on an engine whose inference takes 10 ms: every
+/// measurement stays inside its budget (counted in inferences, not timed:
+/// under 2,500 of them, 25 s of sleeping, with --quick's budgets), and
+/// every row states the samples it really took.
+#[test]
+fn a_slow_engine_gets_a_bounded_sweep_with_honest_samples() {
+    let scratch = tempfile::tempdir().unwrap();
+    let mut cfg = BenchConfig::new(true, scratch.path());
+    cfg.sizes = vec![36, 4096];
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let rows = bench::run(&Slow(calls.clone()), &cfg, &mut |_| {}).unwrap();
+    let n = calls.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(n < 2500, "{n} inferences of 10 ms");
+    for r in &rows {
+        assert!(r.samples >= 3, "{r:?}");
+    }
+    let lat = rows
+        .iter()
+        .find(|r| r.benchmark == "latency" && r.parameter == "infer_conv_stack")
+        .unwrap();
+    assert!(lat.median_ns >= 10e6, "{lat:?}");
+    assert!(lat.samples >= 30 && lat.samples < 1000, "{lat:?}");
+}

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use super::sampler::{latencies, time, Tail};
 use super::Row;
 use crate::check::oracle::{Judge, Oracle};
+use crate::check::EngineFactory;
 use crate::engine::{BuildOptions, Engine, Precision};
 use crate::fixtures;
 use crate::model::build::{ConvChain, ConvLayer};
 use crate::model::conv::ConvAttrs;
-use crate::spec::EngineSpec;
 use crate::tensor::Tensor;
 use crate::{Error, Result};
 
@@ -91,7 +91,7 @@ pub fn oracle_model() -> ConvChain {
 }
 
 fn open(
-    spec: &EngineSpec,
+    spec: &dyn EngineFactory,
     cfg: &BenchConfig,
     name: &str,
     chain: &ConvChain,
@@ -165,16 +165,18 @@ pub fn with_writer<R>(engine: &dyn Engine, period: Option<Duration>, f: impl FnO
     })
 }
 
-/// Runs the sweep; `progress` hears each measurement's name as it starts.
+/// Runs the sweep on the engine `spec` builds (an [`EngineSpec`](crate::spec::EngineSpec)
+/// or any [`EngineFactory`]); `progress` hears each measurement's name as it
+/// starts.
 ///
 /// # Errors
 /// An engine error, or a model that cannot be written.
 pub fn run(
-    spec: &EngineSpec,
+    spec: &dyn EngineFactory,
     cfg: &BenchConfig,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<Row>> {
-    let name = spec.to_string();
+    let name = spec.name();
     let mut rows = Vec::new();
     let mut row = |benchmark: &str,
                    parameter: String,
@@ -309,7 +311,7 @@ pub fn run(
     let lat = |ctx: &mut Box<dyn crate::engine::Context>,
                fallible: &mut dyn FnMut(Result<()>)|
      -> Vec<f64> {
-        latencies(budget, 100, 200_000, || {
+        latencies(budget, 30, 200_000, || {
             fallible(ctx.infer(&x).map(|y| drop(black_box(y))))
         })
     };
