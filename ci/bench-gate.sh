@@ -13,6 +13,10 @@
 #   QUICK=1         the one-minute sweep instead of the full one
 #   UPDATE_BASELINE=1  store this run as the runner's new baseline (after a
 #                   reviewed, intended change) instead of gating
+#   CRITERION=1     also run the criterion benches against (or, with
+#                   UPDATE_BASELINE=1, save) criterion's baseline named
+#                   $RUNNER, for its per-benchmark change and confidence
+#                   interval (it reports; `gate` decides)
 #
 # `gate` exits 2 when a benchmark's noise alone exceeds MAX_REGRESSION (it
 # could not see a regression of that size): run the full sweep (not QUICK)
@@ -31,6 +35,14 @@ BASELINE="ci/baselines/$RUNNER.csv"
 quick=()
 [ "${QUICK:-0}" = 1 ] && quick=(--quick)
 cargo run --release --quiet -- bench --engine "$ENGINE" "${quick[@]}" --out "$OUT"
+
+if [ "${CRITERION:-0}" = 1 ]; then
+  if [ "${UPDATE_BASELINE:-0}" = 1 ]; then
+    REFIT_ENGINE="$ENGINE" cargo bench --bench bench_main -- --save-baseline "$RUNNER"
+  else
+    REFIT_ENGINE="$ENGINE" cargo bench --bench bench_main -- --baseline "$RUNNER" | tee "$OUT/criterion.txt"
+  fi
+fi
 
 if [ "${UPDATE_BASELINE:-0}" = 1 ] || [ ! -f "$BASELINE" ]; then
   mkdir -p ci/baselines
