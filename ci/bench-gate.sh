@@ -27,7 +27,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-: "${RUNNER:?set RUNNER to this machine's name}"
+: "${RUNNER:?set RUNNER to the name of this machine}"
 ENGINE="${ENGINE:-reference}"
 OUT="${OUT:-reports/bench-$RUNNER-$(date -u +%Y-%m-%dT%H-%M-%SZ)}"
 BASELINE="ci/baselines/$RUNNER.csv"
