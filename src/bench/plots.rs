@@ -14,144 +14,305 @@ fn plot_err<E: std::fmt::Display>(path: &Path) -> impl Fn(E) -> Error + '_ {
     move |e| io_err(path, std::io::Error::other(e.to_string()))
 }
 
+/// `36 B`, `4 KiB`, `16 MiB`: a byte count as people write it.
+pub fn human_bytes(b: f64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB"];
+    let mut v = b;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < units.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if (v - v.round()).abs() < 0.05 {
+        format!("{} {}", v.round(), units[u])
+    } else {
+        format!("{v:.1} {}", units[u])
+    }
+}
+
+/// `250 ns`, `1.2 us`, `3 ms`, `2 s`: a duration in nanoseconds, in the
+/// unit that keeps it readable.
+pub fn human_ns(ns: f64) -> String {
+    let (v, unit) = if ns >= 1e9 {
+        (ns / 1e9, "s")
+    } else if ns >= 1e6 {
+        (ns / 1e6, "ms")
+    } else if ns >= 1e3 {
+        (ns / 1e3, "us")
+    } else {
+        (ns, "ns")
+    };
+    if v >= 10.0 || (v - v.round()).abs() < 0.05 {
+        format!("{} {unit}", v.round())
+    } else {
+        format!("{v:.1} {unit}")
+    }
+}
+
+/// One bar: its label, value, and p10..p90 whisker.
+#[cfg(feature = "plots")]
+struct Bar {
+    label: String,
+    value: f64,
+    low: f64,
+    high: f64,
+}
+
+/// A bar chart with one centred label per bar, an axis title on both
+/// axes, p10-p90 whiskers on every bar, and a log axis when the values
+/// span 20x or more (a bar 1/20 of another is a sliver on a linear axis).
+#[cfg(feature = "plots")]
+fn bars(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    items: &[Bar],
+    y_fmt: &dyn Fn(f64) -> String,
+) -> Result<()> {
+    use plotters::prelude::*;
+    let e = plot_err(path);
+    let hi = items
+        .iter()
+        .map(|b| b.high.max(b.value))
+        .fold(0.0, f64::max);
+    let lo = items
+        .iter()
+        .map(|b| b.low.min(b.value))
+        .filter(|v| *v > 0.0)
+        .fold(f64::MAX, f64::min);
+    let root = SVGBackend::new(path, (720, 460)).into_drawing_area();
+    root.fill(&WHITE).map_err(&e)?;
+    let n = items.len();
+    let label = |x: &SegmentValue<usize>| match x {
+        SegmentValue::CenterOf(i) => items.get(*i).map(|b| b.label.clone()).unwrap_or_default(),
+        _ => String::new(),
+    };
+    let mut builder = ChartBuilder::on(&root);
+    builder
+        .caption(title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(80);
+    let bar_style = BLUE.mix(0.6).filled();
+    if hi / lo >= 20.0 {
+        let mut chart = builder
+            .build_cartesian_2d(
+                (0..n.max(2) - 1).into_segmented(),
+                (lo / 2.0..hi * 2.0).log_scale(),
+            )
+            .map_err(&e)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(n)
+            .x_label_formatter(&label)
+            .y_label_formatter(&|y| y_fmt(*y))
+            .x_desc(x_desc)
+            .y_desc(y_desc)
+            .draw()
+            .map_err(&e)?;
+        chart
+            .draw_series(items.iter().enumerate().map(|(i, b)| {
+                let mut r = Rectangle::new(
+                    [
+                        (SegmentValue::Exact(i), lo / 2.0),
+                        (SegmentValue::Exact(i + 1), b.value),
+                    ],
+                    bar_style,
+                );
+                r.set_margin(0, 0, 25, 25);
+                r
+            }))
+            .map_err(&e)?;
+        chart
+            .draw_series(items.iter().enumerate().map(|(i, b)| {
+                ErrorBar::new_vertical(
+                    SegmentValue::CenterOf(i),
+                    b.low,
+                    b.value,
+                    b.high,
+                    BLACK.filled(),
+                    12,
+                )
+            }))
+            .map_err(&e)?;
+    } else {
+        let mut chart = builder
+            .build_cartesian_2d((0..n.max(2) - 1).into_segmented(), 0.0..hi * 1.15)
+            .map_err(&e)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(n)
+            .x_label_formatter(&label)
+            .y_label_formatter(&|y| y_fmt(*y))
+            .x_desc(x_desc)
+            .y_desc(y_desc)
+            .draw()
+            .map_err(&e)?;
+        chart
+            .draw_series(items.iter().enumerate().map(|(i, b)| {
+                let mut r = Rectangle::new(
+                    [
+                        (SegmentValue::Exact(i), 0.0),
+                        (SegmentValue::Exact(i + 1), b.value),
+                    ],
+                    bar_style,
+                );
+                r.set_margin(0, 0, 25, 25);
+                r
+            }))
+            .map_err(&e)?;
+        chart
+            .draw_series(items.iter().enumerate().map(|(i, b)| {
+                ErrorBar::new_vertical(
+                    SegmentValue::CenterOf(i),
+                    b.low,
+                    b.value,
+                    b.high,
+                    BLACK.filled(),
+                    12,
+                )
+            }))
+            .map_err(&e)?;
+    }
+    root.present().map_err(&e)
+}
+
 /// The SVG plots (`refit_latency.svg`, `infer_under_refit.svg`,
 /// `refit_vs_reload.svg`), pushed onto `files`.
 #[cfg(feature = "plots")]
 pub fn write_plots(rows: &[Row], dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
     use plotters::prelude::*;
-    // Refit latency and memcpy by bytes, log axes, p10..p90 error bars.
+    // Refit latency and memcpy by bytes, log axes in human units, p10..p90
+    // error bars.
     let latency = dir.join("refit_latency.svg");
-    {
-        let e = plot_err(&latency);
-        let series = |b: &str| -> Vec<(f64, f64, f64, f64)> {
-            rows.iter()
-                .filter(|r| r.benchmark == b)
-                .filter_map(|r| {
-                    r.parameter
-                        .parse::<f64>()
-                        .ok()
-                        .map(|x| (x, r.median_ns / 1e3, r.p10_ns / 1e3, r.p90_ns / 1e3))
-                })
-                .collect()
-        };
-        let (refit, memcpy) = (series("refit"), series("memcpy"));
+    let e = plot_err(&latency);
+    let series = |b: &str| -> Vec<(f64, f64, f64, f64)> {
+        rows.iter()
+            .filter(|r| r.benchmark == b)
+            .filter_map(|r| {
+                r.parameter
+                    .parse::<f64>()
+                    .ok()
+                    .map(|x| (x, r.median_ns, r.p10_ns, r.p90_ns))
+            })
+            .collect()
+    };
+    let (refit, memcpy) = (series("refit"), series("memcpy"));
+    if !refit.is_empty() {
         let xs = refit.iter().chain(&memcpy).map(|p| p.0);
-        let (x0, x1) = xs
-            .clone()
-            .fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(x), b.max(x)));
+        let (x0, x1) = xs.fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(x), b.max(x)));
         let ys = refit.iter().chain(&memcpy).flat_map(|p| [p.2, p.3]);
         let (y0, y1) = ys.fold((f64::MAX, f64::MIN), |(a, b), y| (a.min(y), b.max(y)));
-        if !refit.is_empty() {
-            let root = SVGBackend::new(&latency, (800, 500)).into_drawing_area();
-            root.fill(&WHITE).map_err(&e)?;
-            let mut chart = ChartBuilder::on(&root)
-                .caption(
-                    "refit latency vs memcpy of the same bytes",
-                    ("sans-serif", 20),
-                )
-                .margin(15)
-                .x_label_area_size(40)
-                .y_label_area_size(60)
-                .build_cartesian_2d(
-                    (x0 / 2.0..x1 * 2.0).log_scale(),
-                    (y0.max(1e-4) / 2.0..y1 * 2.0).log_scale(),
-                )
-                .map_err(&e)?;
-            chart
-                .configure_mesh()
-                .x_desc("bytes changed")
-                .y_desc("time (us, median, p10-p90)")
-                .draw()
-                .map_err(&e)?;
-            for (data, color, label) in [(&refit, RED, "refit"), (&memcpy, BLUE, "memcpy")] {
-                chart
-                    .draw_series(LineSeries::new(
-                        data.iter().map(|p| (p.0, p.1)),
-                        color.stroke_width(2),
-                    ))
-                    .map_err(&e)?
-                    .label(label)
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-                chart
-                    .draw_series(
-                        data.iter()
-                            .map(|p| ErrorBar::new_vertical(p.0, p.2, p.1, p.3, color.filled(), 8)),
-                    )
-                    .map_err(&e)?;
-            }
-            chart
-                .configure_series_labels()
-                .border_style(BLACK)
-                .background_style(WHITE)
-                .draw()
-                .map_err(&e)?;
-            root.present().map_err(&e)?;
-            files.push(latency.clone());
-        }
-    }
-
-    // Inference throughput with and without refit, and refit against reload.
-    let bars = |path: &Path, title: &str, y_desc: &str, items: Vec<(String, f64)>| -> Result<()> {
-        let e = plot_err(path);
-        let top = items.iter().map(|i| i.1).fold(0.0, f64::max) * 1.2;
-        let root = SVGBackend::new(path, (700, 450)).into_drawing_area();
+        let root = SVGBackend::new(&latency, (800, 500)).into_drawing_area();
         root.fill(&WHITE).map_err(&e)?;
-        let labels: Vec<String> = items.iter().map(|i| i.0.clone()).collect();
         let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 20))
+            .caption(
+                "refit latency vs memcpy of the same bytes",
+                ("sans-serif", 20),
+            )
             .margin(15)
-            .x_label_area_size(40)
+            .x_label_area_size(45)
             .y_label_area_size(70)
-            .build_cartesian_2d(0.0..items.len() as f64, 0.0..top.max(1e-9))
+            .build_cartesian_2d(
+                // Ticks at the sizes measured.
+                (x0 / 2.0..x1 * 2.0)
+                    .log_scale()
+                    .with_key_points(refit.iter().map(|p| p.0).collect::<Vec<f64>>()),
+                (y0.max(0.1) / 2.0..y1 * 2.0).log_scale(),
+            )
             .map_err(&e)?;
         chart
             .configure_mesh()
-            .x_labels(items.len())
-            .x_label_formatter(&|x| labels.get(x.floor() as usize).cloned().unwrap_or_default())
-            .y_desc(y_desc)
+            .x_desc("bytes changed")
+            .y_desc("time per operation (median, p10-p90)")
+            .x_label_formatter(&|x| human_bytes(*x))
+            .y_label_formatter(&|y| human_ns(*y))
             .draw()
             .map_err(&e)?;
-        chart
-            .draw_series(items.iter().enumerate().map(|(i, (_, v))| {
-                Rectangle::new(
-                    [(i as f64 + 0.2, 0.0), (i as f64 + 0.8, *v)],
-                    BLUE.mix(0.6).filled(),
+        for (data, color, label) in [(&refit, RED, "refit"), (&memcpy, BLUE, "memcpy")] {
+            chart
+                .draw_series(LineSeries::new(
+                    data.iter().map(|p| (p.0, p.1)),
+                    color.stroke_width(2),
+                ))
+                .map_err(&e)?
+                .label(label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+            chart
+                .draw_series(
+                    data.iter()
+                        .map(|p| ErrorBar::new_vertical(p.0, p.2, p.1, p.3, color.filled(), 8)),
                 )
-            }))
+                .map_err(&e)?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .border_style(BLACK)
+            .background_style(WHITE)
+            .draw()
             .map_err(&e)?;
-        root.present().map_err(&e)
-    };
-    let iur: Vec<(String, f64)> = rows
+        root.present().map_err(&e)?;
+        files.push(latency.clone());
+    }
+
+    // Inference throughput with and without a writer, whiskers p10-p90.
+    let iur: Vec<Bar> = rows
         .iter()
         .filter(|r| r.benchmark == "infer_under_refit")
-        .map(|r| (r.parameter.clone(), 1e9 / r.median_ns))
+        .map(|r| Bar {
+            label: match r.parameter.as_str() {
+                "none" => "no writer".to_string(),
+                "w1_every_1ms" => "writer every 1 ms".to_string(),
+                "w1_full_speed" => "writer flat out".to_string(),
+                other => other.to_string(),
+            },
+            value: 1e9 / r.median_ns,
+            low: 1e9 / r.p90_ns,
+            high: 1e9 / r.p10_ns,
+        })
         .collect();
     if !iur.is_empty() {
         let p = dir.join("infer_under_refit.svg");
         bars(
             &p,
             "inference throughput with and without refit (conv_stack)",
-            "inferences per second",
-            iur,
+            "refit traffic",
+            "inferences per second (median, p10-p90)",
+            &iur,
+            &|y| format!("{y:.0}"),
         )?;
         files.push(p);
     }
-    let rvr: Vec<(String, f64)> = rows
+    let rvr: Vec<Bar> = rows
         .iter()
         .filter(|r| r.benchmark == "refit_vs_reload")
-        .map(|r| (r.parameter.clone(), r.median_ns / 1e6))
+        .map(|r| Bar {
+            label: match r.parameter.as_str() {
+                "refit" => "refit every weight".to_string(),
+                "reload" => "rebuild the engine".to_string(),
+                other => other.to_string(),
+            },
+            value: r.median_ns,
+            low: r.p10_ns,
+            high: r.p90_ns,
+        })
         .collect();
     if !rvr.is_empty() {
         let p = dir.join("refit_vs_reload.svg");
         bars(
             &p,
-            "refit against reload (conv_wide, every weight)",
-            "ms (median)",
-            rvr,
+            "refit against reload (conv_wide, new weights)",
+            "how the weights change",
+            "time (median, p10-p90)",
+            &rvr,
+            &|y| human_ns(y),
         )?;
         files.push(p);
     }
-
     Ok(())
 }
 

@@ -17,7 +17,7 @@ pub fn summary(rows: &[Row]) -> String {
             opt(r.p99_ns),
             opt(r.max_ns),
             r.baseline,
-            r.ratio().map(|x| format!("{x:.2}")).unwrap_or_default()
+            ratio_text(rows, r)
         ));
     }
     s.push_str("\n## Headlines\n\n");
@@ -97,5 +97,25 @@ fn human(ns: f64) -> String {
         format!("{:.2} us", ns / 1e3)
     } else {
         format!("{ns:.1} ns")
+    }
+}
+
+/// `1.03`, or `1.03 (within noise)` when the ratio's spread (this row's
+/// p10-p90 against its baseline's p90-p10) includes 1.0.
+fn ratio_text(rows: &[Row], r: &Row) -> String {
+    let Some(x) = r.ratio() else {
+        return String::new();
+    };
+    let base = r
+        .baseline
+        .split_once('/')
+        .and_then(|(b, p)| find(rows, b, p));
+    let noise = base.is_some_and(|b| {
+        b.p90_ns > 0.0 && b.p10_ns > 0.0 && r.p10_ns / b.p90_ns <= 1.0 && r.p90_ns / b.p10_ns >= 1.0
+    });
+    if noise {
+        format!("{x:.2} (within noise)")
+    } else {
+        format!("{x:.2}")
     }
 }
