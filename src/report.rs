@@ -192,6 +192,22 @@ pub fn write(report: &CheckReport, dir: &Path) -> Result<Vec<PathBuf>> {
             o.verdict.detail().replace('|', "\\|").replace('\n', " ")
         ));
     }
+    // The stress scenarios' timelines, drawn into this folder as they ran.
+    let mut timelines: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("timeline_") && n.ends_with(".svg"))
+                .collect()
+        })
+        .unwrap_or_default();
+    timelines.sort();
+    if !timelines.is_empty() {
+        md.push_str("\n## Stress timelines\n\nEach reader's observed version over time, refits as bands, torn and stale reads as red crosses.\n\n");
+        for t in &timelines {
+            md.push_str(&format!("![{t}]({t})\n\n"));
+        }
+    }
     std::fs::write(&md_path, md).map_err(|e| io_err(&md_path, e))?;
 
     let xml_path = dir.join("check.junit.xml");

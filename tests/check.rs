@@ -301,3 +301,43 @@ fn check_survives_a_closed_stdout() {
     assert!(!err.contains("panicked"), "{err}");
     assert!(report.join("check.csv").is_file());
 }
+
+/// `check` draws each stress scenario's timeline into the report folder
+/// and links it from check.md; a torn engine's timeline marks its torn
+/// reads in red, a correct one's has no red mark but the legend's.
+#[test]
+fn stress_timelines_are_drawn_and_show_torn_reads_in_red() {
+    let red_marks = |svg: &str| svg.matches("#FF0000").count();
+    for (engine, torn) in [("reference", false), ("defect:in_place_copy", true)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let report = tmp.path().join("report");
+        let (code, out) = cli(&[
+            "check",
+            "--engine",
+            engine,
+            "--scenario",
+            "stress_r4w2",
+            "--stress-ms",
+            "300",
+            "--report",
+            report.to_str().unwrap(),
+        ]);
+        assert_eq!(code, i32::from(torn), "{out}");
+        let svg = std::fs::read_to_string(report.join("timeline_stress_r4w2.svg")).unwrap();
+        let md = std::fs::read_to_string(report.join("check.md")).unwrap();
+        assert!(md.contains("](timeline_stress_r4w2.svg)"), "{md}");
+        if torn {
+            assert!(
+                red_marks(&svg) > 10,
+                "{engine}: {} red marks",
+                red_marks(&svg)
+            );
+        } else {
+            assert!(
+                red_marks(&svg) <= 2,
+                "{engine}: {} red marks",
+                red_marks(&svg)
+            );
+        }
+    }
+}

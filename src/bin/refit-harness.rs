@@ -462,6 +462,7 @@ fn run_check(
             .unwrap_or_else(|| report.join("proptest-regressions").join("model_based.txt")),
     );
     config.engine_options = args.options.get()?;
+    config.plots = Some(report.to_path_buf());
     if !args.in_process {
         let mut iso = check::Isolation::current_exe(spec.to_string())?;
         iso.timeout = Duration::from_secs_f64(args.timeout);

@@ -233,6 +233,7 @@ pub fn config_json(c: &CheckConfig) -> Value {
         "fail_on_skip": c.fail_on_skip,
         "regressions": c.regressions.as_deref().map(path_text),
         "engine_options": c.engine_options,
+        "plots": c.plots.as_deref().map(path_text),
     })
 }
 
@@ -304,6 +305,10 @@ pub fn config_from_json(v: &Value) -> Result<CheckConfig, String> {
         engine_options: match field("engine_options")? {
             Value::Null => None,
             o => Some(str_of(o, "engine_options")?),
+        },
+        plots: match v.get("plots") {
+            None | Some(Value::Null) => None,
+            Some(p) => Some(PathBuf::from(str_of(p, "plots")?)),
         },
         isolation: None,
     })

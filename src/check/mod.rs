@@ -16,6 +16,7 @@ mod resources;
 mod scenarios;
 pub mod stress;
 mod subject;
+pub mod timeline;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -185,6 +186,10 @@ pub struct CheckConfig {
     /// every build (`--engine-options`); used by the child processes of
     /// [`CheckConfig::isolation`] (an in-process factory applies its own).
     pub engine_options: Option<String>,
+    /// Where stress scenarios draw their timelines
+    /// (`timeline_<scenario>.svg`); `None`: not drawn. `check` puts them in
+    /// its report folder.
+    pub plots: Option<PathBuf>,
     /// Run each scenario in a child process, so that a crash or a hang is a
     /// verdict ([`Verdict::Crashed`], [`Verdict::Hung`]); `None`: in this
     /// process, with the factory given to [`run`].
@@ -220,6 +225,7 @@ impl CheckConfig {
             fail_on_skip: false,
             live: false,
             engine_options: None,
+            plots: None,
             isolation: None,
         })
     }

@@ -595,6 +595,21 @@ fn verdict(run: &StressRun, f: &Findings, step: &str, min: &Power) -> Verdict {
     Verdict::Pass(describe(run, f))
 }
 
+/// Draws the timeline of `h` as `timeline_<name>.svg` where the config
+/// asks for plots; a drawing that fails is reported on stderr, never as
+/// the scenario's verdict.
+fn draw(cx: &Cx<'_>, name: &str, h: &History, title: &str) {
+    if let Some(dir) = &cx.config.plots {
+        let path = dir.join(format!("timeline_{name}.svg"));
+        let drawn = std::fs::create_dir_all(dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))
+            .and_then(|()| super::timeline::write(&path, h, title));
+        if let Err(e) = drawn {
+            eprintln!("timeline not drawn: {e}");
+        }
+    }
+}
+
 /// The power a run must reach: the configured minimum, without refits
 /// overlapped by an inference for a quiesced engine, where the harness
 /// keeps every inference out of every refit.
@@ -610,7 +625,7 @@ fn required(cx: &Cx<'_>, quiesced: bool) -> Power {
 }
 
 /// A stress scenario with `readers` x `writers` threads.
-pub(super) fn scenario(cx: &Cx<'_>, readers: usize, writers: usize) -> Verdict {
+pub(super) fn scenario(cx: &Cx<'_>, name: &str, readers: usize, writers: usize) -> Verdict {
     let (engine, code) = match open_coded(cx, "stress.onnx", model) {
         Ok(e) => e,
         Err(v) => return v,
@@ -641,6 +656,15 @@ pub(super) fn scenario(cx: &Cx<'_>, readers: usize, writers: usize) -> Verdict {
         eprint!("\r{:60}\r", "");
     }
     let f = history::check(&run.history, quiesced, 3);
+    draw(
+        cx,
+        name,
+        &run.history,
+        &format!(
+            "{name}: {readers} reader(s), {writers} writer(s), {}",
+            engine.info().name
+        ),
+    );
     verdict(
         &run,
         &f,
@@ -770,6 +794,12 @@ pub(super) fn vendor(cx: &Cx<'_>) -> Verdict {
         errors: error.into_iter().collect(),
         torn: Vec::new(),
     };
+    draw(
+        cx,
+        "stress_vendor",
+        &run.history,
+        &format!("stress_vendor: 2 readers, {refits} paced refits"),
+    );
     // Each straddled refit must be crossed exactly once by each reader.
     for t in 0..2u32 {
         let seq: Vec<&Read> = run.history.reads.iter().filter(|r| r.thread == t).collect();
@@ -1050,6 +1080,14 @@ pub(super) fn disjoint(cx: &Cx<'_>) -> Verdict {
         errors,
         torn: Vec::new(),
     };
+    for (label, h, _) in &parts {
+        draw(
+            cx,
+            &format!("stress_disjoint_{label}"),
+            h,
+            &format!("stress_disjoint: the {label}'s versions, 2 readers, 2 writers"),
+        );
+    }
     let step = format!(
         "2 writers refitting the weight and the bias at once, 2 readers, {} ms",
         elapsed.as_millis()
