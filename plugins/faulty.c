@@ -17,8 +17,8 @@
  *                                 weights through a pointer taken at its
  *                                 start, and refit frees the old buffer
  *                                 without waiting for such readers. Outputs
- *                                 stay plausible; the address sanitizer
- *                                 sees the use after free
+ *                                 mostly stay plausible; the address
+ *                                 sanitizer sees the use after free
  *   -DFAULT_HANG_INFER_WHILE_REFIT
  *                                 declares atomic; a refit waits for running
  *                                 inferences to drain, and an inference that
