@@ -95,87 +95,53 @@ fn bars(
         .x_label_area_size(45)
         .y_label_area_size(80);
     let bar_style = BLUE.mix(0.6).filled();
+    // The same drawing on either y axis (their chart types differ).
+    macro_rules! draw {
+        ($y:expr, $base:expr) => {{
+            let mut chart = builder
+                .build_cartesian_2d((0..n.max(2) - 1).into_segmented(), $y)
+                .map_err(&e)?;
+            chart
+                .configure_mesh()
+                .disable_x_mesh()
+                .x_labels(n)
+                .x_label_formatter(&label)
+                .y_label_formatter(&|y| y_fmt(*y))
+                .x_desc(x_desc)
+                .y_desc(y_desc)
+                .draw()
+                .map_err(&e)?;
+            chart
+                .draw_series(items.iter().enumerate().map(|(i, b)| {
+                    let mut r = Rectangle::new(
+                        [
+                            (SegmentValue::Exact(i), $base),
+                            (SegmentValue::Exact(i + 1), b.value),
+                        ],
+                        bar_style,
+                    );
+                    r.set_margin(0, 0, 25, 25);
+                    r
+                }))
+                .map_err(&e)?;
+            chart
+                .draw_series(items.iter().enumerate().map(|(i, b)| {
+                    ErrorBar::new_vertical(
+                        SegmentValue::CenterOf(i),
+                        b.low,
+                        b.value,
+                        b.high,
+                        BLACK.filled(),
+                        12,
+                    )
+                }))
+                .map_err(&e)?;
+        }};
+    }
     if hi / lo >= 20.0 {
-        let mut chart = builder
-            .build_cartesian_2d(
-                (0..n.max(2) - 1).into_segmented(),
-                (lo / 2.0..hi * 2.0).log_scale(),
-            )
-            .map_err(&e)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(n)
-            .x_label_formatter(&label)
-            .y_label_formatter(&|y| y_fmt(*y))
-            .x_desc(x_desc)
-            .y_desc(y_desc)
-            .draw()
-            .map_err(&e)?;
-        chart
-            .draw_series(items.iter().enumerate().map(|(i, b)| {
-                let mut r = Rectangle::new(
-                    [
-                        (SegmentValue::Exact(i), lo / 2.0),
-                        (SegmentValue::Exact(i + 1), b.value),
-                    ],
-                    bar_style,
-                );
-                r.set_margin(0, 0, 25, 25);
-                r
-            }))
-            .map_err(&e)?;
-        chart
-            .draw_series(items.iter().enumerate().map(|(i, b)| {
-                ErrorBar::new_vertical(
-                    SegmentValue::CenterOf(i),
-                    b.low,
-                    b.value,
-                    b.high,
-                    BLACK.filled(),
-                    12,
-                )
-            }))
-            .map_err(&e)?;
+        draw!((lo / 2.0..hi * 2.0).log_scale(), lo / 2.0);
     } else {
-        let mut chart = builder
-            .build_cartesian_2d((0..n.max(2) - 1).into_segmented(), 0.0..hi * 1.15)
-            .map_err(&e)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(n)
-            .x_label_formatter(&label)
-            .y_label_formatter(&|y| y_fmt(*y))
-            .x_desc(x_desc)
-            .y_desc(y_desc)
-            .draw()
-            .map_err(&e)?;
-        chart
-            .draw_series(items.iter().enumerate().map(|(i, b)| {
-                let mut r = Rectangle::new(
-                    [
-                        (SegmentValue::Exact(i), 0.0),
-                        (SegmentValue::Exact(i + 1), b.value),
-                    ],
-                    bar_style,
-                );
-                r.set_margin(0, 0, 25, 25);
-                r
-            }))
-            .map_err(&e)?;
-        chart
-            .draw_series(items.iter().enumerate().map(|(i, b)| {
-                ErrorBar::new_vertical(
-                    SegmentValue::CenterOf(i),
-                    b.low,
-                    b.value,
-                    b.high,
-                    BLACK.filled(),
-                    12,
-                )
-            }))
-            .map_err(&e)?;
+        draw!(0.0..hi * 1.15, 0.0);
     }
     root.present().map_err(&e)
 }
