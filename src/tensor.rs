@@ -297,7 +297,10 @@ impl Tensor {
     pub fn full(shape: impl Into<Vec<usize>>, value: f32) -> Self {
         let shape = shape.into();
         let n = shape.iter().product();
-        Tensor::f32(shape, vec![value; n])
+        Tensor {
+            shape,
+            data: TensorData::F32(Aligned::from_iter_len(n, std::iter::repeat_n(value, n))),
+        }
     }
 
     /// The dtype of the values.

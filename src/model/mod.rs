@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use half::f16;
 
-use crate::tensor::{DType, Tensor, TensorData, TensorInfo};
+use crate::tensor::{Aligned, DType, Tensor, TensorData, TensorInfo};
 use crate::{Error, Result};
 use conv::{ConvAttrs, ConvGeometry};
 
@@ -316,7 +316,12 @@ impl Model {
                 let v = &scratch[slot];
                 let data = match info.dtype {
                     DType::F16 => TensorData::F16(v.iter().map(|&x| f16::from_f32(x)).collect()),
-                    _ => TensorData::F32(v.clone().into()),
+                    _ => {
+                        // One allocation, already aligned.
+                        let mut a = Aligned::with_capacity(v.len());
+                        a.extend_from_slice(v);
+                        TensorData::F32(a)
+                    }
                 };
                 Tensor { shape, data }
             })
