@@ -37,6 +37,8 @@ fn a_short_sweep_writes_csv_plots_and_summary() {
         ("latency", "infer_conv_stack_w1_every_1ms"),
         ("latency", "infer_conv_stack_w1_full_speed"),
         ("latency", "refit_16777216"),
+        ("floor", "infer_seed_conv"),
+        ("floor", "refit_seed_conv"),
     ] {
         let r = rows
             .iter()

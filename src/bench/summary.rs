@@ -21,6 +21,16 @@ pub fn summary(rows: &[Row]) -> String {
         ));
     }
     s.push_str("\n## Headlines\n\n");
+    if let (Some(i), Some(r)) = (
+        find(rows, "floor", "infer_seed_conv"),
+        find(rows, "floor", "refit_seed_conv"),
+    ) {
+        s.push_str(&format!(
+            "- The harness's own floor per call (an engine that does no work, seed model): inference {}, stage + refit {}; subtract it from the engine's figures.\n",
+            human(i.median_ns),
+            human(r.median_ns)
+        ));
+    }
     if let Some(r) = find(rows, "refit_rate", "seed_conv").and_then(Row::ratio) {
         s.push_str(&format!(
             "- A refit of the seed kernel costs {r:.2} inferences of the seed model.\n"

@@ -270,6 +270,23 @@ pub fn run(
         Some(i.0),
     );
 
+    // The harness's own floor: the same calls on an engine that does no
+    // work, to subtract from the figures above.
+    progress("floor/seed_conv");
+    let (_, null) = open(&NullFactory, cfg, "seed_conv.onnx", &fixtures::seed_model())?;
+    let mut nctx = null.context()?;
+    let ns = sets(null.as_ref(), false);
+    let mut k = 0;
+    let fr = time(cfg.samples, cfg.sample_time, || {
+        k += 1;
+        fallible(refit_to(null.as_ref(), &ns, k));
+    });
+    let fi = time(cfg.samples, cfg.sample_time, || {
+        fallible(nctx.infer(&x).map(|y| drop(black_box(y))))
+    });
+    row("floor", "refit_seed_conv".into(), fr, "", None);
+    row("floor", "infer_seed_conv".into(), fi, "", None);
+
     for (file, chain) in fixtures::models() {
         progress(&format!("infer/{file}"));
         let (_, engine) = open(spec, cfg, file, &chain)?;
@@ -476,5 +493,90 @@ pub fn run(
     match err {
         Some(e) => Err(e),
         None => Ok(rows),
+    }
+}
+
+/// An engine that does no work: outputs of the declared shapes, all zero;
+/// staging and refit accept and drop. What the harness itself costs per
+/// call.
+struct NullFactory;
+
+struct NullEngine {
+    info: crate::engine::EngineInfo,
+    inputs: Vec<crate::tensor::TensorInfo>,
+    outputs: Vec<crate::tensor::TensorInfo>,
+    weights: Vec<crate::tensor::TensorInfo>,
+}
+
+struct NullContext(Vec<Vec<usize>>);
+
+struct NullRefitter;
+
+impl EngineFactory for NullFactory {
+    fn name(&self) -> String {
+        "null".into()
+    }
+
+    fn open(&self, model: &Path, options: &BuildOptions) -> Result<Box<dyn Engine>> {
+        let m = crate::model::Model::load(model)?;
+        Ok(Box::new(NullEngine {
+            info: crate::engine::EngineInfo {
+                name: "null".into(),
+                version: String::new(),
+                contract: crate::engine::reference::CONTRACT,
+                refit_enabled: options.enable_refit,
+            },
+            inputs: m.inputs().to_vec(),
+            outputs: m.outputs().to_vec(),
+            weights: m.initializers().iter().map(|i| i.info.clone()).collect(),
+        }))
+    }
+}
+
+impl Engine for NullEngine {
+    fn info(&self) -> &crate::engine::EngineInfo {
+        &self.info
+    }
+    fn inputs(&self) -> &[crate::tensor::TensorInfo] {
+        &self.inputs
+    }
+    fn outputs(&self) -> &[crate::tensor::TensorInfo] {
+        &self.outputs
+    }
+    fn weights(&self) -> &[crate::tensor::TensorInfo] {
+        &self.weights
+    }
+    fn context(&self) -> Result<Box<dyn crate::engine::Context>> {
+        Ok(Box::new(NullContext(
+            self.outputs
+                .iter()
+                .map(|o| o.static_shape().unwrap_or_default())
+                .collect(),
+        )))
+    }
+    fn refitter(&self) -> Result<Box<dyn crate::engine::Refitter>> {
+        Ok(Box::new(NullRefitter))
+    }
+}
+
+impl crate::engine::Context for NullContext {
+    fn infer(&mut self, _inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        Ok(self
+            .0
+            .iter()
+            .map(|s| Tensor::full(s.clone(), 0.0))
+            .collect())
+    }
+}
+
+impl crate::engine::Refitter for NullRefitter {
+    fn set_named_weights(&mut self, _name: &str, _weights: &Tensor) -> Result<()> {
+        Ok(())
+    }
+    fn missing(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+    fn refit(&mut self) -> Result<()> {
+        Ok(())
     }
 }
