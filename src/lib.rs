@@ -29,9 +29,8 @@
 //! - [`ffi`]: the plugin ABI (`include/refit_plugin.h`): the loader
 //!   ([`ffi::plugin`]), its C types ([`ffi::sys`]), and the reference
 //!   engine behind it ([`ffi::export`], built as the `reference_plugin`
-//!   example).
-//! - [`flight`]: what a scenario's child process is doing, for crash and
-//!   hang reports.
+//!   example), and [`ffi::flight`]: the ABI calls in flight in a
+//!   scenario's child process, for crash and hang reports.
 //! - [`defects`]: the seeded-defect engines `selftest` must catch;
 //!   [`selftest`] builds the catalogue matrix; [`faulty_plugins`] builds
 //!   the faulty C plugins.
@@ -83,8 +82,6 @@ pub mod faulty_plugins;
 #[allow(unsafe_code)]
 pub mod ffi;
 pub mod fixtures;
-#[allow(unsafe_code)]
-pub mod flight;
 pub mod io;
 pub mod model;
 pub mod report;

@@ -263,8 +263,8 @@ pub fn run_case(cx: &Cx<'_>, case: &Case, path: &Path) -> Result<CaseEnd, String
     };
     for (step, op) in case.ops.iter().enumerate() {
         let at = |what: String| format!("step {step} ({op:?}): {what}");
-        if crate::flight::enabled() {
-            crate::flight::step(&format!(
+        if crate::ffi::flight::enabled() {
+            crate::ffi::flight::step(&format!(
                 "model_based case on {}, step {step} ({op:?})",
                 path.display()
             ));

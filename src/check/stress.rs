@@ -642,7 +642,7 @@ pub(super) fn scenario(cx: &Cx<'_>, name: &str, readers: usize, writers: usize) 
         max_reads: 1 << 20,
     };
     let label = format!("r{readers}w{writers}");
-    crate::flight::step(&format!(
+    crate::ffi::flight::step(&format!(
         "race {readers} inference and {writers} refit thread(s) on stress.onnx"
     ));
     let run = race(
@@ -693,7 +693,7 @@ pub(super) fn vendor(cx: &Cx<'_>) -> Verdict {
         .first()
         .map(|w| w.name.clone())
         .unwrap_or_default();
-    crate::flight::step(&format!(
+    crate::ffi::flight::step(&format!(
         "the vendor's pattern: 2 readers, {refits} refits {} ms apart",
         interval.as_millis()
     ));
@@ -928,7 +928,7 @@ pub(super) fn disjoint(cx: &Cx<'_>) -> Verdict {
     let duration = Duration::from_millis(cx.config.stress_ms);
     let versions = code.max_version(DISJOINT_CHANNELS);
     let pause = (duration / 1024).max(Duration::from_micros(50));
-    crate::flight::step("2 writers refitting the weight and the bias at once, 2 readers");
+    crate::ffi::flight::step("2 writers refitting the weight and the bias at once, 2 readers");
     let x = Tensor::full([1, 1, 1, 1], 1.0);
     let base = Instant::now();
     let stop = AtomicBool::new(false);

@@ -205,7 +205,7 @@ impl Plugin {
         let options_c =
             CString::new(options.options_json()?).map_err(|_| bad_arg("the options"))?;
         let mut handle = ptr::null_mut();
-        let _in_flight = crate::flight::call("engine_create");
+        let _in_flight = crate::ffi::flight::call("engine_create");
         // SAFETY: valid NUL-terminated strings borrowed for the call, and an
         // out-pointer to a local.
         self.check("engine_create", unsafe {
@@ -266,7 +266,7 @@ unsafe impl Sync for Owned {}
 
 impl Drop for Owned {
     fn drop(&mut self) {
-        let _in_flight = crate::flight::call("engine_destroy");
+        let _in_flight = crate::ffi::flight::call("engine_destroy");
         // SAFETY: the handle came from engine_create and is destroyed once.
         unsafe { (self.plugin.api.engine_destroy)(self.handle) }
     }
@@ -321,7 +321,7 @@ impl Owned {
             non_finite: 0,
             refit_enabled: 0,
         };
-        let _in_flight = crate::flight::call("engine_describe");
+        let _in_flight = crate::ffi::flight::call("engine_describe");
         // SAFETY: a live engine handle and an out-pointer to a local.
         self.plugin.check("engine_describe", unsafe {
             (self.plugin.api.engine_describe)(self.handle, &mut info)
@@ -381,7 +381,7 @@ impl Owned {
             precision: sys::REFIT_PRECISION_F32,
             error_factor: 1.0,
         };
-        let _in_flight = crate::flight::call("engine_numerics");
+        let _in_flight = crate::ffi::flight::call("engine_numerics");
         // SAFETY: a live engine handle and an out-pointer to a local.
         self.plugin
             .check("engine_numerics", unsafe { f(self.handle, &mut out) })?;
@@ -416,7 +416,7 @@ impl Owned {
         item: sys::DescribeFn,
     ) -> Result<Vec<TensorInfo>> {
         let mut n = 0u32;
-        let _in_flight = crate::flight::call(call);
+        let _in_flight = crate::ffi::flight::call(call);
         // SAFETY: a live engine handle and an out-pointer to a local.
         self.plugin
             .check(call, unsafe { count(self.handle, &mut n) })?;
@@ -488,7 +488,7 @@ impl Engine for PluginEngine {
     fn context(&self) -> Result<Box<dyn Context>> {
         let e = &self.inner.engine;
         let mut handle = ptr::null_mut();
-        let _in_flight = crate::flight::call("context_create");
+        let _in_flight = crate::ffi::flight::call("context_create");
         // SAFETY: a live engine handle and an out-pointer to a local.
         e.plugin.check("context_create", unsafe {
             (e.plugin.api.context_create)(e.handle, &mut handle)
@@ -507,7 +507,7 @@ impl Engine for PluginEngine {
     fn refitter(&self) -> Result<Box<dyn Refitter>> {
         let e = &self.inner.engine;
         let mut handle = ptr::null_mut();
-        let _in_flight = crate::flight::call("refitter_create");
+        let _in_flight = crate::ffi::flight::call("refitter_create");
         // SAFETY: a live engine handle and an out-pointer to a local.
         e.plugin.check("refitter_create", unsafe {
             (e.plugin.api.refitter_create)(e.handle, &mut handle)
@@ -589,7 +589,7 @@ unsafe impl Send for PluginContext {}
 
 impl Drop for PluginContext {
     fn drop(&mut self) {
-        let _in_flight = crate::flight::call("context_destroy");
+        let _in_flight = crate::ffi::flight::call("context_destroy");
         // SAFETY: the handle came from context_create and is destroyed once,
         // before the engine (this holds an Arc of it).
         unsafe { (self.inner.engine.plugin.api.context_destroy)(self.handle) }
@@ -612,7 +612,7 @@ impl Context for PluginContext {
             .collect();
         let mut out: *const refit_tensor = ptr::null();
         let mut n = 0u32;
-        let _in_flight = crate::flight::call("infer");
+        let _in_flight = crate::ffi::flight::call("infer");
         // SAFETY: the input views borrow live tensors and dims for the call;
         // out-pointers to locals.
         e.plugin.check("infer", unsafe {
@@ -667,7 +667,7 @@ unsafe impl Send for PluginRefitter {}
 
 impl Drop for PluginRefitter {
     fn drop(&mut self) {
-        let _in_flight = crate::flight::call("refitter_destroy");
+        let _in_flight = crate::ffi::flight::call("refitter_destroy");
         // SAFETY: the handle came from refitter_create and is destroyed once,
         // before the engine.
         unsafe { (self.inner.engine.plugin.api.refitter_destroy)(self.handle) }
@@ -684,7 +684,7 @@ impl Refitter for PluginRefitter {
         let dims = c_dims(weights);
         let data = AlignedBytes::new(weights.data.as_bytes());
         let t = c_tensor(weights, &dims, &data);
-        let _in_flight = crate::flight::call("refitter_set_named_weights");
+        let _in_flight = crate::ffi::flight::call("refitter_set_named_weights");
         // SAFETY: the name and tensor view borrow live data for the call.
         e.plugin.check("refitter_set_named_weights", unsafe {
             (e.plugin.api.refitter_set_named_weights)(self.handle, name_c.as_ptr(), &t)
@@ -695,7 +695,7 @@ impl Refitter for PluginRefitter {
         let e = &self.inner.engine;
         let mut names: *const *const c_char = ptr::null();
         let mut n = 0u32;
-        let _in_flight = crate::flight::call("refitter_missing");
+        let _in_flight = crate::ffi::flight::call("refitter_missing");
         // SAFETY: out-pointers to locals; a live refitter handle.
         let status = unsafe { (e.plugin.api.refitter_missing)(self.handle, &mut names, &mut n) };
         e.plugin.check("refitter_missing", status)?;
@@ -714,7 +714,7 @@ impl Refitter for PluginRefitter {
 
     fn refit(&mut self) -> Result<()> {
         let e = &self.inner.engine;
-        let _in_flight = crate::flight::call("refitter_refit");
+        let _in_flight = crate::ffi::flight::call("refitter_refit");
         // SAFETY: a live refitter handle.
         e.plugin.check("refitter_refit", unsafe {
             (e.plugin.api.refitter_refit)(self.handle)
