@@ -108,8 +108,8 @@ impl Plugin {
         // smaller table is refused before its slots are read.
         let (version, size) = unsafe {
             (
-                ptr::addr_of!((*table).abi_version).read(),
-                ptr::addr_of!((*table).struct_size).read(),
+                ptr::addr_of!((*table).v1.abi_version).read(),
+                ptr::addr_of!((*table).v1.struct_size).read(),
             )
         };
         let min = sys::V1_TABLE_SIZE;
@@ -125,7 +125,7 @@ impl Plugin {
         // SAFETY: the table is at least as large as the version-1 layout;
         // each slot is read through a raw pointer, and an optional slot only
         // where the table's declared size covers it.
-        let t = unsafe { ptr::read(table.cast::<sys::refit_plugin_api_v1>()) };
+        let t = unsafe { ptr::addr_of!((*table).v1).read() };
         let engine_numerics = if size as usize >= std::mem::size_of::<refit_plugin_api>() {
             // SAFETY: as above; the declared size covers this slot.
             unsafe { ptr::addr_of!((*table).engine_numerics).read() }

@@ -114,28 +114,12 @@ pub struct refit_plugin_api_v1 {
     pub last_error: Option<LastErrorFn>,
 }
 
+/// The whole table: the version-1 slots, then the optional ones appended
+/// to it. `repr(C)` lays the nested table out exactly as the header's flat
+/// struct (its size is a multiple of the pointer alignment).
 #[repr(C)]
 pub struct refit_plugin_api {
-    pub abi_version: u32,
-    pub struct_size: u32,
-    pub engine_create: Option<EngineCreateFn>,
-    pub engine_destroy: Option<EngineDestroyFn>,
-    pub engine_describe: Option<EngineDescribeFn>,
-    pub engine_input_count: Option<CountFn>,
-    pub engine_input: Option<DescribeFn>,
-    pub engine_output_count: Option<CountFn>,
-    pub engine_output: Option<DescribeFn>,
-    pub engine_weight_count: Option<CountFn>,
-    pub engine_weight: Option<DescribeFn>,
-    pub context_create: Option<ContextCreateFn>,
-    pub context_destroy: Option<ContextDestroyFn>,
-    pub infer: Option<InferFn>,
-    pub refitter_create: Option<RefitterCreateFn>,
-    pub refitter_destroy: Option<RefitterDestroyFn>,
-    pub refitter_set_named_weights: Option<SetNamedWeightsFn>,
-    pub refitter_missing: Option<MissingFn>,
-    pub refitter_refit: Option<RefitFn>,
-    pub last_error: Option<LastErrorFn>,
+    pub v1: refit_plugin_api_v1,
     /// Optional, appended to version 1: absent (a table ending before it)
     /// or NULL means f32 with error factor 1.
     pub engine_numerics: Option<NumericsFn>,
@@ -177,3 +161,10 @@ pub const SLOTS: [&str; 18] = [
     "refitter_refit",
     "last_error",
 ];
+
+// The nested layout is the header's flat one: two u32, then one pointer
+// per slot, the optional slot right after the last mandatory one.
+const _: () = assert!(
+    std::mem::size_of::<refit_plugin_api_v1>() == 8 + SLOTS.len() * std::mem::size_of::<usize>()
+        && V1_TABLE_SIZE == std::mem::size_of::<refit_plugin_api_v1>()
+);
