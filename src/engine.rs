@@ -9,6 +9,7 @@
 //! Each engine declares a [`Contract`]; the harness tests an engine against
 //! what it declares, not against the strongest possible promise.
 
+pub mod null;
 mod publish;
 pub mod quiesced;
 pub mod reference;
@@ -16,7 +17,7 @@ pub mod reference;
 use std::fmt;
 use std::str::FromStr;
 
-use crate::tensor::{Tensor, TensorInfo};
+use crate::tensor::{Tensor, TensorInfo, TensorView};
 use crate::{Error, Result};
 
 /// What a refit racing with inference may do.
@@ -357,6 +358,19 @@ pub trait Context: Send {
     /// [`Error::ByteCount`]; [`Error::Engine`] for a failure of the engine
     /// itself.
     fn infer(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>>;
+
+    /// As [`Context::infer`], writing the outputs into `outputs`, whose
+    /// tensors an engine may reuse (their buffers, not their values), so
+    /// that a loop of inferences need not allocate. On error, what
+    /// `outputs` holds is unspecified. The default calls
+    /// [`Context::infer`].
+    ///
+    /// # Errors
+    /// As [`Context::infer`].
+    fn infer_into(&mut self, inputs: &[Tensor], outputs: &mut Vec<Tensor>) -> Result<()> {
+        *outputs = self.infer(inputs)?;
+        Ok(())
+    }
 }
 
 /// Stages named weights and applies them as one refit.
@@ -371,15 +385,16 @@ pub trait Refitter: Send {
     /// [`Error::NonFinite`] where the engine rejects non-finite values.
     fn set_named_weights(&mut self, name: &str, weights: &Tensor) -> Result<()>;
 
-    /// As [`Refitter::set_named_weights`], taking the tensor by value, so an
-    /// engine that keeps the values can do so without copying them again
-    /// (the reference plugin stages what it received over the C ABI this
-    /// way).
+    /// As [`Refitter::set_named_weights`], from a borrowed view: the
+    /// reference plugin stages what arrives over the C ABI this way, read in
+    /// place from the caller's buffer, so an engine that copies the values
+    /// into its own memory anyway copies them once. The default makes an
+    /// owned tensor and calls [`Refitter::set_named_weights`].
     ///
     /// # Errors
     /// As [`Refitter::set_named_weights`].
-    fn stage_owned(&mut self, name: &str, weights: Tensor) -> Result<()> {
-        self.set_named_weights(name, &weights)
+    fn set_named_weights_view(&mut self, name: &str, weights: TensorView<'_>) -> Result<()> {
+        self.set_named_weights(name, &weights.to_tensor())
     }
 
     /// The refittable weights not staged on this refitter since its last

@@ -93,4 +93,4 @@ pub mod tensor;
 pub use engine::{Context, Contract, Engine, EngineInfo, Refitter};
 pub use error::{Error, Result};
 pub use spec::EngineSpec;
-pub use tensor::{DType, Tensor, TensorData, TensorInfo};
+pub use tensor::{DType, Tensor, TensorData, TensorInfo, TensorView, Values};

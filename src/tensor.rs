@@ -100,6 +100,7 @@ impl<T: Copy + Default> Aligned<T> {
     }
 
     /// Drops every value, keeping the buffer.
+    #[inline]
     pub fn clear(&mut self) {
         self.buf.truncate(self.start);
         self.len = 0;
@@ -117,7 +118,15 @@ impl<T: Copy + Default> Aligned<T> {
         }
     }
 
+    /// An aligned copy of `values` (one memcpy).
+    pub fn copied(values: &[T]) -> Self {
+        let mut a = Self::with_capacity(values.len());
+        a.extend_from_slice(values);
+        a
+    }
+
     /// Appends a copy of `values` (a `memcpy`).
+    #[inline]
     pub fn extend_from_slice(&mut self, values: &[T]) {
         self.buf.truncate(self.start + self.len);
         self.buf.extend_from_slice(values);
@@ -151,12 +160,14 @@ impl<T> Default for Aligned<T> {
 impl<T> std::ops::Deref for Aligned<T> {
     type Target = [T];
 
+    #[inline]
     fn deref(&self) -> &[T] {
         &self.buf[self.start..self.start + self.len]
     }
 }
 
 impl<T> std::ops::DerefMut for Aligned<T> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut [T] {
         &mut self.buf[self.start..self.start + self.len]
     }
@@ -201,6 +212,7 @@ pub enum TensorData {
 
 impl TensorData {
     /// The dtype of the values.
+    #[inline]
     pub fn dtype(&self) -> DType {
         match self {
             TensorData::F32(_) => DType::F32,
@@ -210,6 +222,7 @@ impl TensorData {
     }
 
     /// Number of values.
+    #[inline]
     pub fn len(&self) -> usize {
         match self {
             TensorData::F32(v) => v.len(),
@@ -223,7 +236,82 @@ impl TensorData {
         self.len() == 0
     }
 
+    /// Makes the values a copy of `values`, reusing the buffer when the
+    /// dtype is the same.
+    #[inline]
+    pub fn assign(&mut self, values: Values<'_>) {
+        match (self, values) {
+            (TensorData::F32(a), Values::F32(v)) => {
+                a.clear();
+                a.extend_from_slice(v);
+            }
+            (TensorData::F16(a), Values::F16(v)) => {
+                a.clear();
+                a.extend_from_slice(v);
+            }
+            (TensorData::I32(a), Values::I32(v)) => {
+                a.clear();
+                a.extend_from_slice(v);
+            }
+            (data, values) => *data = values.to_data(),
+        }
+    }
+
+    /// Makes the values the little-endian `bytes` of `dtype`, reusing the
+    /// buffer when the dtype is the same (read in place where the bytes are
+    /// aligned, decoded otherwise); `None` (and the values unchanged) when
+    /// the byte count is not a whole number of values.
+    #[inline]
+    pub fn assign_le_bytes(&mut self, dtype: DType, bytes: &[u8]) -> Option<()> {
+        if bytes.len() % dtype.size() != 0 {
+            return None;
+        }
+        if let Some(values) = Values::from_le_bytes(dtype, bytes) {
+            self.assign(values);
+            return Some(());
+        }
+        match (self, dtype) {
+            (TensorData::F32(a), DType::F32) => {
+                a.clear();
+                a.extend(
+                    bytes
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+                );
+            }
+            (TensorData::F16(a), DType::F16) => {
+                a.clear();
+                a.extend(
+                    bytes
+                        .chunks_exact(2)
+                        .map(|c| f16::from_le_bytes([c[0], c[1]])),
+                );
+            }
+            (TensorData::I32(a), DType::I32) => {
+                a.clear();
+                a.extend(
+                    bytes
+                        .chunks_exact(4)
+                        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+                );
+            }
+            (data, _) => *data = TensorData::from_le_bytes(dtype, bytes)?,
+        }
+        Some(())
+    }
+
+    /// The values, borrowed.
+    #[inline]
+    pub fn values(&self) -> Values<'_> {
+        match self {
+            TensorData::F32(v) => Values::F32(v),
+            TensorData::F16(v) => Values::F16(v),
+            TensorData::I32(v) => Values::I32(v),
+        }
+    }
+
     /// The values as little-endian bytes (what files and C ABIs carry).
+    #[inline]
     pub fn as_bytes(&self) -> &[u8] {
         match self {
             TensorData::F32(v) => bytemuck::cast_slice(v),
@@ -239,14 +327,10 @@ impl TensorData {
             return None;
         }
         let n = bytes.len() / dtype.size();
-        // On a little-endian machine, aligned bytes are the values: one
+        // Aligned bytes on a little-endian machine are the values: one
         // memcpy.
-        if cfg!(target_endian = "little") && dtype == DType::F32 {
-            if let Ok(values) = bytemuck::try_cast_slice::<u8, f32>(bytes) {
-                let mut a = Aligned::with_capacity(n);
-                a.extend_from_slice(values);
-                return Some(TensorData::F32(a));
-            }
+        if let Some(values) = Values::from_le_bytes(dtype, bytes) {
+            return Some(values.to_data());
         }
         Some(match dtype {
             DType::F32 => TensorData::F32(Aligned::from_iter_len(
@@ -268,6 +352,125 @@ impl TensorData {
                     .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])),
             )),
         })
+    }
+}
+
+/// Borrowed typed values: what [`TensorData`] holds, or little-endian bytes
+/// from a C caller read in place.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Values<'a> {
+    /// f32 values.
+    F32(&'a [f32]),
+    /// f16 values.
+    F16(&'a [f16]),
+    /// i32 values.
+    I32(&'a [i32]),
+}
+
+impl<'a> Values<'a> {
+    /// The dtype of the values.
+    #[inline]
+    pub fn dtype(self) -> DType {
+        match self {
+            Values::F32(_) => DType::F32,
+            Values::F16(_) => DType::F16,
+            Values::I32(_) => DType::I32,
+        }
+    }
+
+    /// Number of values.
+    #[inline]
+    pub fn len(self) -> usize {
+        match self {
+            Values::F32(v) => v.len(),
+            Values::F16(v) => v.len(),
+            Values::I32(v) => v.len(),
+        }
+    }
+
+    /// Whether there are no values.
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+
+    /// Little-endian bytes of `dtype` read in place, without a copy: `None`
+    /// where that is impossible (bytes not aligned for the type, not a
+    /// whole number of values, or a big-endian machine), and the caller
+    /// decodes them with [`TensorData::from_le_bytes`] instead.
+    #[inline]
+    pub fn from_le_bytes(dtype: DType, bytes: &'a [u8]) -> Option<Self> {
+        if cfg!(target_endian = "big") {
+            return None;
+        }
+        Some(match dtype {
+            DType::F32 => Values::F32(bytemuck::try_cast_slice(bytes).ok()?),
+            DType::F16 => Values::F16(bytemuck::try_cast_slice(bytes).ok()?),
+            DType::I32 => Values::I32(bytemuck::try_cast_slice(bytes).ok()?),
+        })
+    }
+
+    /// An owned, aligned copy.
+    pub fn to_data(self) -> TensorData {
+        match self {
+            Values::F32(v) => TensorData::F32(Aligned::copied(v)),
+            Values::F16(v) => TensorData::F16(Aligned::copied(v)),
+            Values::I32(v) => TensorData::I32(Aligned::copied(v)),
+        }
+    }
+}
+
+/// A borrowed tensor: a shape and values that live elsewhere (a
+/// [`Tensor`], or a C caller's buffer for the length of a call).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TensorView<'a> {
+    /// Dimensions, outermost first.
+    pub shape: &'a [usize],
+    /// The values.
+    pub values: Values<'a>,
+}
+
+impl TensorView<'_> {
+    /// The dtype of the values.
+    #[inline]
+    pub fn dtype(&self) -> DType {
+        self.values.dtype()
+    }
+
+    /// The number of values the shape calls for (`usize::MAX` when that
+    /// overflows, which no data can match).
+    #[inline]
+    pub fn numel(&self) -> usize {
+        self.shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .unwrap_or(usize::MAX)
+    }
+
+    /// Checks that the number of values matches the shape; `what` names the
+    /// tensor in the error.
+    ///
+    /// # Errors
+    /// [`Error::ByteCount`](crate::Error::ByteCount) when they differ.
+    pub fn validate(&self, what: &str) -> crate::Result<()> {
+        if self.numel() != self.values.len() {
+            return Err(crate::Error::ByteCount {
+                what: what.to_string(),
+                dtype: self.dtype(),
+                shape: self.shape.to_vec(),
+                expected: self.numel(),
+                found: self.values.len(),
+            });
+        }
+        Ok(())
+    }
+
+    /// An owned copy.
+    pub fn to_tensor(&self) -> Tensor {
+        Tensor {
+            shape: self.shape.to_vec(),
+            data: self.values.to_data(),
+        }
     }
 }
 
@@ -304,17 +507,16 @@ impl Tensor {
     }
 
     /// The dtype of the values.
+    #[inline]
     pub fn dtype(&self) -> DType {
         self.data.dtype()
     }
 
     /// The number of values the shape calls for (`usize::MAX` when that
     /// overflows, which no data can match).
+    #[inline]
     pub fn numel(&self) -> usize {
-        self.shape
-            .iter()
-            .try_fold(1usize, |a, &d| a.checked_mul(d))
-            .unwrap_or(usize::MAX)
+        self.view().numel()
     }
 
     /// Checks that the number of values matches the shape; `what` names the
@@ -323,16 +525,16 @@ impl Tensor {
     /// # Errors
     /// [`Error::ByteCount`](crate::Error::ByteCount) when they differ.
     pub fn validate(&self, what: &str) -> crate::Result<()> {
-        if self.numel() != self.data.len() {
-            return Err(crate::Error::ByteCount {
-                what: what.to_string(),
-                dtype: self.dtype(),
-                shape: self.shape.clone(),
-                expected: self.numel(),
-                found: self.data.len(),
-            });
+        self.view().validate(what)
+    }
+
+    /// The tensor, borrowed.
+    #[inline]
+    pub fn view(&self) -> TensorView<'_> {
+        TensorView {
+            shape: &self.shape,
+            values: self.data.values(),
         }
-        Ok(())
     }
 
     /// The values converted to f32 (f16 widened, i32 cast).

@@ -39,6 +39,12 @@ fn a_short_sweep_writes_csv_plots_and_summary() {
         ("latency", "refit_16777216"),
         ("floor", "infer_seed_conv"),
         ("floor", "refit_seed_conv"),
+        ("floor", "abi_infer_seed_conv"),
+        ("floor", "abi_refit_seed_conv"),
+        ("abi", "infer_seed_conv_in_process"),
+        ("abi", "infer_seed_conv"),
+        ("abi", "memcpy_16777216"),
+        ("abi", "refit_16777216"),
     ] {
         let r = rows
             .iter()
@@ -57,6 +63,15 @@ fn a_short_sweep_writes_csv_plots_and_summary() {
             .is_some(),
         "refit has its memcpy baseline"
     );
+    // The ABI's overhead is measured against its in-process and memcpy
+    // baselines whatever the engine under test.
+    for p in ["infer_seed_conv", "refit_16777216"] {
+        let r = rows
+            .iter()
+            .find(|r| r.benchmark == "abi" && r.parameter == p)
+            .unwrap();
+        assert!(r.ratio().is_some() && r.engine == "reference", "{r:?}");
+    }
     // Tails: per-call latencies with p50 <= p90 <= p99 <= max, kept
     // through bench.csv and headlined in summary.md.
     for r in rows.iter().filter(|r| r.benchmark == "latency") {
@@ -90,6 +105,8 @@ fn a_short_sweep_writes_csv_plots_and_summary() {
     let md = std::fs::read_to_string(out.path().join("summary.md")).unwrap();
     assert!(
         md.contains("inferences of the seed model")
+            && md.contains("The plugin ABI's overhead")
+            && md.contains("through the plugin ABI; subtract")
             && md.contains("![refit latency](refit_latency.svg)"),
         "{md}"
     );

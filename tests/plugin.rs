@@ -131,6 +131,114 @@ fn the_reference_plugin_serves_what_the_reference_engine_serves() {
         .contains("enable_refit"));
 }
 
+/// Through the plugin ABI the harness makes no copy of its own: after a
+/// warm-up, `infer_into` allocates nothing (in-process, through the loader
+/// over a library, whose own allocations are its allocator's, and through
+/// the loader over the linked reference plugin, both sides counted), and a
+/// refit of 1 MiB allocates far less than the weight (the plugin reads the
+/// caller's buffer in place into its own). The values follow the refit.
+#[test]
+fn the_abi_makes_no_copies_of_its_own() {
+    let seed = fixture("seed_conv.onnx");
+    let options = BuildOptions::default();
+    let open = |name: &str, model: &Path| -> Box<dyn refit_harness::Engine> {
+        match name {
+            "reference" => EngineSpec::Reference.open(model, &options).unwrap(),
+            "plugin" => EngineSpec::Plugin(reference_plugin())
+                .open(model, &options)
+                .unwrap(),
+            _ => Box::new(
+                Plugin::linked("linked")
+                    .unwrap()
+                    .open(model, &options)
+                    .unwrap(),
+            ),
+        }
+    };
+    let x = refit_harness::demo::seed_input();
+    let scratch = tempfile::tempdir().unwrap();
+    let big = scratch.path().join("sized.onnx");
+    std::fs::write(&big, refit_harness::bench::sized_model(1 << 20).to_bytes()).unwrap();
+    for name in ["reference", "plugin", "linked"] {
+        let engine = open(name, &seed);
+        let mut ctx = engine.context().unwrap();
+        let mut out = Vec::new();
+        ctx.infer_into(std::slice::from_ref(&x), &mut out).unwrap();
+        let info = allocation_counter::measure(|| {
+            for _ in 0..10 {
+                ctx.infer_into(std::slice::from_ref(&x), &mut out).unwrap();
+            }
+        });
+        assert_eq!(info.count_total, 0, "{name}: {info:?}");
+        assert_eq!(out[0].as_f32(), Some(&[0.0][..]), "{name}");
+        let w = &engine.weights()[0];
+        refit_all(
+            engine.as_ref(),
+            [(
+                w.name.as_str(),
+                &Tensor::full(w.static_shape().unwrap(), 1.0),
+            )],
+        )
+        .unwrap();
+        ctx.infer_into(std::slice::from_ref(&x), &mut out).unwrap();
+        assert_eq!(out[0].as_f32(), Some(&[9.0][..]), "{name}");
+
+        let engine = open(name, &big);
+        let w = engine.weights()[0].clone();
+        let values = [1.0, 2.0].map(|v| Tensor::full(w.static_shape().unwrap(), v));
+        for v in &values {
+            refit_all(engine.as_ref(), [(w.name.as_str(), v)]).unwrap();
+        }
+        let info = allocation_counter::measure(|| {
+            refit_all(engine.as_ref(), [(w.name.as_str(), &values[0])]).unwrap();
+        });
+        assert!(info.bytes_total < (1 << 18), "{name}: {info:?}");
+    }
+}
+
+/// The reference plugin serves the null engine for `{"engine": "null"}`
+/// (the floor `bench` measures through the ABI) and names a wrong engine.
+#[test]
+fn the_reference_plugin_serves_the_null_engine_on_request() {
+    let seed = fixture("seed_conv.onnx");
+    let with = |json: &str| BuildOptions {
+        engine_options: Some(json.into()),
+        ..BuildOptions::default()
+    };
+    let null = EngineSpec::Plugin(reference_plugin())
+        .open(&seed, &with(r#"{"engine": "null"}"#))
+        .unwrap();
+    assert!(null.info().name.contains("null"), "{}", null.info().name);
+    let w = &null.weights()[0];
+    refit_all(
+        null.as_ref(),
+        [(
+            w.name.as_str(),
+            &Tensor::full(w.static_shape().unwrap(), 1.0),
+        )],
+    )
+    .unwrap();
+    let y = null
+        .context()
+        .unwrap()
+        .infer(&[refit_harness::demo::seed_input()])
+        .unwrap();
+    assert_eq!(
+        y[0].as_f32(),
+        Some(&[0.0][..]),
+        "the null engine does no work"
+    );
+    let err = EngineSpec::Plugin(reference_plugin())
+        .open(&seed, &with(r#"{"engine": "fast"}"#))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("engine 'fast' is not one of 'reference', 'null'"),
+        "{err}"
+    );
+}
+
 #[test]
 fn contexts_keep_the_library_and_engine_alive() {
     let engine = EngineSpec::Plugin(reference_plugin())
@@ -437,4 +545,34 @@ fn tensor_data_is_64_byte_aligned() {
         let t = Tensor::f32([n], (0..n).map(|i| i as f32).collect());
         assert_eq!(t.data.as_bytes().as_ptr() as usize % ALIGN, 0);
     }
+}
+
+/// Little-endian bytes are read in place only where they are aligned for
+/// their type; `assign` keeps a buffer of the same dtype and replaces one of
+/// another, and the values always come through exactly.
+#[test]
+fn bytes_are_read_in_place_when_aligned_and_decoded_otherwise() {
+    use refit_harness::tensor::{DType, TensorData, Values};
+    let values: Vec<f32> = (0..9).map(|i| i as f32 - 4.5).collect();
+    let t = Tensor::f32([9], values.clone());
+    let bytes = t.data.as_bytes();
+    let Some(Values::F32(v)) = Values::from_le_bytes(DType::F32, bytes) else {
+        panic!("aligned f32 bytes are read in place");
+    };
+    assert_eq!(v.as_ptr().cast::<u8>(), bytes.as_ptr());
+    // The same values one byte off their alignment: decoded, not read.
+    let mut shifted = vec![0u8; bytes.len() + 1];
+    shifted[1..].copy_from_slice(bytes);
+    assert!(Values::from_le_bytes(DType::F32, &shifted[1..]).is_none());
+    assert!(Values::from_le_bytes(DType::F32, &bytes[..7]).is_none());
+    let mut data = TensorData::F32(vec![0.0; 9].into());
+    let before = data.as_bytes().as_ptr();
+    data.assign_le_bytes(DType::F32, &shifted[1..]).unwrap();
+    assert_eq!(data, t.data);
+    data.assign(Values::F32(&values));
+    assert_eq!((data.as_bytes().as_ptr(), &data), (before, &t.data));
+    assert!(data.assign_le_bytes(DType::F32, &bytes[..7]).is_none());
+    assert_eq!(data, t.data, "a failed assign changes nothing");
+    data.assign_le_bytes(DType::F16, &[0x00, 0x3c]).unwrap();
+    assert_eq!(data, TensorData::F16(vec![half::f16::ONE].into()));
 }

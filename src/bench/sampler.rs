@@ -1,14 +1,46 @@
 //! Timing. [`time`]: batched, each sample runs the operation long enough
 //! to be measured, and a measurement is the median of its samples with
-//! their p10 and p90. [`latencies`]: every call timed on its own, for the
-//! tails (p99, max) that batching averages away.
+//! their p10 and p90; [`time_pair`]: two operations, their samples
+//! alternating. [`latencies`]: every call timed on its own, for the tails
+//! (p99, max) that batching averages away.
 
 use std::time::{Duration, Instant};
 
+/// A measurement: (median, p10, p90) nanoseconds per operation.
+pub type Stats = (f64, f64, f64);
+
 /// Times `op` in `samples` batches, each long enough to take about
 /// `target`; returns (median, p10, p90) nanoseconds per operation.
-pub fn time(samples: usize, target: Duration, mut op: impl FnMut()) -> (f64, f64, f64) {
-    // Calibrate the batch size.
+pub fn time(samples: usize, target: Duration, mut op: impl FnMut()) -> Stats {
+    let batch = calibrate(target, &mut op);
+    let mut per_op: Vec<f64> = (0..samples).map(|_| sample(batch, &mut op)).collect();
+    quantiles(&mut per_op)
+}
+
+/// As [`time`] for two operations whose ratio is wanted: their samples
+/// alternate (a, b, a, b, ...), so a machine that gets slower or faster
+/// during the run moves both alike and the ratio of the medians stays
+/// honest on a shared machine. For two runs of the same kind of code: one
+/// that leaves the core in another state (a wide-vector memcpy before a
+/// scalar loop) slows the other one down.
+pub fn time_pair(
+    samples: usize,
+    target: Duration,
+    mut a: impl FnMut(),
+    mut b: impl FnMut(),
+) -> (Stats, Stats) {
+    let batch_a = calibrate(target, &mut a);
+    let batch_b = calibrate(target, &mut b);
+    let (mut sa, mut sb) = (Vec::with_capacity(samples), Vec::with_capacity(samples));
+    for _ in 0..samples {
+        sa.push(sample(batch_a, &mut a));
+        sb.push(sample(batch_b, &mut b));
+    }
+    (quantiles(&mut sa), quantiles(&mut sb))
+}
+
+/// The batch size that makes one sample of `op` take about `target`.
+fn calibrate(target: Duration, op: &mut impl FnMut()) -> usize {
     let mut batch = 1usize;
     loop {
         let t = Instant::now();
@@ -18,22 +50,25 @@ pub fn time(samples: usize, target: Duration, mut op: impl FnMut()) -> (f64, f64
         let e = t.elapsed();
         if e >= target / 4 || batch >= 1 << 24 {
             let per = e.as_secs_f64() / batch as f64;
-            batch = ((target.as_secs_f64() / per.max(1e-9)) as usize).clamp(1, 1 << 24);
-            break;
+            return ((target.as_secs_f64() / per.max(1e-9)) as usize).clamp(1, 1 << 24);
         }
         batch *= 4;
     }
-    let mut per_op: Vec<f64> = (0..samples)
-        .map(|_| {
-            let t = Instant::now();
-            for _ in 0..batch {
-                op();
-            }
-            t.elapsed().as_nanos() as f64 / batch as f64
-        })
-        .collect();
-    per_op.sort_by(f64::total_cmp);
-    let q = |p: f64| per_op[((per_op.len() - 1) as f64 * p).round() as usize];
+}
+
+/// Nanoseconds per operation over one batch.
+fn sample(batch: usize, op: &mut impl FnMut()) -> f64 {
+    let t = Instant::now();
+    for _ in 0..batch {
+        op();
+    }
+    t.elapsed().as_nanos() as f64 / batch as f64
+}
+
+/// (median, p10, p90) of samples (not empty).
+fn quantiles(samples: &mut [f64]) -> Stats {
+    samples.sort_by(f64::total_cmp);
+    let q = |p: f64| samples[((samples.len() - 1) as f64 * p).round() as usize];
     (q(0.5), q(0.1), q(0.9))
 }
 

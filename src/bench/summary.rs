@@ -2,6 +2,15 @@
 
 use super::{find, Row};
 
+/// Seed inference through the plugin ABI, as a multiple of the same
+/// engine in-process, that the harness aims to stay within.
+pub const ABI_INFER_TARGET: f64 = 1.5;
+
+/// A 16 MiB refit through the plugin ABI, as a multiple of a memcpy of the
+/// same bytes (the plugin's own one copy), that the harness aims to stay
+/// within.
+pub const ABI_REFIT_TARGET: f64 = 1.25;
+
 /// The Markdown summary: each headline ratio, and the plots.
 pub fn summary(rows: &[Row]) -> String {
     let engine = rows.first().map_or("", |r| r.engine.as_str());
@@ -26,9 +35,33 @@ pub fn summary(rows: &[Row]) -> String {
         find(rows, "floor", "refit_seed_conv"),
     ) {
         s.push_str(&format!(
-            "- The harness's own floor per call (an engine that does no work, seed model): inference {}, stage + refit {}; subtract it from the engine's figures.\n",
+            "- The harness's own floor per call (an engine that does no work, seed model): inference {}, stage + refit {} in-process",
             human(i.median_ns),
             human(r.median_ns)
+        ));
+        if let (Some(i), Some(r)) = (
+            find(rows, "floor", "abi_infer_seed_conv"),
+            find(rows, "floor", "abi_refit_seed_conv"),
+        ) {
+            s.push_str(&format!(
+                "; {} and {} through the plugin ABI",
+                human(i.median_ns),
+                human(r.median_ns)
+            ));
+        }
+        s.push_str("; subtract the one that matches the engine from its figures.\n");
+    }
+    if let (Some(i), Some(r)) = (
+        find(rows, "abi", "infer_seed_conv").and_then(Row::ratio),
+        find(
+            rows,
+            "abi",
+            &format!("refit_{}", super::sweep::ABI_REFIT_BYTES),
+        )
+        .and_then(Row::ratio),
+    ) {
+        s.push_str(&format!(
+            "- The plugin ABI's overhead (the reference engine through the loader): seed inference {i:.2}x the same engine in-process (samples alternating; target <= {ABI_INFER_TARGET}), refit of 16 MiB {r:.2}x a memcpy of the same bytes (target <= {ABI_REFIT_TARGET}).\n"
         ));
     }
     if let Some(r) = find(rows, "refit_rate", "seed_conv").and_then(Row::ratio) {

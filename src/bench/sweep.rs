@@ -6,16 +6,20 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::sampler::{latencies, time, Tail};
+use super::sampler::{latencies, time, time_pair, Stats, Tail};
 use super::Row;
 use crate::check::oracle::{Judge, Oracle};
 use crate::check::EngineFactory;
-use crate::engine::{BuildOptions, Engine, Precision};
+use crate::engine::{BuildOptions, Context, Engine, Precision};
 use crate::fixtures;
 use crate::model::build::{ConvChain, ConvLayer};
 use crate::model::conv::ConvAttrs;
+use crate::spec::EngineSpec;
 use crate::tensor::Tensor;
 use crate::{Error, Result};
+
+/// The weight size of the plugin ABI's refit measurement: 16 MiB.
+pub const ABI_REFIT_BYTES: usize = 16 << 20;
 
 /// How the sweep runs.
 #[derive(Clone, Debug)]
@@ -104,6 +108,45 @@ fn open(
     })?;
     let engine = spec.open(&path, &cfg.options)?;
     Ok((path, engine))
+}
+
+/// A refit of `engine`'s first weight (`bytes` bytes), then a memcpy of as
+/// many bytes. Not alternated ([`time_pair`]): on this kind of machine a
+/// memcpy sample (wide vector stores) slows the refit sample after it by
+/// 10-30%, which would be the alternation's cost, not the engine's.
+fn refit_and_memcpy(
+    engine: &dyn Engine,
+    bytes: usize,
+    cfg: &BenchConfig,
+) -> Result<(Stats, Stats)> {
+    let s = sets(engine, false);
+    let mut k = 0;
+    let mut err = None;
+    let t = time(cfg.samples, cfg.sample_time, || {
+        k += 1;
+        if let Err(e) = refit_to(engine, &s, k) {
+            err.get_or_insert(e);
+        }
+    });
+    let src = vec![1.0f32; bytes / 4];
+    let mut dst = vec![0.0f32; bytes / 4];
+    let m = time(cfg.samples, cfg.sample_time, || {
+        dst.copy_from_slice(black_box(&src));
+        black_box(&dst);
+    });
+    match err {
+        Some(e) => Err(e),
+        None => Ok((t, m)),
+    }
+}
+
+/// One inference into `out`, whose buffers the engine may reuse: what a
+/// serving loop does, so the figure is the engine's, not the allocation of
+/// a fresh result.
+fn infer_once(ctx: &mut dyn Context, x: &[Tensor], out: &mut Vec<Tensor>) -> Result<()> {
+    ctx.infer_into(x, out)?;
+    black_box(&*out);
+    Ok(())
 }
 
 fn inputs(engine: &dyn Engine) -> Vec<Tensor> {
@@ -227,18 +270,7 @@ pub fn run(
     for &bytes in &cfg.sizes {
         progress(&format!("refit/{bytes}"));
         let (_, engine) = open(spec, cfg, "sized.onnx", &sized_model(bytes))?;
-        let s = sets(engine.as_ref(), false);
-        let mut k = 0;
-        let t = time(cfg.samples, cfg.sample_time, || {
-            k += 1;
-            fallible(refit_to(engine.as_ref(), &s, k));
-        });
-        let src = vec![1.0f32; bytes / 4];
-        let mut dst = vec![0.0f32; bytes / 4];
-        let m = time(cfg.samples, cfg.sample_time, || {
-            dst.copy_from_slice(black_box(&src));
-            black_box(&dst);
-        });
+        let (t, m) = refit_and_memcpy(engine.as_ref(), bytes, cfg)?;
         row(
             "refit",
             bytes.to_string(),
@@ -253,6 +285,7 @@ pub fn run(
     let (_, seed) = open(spec, cfg, "seed_conv.onnx", &fixtures::seed_model())?;
     let x = inputs(seed.as_ref());
     let mut ctx = seed.context()?;
+    let mut out = Vec::new();
     let s = sets(seed.as_ref(), false);
     let mut k = 0;
     let r = time(cfg.samples, cfg.sample_time, || {
@@ -260,7 +293,7 @@ pub fn run(
         fallible(refit_to(seed.as_ref(), &s, k));
     });
     let i = time(cfg.samples, cfg.sample_time, || {
-        fallible(ctx.infer(&x).map(|y| drop(black_box(y))))
+        fallible(infer_once(ctx.as_mut(), &x, &mut out))
     });
     row(
         "refit_rate",
@@ -271,29 +304,95 @@ pub fn run(
     );
 
     // The harness's own floor: the same calls on an engine that does no
-    // work, to subtract from the figures above.
-    progress("floor/seed_conv");
-    let (_, null) = open(&NullFactory, cfg, "seed_conv.onnx", &fixtures::seed_model())?;
-    let mut nctx = null.context()?;
-    let ns = sets(null.as_ref(), false);
-    let mut k = 0;
-    let fr = time(cfg.samples, cfg.sample_time, || {
-        k += 1;
-        fallible(refit_to(null.as_ref(), &ns, k));
-    });
-    let fi = time(cfg.samples, cfg.sample_time, || {
-        fallible(nctx.infer(&x).map(|y| drop(black_box(y))))
-    });
-    row("floor", "refit_seed_conv".into(), fr, "", None);
-    row("floor", "infer_seed_conv".into(), fi, "", None);
+    // work, in-process and through the plugin ABI, to subtract from the
+    // figures above.
+    for (factory, kind) in [
+        (&NullFactory as &dyn EngineFactory, ""),
+        (&LinkedPlugin("null"), "abi_"),
+    ] {
+        progress(&format!("floor/{kind}seed_conv"));
+        let (_, null) = open(factory, cfg, "seed_conv.onnx", &fixtures::seed_model())?;
+        let mut nctx = null.context()?;
+        let mut out = Vec::new();
+        let ns = sets(null.as_ref(), false);
+        let mut k = 0;
+        let fr = time(cfg.samples, cfg.sample_time, || {
+            k += 1;
+            fallible(refit_to(null.as_ref(), &ns, k));
+        });
+        let fi = time(cfg.samples, cfg.sample_time, || {
+            fallible(infer_once(nctx.as_mut(), &x, &mut out))
+        });
+        row("floor", format!("{kind}refit_seed_conv"), fr, "", None);
+        row("floor", format!("{kind}infer_seed_conv"), fi, "", None);
+    }
+
+    // The plugin ABI's own overhead, whatever the engine under test: the
+    // reference engine in-process against the same engine through the
+    // loader (the reference plugin linked into this program), samples
+    // alternating.
+    progress("abi/seed_conv");
+    let (_, direct) = open(
+        &EngineSpec::Reference,
+        cfg,
+        "seed_conv.onnx",
+        &fixtures::seed_model(),
+    )?;
+    let (_, via) = open(
+        &LinkedPlugin("reference"),
+        cfg,
+        "seed_conv.onnx",
+        &fixtures::seed_model(),
+    )?;
+    let (mut dctx, mut vctx) = (direct.context()?, via.context()?);
+    let (mut dout, mut vout) = (Vec::new(), Vec::new());
+    let mut verr = None;
+    let (d, v) = time_pair(
+        cfg.samples,
+        cfg.sample_time,
+        || fallible(infer_once(dctx.as_mut(), &x, &mut dout)),
+        || {
+            if let Err(e) = infer_once(vctx.as_mut(), &x, &mut vout) {
+                verr.get_or_insert(e);
+            }
+        },
+    );
+    fallible(verr.map_or(Ok(()), Err));
+    row("abi", "infer_seed_conv_in_process".into(), d, "", None);
+    row(
+        "abi",
+        "infer_seed_conv".into(),
+        v,
+        "abi/infer_seed_conv_in_process",
+        Some(d.0),
+    );
+    drop((dctx, vctx, direct, via));
+    progress(&format!("abi/refit_{ABI_REFIT_BYTES}"));
+    let (_, via) = open(
+        &LinkedPlugin("reference"),
+        cfg,
+        "sized.onnx",
+        &sized_model(ABI_REFIT_BYTES),
+    )?;
+    let (r, m) = refit_and_memcpy(via.as_ref(), ABI_REFIT_BYTES, cfg)?;
+    row("abi", format!("memcpy_{ABI_REFIT_BYTES}"), m, "", None);
+    row(
+        "abi",
+        format!("refit_{ABI_REFIT_BYTES}"),
+        r,
+        &format!("abi/memcpy_{ABI_REFIT_BYTES}"),
+        Some(m.0),
+    );
+    drop(via);
 
     for (file, chain) in fixtures::models() {
         progress(&format!("infer/{file}"));
         let (_, engine) = open(spec, cfg, file, &chain)?;
         let x = inputs(engine.as_ref());
         let mut ctx = engine.context()?;
+        let mut out = Vec::new();
         let t = time(cfg.samples, cfg.sample_time, || {
-            fallible(ctx.infer(&x).map(|y| drop(black_box(y))))
+            fallible(infer_once(ctx.as_mut(), &x, &mut out))
         });
         row("infer", file.trim_end_matches(".onnx").into(), t, "", None);
     }
@@ -302,8 +401,9 @@ pub fn run(
     let (_, engine) = open(spec, cfg, "conv_stack.onnx", &fixtures::conv_stack())?;
     let x = inputs(engine.as_ref());
     let mut ctx = engine.context()?;
+    let mut out = Vec::new();
     let none = time(cfg.samples, cfg.sample_time, || {
-        fallible(ctx.infer(&x).map(|y| drop(black_box(y))))
+        fallible(infer_once(ctx.as_mut(), &x, &mut out))
     });
     row("infer_under_refit", "none".into(), none, "", None);
     for (mode, period) in [
@@ -312,7 +412,7 @@ pub fn run(
     ] {
         let t = with_writer(engine.as_ref(), period, || {
             time(cfg.samples, cfg.sample_time, || {
-                fallible(ctx.infer(&x).map(|y| drop(black_box(y))))
+                fallible(infer_once(ctx.as_mut(), &x, &mut out))
             })
         });
         row(
@@ -326,19 +426,22 @@ pub fn run(
 
     progress("latency/conv_stack");
     let lat = |ctx: &mut Box<dyn crate::engine::Context>,
+               out: &mut Vec<Tensor>,
                fallible: &mut dyn FnMut(Result<()>)|
      -> Vec<f64> {
         latencies(budget, 30, 200_000, || {
-            fallible(ctx.infer(&x).map(|y| drop(black_box(y))))
+            fallible(infer_once(ctx.as_mut(), &x, out))
         })
     };
-    let alone = lat(&mut ctx, &mut fallible);
+    let alone = lat(&mut ctx, &mut out, &mut fallible);
     let alone = tail("infer_conv_stack", &alone, "", None);
     for (mode, period) in [
         ("w1_every_1ms", Some(Duration::from_millis(1))),
         ("w1_full_speed", None),
     ] {
-        let l = with_writer(engine.as_ref(), period, || lat(&mut ctx, &mut fallible));
+        let l = with_writer(engine.as_ref(), period, || {
+            lat(&mut ctx, &mut out, &mut fallible)
+        });
         tail(
             &format!("infer_conv_stack_{mode}"),
             &l,
@@ -407,8 +510,9 @@ pub fn run(
             .collect(),
     )];
     let mut ctx = engine.context()?;
+    let mut out = Vec::new();
     let inf = time(cfg.samples, cfg.sample_time, || {
-        fallible(ctx.infer(&x).map(|y| drop(black_box(y))))
+        fallible(infer_once(ctx.as_mut(), &x, &mut out))
     });
     row("infer", "conv64_56x56".into(), inf, "", None);
     let model = crate::model::Model::load(&path)?;
@@ -496,21 +600,28 @@ pub fn run(
     }
 }
 
-/// An engine that does no work: outputs of the declared shapes, all zero;
-/// staging and refit accept and drop. What the harness itself costs per
-/// call.
+/// The null engine ([`crate::engine::null`]) in-process.
 struct NullFactory;
 
-struct NullEngine {
-    info: crate::engine::EngineInfo,
-    inputs: Vec<crate::tensor::TensorInfo>,
-    outputs: Vec<crate::tensor::TensorInfo>,
-    weights: Vec<crate::tensor::TensorInfo>,
+/// An engine of the reference plugin (`"reference"` or `"null"`) through
+/// the plugin ABI: the loader over the plugin's table linked into this
+/// program.
+struct LinkedPlugin(&'static str);
+
+impl EngineFactory for LinkedPlugin {
+    fn name(&self) -> String {
+        format!("{} through the plugin ABI", self.0)
+    }
+
+    fn open(&self, model: &Path, options: &BuildOptions) -> Result<Box<dyn Engine>> {
+        let plugin = crate::ffi::Plugin::linked("(linked reference plugin)")?;
+        let options = BuildOptions {
+            engine_options: Some(serde_json::json!({ "engine": self.0 }).to_string()),
+            ..options.clone()
+        };
+        Ok(Box::new(plugin.open(model, &options)?))
+    }
 }
-
-struct NullContext(Vec<Vec<usize>>);
-
-struct NullRefitter;
 
 impl EngineFactory for NullFactory {
     fn name(&self) -> String {
@@ -518,65 +629,8 @@ impl EngineFactory for NullFactory {
     }
 
     fn open(&self, model: &Path, options: &BuildOptions) -> Result<Box<dyn Engine>> {
-        let m = crate::model::Model::load(model)?;
-        Ok(Box::new(NullEngine {
-            info: crate::engine::EngineInfo {
-                name: "null".into(),
-                version: String::new(),
-                contract: crate::engine::reference::CONTRACT,
-                refit_enabled: options.enable_refit,
-            },
-            inputs: m.inputs().to_vec(),
-            outputs: m.outputs().to_vec(),
-            weights: m.initializers().iter().map(|i| i.info.clone()).collect(),
-        }))
-    }
-}
-
-impl Engine for NullEngine {
-    fn info(&self) -> &crate::engine::EngineInfo {
-        &self.info
-    }
-    fn inputs(&self) -> &[crate::tensor::TensorInfo] {
-        &self.inputs
-    }
-    fn outputs(&self) -> &[crate::tensor::TensorInfo] {
-        &self.outputs
-    }
-    fn weights(&self) -> &[crate::tensor::TensorInfo] {
-        &self.weights
-    }
-    fn context(&self) -> Result<Box<dyn crate::engine::Context>> {
-        Ok(Box::new(NullContext(
-            self.outputs
-                .iter()
-                .map(|o| o.static_shape().unwrap_or_default())
-                .collect(),
-        )))
-    }
-    fn refitter(&self) -> Result<Box<dyn crate::engine::Refitter>> {
-        Ok(Box::new(NullRefitter))
-    }
-}
-
-impl crate::engine::Context for NullContext {
-    fn infer(&mut self, _inputs: &[Tensor]) -> Result<Vec<Tensor>> {
-        Ok(self
-            .0
-            .iter()
-            .map(|s| Tensor::full(s.clone(), 0.0))
-            .collect())
-    }
-}
-
-impl crate::engine::Refitter for NullRefitter {
-    fn set_named_weights(&mut self, _name: &str, _weights: &Tensor) -> Result<()> {
-        Ok(())
-    }
-    fn missing(&self) -> Result<Vec<String>> {
-        Ok(Vec::new())
-    }
-    fn refit(&mut self) -> Result<()> {
-        Ok(())
+        Ok(Box::new(crate::engine::null::NullEngine::load(
+            model, options,
+        )?))
     }
 }

@@ -5,7 +5,7 @@
 use std::sync::{Arc, RwLock};
 
 use super::{Context, Engine, EngineInfo, Refitter};
-use crate::tensor::{Tensor, TensorInfo};
+use crate::tensor::{Tensor, TensorInfo, TensorView};
 use crate::Result;
 
 /// An engine whose inferences and refits exclude each other.
@@ -72,8 +72,8 @@ impl Refitter for GatedRefitter {
     fn set_named_weights(&mut self, name: &str, weights: &Tensor) -> Result<()> {
         self.inner.set_named_weights(name, weights)
     }
-    fn stage_owned(&mut self, name: &str, weights: Tensor) -> Result<()> {
-        self.inner.stage_owned(name, weights)
+    fn set_named_weights_view(&mut self, name: &str, weights: TensorView<'_>) -> Result<()> {
+        self.inner.set_named_weights_view(name, weights)
     }
     fn missing(&self) -> Result<Vec<String>> {
         self.inner.missing()

@@ -13,15 +13,13 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use half::f16;
-
 use super::publish::Published;
 use super::{
     BuildOptions, Concurrency, Context, Contract, Engine, EngineInfo, FailedRefit, NonFinite,
     Precision, Refitter, Subset,
 };
 use crate::model::{Model, Plan};
-use crate::tensor::{Aligned, Tensor, TensorData, TensorInfo};
+use crate::tensor::{Aligned, Tensor, TensorInfo, TensorView, Values};
 use crate::{Error, Result};
 
 /// The contract the reference engine declares.
@@ -246,10 +244,23 @@ struct ReferenceContext {
 
 impl Context for ReferenceContext {
     fn infer(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        let mut outputs = Vec::new();
+        self.infer_into(inputs, &mut outputs)?;
+        Ok(outputs)
+    }
+
+    fn infer_into(&mut self, inputs: &[Tensor], outputs: &mut Vec<Tensor>) -> Result<()> {
         let model = &self.shared.model;
         let plan = model.plan_cached(&mut self.plan, inputs)?;
         let snapshot = self.shared.current.load();
-        Ok(model.run(plan, |i| &snapshot.weights[i], inputs, &mut self.scratch))
+        model.run_into(
+            plan,
+            |i| &snapshot.weights[i],
+            inputs,
+            &mut self.scratch,
+            outputs,
+        );
+        Ok(())
     }
 }
 
@@ -259,20 +270,20 @@ struct ReferenceRefitter {
 }
 
 /// Rejects NaN and infinity.
-fn check_finite(t: &Tensor, what: &str) -> Result<()> {
-    let bad = match &t.data {
+fn check_finite(t: TensorView<'_>, what: &str) -> Result<()> {
+    let bad = match t.values {
         // A branch-free scan first (it vectorises), the position only on
         // failure.
-        TensorData::F32(v) if v.iter().fold(true, |all, x| all & x.is_finite()) => None,
-        TensorData::F32(v) => v
+        Values::F32(v) if v.iter().fold(true, |all, x| all & x.is_finite()) => None,
+        Values::F32(v) => v
             .iter()
             .position(|x| !x.is_finite())
             .map(|i| (i, v[i].to_string())),
-        TensorData::F16(v) => v
+        Values::F16(v) => v
             .iter()
             .position(|x| !x.is_finite())
             .map(|i| (i, v[i].to_string())),
-        TensorData::I32(_) => None,
+        Values::I32(_) => None,
     };
     match bad {
         Some((index, value)) => Err(Error::NonFinite {
@@ -284,15 +295,6 @@ fn check_finite(t: &Tensor, what: &str) -> Result<()> {
     }
 }
 
-/// The values of `t` as f32, moved when they already are.
-fn into_f32(t: Tensor) -> Aligned<f32> {
-    match t.data {
-        TensorData::F32(v) => v,
-        TensorData::F16(v) => v.iter().map(|x| f16::to_f32(*x)).collect(),
-        TensorData::I32(v) => v.iter().map(|&x| x as f32).collect(),
-    }
-}
-
 /// Validates a tensor staged for `name` against the weights `infos`: the
 /// name, dtype, shape, byte count and finiteness, in that order. Returns the
 /// weight's index.
@@ -301,13 +303,13 @@ fn into_f32(t: Tensor) -> Aligned<f32> {
 /// [`Error::UnknownWeight`], [`Error::DTypeMismatch`],
 /// [`Error::ShapeMismatch`], [`Error::ByteCount`] or [`Error::NonFinite`].
 pub fn validate_weight(infos: &[TensorInfo], name: &str, weights: &Tensor) -> Result<usize> {
-    let index = validate_layout(infos, name, weights)?;
-    check_finite(weights, &format!("weight '{name}'"))?;
+    let index = validate_layout(infos, name, weights.view())?;
+    check_finite(weights.view(), &format!("weight '{name}'"))?;
     Ok(index)
 }
 
 /// As [`validate_weight`], without the finiteness check.
-fn validate_layout(infos: &[TensorInfo], name: &str, weights: &Tensor) -> Result<usize> {
+fn validate_layout(infos: &[TensorInfo], name: &str, weights: TensorView<'_>) -> Result<usize> {
     let index = infos
         .iter()
         .position(|w| w.name == name)
@@ -320,33 +322,42 @@ fn validate_layout(infos: &[TensorInfo], name: &str, weights: &Tensor) -> Result
                 .join(", "),
         })?;
     let info = &infos[index];
-    let what = format!("weight '{name}'");
+    let what = || format!("weight '{name}'");
     if weights.dtype() != info.dtype {
         return Err(Error::DTypeMismatch {
-            what,
+            what: what(),
             expected: info.dtype,
             found: weights.dtype().to_string(),
         });
     }
-    let expected: Vec<usize> = info.shape.iter().map(|d| d.unwrap_or(0)).collect();
-    if weights.shape != expected {
+    let same_shape = weights.shape.len() == info.shape.len()
+        && weights
+            .shape
+            .iter()
+            .zip(&info.shape)
+            .all(|(&found, expected)| Some(found) == *expected);
+    if !same_shape {
         return Err(Error::ShapeMismatch {
-            what,
-            expected,
-            found: weights.shape.clone(),
+            what: what(),
+            expected: info.shape.iter().map(|d| d.unwrap_or(0)).collect(),
+            found: weights.shape.to_vec(),
         });
     }
-    weights.validate(&what)?;
+    weights.validate(&what())?;
     Ok(index)
 }
 
 impl Refitter for ReferenceRefitter {
     fn set_named_weights(&mut self, name: &str, weights: &Tensor) -> Result<()> {
+        self.set_named_weights_view(name, weights.view())
+    }
+
+    fn set_named_weights_view(&mut self, name: &str, weights: TensorView<'_>) -> Result<()> {
         let index = validate_layout(&self.shared.weights, name, weights)?;
         // One pass: copy into a (reused) buffer, checking finiteness on the way.
-        let mut buf = self.shared.buffer(weights.data.len());
-        let finite = match &weights.data {
-            TensorData::F32(v) => {
+        let mut buf = self.shared.buffer(weights.values.len());
+        let finite = match weights.values {
+            Values::F32(v) => {
                 let mut all = true;
                 buf.extend(v.iter().map(|&x| {
                     all &= x.is_finite();
@@ -354,11 +365,11 @@ impl Refitter for ReferenceRefitter {
                 }));
                 all
             }
-            TensorData::F16(v) => {
+            Values::F16(v) => {
                 buf.extend(v.iter().map(|x| x.to_f32()));
                 buf.iter().fold(true, |all, x| all & x.is_finite())
             }
-            TensorData::I32(v) => {
+            Values::I32(v) => {
                 buf.extend(v.iter().map(|&x| x as f32));
                 true
             }
@@ -368,12 +379,6 @@ impl Refitter for ReferenceRefitter {
             return check_finite(weights, &format!("weight '{name}'"));
         }
         self.staged[index] = Some(buf);
-        Ok(())
-    }
-
-    fn stage_owned(&mut self, name: &str, weights: Tensor) -> Result<()> {
-        let index = validate_weight(&self.shared.weights, name, &weights)?;
-        self.staged[index] = Some(into_f32(weights));
         Ok(())
     }
 

@@ -5,6 +5,10 @@
 //! `--engine plugin:PATH` runs the whole load path, and every check,
 //! through the ABI on any machine.
 //!
+//! Options (`options_json`): `enable_refit` (default true) and `engine`:
+//! `"reference"` (the default) or `"null"`, the engine that does no work
+//! ([`crate::engine::null`]), whose cost is the ABI's own.
+//!
 //! Every export catches panics: none crosses the boundary.
 
 use std::cell::RefCell;
@@ -14,11 +18,12 @@ use std::path::Path;
 
 use super::status::status_of;
 use super::sys::{self, refit_plugin_api, refit_status, refit_tensor, refit_tensor_desc};
+use crate::engine::null::NullEngine;
 use crate::engine::reference::ReferenceEngine;
 use crate::engine::{
     BuildOptions, Concurrency, Context, Engine, FailedRefit, NonFinite, Refitter, Subset,
 };
-use crate::tensor::{DType, Tensor, TensorData, TensorInfo};
+use crate::tensor::{DType, Tensor, TensorData, TensorInfo, TensorView, Values};
 use crate::Error;
 
 thread_local! {
@@ -87,10 +92,14 @@ struct ExportEngine {
     weights: Vec<Desc>,
 }
 
+/// A context and the buffers its calls reuse, so that an inference
+/// allocates only what the engine itself does.
 struct ExportContext {
     ctx: Box<dyn Context>,
+    inputs: Vec<Tensor>,
     outputs: Vec<Tensor>,
-    dims: Vec<Vec<i64>>,
+    /// Every output's dims, one after another.
+    dims: Vec<i64>,
     views: Vec<refit_tensor>,
 }
 
@@ -100,13 +109,70 @@ struct ExportRefitter {
     missing_ptrs: Vec<*const c_char>,
 }
 
-/// Reads a C tensor into a [`Tensor`], keeping its byte count as given
-/// (the engine checks it against the shape).
+/// A C tensor's parts, checked for what the ABI itself requires (a known
+/// dtype, non-NULL pointers, non-negative dims); the engine checks them
+/// against the model.
+struct CTensor<'a> {
+    dtype: DType,
+    dims: &'a [i64],
+    bytes: &'a [u8],
+}
+
+impl CTensor<'_> {
+    fn shape(&self) -> Vec<usize> {
+        self.dims.iter().map(|&d| d as usize).collect()
+    }
+
+    /// Makes `t` this tensor, reusing its buffers.
+    fn refill(&self, t: &mut Tensor) -> crate::Result<()> {
+        if t.data.assign_le_bytes(self.dtype, self.bytes).is_none() {
+            *t = self.to_tensor()?;
+        }
+        t.shape.clear();
+        t.shape.extend(self.dims.iter().map(|&d| d as usize));
+        Ok(())
+    }
+
+    /// Stages the tensor on `refitter`, its values read in place where they
+    /// are aligned for their type, else decoded into an owned copy.
+    fn stage(&self, refitter: &mut dyn Refitter, name: &str) -> crate::Result<()> {
+        match Values::from_le_bytes(self.dtype, self.bytes) {
+            Some(values) => refitter.set_named_weights_view(
+                name,
+                TensorView {
+                    shape: &self.shape(),
+                    values,
+                },
+            ),
+            None => refitter.set_named_weights(name, &self.to_tensor()?),
+        }
+    }
+
+    /// An owned copy.
+    fn to_tensor(&self) -> crate::Result<Tensor> {
+        // `c_tensor` checked the byte count is whole values.
+        let data = TensorData::from_le_bytes(self.dtype, self.bytes).ok_or_else(|| {
+            crate::Error::ByteCount {
+                what: "the tensor".into(),
+                dtype: self.dtype,
+                shape: self.shape(),
+                expected: 0,
+                found: self.bytes.len(),
+            }
+        })?;
+        Ok(Tensor {
+            shape: self.shape(),
+            data,
+        })
+    }
+}
+
+/// Reads the parts of a C tensor, borrowing its bytes.
 ///
 /// # Safety
 /// `t` points to a valid `refit_tensor` whose `dims` and `data` are valid
-/// for `rank` entries and `byte_len` bytes.
-unsafe fn tensor_from(t: *const refit_tensor) -> Result<Tensor, (refit_status, String)> {
+/// for `rank` entries and `byte_len` bytes, for `'a`.
+unsafe fn c_tensor<'a>(t: *const refit_tensor) -> Result<CTensor<'a>, (refit_status, String)> {
     if t.is_null() {
         return Err(invalid("the tensor"));
     }
@@ -144,19 +210,16 @@ unsafe fn tensor_from(t: *const refit_tensor) -> Result<Tensor, (refit_status, S
     } else {
         unsafe { std::slice::from_raw_parts(t.data.cast::<u8>(), t.byte_len as usize) }
     };
-    let data = TensorData::from_le_bytes(dtype, bytes).ok_or_else(|| {
-        (
+    if bytes.len() % dtype.size() != 0 {
+        return Err((
             sys::REFIT_SHAPE_MISMATCH,
             format!(
                 "{} bytes are not a whole number of {dtype} values",
                 bytes.len()
             ),
-        )
-    })?;
-    Ok(Tensor {
-        shape: dims.iter().map(|&d| d as usize).collect(),
-        data,
-    })
+        ));
+    }
+    Ok(CTensor { dtype, dims, bytes })
 }
 
 unsafe extern "C" fn engine_create(
@@ -190,10 +253,19 @@ unsafe extern "C" fn engine_create(
             .get("enable_refit")
             .and_then(serde_json::Value::as_bool)
             .unwrap_or(true);
-        let engine: Box<dyn Engine> = Box::new(
-            ReferenceEngine::load(Path::new(&path), &BuildOptions::refit(enable_refit))
-                .map_err(err)?,
-        );
+        let build = BuildOptions::refit(enable_refit);
+        let engine: Box<dyn Engine> = match opts.get("engine").and_then(serde_json::Value::as_str) {
+            None | Some("reference") => {
+                Box::new(ReferenceEngine::load(Path::new(&path), &build).map_err(err)?)
+            }
+            Some("null") => Box::new(NullEngine::load(Path::new(&path), &build).map_err(err)?),
+            Some(other) => {
+                return Err((
+                    sys::REFIT_INVALID_ARGUMENT,
+                    format!("options_json: engine '{other}' is not one of 'reference', 'null'"),
+                ))
+            }
+        };
         let info = engine.info();
         let boxed = Box::new(ExportEngine {
             name: CString::new(info.name.clone()).unwrap_or_default(),
@@ -370,6 +442,7 @@ unsafe extern "C" fn context_create(
         let ctx = e.engine.context().map_err(err)?;
         let boxed = Box::new(ExportContext {
             ctx,
+            inputs: Vec::new(),
             outputs: Vec::new(),
             dims: Vec::new(),
             views: Vec::new(),
@@ -401,31 +474,32 @@ unsafe extern "C" fn infer(
         if outputs.is_null() || n_out.is_null() || (n > 0 && inputs.is_null()) {
             return Err(invalid("inputs, outputs or n_outputs"));
         }
-        // SAFETY: n tensors at inputs, each valid for the call.
-        let ins = (0..n as usize)
-            .map(|i| unsafe { tensor_from(inputs.add(i)) })
-            .collect::<Result<Vec<_>, _>>()?;
-        c.outputs = c.ctx.infer(&ins).map_err(err)?;
-        c.dims = c
-            .outputs
-            .iter()
-            .map(|t| t.shape.iter().map(|&d| d as i64).collect())
-            .collect();
-        c.views = c
-            .outputs
-            .iter()
-            .zip(&c.dims)
-            .map(|(t, d)| {
-                let bytes = t.data.as_bytes();
-                refit_tensor {
-                    dtype: c_dtype(t.dtype()),
-                    rank: d.len() as u32,
-                    dims: d.as_ptr(),
-                    data: bytes.as_ptr().cast(),
-                    byte_len: bytes.len() as u64,
-                }
-            })
-            .collect();
+        let n = n as usize;
+        c.inputs.truncate(n);
+        c.inputs.resize_with(n, || Tensor::f32([0], Vec::new()));
+        for (i, t) in c.inputs.iter_mut().enumerate() {
+            // SAFETY: n tensors at inputs, each valid for the call.
+            unsafe { c_tensor(inputs.add(i)) }?.refill(t).map_err(err)?;
+        }
+        c.ctx.infer_into(&c.inputs, &mut c.outputs).map_err(err)?;
+        c.dims.clear();
+        for t in &c.outputs {
+            c.dims.extend(t.shape.iter().map(|&d| d as i64));
+        }
+        // The dims are complete: pointers into them stay valid.
+        c.views.clear();
+        let mut at = 0;
+        for t in &c.outputs {
+            let bytes = t.data.as_bytes();
+            c.views.push(refit_tensor {
+                dtype: c_dtype(t.dtype()),
+                rank: t.shape.len() as u32,
+                dims: c.dims[at..].as_ptr(),
+                data: bytes.as_ptr().cast(),
+                byte_len: bytes.len() as u64,
+            });
+            at += t.shape.len();
+        }
         // SAFETY: valid out-pointers; the views live in the context until
         // the next call.
         unsafe {
@@ -490,8 +564,8 @@ unsafe extern "C" fn set_named_weights(
             .to_string_lossy()
             .into_owned();
         // SAFETY: a tensor valid for the call.
-        let tensor = unsafe { tensor_from(t) }?;
-        r.refitter.stage_owned(&name, tensor).map_err(err)
+        let tensor = unsafe { c_tensor(t) }?;
+        tensor.stage(r.refitter.as_mut(), &name).map_err(err)
     })
 }
 

@@ -48,8 +48,9 @@ struct Api {
 pub struct Plugin {
     path: PathBuf,
     api: Api,
-    // Dropped last: the functions above point into it.
-    _lib: libloading::Library,
+    // Dropped last: the functions above point into it (none for the
+    // table linked into this program, see `Plugin::linked`).
+    _lib: Option<libloading::Library>,
 }
 
 impl Plugin {
@@ -97,6 +98,34 @@ impl Plugin {
             })?;
         // SAFETY: calling the entry point as the header specifies.
         let table = unsafe { get(sys::REFIT_PLUGIN_ABI_VERSION) };
+        // SAFETY: the header makes the table live as long as the library,
+        // which the plugin keeps.
+        unsafe { Self::from_table(path, table, Some(lib)) }
+    }
+
+    /// The reference plugin's table linked into this program
+    /// ([`super::export::api`]), called through the same loader as a
+    /// library: what `bench` measures the ABI's own cost with (serving the
+    /// null engine), with no library to build or open. `name` stands for
+    /// the path in errors.
+    pub fn linked(name: &str) -> Result<Arc<Self>> {
+        let table = super::export::api(sys::REFIT_PLUGIN_ABI_VERSION);
+        // SAFETY: a static table with the version-1 layout and more.
+        unsafe { Self::from_table(Path::new(name), table, None) }
+    }
+
+    /// Checks a table and takes its slots.
+    ///
+    /// # Safety
+    /// `table` is NULL or points to a table (at least its two leading u32
+    /// fields, and as many bytes as its `struct_size` says) that lives as
+    /// long as `lib`, or forever where `lib` is `None`.
+    unsafe fn from_table(
+        path: &Path,
+        table: *const refit_plugin_api,
+        lib: Option<libloading::Library>,
+    ) -> Result<Arc<Self>> {
+        let load_err = |e: LoadError| Error::PluginLoad(Box::new(e));
         if table.is_null() {
             return Err(load_err(LoadError::UnsupportedVersion {
                 path: path.to_path_buf(),
@@ -502,6 +531,8 @@ impl Engine for PluginEngine {
         Ok(Box::new(PluginContext {
             inner: Arc::clone(&self.inner),
             handle,
+            dims: Vec::new(),
+            c_inputs: Vec::new(),
         }))
     }
     fn refitter(&self) -> Result<Box<dyn Refitter>> {
@@ -581,6 +612,10 @@ fn c_dims(t: &Tensor) -> Vec<i64> {
 struct PluginContext {
     inner: Arc<Inner>,
     handle: *mut sys::refit_context,
+    /// Every input's dims, one after another, reused from call to call.
+    dims: Vec<i64>,
+    /// The input views, reused from call to call.
+    c_inputs: Vec<refit_tensor>,
 }
 
 // SAFETY: a context is used by one thread at a time (it is `&mut` in
@@ -598,18 +633,43 @@ impl Drop for PluginContext {
 
 impl Context for PluginContext {
     fn infer(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        let mut outputs = Vec::new();
+        self.infer_into(inputs, &mut outputs)?;
+        Ok(outputs)
+    }
+
+    fn infer_into(&mut self, inputs: &[Tensor], outputs: &mut Vec<Tensor>) -> Result<()> {
         let e = &self.inner.engine;
-        let dims: Vec<Vec<i64>> = inputs.iter().map(c_dims).collect();
-        let data: Vec<AlignedBytes<'_>> = inputs
-            .iter()
-            .map(|t| AlignedBytes::new(t.data.as_bytes()))
-            .collect();
-        let c_inputs: Vec<refit_tensor> = inputs
-            .iter()
-            .zip(&dims)
-            .zip(&data)
-            .map(|((t, d), a)| c_tensor(t, d, a))
-            .collect();
+        self.dims.clear();
+        for t in inputs {
+            self.dims.extend(t.shape.iter().map(|&d| d as i64));
+        }
+        // Tensor values are aligned already (`tensor::Aligned`): copies are
+        // made only for ones that are not (empty ones), and so cost nothing.
+        let mut copies = Vec::new();
+        self.c_inputs.clear();
+        let mut at = 0;
+        for t in inputs {
+            let data = match AlignedBytes::new(t.data.as_bytes()) {
+                AlignedBytes::Borrowed(b) => (b.as_ptr(), b.len()),
+                copy => {
+                    // The copy's heap buffer does not move when `copies` grows.
+                    let bytes = copy.bytes();
+                    copies.push(copy);
+                    bytes
+                }
+            };
+            let rank = t.shape.len();
+            self.c_inputs.push(refit_tensor {
+                dtype: c_dtype(t.dtype()),
+                rank: rank as u32,
+                dims: self.dims[at..].as_ptr(),
+                data: data.0.cast(),
+                byte_len: data.1 as u64,
+            });
+            at += rank;
+        }
+        let c_inputs = &self.c_inputs;
         let mut out: *const refit_tensor = ptr::null();
         let mut n = 0u32;
         let _in_flight = crate::ffi::flight::call("infer");
@@ -633,27 +693,56 @@ impl Context for PluginContext {
         } else {
             unsafe { std::slice::from_raw_parts(out, n as usize) }
         };
-        outs.iter()
-            .enumerate()
-            .map(|(i, t)| {
-                let dtype = dtype_of(t.dtype).ok_or_else(|| e.malformed("infer", format!("output {i} has dtype code {}", t.dtype)))?;
-                if t.rank > 0 && t.dims.is_null() {
-                    return Err(e.malformed("infer", format!("output {i} has NULL dims")));
+        outputs.truncate(outs.len());
+        for (i, t) in outs.iter().enumerate() {
+            let dtype = dtype_of(t.dtype).ok_or_else(|| {
+                e.malformed("infer", format!("output {i} has dtype code {}", t.dtype))
+            })?;
+            if t.rank > 0 && t.dims.is_null() {
+                return Err(e.malformed("infer", format!("output {i} has NULL dims")));
+            }
+            // SAFETY: rank entries at dims.
+            let dims = if t.rank == 0 {
+                &[][..]
+            } else {
+                unsafe { std::slice::from_raw_parts(t.dims, t.rank as usize) }
+            };
+            let numel = dims
+                .iter()
+                .try_fold(1usize, |a, &d| a.checked_mul(d.max(0) as usize))
+                .unwrap_or(usize::MAX);
+            let expected = numel.saturating_mul(dtype.size());
+            if t.byte_len != expected as u64 || (expected > 0 && t.data.is_null()) {
+                let shape: Vec<i64> = dims.to_vec();
+                return Err(e.malformed("infer", format!("output {i} of shape {shape:?} ({dtype}) has {} bytes at {:p}; expected {expected}", t.byte_len, t.data)));
+            }
+            // SAFETY: byte_len bytes at data, checked against the shape.
+            let bytes = if expected == 0 {
+                &[][..]
+            } else {
+                unsafe { std::slice::from_raw_parts(t.data.cast::<u8>(), expected) }
+            };
+            let shape = dims.iter().map(|&d| d.max(0) as usize);
+            match outputs.get_mut(i) {
+                Some(out) => {
+                    out.data.assign_le_bytes(dtype, bytes).ok_or_else(|| {
+                        e.malformed("infer", format!("output {i} is not whole values"))
+                    })?;
+                    out.shape.clear();
+                    out.shape.extend(shape);
                 }
-                // SAFETY: rank entries at dims.
-                let dims = if t.rank == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(t.dims, t.rank as usize) } };
-                let shape: Vec<usize> = dims.iter().map(|&d| d.max(0) as usize).collect();
-                let numel = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).unwrap_or(usize::MAX);
-                let expected = numel.saturating_mul(dtype.size());
-                if t.byte_len != expected as u64 || (expected > 0 && t.data.is_null()) {
-                    return Err(e.malformed("infer", format!("output {i} of shape {shape:?} ({dtype}) has {} bytes at {:p}; expected {expected}", t.byte_len, t.data)));
+                None => {
+                    let data = TensorData::from_le_bytes(dtype, bytes).ok_or_else(|| {
+                        e.malformed("infer", format!("output {i} is not whole values"))
+                    })?;
+                    outputs.push(Tensor {
+                        shape: shape.collect(),
+                        data,
+                    });
                 }
-                // SAFETY: byte_len bytes at data, checked against the shape.
-                let bytes = if expected == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(t.data.cast::<u8>(), expected) } };
-                let data = TensorData::from_le_bytes(dtype, bytes).ok_or_else(|| e.malformed("infer", format!("output {i} is not whole values")))?;
-                Ok(Tensor { shape, data })
-            })
-            .collect()
+            }
+        }
+        Ok(())
     }
 }
 

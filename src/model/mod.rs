@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use half::f16;
 
-use crate::tensor::{Aligned, DType, Tensor, TensorData, TensorInfo};
+use crate::tensor::{Aligned, DType, Tensor, TensorData, TensorInfo, Values};
 use crate::{Error, Result};
 use conv::{ConvAttrs, ConvGeometry};
 
@@ -239,10 +239,10 @@ impl Model {
             });
         }
         for (info, t) in self.inputs.iter().zip(inputs) {
-            let what = format!("input '{}'", info.name);
+            let what = || format!("input '{}'", info.name);
             if t.dtype() != info.dtype {
                 return Err(Error::DTypeMismatch {
-                    what,
+                    what: what(),
                     expected: info.dtype,
                     found: t.dtype().to_string(),
                 });
@@ -255,12 +255,14 @@ impl Model {
                     .all(|(d, &f)| d.is_none_or(|d| d == f) && f > 0);
             if !fits {
                 return Err(Error::ShapeMismatch {
-                    what: format!("{what} (declared {})", info.shape_text()),
+                    what: format!("{} (declared {})", what(), info.shape_text()),
                     expected: info.shape.iter().map(|d| d.unwrap_or(0)).collect(),
                     found: t.shape.clone(),
                 });
             }
-            t.validate(&what)?;
+            if t.numel() != t.data.len() {
+                t.validate(&what())?;
+            }
         }
         Ok(())
     }
@@ -277,6 +279,21 @@ impl Model {
         inputs: &[Tensor],
         scratch: &mut Vec<Vec<f32>>,
     ) -> Vec<Tensor> {
+        let mut outputs = Vec::new();
+        self.run_into(plan, weight, inputs, scratch, &mut outputs);
+        outputs
+    }
+
+    /// As [`Model::run`], writing the outputs into `outputs` and reusing
+    /// the buffers of the tensors already there.
+    pub fn run_into<'w>(
+        &self,
+        plan: &Plan,
+        weight: impl Fn(usize) -> &'w [f32],
+        inputs: &[Tensor],
+        scratch: &mut Vec<Vec<f32>>,
+        outputs: &mut Vec<Tensor>,
+    ) {
         scratch.resize_with(self.slots, Vec::new);
         for (i, t) in inputs.iter().enumerate() {
             let buf = &mut scratch[i];
@@ -308,23 +325,33 @@ impl Model {
             }
             scratch[n.output] = out;
         }
-        self.output_slots
-            .iter()
-            .zip(&self.outputs)
-            .map(|(&slot, info)| {
-                let shape = plan.slot_shapes[slot].clone();
-                let v = &scratch[slot];
+        outputs.truncate(self.outputs.len());
+        for (i, (&slot, info)) in self.output_slots.iter().zip(&self.outputs).enumerate() {
+            let shape = &plan.slot_shapes[slot];
+            let v = &scratch[slot];
+            let Some(t) = outputs.get_mut(i) else {
                 let data = match info.dtype {
                     DType::F16 => TensorData::F16(v.iter().map(|&x| f16::from_f32(x)).collect()),
-                    _ => {
-                        // One allocation, already aligned.
-                        let mut a = Aligned::with_capacity(v.len());
-                        a.extend_from_slice(v);
-                        TensorData::F32(a)
-                    }
+                    _ => TensorData::F32(Aligned::copied(v)),
                 };
-                Tensor { shape, data }
-            })
-            .collect()
+                outputs.push(Tensor {
+                    shape: shape.clone(),
+                    data,
+                });
+                continue;
+            };
+            t.shape.clear();
+            t.shape.extend_from_slice(shape);
+            match (info.dtype, &mut t.data) {
+                (DType::F16, TensorData::F16(a)) => {
+                    a.clear();
+                    a.extend(v.iter().map(|&x| f16::from_f32(x)));
+                }
+                (DType::F16, data) => {
+                    *data = TensorData::F16(v.iter().map(|&x| f16::from_f32(x)).collect());
+                }
+                (_, data) => data.assign(Values::F32(v)),
+            }
+        }
     }
 }
