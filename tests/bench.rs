@@ -124,6 +124,48 @@ fn a_short_sweep_writes_csv_plots_and_summary() {
     }
 }
 
+/// The summary states the ABI's ratios against their targets and flags one
+/// over its target.
+#[test]
+fn the_summary_flags_an_abi_ratio_over_its_target() {
+    let rows = |infer: f64, refit: f64| {
+        vec![
+            row("abi", "infer_seed_conv_in_process", 100.0, 0.01, "", None),
+            row(
+                "abi",
+                "infer_seed_conv",
+                infer,
+                0.01,
+                "abi/infer_seed_conv_in_process",
+                Some(100.0),
+            ),
+            row("abi", "memcpy_16777216", 1000.0, 0.01, "", None),
+            row(
+                "abi",
+                "refit_16777216",
+                refit,
+                0.01,
+                "abi/memcpy_16777216",
+                Some(1000.0),
+            ),
+        ]
+    };
+    let within = bench::summary(&rows(140.0, 1040.0));
+    assert!(
+        within.contains("seed inference 1.40x the same engine in-process")
+            && within.contains("refit of 16 MiB 1.04x a memcpy")
+            && !within.contains("OVER TARGET"),
+        "{within}"
+    );
+    let over = bench::summary(&rows(210.0, 1040.0));
+    assert!(
+        over.contains(
+            "2.10x the same engine in-process (samples alternating; target <= 1.5, OVER TARGET)"
+        ),
+        "{over}"
+    );
+}
+
 fn row(
     benchmark: &str,
     parameter: &str,
