@@ -208,7 +208,7 @@ pub fn with_writer<R>(engine: &dyn Engine, period: Option<Duration>, f: impl FnO
     })
 }
 
-/// Runs the sweep on the engine `spec` builds (an [`EngineSpec`](crate::spec::EngineSpec)
+/// Runs the sweep on the engine `spec` builds (an [`EngineSpec`]
 /// or any [`EngineFactory`]); `progress` hears each measurement's name as it
 /// starts.
 ///
