@@ -1,4 +1,6 @@
-//! The reference plugin: the reference engine behind the C ABI of
+//! The exports that serve any [`Engine`] written in Rust through the C ABI
+//! ([`Exported`], [`table`], [`entry`]), and with them the reference
+//! plugin: the reference engine behind the C ABI of
 //! `include/refit_plugin.h`, built as the `reference_plugin` example
 //! (`target/<profile>/examples/libreference_plugin.so`, which `cargo test`
 //! and `cargo build --examples` build). Loading it with
@@ -44,7 +46,7 @@ fn guard(f: impl FnOnce() -> Result<(), (refit_status, String)>) -> refit_status
             status
         }
         Err(_) => {
-            set_error("the reference plugin panicked");
+            set_error("the plugin panicked");
             sys::REFIT_ERROR
         }
     }
@@ -222,7 +224,52 @@ unsafe fn c_tensor<'a>(t: *const refit_tensor) -> Result<CTensor<'a>, (refit_sta
     Ok(CTensor { dtype, dims, bytes })
 }
 
-unsafe extern "C" fn engine_create(
+/// An engine that a plugin library serves through the ABI with this
+/// module's exports: what `engine_create` builds. The reference plugin is
+/// [`Reference`]; a plugin written in Rust implements this for its own
+/// engine, puts [`table`] in a static and returns it from its entry point
+/// with [`entry`].
+pub trait Exported: 'static {
+    /// Builds the engine for the model at `model`. `options` is the
+    /// `options_json` the plugin received, parsed (`Null` when absent);
+    /// `enable_refit` (default true) is among its members.
+    ///
+    /// # Errors
+    /// The engine's own: [`Error::Unsupported`] for a model it cannot run,
+    /// [`Error::BadEngineOptions`] for options it does not take, ...
+    fn create(model: &Path, options: &serde_json::Value) -> crate::Result<Box<dyn Engine>>;
+}
+
+/// `enable_refit` from a plugin's options (default true).
+pub fn enable_refit(options: &serde_json::Value) -> bool {
+    options
+        .get("enable_refit")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(true)
+}
+
+/// The reference plugin's engines: the reference engine, or with
+/// `{"engine": "null"}` the null engine.
+pub struct Reference;
+
+impl Exported for Reference {
+    fn create(model: &Path, options: &serde_json::Value) -> crate::Result<Box<dyn Engine>> {
+        let build = BuildOptions::refit(enable_refit(options));
+        Ok(
+            match options.get("engine").and_then(serde_json::Value::as_str) {
+                None | Some("reference") => Box::new(ReferenceEngine::load(model, &build)?),
+                Some("null") => Box::new(NullEngine::load(model, &build)?),
+                Some(other) => {
+                    return Err(Error::BadEngineOptions(format!(
+                        "engine '{other}' is not one of 'reference', 'null'"
+                    )))
+                }
+            },
+        )
+    }
+}
+
+unsafe extern "C" fn engine_create<E: Exported>(
     model_path: *const c_char,
     options: *const c_char,
     out: *mut *mut sys::refit_engine,
@@ -249,23 +296,7 @@ unsafe extern "C" fn engine_create(
                 )
             })?
         };
-        let enable_refit = opts
-            .get("enable_refit")
-            .and_then(serde_json::Value::as_bool)
-            .unwrap_or(true);
-        let build = BuildOptions::refit(enable_refit);
-        let engine: Box<dyn Engine> = match opts.get("engine").and_then(serde_json::Value::as_str) {
-            None | Some("reference") => {
-                Box::new(ReferenceEngine::load(Path::new(&path), &build).map_err(err)?)
-            }
-            Some("null") => Box::new(NullEngine::load(Path::new(&path), &build).map_err(err)?),
-            Some(other) => {
-                return Err((
-                    sys::REFIT_INVALID_ARGUMENT,
-                    format!("options_json: engine '{other}' is not one of 'reference', 'null'"),
-                ))
-            }
-        };
+        let engine = E::create(Path::new(&path), &opts).map_err(err)?;
         let info = engine.info();
         let boxed = Box::new(ExportEngine {
             name: CString::new(info.name.clone()).unwrap_or_default(),
@@ -609,31 +640,46 @@ unsafe extern "C" fn last_error() -> *const c_char {
     LAST_ERROR.with(|e| e.borrow().as_ptr())
 }
 
-static API: refit_plugin_api = refit_plugin_api {
-    v1: sys::refit_plugin_api_v1 {
-        abi_version: sys::REFIT_PLUGIN_ABI_VERSION,
-        struct_size: std::mem::size_of::<refit_plugin_api>() as u32,
-        engine_create: Some(engine_create),
-        engine_destroy: Some(engine_destroy),
-        engine_describe: Some(engine_describe),
-        engine_input_count: Some(input_count),
-        engine_input: Some(input),
-        engine_output_count: Some(output_count),
-        engine_output: Some(output),
-        engine_weight_count: Some(weight_count),
-        engine_weight: Some(weight),
-        context_create: Some(context_create),
-        context_destroy: Some(context_destroy),
-        infer: Some(infer),
-        refitter_create: Some(refitter_create),
-        refitter_destroy: Some(refitter_destroy),
-        refitter_set_named_weights: Some(set_named_weights),
-        refitter_missing: Some(missing),
-        refitter_refit: Some(refit),
-        last_error: Some(last_error),
-    },
-    engine_numerics: Some(engine_numerics),
-};
+/// The ABI table serving `E`'s engines through this module's exports.
+pub const fn table<E: Exported>() -> refit_plugin_api {
+    refit_plugin_api {
+        v1: sys::refit_plugin_api_v1 {
+            abi_version: sys::REFIT_PLUGIN_ABI_VERSION,
+            struct_size: std::mem::size_of::<refit_plugin_api>() as u32,
+            engine_create: Some(engine_create::<E>),
+            engine_destroy: Some(engine_destroy),
+            engine_describe: Some(engine_describe),
+            engine_input_count: Some(input_count),
+            engine_input: Some(input),
+            engine_output_count: Some(output_count),
+            engine_output: Some(output),
+            engine_weight_count: Some(weight_count),
+            engine_weight: Some(weight),
+            context_create: Some(context_create),
+            context_destroy: Some(context_destroy),
+            infer: Some(infer),
+            refitter_create: Some(refitter_create),
+            refitter_destroy: Some(refitter_destroy),
+            refitter_set_named_weights: Some(set_named_weights),
+            refitter_missing: Some(missing),
+            refitter_refit: Some(refit),
+            last_error: Some(last_error),
+        },
+        engine_numerics: Some(engine_numerics),
+    }
+}
+
+/// The body of a plugin's entry point `refit_plugin_get_api`: `table` for
+/// ABI version 1, else NULL.
+pub fn entry(table: &'static refit_plugin_api, abi_version: u32) -> *const refit_plugin_api {
+    if abi_version == sys::REFIT_PLUGIN_ABI_VERSION {
+        table
+    } else {
+        std::ptr::null()
+    }
+}
+
+static API: refit_plugin_api = table::<Reference>();
 
 /// What the reference plugin's entry point returns: the table for ABI
 /// version 1, else NULL. The library exports no symbol itself: the
@@ -641,9 +687,5 @@ static API: refit_plugin_api = refit_plugin_api {
 /// with this as its body, so a crate linking this library gets no C
 /// symbol from it.
 pub fn api(abi_version: u32) -> *const refit_plugin_api {
-    if abi_version == sys::REFIT_PLUGIN_ABI_VERSION {
-        &API
-    } else {
-        std::ptr::null()
-    }
+    entry(&API, abi_version)
 }

@@ -42,6 +42,7 @@ pub fn status_of(e: &Error) -> refit_status {
         | Error::InvalidNode { .. }
         | Error::InvalidGraph { .. }
         | Error::MalformedModel { .. } => sys::REFIT_UNSUPPORTED,
+        Error::BadEngineOptions(_) => sys::REFIT_INVALID_ARGUMENT,
         Error::Plugin { status, .. } => *status,
         Error::InFile { error, .. } => status_of(error),
         _ => sys::REFIT_ERROR,

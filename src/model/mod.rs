@@ -11,6 +11,8 @@ pub mod conv;
 pub mod onnx;
 mod parse;
 
+pub use parse::read_initializers;
+
 use std::path::{Path, PathBuf};
 
 use half::f16;

@@ -187,3 +187,109 @@ pub struct Dimension {
     #[prost(string, optional, tag = "2")]
     pub dim_param: Option<String>,
 }
+
+/// One field of a protobuf message: its number, wire type, the whole
+/// field's bytes (key included) and, for a length-delimited field, its
+/// payload.
+struct Field<'a> {
+    number: u64,
+    whole: &'a [u8],
+    payload: Option<&'a [u8]>,
+}
+
+/// The fields of a protobuf message, in order, borrowed from `bytes`.
+fn fields(mut bytes: &[u8]) -> Result<Vec<Field<'_>>, String> {
+    use prost::encoding::decode_varint;
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let start = bytes;
+        let key = decode_varint(&mut bytes).map_err(|e| e.to_string())?;
+        let payload = match key & 7 {
+            0 => {
+                decode_varint(&mut bytes).map_err(|e| e.to_string())?;
+                None
+            }
+            1 | 5 => {
+                let n = if key & 7 == 1 { 8 } else { 4 };
+                bytes = bytes
+                    .get(n..)
+                    .ok_or("a fixed-width field runs past the end")?;
+                None
+            }
+            2 => {
+                let len = decode_varint(&mut bytes).map_err(|e| e.to_string())? as usize;
+                let p = bytes.get(..len).ok_or("a field runs past the end")?;
+                bytes = &bytes[len..];
+                Some(p)
+            }
+            w => return Err(format!("wire type {w} is not supported")),
+        };
+        let used = start.len() - bytes.len();
+        out.push(Field {
+            number: key >> 3,
+            whole: &start[..used],
+            payload,
+        });
+    }
+    Ok(out)
+}
+
+fn put_message(out: &mut Vec<u8>, number: u64, payload: &[u8]) {
+    prost::encoding::encode_varint((number << 3) | 2, out);
+    prost::encoding::encode_varint(payload.len() as u64, out);
+    out.extend_from_slice(payload);
+}
+
+/// The model `bytes` with the values of initializers replaced: `values`
+/// gives an initializer's new f32 values by name, or `None` to keep it. A
+/// replaced initializer is written as FLOAT `raw_data` with its name and
+/// dims; every other byte of the model (ops, attributes, opsets, metadata,
+/// fields this crate does not know) is kept as it was, so any runtime reads
+/// the same model with other weights. The graph moves to the end of the
+/// model and the initializers to the end of the graph (protobuf readers do
+/// not depend on field order).
+///
+/// # Errors
+/// A message for bytes that are not a protobuf model with a graph.
+pub fn replace_initializers<'v>(
+    bytes: &[u8],
+    values: &dyn Fn(&str) -> Option<&'v [f32]>,
+) -> Result<Vec<u8>, String> {
+    use prost::Message;
+    let model = fields(bytes)?;
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut graph = None;
+    for f in &model {
+        match (f.number, f.payload) {
+            (7, Some(g)) => graph = Some(g),
+            _ => out.extend_from_slice(f.whole),
+        }
+    }
+    let graph = graph.ok_or("the model has no graph")?;
+    let mut g_out = Vec::with_capacity(graph.len());
+    let mut inits = Vec::new();
+    for f in fields(graph)? {
+        match (f.number, f.payload) {
+            (5, Some(t)) => inits.push((f.whole, t)),
+            _ => g_out.extend_from_slice(f.whole),
+        }
+    }
+    for (whole, t) in inits {
+        let proto = TensorProto::decode(t).map_err(|e| e.to_string())?;
+        match values(proto.name.as_deref().unwrap_or_default()) {
+            None => g_out.extend_from_slice(whole),
+            Some(v) => {
+                let replaced = TensorProto {
+                    dims: proto.dims,
+                    data_type: Some(FLOAT),
+                    name: proto.name,
+                    raw_data: Some(v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+                    ..TensorProto::default()
+                };
+                put_message(&mut g_out, 5, &replaced.encode_to_vec());
+            }
+        }
+    }
+    put_message(&mut out, 7, &g_out);
+    Ok(out)
+}

@@ -187,53 +187,12 @@ impl Model {
             return Err(graph_err("sparse initializers are not supported".into()));
         }
 
-        let mut initializers = Vec::new();
-        let mut init_index: HashMap<String, usize> = HashMap::new();
-        for t in &graph.initializer {
-            let name = t.name.clone().unwrap_or_default();
-            if name.is_empty() {
-                return Err(graph_err("an initializer has no name".into()));
-            }
-            let bad = |reason: String| graph_err(format!("initializer '{name}': {reason}"));
-            if t.data_location == Some(1) || !t.external_data.is_empty() {
-                return Err(bad("its data is stored externally; re-export with the weights inside the model file".into()));
-            }
-            let elem = t.data_type.unwrap_or(0);
-            let dtype = dtype_of(elem).ok_or_else(|| {
-                bad(format!(
-                    "element type {} is not supported (FLOAT, FLOAT16, INT32)",
-                    onnx::data_type_name(elem)
-                ))
-            })?;
-            let shape: Vec<usize> = t
-                .dims
-                .iter()
-                .map(|&d| {
-                    usize::try_from(d)
-                        .map_err(|_| bad(format!("negative dimension in {:?}", t.dims)))
-                })
-                .collect::<Result<_>>()?;
-            let numel = shape
-                .iter()
-                .try_fold(1usize, |a, &d| a.checked_mul(d))
-                .ok_or_else(|| bad(format!("shape {shape:?} overflows")))?;
-            let values = initializer_values(t, dtype, numel).map_err(bad)?;
-            if init_index
-                .insert(name.clone(), initializers.len())
-                .is_some()
-            {
-                return Err(bad("the name is used twice".into()));
-            }
-            initializers.push(Initializer {
-                info: TensorInfo {
-                    name,
-                    dtype,
-                    shape: shape.iter().map(|&d| Some(d)).collect(),
-                },
-                shape,
-                values,
-            });
-        }
+        let initializers = initializers_of(&graph, path)?;
+        let init_index: HashMap<String, usize> = initializers
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.info.name.clone(), i))
+            .collect();
 
         // Values: graph inputs (other than initializers listed as inputs),
         // then each node's output.
@@ -427,4 +386,86 @@ impl Model {
         }
         Ok(model)
     }
+}
+
+/// The initializers of a model file (name, dtype, shape, values as f32),
+/// whatever ops its graph uses: what an engine that runs the model
+/// elsewhere (a plugin over another runtime) lists as its weights.
+///
+/// # Errors
+/// [`Error::Io`], [`Error::MalformedModel`], or [`Error::InvalidGraph`] for
+/// an initializer the harness cannot read (external data, an element type
+/// other than FLOAT, FLOAT16, INT32).
+pub fn read_initializers(path: &Path) -> Result<Vec<Initializer>> {
+    let bytes = std::fs::read(path).map_err(|error| Error::Io {
+        op: "read",
+        path: path.to_path_buf(),
+        error,
+    })?;
+    let proto = onnx::ModelProto::decode(&bytes[..]).map_err(|e| Error::MalformedModel {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let graph = proto.graph.ok_or_else(|| Error::MalformedModel {
+        path: path.to_path_buf(),
+        reason: "the model has no graph".into(),
+    })?;
+    initializers_of(&graph, path)
+}
+
+fn initializers_of(graph: &onnx::GraphProto, path: &Path) -> Result<Vec<Initializer>> {
+    let graph_err = |reason: String| Error::InvalidGraph {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut initializers = Vec::new();
+    let mut init_index: HashMap<String, usize> = HashMap::new();
+    for t in &graph.initializer {
+        let name = t.name.clone().unwrap_or_default();
+        if name.is_empty() {
+            return Err(graph_err("an initializer has no name".into()));
+        }
+        let bad = |reason: String| graph_err(format!("initializer '{name}': {reason}"));
+        if t.data_location == Some(1) || !t.external_data.is_empty() {
+            return Err(bad(
+                "its data is stored externally; re-export with the weights inside the model file"
+                    .into(),
+            ));
+        }
+        let elem = t.data_type.unwrap_or(0);
+        let dtype = dtype_of(elem).ok_or_else(|| {
+            bad(format!(
+                "element type {} is not supported (FLOAT, FLOAT16, INT32)",
+                onnx::data_type_name(elem)
+            ))
+        })?;
+        let shape: Vec<usize> = t
+            .dims
+            .iter()
+            .map(|&d| {
+                usize::try_from(d).map_err(|_| bad(format!("negative dimension in {:?}", t.dims)))
+            })
+            .collect::<Result<_>>()?;
+        let numel = shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| bad(format!("shape {shape:?} overflows")))?;
+        let values = initializer_values(t, dtype, numel).map_err(bad)?;
+        if init_index
+            .insert(name.clone(), initializers.len())
+            .is_some()
+        {
+            return Err(bad("the name is used twice".into()));
+        }
+        initializers.push(Initializer {
+            info: TensorInfo {
+                name,
+                dtype,
+                shape: shape.iter().map(|&d| Some(d)).collect(),
+            },
+            shape,
+            values,
+        });
+    }
+    Ok(initializers)
 }
