@@ -152,6 +152,38 @@ fn check_rejects_unknown_scenarios_and_engines() {
     let (code, out) = cli(&["check", "--engine", "defect:nope"]);
     assert_eq!(code, 2);
     assert!(out.contains("unknown engine 'defect:nope'"), "{out}");
+    let (code, out) = cli(&["check", "--skip-scenario", "resourcez"]);
+    assert_eq!(code, 2);
+    assert!(
+        out.contains("unknown scenario 'resourcez' in --skip-scenario"),
+        "{out}"
+    );
+}
+
+/// `--skip-scenario` runs every scenario asked for but the skipped ones.
+#[test]
+fn check_skips_the_scenarios_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let (code, out) = cli(&[
+        "check",
+        "--scenario",
+        "seed",
+        "--scenario",
+        "round_trip",
+        "--skip-scenario",
+        "round_trip",
+        "--report",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("1 passed, 0 failed") && !out.contains("round_trip"),
+        "{out}"
+    );
+    let (code, out) = cli(&["check", "--scenario", "seed", "--skip-scenario", "seed"]);
+    assert_eq!(code, 2);
+    assert!(out.contains("leaves no scenario"), "{out}");
 }
 
 /// Every user mistake exits 2 with one line before anything runs, and

@@ -84,6 +84,10 @@ enum Command {
         /// Run only these scenarios; repeatable.
         #[arg(long)]
         scenario: Vec<String>,
+        /// Run every scenario (or every one of --scenario) but these;
+        /// repeatable.
+        #[arg(long)]
+        skip_scenario: Vec<String>,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -370,6 +374,39 @@ fn progress(p: check::Progress<'_>, prefix: &mut String) {
     }
 }
 
+/// The scenarios to run: `only` (every one when empty) but `skip`, each
+/// name checked.
+fn without(only: Vec<String>, skip: &[String]) -> anyhow::Result<Vec<String>> {
+    if skip.is_empty() {
+        return Ok(only);
+    }
+    for s in skip {
+        anyhow::ensure!(
+            check::scenario(s).is_some(),
+            "unknown scenario '{s}' in --skip-scenario: expected one of {}",
+            check::scenarios()
+                .iter()
+                .map(|s| s.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let all: Vec<String> = if only.is_empty() {
+        check::scenarios()
+            .iter()
+            .map(|s| s.name.to_string())
+            .collect()
+    } else {
+        only
+    };
+    let left: Vec<String> = all.into_iter().filter(|s| !skip.contains(s)).collect();
+    anyhow::ensure!(
+        !left.is_empty(),
+        "--skip-scenario leaves no scenario to run"
+    );
+    Ok(left)
+}
+
 /// Checks everything the user gave before anything runs: the scenario
 /// names, every model readable by the oracle, the plugin loadable.
 fn preflight(
@@ -542,9 +579,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             model,
             report,
             scenario,
+            skip_scenario,
             run,
         } => {
             let spec: EngineSpec = engine.parse()?;
+            let scenario = without(scenario, &skip_scenario)?;
             let scratch = tempfile::tempdir()?;
             let dir = report.unwrap_or_else(|| report::run_dir("reports".as_ref()));
             let r = run_check(&spec, model, scenario, &run, scratch.path(), &dir)?;

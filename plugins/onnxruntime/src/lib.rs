@@ -550,6 +550,29 @@ struct OrtRefitter {
     staged: Vec<Option<Vec<f32>>>,
 }
 
+impl OrtRefitter {
+    /// `rebuild`: a session on `values`, and the ORT tensors it was given.
+    fn build(&self, values: &[Arc<Vec<f32>>]) -> Result<(Session, Vec<Arc<DynValue>>)> {
+        let s = &self.shared;
+        if s.options.add_initializer {
+            let mut given = Vec::with_capacity(values.len());
+            for (w, v) in s.weights.iter().zip(values) {
+                given.push(Arc::new(tensor_value(w, v.to_vec())?.0));
+            }
+            let session = build_session(&s.env, &s.model, None, &s.options, &s.weights, &given)?;
+            return Ok((session, given));
+        }
+        let of = |name: &str| {
+            let i = s.weights.iter().position(|w| w.name == name)?;
+            Some(values[i].as_slice())
+        };
+        let bytes = replace_initializers(&s.bytes, &of)
+            .map_err(|e| ort_err(&format!("writing weights into {}", s.model.display()), e))?;
+        let session = build_session(&s.env, &s.model, Some(&bytes), &s.options, &[], &[])?;
+        Ok((session, Vec::new()))
+    }
+}
+
 impl Refitter for OrtRefitter {
     fn set_named_weights(&mut self, name: &str, weights: &Tensor) -> Result<()> {
         self.set_named_weights_view(name, weights.view())
@@ -638,37 +661,35 @@ impl Refitter for OrtRefitter {
             }
             RefitMode::Rebuild => {
                 let current = s.current.load_full();
+                // The staged values move into the new version; a failed
+                // build puts them back.
+                let staged: Vec<bool> = self.staged.iter().map(Option::is_some).collect();
                 let values: Vec<Arc<Vec<f32>>> = current
                     .values
                     .iter()
-                    .zip(&self.staged)
-                    .map(|(old, new)| match new {
-                        Some(v) => Arc::new(v.clone()),
+                    .zip(self.staged.iter_mut())
+                    .map(|(old, new)| match new.take() {
+                        Some(v) => Arc::new(v),
                         None => Arc::clone(old),
                     })
                     .collect();
-                let mut given = Vec::new();
-                let session = if s.options.add_initializer {
-                    for (w, v) in s.weights.iter().zip(&values) {
-                        given.push(Arc::new(tensor_value(w, v.to_vec())?.0));
+                let built = self.build(&values);
+                let (session, given) = match built {
+                    Ok(b) => b,
+                    Err(e) => {
+                        for ((slot, v), was) in self.staged.iter_mut().zip(&values).zip(&staged) {
+                            if *was {
+                                *slot = Some(v.to_vec());
+                            }
+                        }
+                        return Err(e);
                     }
-                    build_session(&s.env, &s.model, None, &s.options, &s.weights, &given)?
-                } else {
-                    let of = |name: &str| {
-                        let i = s.weights.iter().position(|w| w.name == name)?;
-                        Some(values[i].as_slice())
-                    };
-                    let bytes = replace_initializers(&s.bytes, &of).map_err(|e| {
-                        ort_err(&format!("writing weights into {}", s.model.display()), e)
-                    })?;
-                    build_session(&s.env, &s.model, Some(&bytes), &s.options, &[], &[])?
                 };
                 s.current.store(Arc::new(Version {
                     session: Mutex::new(session),
                     values,
                     _given: given,
                 }));
-                self.staged.iter_mut().for_each(|v| *v = None);
                 Ok(())
             }
         }
