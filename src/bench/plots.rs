@@ -245,7 +245,7 @@ pub fn write_plots(rows: &[Row], dir: &Path, files: &mut Vec<PathBuf>) -> Result
         let p = dir.join("infer_under_refit.svg");
         bars(
             &p,
-            "inference throughput with and without refit (conv_stack)",
+            "inference throughput with and without refit",
             "refit traffic",
             "inferences per second (median, p10-p90)",
             &iur,

@@ -96,24 +96,27 @@ pub fn summary(rows: &[Row]) -> String {
         s.push_str(&format!("- The check oracle's expectation for a 64-channel 3x3 conv over 56x56 (exact values and f32 bounds) costs {r:.2} engine inferences; each distinct expectation is computed once and then served from its cache.\n"));
     }
     let p99 = |p: &str| find(rows, "latency", p).and_then(|r| r.p99_ns);
-    if let (Some(alone), Some(r)) = (
-        p99("infer_conv_stack"),
-        find(rows, "latency", "infer_conv_stack"),
-    ) {
+    // The inference latency measured alone: conv_stack, or the model an
+    // engine that cannot run it was measured on instead.
+    let alone = rows.iter().find(|r| {
+        r.benchmark == "latency" && r.parameter.starts_with("infer_") && r.baseline.is_empty()
+    });
+    if let Some((r, p99_alone)) = alone.and_then(|r| Some((r, r.p99_ns?))) {
+        let model = r.parameter.trim_start_matches("infer_");
         s.push_str(&format!(
-            "- Inference latency (conv_stack, each call timed): p50 {}, p99 {}, max {}.\n",
+            "- Inference latency ({model}, each call timed): p50 {}, p99 {}, max {}.\n",
             human(r.median_ns),
-            human(alone),
-            human(r.max_ns.unwrap_or(alone))
+            human(p99_alone),
+            human(r.max_ns.unwrap_or(p99_alone))
         ));
         for (mode, words) in [
             ("w1_every_1ms", "a writer refitting every ms"),
             ("w1_full_speed", "a writer refitting flat out"),
         ] {
-            if let Some(w) = p99(&format!("infer_conv_stack_{mode}")) {
+            if let Some(w) = p99(&format!("{}_{mode}", r.parameter)) {
                 s.push_str(&format!(
                     "- Inference p99 with {words}: {:.2}x without ({}).\n",
-                    w / alone,
+                    w / p99_alone,
                     human(w)
                 ));
             }

@@ -85,6 +85,8 @@ pub fn write(path: &Path, h: &History, title: &str) -> Result<(), String> {
         .configure_mesh()
         .x_desc("time since the race began (ms)")
         .y_desc("version observed")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()
         .map_err(|x| e(&x))?;
     // Refit intervals.
