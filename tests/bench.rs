@@ -424,3 +424,64 @@ fn a_slow_engine_gets_a_bounded_sweep_with_honest_samples() {
     assert!(lat.median_ns >= 10e6, "{lat:?}");
     assert!(lat.samples >= 30 && lat.samples < 1000, "{lat:?}");
 }
+
+/// The reference engine refusing conv_stack, as an engine lacking a
+/// capability does.
+struct Picky;
+
+impl refit_harness::check::EngineFactory for Picky {
+    fn name(&self) -> String {
+        "picky".into()
+    }
+    fn open(
+        &self,
+        model: &std::path::Path,
+        options: &refit_harness::engine::BuildOptions,
+    ) -> refit_harness::Result<Box<dyn refit_harness::Engine>> {
+        if model.ends_with("conv_stack.onnx") {
+            return Err(refit_harness::Error::Unsupported {
+                reason: "dilated SAME_UPPER convs".into(),
+            });
+        }
+        EngineSpec::Reference.open(model, options)
+    }
+}
+
+/// A model the engine refuses is skipped with its reason, not a failed
+/// run: no row for it, and the measurements made on conv_stack move to
+/// conv_depthwise, named so.
+#[test]
+fn a_model_the_engine_refuses_is_skipped_in_the_sweep() {
+    let scratch = tempfile::tempdir().unwrap();
+    let mut said = Vec::new();
+    let rows = bench::run(&Picky, &tiny(scratch.path()), &mut |p| {
+        said.push(p.to_string())
+    })
+    .unwrap();
+    assert!(
+        !rows.iter().any(|r| r.parameter.contains("conv_stack")),
+        "{rows:#?}"
+    );
+    assert!(
+        said.iter()
+            .any(|p| p.starts_with("infer/conv_stack.onnx skipped: unsupported: dilated")),
+        "{said:#?}"
+    );
+    for p in [
+        "infer_conv_depthwise",
+        "infer_conv_depthwise_w1_every_1ms",
+        "infer_conv_depthwise_w1_full_speed",
+    ] {
+        assert!(
+            rows.iter()
+                .any(|r| r.benchmark == "latency" && r.parameter == p),
+            "no latency/{p}"
+        );
+    }
+    let md = bench::summary(&rows);
+    assert!(
+        md.contains("Inference latency (conv_depthwise, each call timed)")
+            && md.contains("Inference p99 with a writer refitting every ms"),
+        "{md}"
+    );
+}

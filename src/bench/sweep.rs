@@ -411,7 +411,12 @@ pub fn run(
         Ok((_, e)) => ("conv_stack", e),
         Err(e) if e.is_unsupported() => {
             progress(&format!("conv_stack skipped: {e}; conv_depthwise instead"));
-            let (_, e) = open(spec, cfg, "conv_depthwise.onnx", &fixtures::conv_depthwise())?;
+            let (_, e) = open(
+                spec,
+                cfg,
+                "conv_depthwise.onnx",
+                &fixtures::conv_depthwise(),
+            )?;
             ("conv_depthwise", e)
         }
         Err(e) => return Err(e),
