@@ -203,12 +203,9 @@ fn environment(dylib: Option<&Path>) -> Result<Environment> {
             .map_err(|e| format!("loading ONNX Runtime from {}: {e}", path.display()))?
             .with_name("refit-onnxruntime")
             .build()
-            .map(|env| {
-                // Failures reach the harness as errors with ONNX Runtime's
-                // message; its own log would repeat them on stderr.
-                env.set_log_level(ort::logging::LogLevel::Fatal);
-                env
-            })
+            // Failures reach the harness as errors with ONNX Runtime's
+            // message; its own log would repeat them on stderr.
+            .inspect(|env| env.set_log_level(ort::logging::LogLevel::Fatal))
             .map_err(|e| format!("ONNX Runtime environment: {e}"))
     })
     .clone()
