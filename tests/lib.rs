@@ -8,6 +8,7 @@ mod errors;
 mod fixtures;
 mod fuzz;
 mod history;
+mod magicmind;
 mod numerics;
 mod plugin;
 mod property;

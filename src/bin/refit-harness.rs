@@ -9,7 +9,6 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use refit_harness::defects::Defect;
-use refit_harness::engine::reference::ReferenceEngine;
 use refit_harness::engine::{BuildOptions, Engine};
 use refit_harness::spec::EngineSpec;
 use refit_harness::{bench, check, demo, faulty_plugins, fixtures, io, report, selftest};
@@ -183,6 +182,12 @@ enum Command {
     },
     /// The vendor's refit demos on the reference engine.
     Demo {
+        /// The engine the demo runs on, serving the seed model: `reference`,
+        /// or `plugin:PATH` to run the vendor's demo through a shim.
+        #[arg(long, default_value = "reference", global = true)]
+        engine: String,
+        #[command(flatten)]
+        options: EngineOptions,
         #[command(subcommand)]
         which: DemoCommand,
     },
@@ -334,15 +339,6 @@ fn open(
 ) -> anyhow::Result<Box<dyn Engine>> {
     let spec: EngineSpec = engine.parse()?;
     Ok(spec.open(model, &options.build()?)?)
-}
-
-fn seed_engine() -> anyhow::Result<ReferenceEngine> {
-    let bytes = fixtures::seed_model().to_bytes();
-    Ok(ReferenceEngine::from_bytes(
-        &bytes,
-        "seed_conv.onnx".as_ref(),
-        &BuildOptions::default(),
-    )?)
 }
 
 /// Progress on stderr. Live updates from a stress run overwrite the line
@@ -814,18 +810,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Demo { which } => {
-            let engine = seed_engine()?;
+        Command::Demo {
+            engine,
+            options,
+            which,
+        } => {
+            let scratch = tempfile::tempdir()?;
+            let seed = scratch.path().join("seed_conv.onnx");
+            std::fs::write(&seed, fixtures::seed_model().to_bytes())?;
+            let engine = open(&engine, &seed, &options)?;
+            let engine = engine.as_ref();
             match which {
                 DemoCommand::SingleThread => {
-                    demo::single_thread(&engine, stdout)?;
+                    demo::single_thread(engine, stdout)?;
                 }
                 DemoCommand::MultiThread {
                     interval_ms,
                     verify,
                 } => {
                     let run =
-                        demo::multi_thread(&engine, Duration::from_millis(interval_ms), stdout)?;
+                        demo::multi_thread(engine, Duration::from_millis(interval_ms), stdout)?;
                     if verify {
                         let (ok, line) = demo::verify(&run);
                         println!("{line}");

@@ -374,7 +374,7 @@ struct Engine : IEngine {
       return nullptr;
     }
     // Wide enough a window for unguarded concurrent calls to meet.
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
     refit_context *c = nullptr;
     refit_status s = Backend(nullptr)->context_create(backend, &c);
     creating.fetch_sub(1);
