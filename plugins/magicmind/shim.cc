@@ -467,6 +467,7 @@ refit_status EngineCreate(const char *model_path, const char *options_json, refi
   const Json *device = opts.Get("device");
   if (device && device->kind == Json::Num) e->device = static_cast<int>(device->n);
   const Json *declares = opts.Get("declares");
+  if (declares && declares->kind != Json::Obj) return Fail(REFIT_INVALID_ARGUMENT, "options_json: declares is not an object");
   std::string bad;
   e->info.concurrency = Pick(declares, "concurrency", "atomic", REFIT_ATOMIC, "quiesced", REFIT_QUIESCED, &bad);
   e->info.failed_refit =

@@ -370,6 +370,21 @@ fn progress(p: check::Progress<'_>, prefix: &mut String) {
     }
 }
 
+/// An error naming `name` (`where_` says which option gave it) unless it
+/// is a scenario.
+fn known_scenario(name: &str, where_: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        check::scenario(name).is_some(),
+        "unknown scenario '{name}'{where_}: expected one of {}",
+        check::scenarios()
+            .iter()
+            .map(|s| s.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
+}
+
 /// The scenarios to run: `only` (every one when empty) but `skip`, each
 /// name checked.
 fn without(only: Vec<String>, skip: &[String]) -> anyhow::Result<Vec<String>> {
@@ -377,15 +392,7 @@ fn without(only: Vec<String>, skip: &[String]) -> anyhow::Result<Vec<String>> {
         return Ok(only);
     }
     for s in skip {
-        anyhow::ensure!(
-            check::scenario(s).is_some(),
-            "unknown scenario '{s}' in --skip-scenario: expected one of {}",
-            check::scenarios()
-                .iter()
-                .map(|s| s.name)
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        known_scenario(s, " in --skip-scenario")?;
     }
     let all: Vec<String> = if only.is_empty() {
         check::scenarios()
@@ -412,15 +419,7 @@ fn preflight(
     sanitizer: Option<check::isolate::Sanitizer>,
 ) -> anyhow::Result<()> {
     for s in only {
-        anyhow::ensure!(
-            check::scenario(s).is_some(),
-            "unknown scenario '{s}': expected one of {}",
-            check::scenarios()
-                .iter()
-                .map(|s| s.name)
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        known_scenario(s, "")?;
     }
     for m in models {
         anyhow::ensure!(

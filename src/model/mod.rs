@@ -234,39 +234,7 @@ impl Model {
     /// [`Error::InputCount`], [`Error::DTypeMismatch`],
     /// [`Error::ShapeMismatch`] or [`Error::ByteCount`] naming the input.
     pub fn check_inputs(&self, inputs: &[Tensor]) -> Result<()> {
-        if inputs.len() != self.inputs.len() {
-            return Err(Error::InputCount {
-                expected: self.inputs.len(),
-                found: inputs.len(),
-            });
-        }
-        for (info, t) in self.inputs.iter().zip(inputs) {
-            let what = || format!("input '{}'", info.name);
-            if t.dtype() != info.dtype {
-                return Err(Error::DTypeMismatch {
-                    what: what(),
-                    expected: info.dtype,
-                    found: t.dtype().to_string(),
-                });
-            }
-            let fits = t.shape.len() == info.shape.len()
-                && info
-                    .shape
-                    .iter()
-                    .zip(&t.shape)
-                    .all(|(d, &f)| d.is_none_or(|d| d == f) && f > 0);
-            if !fits {
-                return Err(Error::ShapeMismatch {
-                    what: format!("{} (declared {})", what(), info.shape_text()),
-                    expected: info.shape.iter().map(|d| d.unwrap_or(0)).collect(),
-                    found: t.shape.clone(),
-                });
-            }
-            if t.numel() != t.data.len() {
-                t.validate(&what())?;
-            }
-        }
-        Ok(())
+        crate::engine::check_inputs(&self.inputs, inputs)
     }
 
     /// Evaluates the graph. `weight(i)` gives the current values of

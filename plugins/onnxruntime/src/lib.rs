@@ -45,8 +45,8 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, Tensor as OrtTensor, TensorElementType, TensorRef, ValueType};
 use refit_harness::engine::{
-    Concurrency, Context, Contract, Engine, EngineInfo, FailedRefit, NonFinite, Precision,
-    Refitter, Subset,
+    check_inputs, Concurrency, Context, Contract, Engine, EngineInfo, FailedRefit, NonFinite,
+    Precision, Refitter, Subset,
 };
 use refit_harness::ffi::{export, sys};
 use refit_harness::model::onnx::replace_initializers;
@@ -466,41 +466,6 @@ impl Engine for OrtEngine {
 
 struct OrtContext {
     shared: Arc<Shared>,
-}
-
-/// Checks inputs against the model's: count, dtype, shape, value count.
-fn check_inputs(infos: &[TensorInfo], inputs: &[Tensor]) -> Result<()> {
-    if inputs.len() != infos.len() {
-        return Err(Error::InputCount {
-            expected: infos.len(),
-            found: inputs.len(),
-        });
-    }
-    for (info, t) in infos.iter().zip(inputs) {
-        let what = || format!("input '{}'", info.name);
-        if t.dtype() != info.dtype {
-            return Err(Error::DTypeMismatch {
-                what: what(),
-                expected: info.dtype,
-                found: t.dtype().to_string(),
-            });
-        }
-        let fits = t.shape.len() == info.shape.len()
-            && info
-                .shape
-                .iter()
-                .zip(&t.shape)
-                .all(|(d, &f)| d.is_none_or(|d| d == f) && f > 0);
-        if !fits {
-            return Err(Error::ShapeMismatch {
-                what: format!("{} (declared {})", what(), info.shape_text()),
-                expected: info.shape.iter().map(|d| d.unwrap_or(0)).collect(),
-                found: t.shape.clone(),
-            });
-        }
-        t.validate(&what())?;
-    }
-    Ok(())
 }
 
 impl Context for OrtContext {

@@ -1,8 +1,9 @@
 //! ONNX Runtime under the harness, through the plugin ABI (the cdylib this
 //! crate builds, loaded like any vendor's): a second oracle for the
 //! reference engine, and the harness's verdicts on the refit modes. Needs
-//! `ORT_DYLIB_PATH` (`plugins/onnxruntime/setup.sh` prints it); without it
-//! every test fails saying so.
+//! `ORT_DYLIB_PATH` (`plugins/onnxruntime/setup.sh` prints it) and the
+//! library built (`cargo build -p refit-onnxruntime`); without either every
+//! test fails saying so.
 
 use std::path::{Path, PathBuf};
 
@@ -30,7 +31,11 @@ fn plugin() -> PathBuf {
         .parent()
         .unwrap()
         .join("librefit_onnxruntime.so");
-    assert!(lib.exists(), "{} was not built", lib.display());
+    assert!(
+        lib.exists(),
+        "{} is missing: `cargo test` builds the rlib only; run `cargo build -p refit-onnxruntime` first",
+        lib.display()
+    );
     lib
 }
 
