@@ -11,7 +11,16 @@
 //! - `visibility/<engine>`: from `refit()` returning to the first inference
 //!   that observes it;
 //! - `refit_vs_reload/<engine>`: refit of every weight against building the
-//!   engine afresh from a model file holding the new weights.
+//!   engine afresh from a model file holding the new weights;
+//! - `abi/...`: what the plugin ABI itself costs, whatever `REFIT_ENGINE`
+//!   is: seed inference of the reference engine through the loader (the
+//!   reference plugin linked into the binary) against the same engine
+//!   in-process (target: at most 1.5x), and a 16 MiB refit through it
+//!   against a memcpy of the same bytes (target: at most 1.25x).
+//!
+//! Inference is timed with `infer_into`, reusing outputs as a serving loop
+//! does. A model the engine refuses as unsupported is left out (and said
+//! on stderr).
 //!
 //! `REFIT_BENCH_MAX_BYTES` caps the refit sweep (256 MiB by default).
 
@@ -53,6 +62,32 @@ fn open(path: &Path) -> Box<dyn Engine> {
     spec().open(path, &options).expect("open engine")
 }
 
+/// `REFIT_BENCH_MAX_BYTES`: the largest weight refitted (the CI smoke run
+/// keeps it small).
+fn max_bytes() -> usize {
+    std::env::var("REFIT_BENCH_MAX_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(usize::MAX)
+}
+
+/// As [`open`], or `None` (said on stderr) for a model the engine refuses.
+fn open_supported(path: &Path) -> Option<Box<dyn Engine>> {
+    let options = BuildOptions {
+        engine_options: refit_harness::check::isolate::engine_options_from_env()
+            .unwrap_or_else(|e| panic!("{e}")),
+        ..BuildOptions::default()
+    };
+    match spec().open(path, &options) {
+        Ok(e) => Some(e),
+        Err(e) if e.is_unsupported() => {
+            eprintln!("{}: left out: {e}", path.display());
+            None
+        }
+        Err(e) => panic!("open engine: {e}"),
+    }
+}
+
 fn input_for(engine: &dyn Engine) -> Vec<Tensor> {
     engine
         .inputs()
@@ -72,11 +107,7 @@ fn refit(c: &mut Criterion) {
     let mut g = c.benchmark_group("refit");
     g.sample_size(10);
     let name = spec().to_string();
-    // REFIT_BENCH_MAX_BYTES caps the sweep (the CI smoke run keeps it small).
-    let max = std::env::var("REFIT_BENCH_MAX_BYTES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(usize::MAX);
+    let max = max_bytes();
     for bytes in [36usize, 4 << 10, 256 << 10, 16 << 20, 256 << 20]
         .into_iter()
         .filter(|&b| b <= max)
@@ -131,8 +162,12 @@ fn refit_rate(c: &mut Criterion) {
     });
     let x = input_for(engine.as_ref());
     let mut ctx = engine.context().expect("context");
+    let mut out = Vec::new();
     g.bench_function(BenchmarkId::new(&name, "infer_seed_conv"), |b| {
-        b.iter(|| black_box(ctx.infer(&x).expect("infer")))
+        b.iter(|| {
+            ctx.infer_into(&x, &mut out).expect("infer");
+            black_box(&out);
+        })
     });
     g.finish();
 }
@@ -141,12 +176,20 @@ fn infer(c: &mut Criterion) {
     let mut g = c.benchmark_group("infer");
     let name = spec().to_string();
     for (file, chain) in fixtures::models() {
-        let engine = open(&write(file, &chain));
+        let Some(engine) = open_supported(&write(file, &chain)) else {
+            continue;
+        };
         let x = input_for(engine.as_ref());
         let mut ctx = engine.context().expect("context");
+        let mut out = Vec::new();
         g.bench_function(
             BenchmarkId::new(&name, file.trim_end_matches(".onnx")),
-            |b| b.iter(|| black_box(ctx.infer(&x).expect("infer"))),
+            |b| {
+                b.iter(|| {
+                    ctx.infer_into(&x, &mut out).expect("infer");
+                    black_box(&out);
+                })
+            },
         );
     }
     g.finish();
@@ -155,20 +198,32 @@ fn infer(c: &mut Criterion) {
 fn infer_under_refit(c: &mut Criterion) {
     let mut g = c.benchmark_group("infer_under_refit");
     let name = spec().to_string();
-    let engine = open(&write("conv_stack.onnx", &fixtures::conv_stack()));
+    // conv_stack, or conv_depthwise for an engine that refuses it.
+    let engine = open_supported(&write("conv_stack.onnx", &fixtures::conv_stack()))
+        .unwrap_or_else(|| open(&write("conv_depthwise.onnx", &fixtures::conv_depthwise())));
     let x = input_for(engine.as_ref());
     let mut ctx = engine.context().expect("context");
+    let mut out = Vec::new();
     g.bench_function(BenchmarkId::new(&name, "none"), |b| {
-        b.iter(|| black_box(ctx.infer(&x).expect("infer")))
+        b.iter(|| {
+            ctx.infer_into(&x, &mut out).expect("infer");
+            black_box(&out);
+        })
     });
     bench::with_writer(engine.as_ref(), Some(Duration::from_millis(1)), || {
         g.bench_function(BenchmarkId::new(&name, "w1_every_1ms"), |b| {
-            b.iter(|| black_box(ctx.infer(&x).expect("infer")))
+            b.iter(|| {
+                ctx.infer_into(&x, &mut out).expect("infer");
+                black_box(&out);
+            })
         });
     });
     bench::with_writer(engine.as_ref(), None, || {
         g.bench_function(BenchmarkId::new(&name, "w1_full_speed"), |b| {
-            b.iter(|| black_box(ctx.infer(&x).expect("infer")))
+            b.iter(|| {
+                ctx.infer_into(&x, &mut out).expect("infer");
+                black_box(&out);
+            })
         });
     });
     g.finish();
@@ -247,8 +302,60 @@ fn refit_vs_reload(c: &mut Criterion) {
     g.finish();
 }
 
+/// The plugin ABI's own cost (see the module documentation).
+fn abi(c: &mut Criterion) {
+    let mut g = c.benchmark_group("abi");
+    let seed = write("abi_seed.onnx", &fixtures::seed_model());
+    let linked = |model: &Path| -> Box<dyn Engine> {
+        let plugin = refit_harness::ffi::Plugin::linked("linked reference plugin").expect("table");
+        Box::new(plugin.open(model, &BuildOptions::default()).expect("open"))
+    };
+    let direct = EngineSpec::Reference
+        .open(&seed, &BuildOptions::default())
+        .expect("open");
+    for (who, engine) in [("in_process", direct), ("linked_plugin", linked(&seed))] {
+        let x = input_for(engine.as_ref());
+        let mut ctx = engine.context().expect("context");
+        let mut out = Vec::new();
+        g.bench_function(BenchmarkId::new(who, "infer_seed_conv"), |b| {
+            b.iter(|| {
+                ctx.infer_into(&x, &mut out).expect("infer");
+                black_box(&out);
+            })
+        });
+    }
+    let bytes = (16usize << 20).min(max_bytes());
+    let engine = linked(&write("abi_sized.onnx", &bench::sized_model(bytes)));
+    let w = engine.weights()[0].name.clone();
+    let tensors = [
+        weight_tensor(engine.as_ref(), 0, 1.0),
+        weight_tensor(engine.as_ref(), 0, 2.0),
+    ];
+    g.sample_size(10);
+    g.throughput(Throughput::Bytes(bytes as u64));
+    let mut k = 0;
+    g.bench_function(BenchmarkId::new("linked_plugin/refit", bytes), |b| {
+        b.iter(|| {
+            k += 1;
+            let mut r = engine.refitter().expect("refitter");
+            r.set_named_weights(&w, &tensors[k % 2]).expect("stage");
+            r.refit().expect("refit");
+        })
+    });
+    let src = vec![1.0f32; bytes / 4];
+    let mut dst = vec![0.0f32; bytes / 4];
+    g.bench_function(BenchmarkId::new("memcpy", bytes), |b| {
+        b.iter(|| {
+            dst.copy_from_slice(black_box(&src));
+            black_box(&dst);
+        })
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
+    abi,
     refit,
     refit_rate,
     infer,
