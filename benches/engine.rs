@@ -115,30 +115,44 @@ fn refit(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(bytes as u64));
         let chain = bench::sized_model(bytes);
         let engine = open(&write("sized.onnx", &chain));
-        let w = engine.weights()[0].name.clone();
-        let tensors = [
-            weight_tensor(engine.as_ref(), 0, 1.0),
-            weight_tensor(engine.as_ref(), 0, 2.0),
-        ];
-        let mut k = 0;
-        g.bench_function(BenchmarkId::new(&name, bytes), |b| {
-            b.iter(|| {
-                k += 1;
-                let mut r = engine.refitter().expect("refitter");
-                r.set_named_weights(&w, &tensors[k % 2]).expect("stage");
-                r.refit().expect("refit");
-            })
-        });
-        let src = vec![1.0f32; bytes / 4];
-        let mut dst = vec![0.0f32; bytes / 4];
-        g.bench_function(BenchmarkId::new("memcpy", bytes), |b| {
-            b.iter(|| {
-                dst.copy_from_slice(black_box(&src));
-                black_box(&dst);
-            })
-        });
+        refit_beside_memcpy(
+            &mut g,
+            engine.as_ref(),
+            BenchmarkId::new(&name, bytes),
+            bytes,
+        );
     }
     g.finish();
+}
+
+/// A refit of `engine`'s first weight (`bytes` bytes), alternating two
+/// values, as `id`, then `memcpy/<bytes>`: a copy of as many bytes into
+/// memory already touched.
+fn refit_beside_memcpy(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    engine: &dyn Engine,
+    id: BenchmarkId,
+    bytes: usize,
+) {
+    let w = engine.weights()[0].name.clone();
+    let tensors = [weight_tensor(engine, 0, 1.0), weight_tensor(engine, 0, 2.0)];
+    let mut k = 0;
+    g.bench_function(id, |b| {
+        b.iter(|| {
+            k += 1;
+            let mut r = engine.refitter().expect("refitter");
+            r.set_named_weights(&w, &tensors[k % 2]).expect("stage");
+            r.refit().expect("refit");
+        })
+    });
+    let src = vec![1.0f32; bytes / 4];
+    let mut dst = vec![0.0f32; bytes / 4];
+    g.bench_function(BenchmarkId::new("memcpy", bytes), |b| {
+        b.iter(|| {
+            dst.copy_from_slice(black_box(&src));
+            black_box(&dst);
+        })
+    });
 }
 
 fn refit_rate(c: &mut Criterion) {
@@ -326,30 +340,10 @@ fn abi(c: &mut Criterion) {
     }
     let bytes = (16usize << 20).min(max_bytes());
     let engine = linked(&write("abi_sized.onnx", &bench::sized_model(bytes)));
-    let w = engine.weights()[0].name.clone();
-    let tensors = [
-        weight_tensor(engine.as_ref(), 0, 1.0),
-        weight_tensor(engine.as_ref(), 0, 2.0),
-    ];
     g.sample_size(10);
     g.throughput(Throughput::Bytes(bytes as u64));
-    let mut k = 0;
-    g.bench_function(BenchmarkId::new("linked_plugin/refit", bytes), |b| {
-        b.iter(|| {
-            k += 1;
-            let mut r = engine.refitter().expect("refitter");
-            r.set_named_weights(&w, &tensors[k % 2]).expect("stage");
-            r.refit().expect("refit");
-        })
-    });
-    let src = vec![1.0f32; bytes / 4];
-    let mut dst = vec![0.0f32; bytes / 4];
-    g.bench_function(BenchmarkId::new("memcpy", bytes), |b| {
-        b.iter(|| {
-            dst.copy_from_slice(black_box(&src));
-            black_box(&dst);
-        })
-    });
+    let id = BenchmarkId::new("linked_plugin/refit", bytes);
+    refit_beside_memcpy(&mut g, engine.as_ref(), id, bytes);
     g.finish();
 }
 

@@ -415,6 +415,18 @@ pub fn check_inputs(infos: &[TensorInfo], inputs: &[Tensor]) -> Result<()> {
     Ok(())
 }
 
+/// The names of the weights `infos` whose slot in `staged` (one per
+/// weight, in the same order) is empty: what [`Refitter::missing`] reports
+/// for an engine that keeps its staged values that way.
+pub fn unstaged<T>(infos: &[TensorInfo], staged: &[Option<T>]) -> Vec<String> {
+    infos
+        .iter()
+        .zip(staged)
+        .filter(|(_, s)| s.is_none())
+        .map(|(w, _)| w.name.clone())
+        .collect()
+}
+
 /// Stages named weights and applies them as one refit.
 pub trait Refitter: Send {
     /// Stages one weight, validating it against the model. A weight staged

@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 
 use super::publish::Published;
 use super::{
-    BuildOptions, Concurrency, Context, Contract, Engine, EngineInfo, FailedRefit, NonFinite,
-    Precision, Refitter, Subset,
+    unstaged, BuildOptions, Concurrency, Context, Contract, Engine, EngineInfo, FailedRefit,
+    NonFinite, Precision, Refitter, Subset,
 };
 use crate::model::{Model, Plan};
 use crate::tensor::{Aligned, Tensor, TensorInfo, TensorView, Values};
@@ -303,8 +303,20 @@ fn check_finite(t: TensorView<'_>, what: &str) -> Result<()> {
 /// [`Error::UnknownWeight`], [`Error::DTypeMismatch`],
 /// [`Error::ShapeMismatch`], [`Error::ByteCount`] or [`Error::NonFinite`].
 pub fn validate_weight(infos: &[TensorInfo], name: &str, weights: &Tensor) -> Result<usize> {
-    let index = validate_layout(infos, name, weights.view())?;
-    check_finite(weights.view(), &format!("weight '{name}'"))?;
+    validate_weight_view(infos, name, weights.view())
+}
+
+/// As [`validate_weight`], for borrowed values.
+///
+/// # Errors
+/// As [`validate_weight`].
+pub fn validate_weight_view(
+    infos: &[TensorInfo],
+    name: &str,
+    weights: TensorView<'_>,
+) -> Result<usize> {
+    let index = validate_layout(infos, name, weights)?;
+    check_finite(weights, &format!("weight '{name}'"))?;
     Ok(index)
 }
 
@@ -383,14 +395,7 @@ impl Refitter for ReferenceRefitter {
     }
 
     fn missing(&self) -> Result<Vec<String>> {
-        Ok(self
-            .shared
-            .weights
-            .iter()
-            .zip(&self.staged)
-            .filter(|(_, s)| s.is_none())
-            .map(|(w, _)| w.name.clone())
-            .collect())
+        Ok(unstaged(&self.shared.weights, &self.staged))
     }
 
     fn refit(&mut self) -> Result<()> {

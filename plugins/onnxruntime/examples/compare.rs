@@ -14,22 +14,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use refit_harness::bench::sampler::{time, time_pair};
+use refit_harness::bench::summary::human;
 use refit_harness::engine::{refit_all, BuildOptions};
 use refit_harness::spec::EngineSpec;
 use refit_harness::{fixtures, Engine, Tensor};
 
 const SAMPLES: usize = 11;
 const SAMPLE: Duration = Duration::from_millis(100);
-
-fn human(ns: f64) -> String {
-    if ns >= 1e6 {
-        format!("{:.2} ms", ns / 1e6)
-    } else if ns >= 1e3 {
-        format!("{:.2} us", ns / 1e3)
-    } else {
-        format!("{ns:.0} ns")
-    }
-}
 
 fn inputs(e: &dyn Engine) -> Vec<Tensor> {
     e.inputs()

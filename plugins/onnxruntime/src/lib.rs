@@ -44,9 +44,10 @@ use ort::environment::Environment;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, Tensor as OrtTensor, TensorElementType, TensorRef, ValueType};
+use refit_harness::engine::reference::validate_weight_view;
 use refit_harness::engine::{
-    check_inputs, Concurrency, Context, Contract, Engine, EngineInfo, FailedRefit, NonFinite,
-    Precision, Refitter, Subset,
+    check_inputs, unstaged, Concurrency, Context, Contract, Engine, EngineInfo, FailedRefit,
+    NonFinite, Precision, Refitter, Subset,
 };
 use refit_harness::ffi::{export, sys};
 use refit_harness::model::onnx::replace_initializers;
@@ -547,57 +548,17 @@ impl Refitter for OrtRefitter {
     }
 
     fn set_named_weights_view(&mut self, name: &str, weights: TensorView<'_>) -> Result<()> {
-        let infos = &self.shared.weights;
-        let index =
-            infos
-                .iter()
-                .position(|w| w.name == name)
-                .ok_or_else(|| Error::UnknownWeight {
-                    name: name.to_string(),
-                    known: infos
-                        .iter()
-                        .map(|w| format!("'{}'", w.name))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                })?;
-        let info = &infos[index];
-        let what = || format!("weight '{name}'");
+        // Name, dtype (every weight here is f32), shape, count, finiteness.
+        let index = validate_weight_view(&self.shared.weights, name, weights)?;
         let Values::F32(v) = weights.values else {
-            return Err(Error::DTypeMismatch {
-                what: what(),
-                expected: info.dtype,
-                found: weights.dtype().to_string(),
-            });
+            unreachable!("validated as f32 above")
         };
-        let expected: Vec<usize> = info.shape.iter().map(|d| d.unwrap_or(0)).collect();
-        if weights.shape != expected.as_slice() {
-            return Err(Error::ShapeMismatch {
-                what: what(),
-                expected,
-                found: weights.shape.to_vec(),
-            });
-        }
-        weights.validate(&what())?;
-        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-            return Err(Error::NonFinite {
-                what: what(),
-                index: i,
-                value: v[i].to_string(),
-            });
-        }
         self.staged[index] = Some(v.to_vec());
         Ok(())
     }
 
     fn missing(&self) -> Result<Vec<String>> {
-        Ok(self
-            .shared
-            .weights
-            .iter()
-            .zip(&self.staged)
-            .filter(|(_, s)| s.is_none())
-            .map(|(w, _)| w.name.clone())
-            .collect())
+        Ok(unstaged(&self.shared.weights, &self.staged))
     }
 
     fn refit(&mut self) -> Result<()> {
