@@ -251,7 +251,8 @@ pub struct BuildOptions {
     pub enable_refit: bool,
     /// The engine's own build options, a JSON object (`--engine-options`):
     /// a plugin receives its members in `options_json` beside
-    /// `enable_refit`, unchanged; the built-in engines ignore them.
+    /// `enable_refit`, unchanged; the built-in engines take none and refuse
+    /// any.
     pub engine_options: Option<String>,
 }
 
@@ -286,6 +287,32 @@ impl BuildOptions {
         };
         map.insert("enable_refit".into(), self.enable_refit.into());
         Ok(serde_json::Value::Object(map).to_string())
+    }
+}
+
+/// Refuses options an engine does not take: `Err` naming the first key of
+/// `options` (a JSON object, or `Null`) that is not in `known`, and the
+/// keys `engine` takes. A typo (`devcie`) must not pass silently.
+///
+/// # Errors
+/// [`Error::BadEngineOptions`] naming the key.
+pub fn refuse_unknown_options(
+    options: &serde_json::Value,
+    known: &[&str],
+    engine: &str,
+) -> Result<()> {
+    let Some(map) = options.as_object() else {
+        return Ok(());
+    };
+    match map.keys().find(|k| !known.contains(&k.as_str())) {
+        None => Ok(()),
+        Some(k) if known.is_empty() => Err(Error::BadEngineOptions(format!(
+            "unknown option '{k}': {engine} takes no engine options"
+        ))),
+        Some(k) => Err(Error::BadEngineOptions(format!(
+            "unknown option '{k}': {engine} takes {}",
+            known.join(", ")
+        ))),
     }
 }
 

@@ -171,10 +171,14 @@ pub fn conv1d() -> ConvChain {
     }
 }
 
+/// The seed model's file name: the model every engine must build (the
+/// checks' preflight builds it before anything else).
+pub const SEED_MODEL: &str = "seed_conv.onnx";
+
 /// The models `gen-model` writes, by file name.
 pub fn models() -> Vec<(&'static str, ConvChain)> {
     vec![
-        ("seed_conv.onnx", seed_model()),
+        (SEED_MODEL, seed_model()),
         ("conv_stack.onnx", conv_stack()),
         ("conv_depthwise.onnx", conv_depthwise()),
         ("conv_wide.onnx", conv_wide()),

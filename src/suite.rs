@@ -3,7 +3,8 @@
 //!
 //! ```no_run
 //! // tests/refit.rs of a runtime's crate, with refit-harness as a
-//! // dev-dependency. The engine is REFIT_ENGINE (e.g. plugin:/path/lib.so).
+//! // dev-dependency. The engine is REFIT_ENGINE (e.g. plugin:/path/lib.so),
+//! // which must be set.
 //! refit_harness::conformance_suite!(refit_harness::suite::Suite::from_env());
 //! ```
 //!
@@ -48,6 +49,7 @@ pub struct Suite {
     engine_options: Option<String>,
     skip: Vec<String>,
     fail_on_skip: bool,
+    regressions: Option<PathBuf>,
 }
 
 impl Suite {
@@ -62,18 +64,42 @@ impl Suite {
             engine_options: None,
             skip: Vec::new(),
             fail_on_skip: false,
+            regressions: None,
         }
     }
 
-    /// The engine `REFIT_ENGINE` names (`reference` when unset), with
-    /// `REFIT_ENGINE_OPTIONS` and `REFIT_TIMEOUT`.
+    /// The engine `REFIT_ENGINE` names, with `REFIT_ENGINE_OPTIONS`,
+    /// `REFIT_TIMEOUT` and `REFIT_REGRESSIONS`.
     ///
     /// # Panics
-    /// When one of those variables is malformed, or the plugin it names
-    /// does not load: a suite that cannot reach its engine fails, it never
-    /// skips.
+    /// When `REFIT_ENGINE` is unset (a suite that ran on the built-in
+    /// reference engine instead would pass without testing anything of
+    /// yours), when one of those variables is malformed, or when the plugin
+    /// it names does not load: a suite that cannot reach its engine fails,
+    /// it never skips.
     pub fn from_env() -> Self {
-        let spec = EngineSpec::from_env().unwrap_or_else(|e| panic!("REFIT_ENGINE: {e}"));
+        match std::env::var("REFIT_ENGINE") {
+            Ok(s) if !s.trim().is_empty() => Suite::from_env_or(""),
+            _ => panic!(
+                "REFIT_ENGINE is not set: name the engine under test, e.g. \
+                 REFIT_ENGINE=plugin:/path/to/libmy_shim.so cargo test \
+                 (REFIT_ENGINE=reference tests the harness's own reference engine)"
+            ),
+        }
+    }
+
+    /// [`Suite::from_env`], with `default` (an engine spec such as
+    /// `reference`) where `REFIT_ENGINE` is unset: for the harness's own
+    /// tests, which test the reference engine unless told otherwise.
+    ///
+    /// # Panics
+    /// As [`Suite::from_env`], but for an unset `REFIT_ENGINE`.
+    pub fn from_env_or(default: &str) -> Self {
+        let spec = match std::env::var("REFIT_ENGINE") {
+            Ok(s) if !s.trim().is_empty() => s.parse(),
+            _ => default.parse(),
+        }
+        .unwrap_or_else(|e| panic!("REFIT_ENGINE: {e}"));
         if let EngineSpec::Plugin(path) = &spec {
             if let Err(e) = crate::ffi::Plugin::load(path) {
                 panic!("REFIT_ENGINE: {e}");
@@ -82,6 +108,9 @@ impl Suite {
         let mut s = Suite::new(Under::Spec(spec));
         s.engine_options = isolate::engine_options_from_env().unwrap_or_else(|e| panic!("{e}"));
         s.timeout = isolate::timeout_from_env().unwrap_or_else(|e| panic!("{e}"));
+        s.regressions = std::env::var_os("REFIT_REGRESSIONS")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
         s
     }
 
@@ -156,6 +185,15 @@ impl Suite {
         self
     }
 
+    /// Where `model_based` saves a failing case, replayed first by every
+    /// later run of the test (default: `REFIT_REGRESSIONS`, else
+    /// `refit-harness/<module>/model_based.txt` under the crate's
+    /// `target/tmp`, which outlives the test).
+    pub fn regressions(mut self, file: impl Into<PathBuf>) -> Self {
+        self.regressions = Some(file.into());
+        self
+    }
+
     fn factory_with(&self, options: Option<String>) -> Box<dyn EngineFactory> {
         match &self.under {
             Under::Spec(spec) => Box::new(SpecFactory {
@@ -173,12 +211,20 @@ impl Suite {
     /// # Panics
     /// When the scenario fails (with its evidence), or is unknown.
     pub fn run(&self, scenario: &str, module: &str) {
+        self.run_in_target(scenario, module, None);
+    }
+
+    /// [`Suite::run`], keeping failing cases under `target_tmp` (the
+    /// calling crate's `CARGO_TARGET_TMPDIR`, which
+    /// [`conformance_suite!`](crate::conformance_suite) passes).
+    #[doc(hidden)]
+    pub fn run_in_target(&self, scenario: &str, module: &str, target_tmp: Option<&str>) {
         assert!(
             check::scenario(scenario).is_some(),
             "unknown scenario '{scenario}'"
         );
         if self.skip.iter().any(|s| s == scenario) {
-            println!("{scenario}: left out by the suite");
+            println!("{scenario}: left out by the suite (not run)");
             return;
         }
         // In the child this test started: run the item and leave.
@@ -210,7 +256,23 @@ impl Suite {
         config.only = vec![scenario.to_string()];
         config.fail_on_skip = self.fail_on_skip;
         config.engine_options = self.engine_options.clone();
-        config.regressions = Some(scratch.path().join("model_based.txt"));
+        let saved = self.regressions.clone().unwrap_or_else(|| {
+            let base = target_tmp.map(PathBuf::from).unwrap_or_else(|| {
+                // target/<profile>/deps/<test binary> -> target/tmp
+                std::env::current_exe()
+                    .ok()
+                    .and_then(|p| Some(p.parent()?.parent()?.parent()?.join("tmp")))
+                    .unwrap_or_else(std::env::temp_dir)
+            });
+            base.join("refit-harness")
+                .join(module.replace("::", "-"))
+                .join("model_based.txt")
+        });
+        config.replay = Some(format!(
+            "every later run of this test replays it first (`cargo test {scenario}`, \
+             REFIT_REGRESSIONS=FILE for another file; delete the file to forget it)"
+        ));
+        config.regressions = Some(saved);
         // The test's name within its binary: the module path without the
         // crate's name.
         let test = match module.split_once("::") {
@@ -218,6 +280,18 @@ impl Suite {
             None => scenario.to_string(),
         };
         let factory = self.factory_with(self.engine_options.clone());
+        let engine = factory.name();
+        // The engine must build the seed model before anything is judged:
+        // a plugin whose runtime is missing fails here with its own message.
+        if let Err(e) = factory.open(
+            &scratch
+                .path()
+                .join("models")
+                .join(crate::fixtures::SEED_MODEL),
+            &crate::engine::BuildOptions::default(),
+        ) {
+            panic!("{scenario} on {engine}: the engine cannot be built on the seed model: {e}");
+        }
         let mut iso = Isolation::new(
             std::env::current_exe().expect("the test binary"),
             factory.name(),
@@ -229,8 +303,8 @@ impl Suite {
         let mut failures = Vec::new();
         for o in &report.outcomes {
             match &o.verdict {
-                Verdict::Pass(d) => println!("{} {}: pass: {d}", o.scenario, o.model),
-                Verdict::Skip(d) => println!("{} {}: skip: {d}", o.scenario, o.model),
+                Verdict::Pass(d) => println!("{} {} on {engine}: pass: {d}", o.scenario, o.model),
+                Verdict::Skip(d) => println!("{} {} on {engine}: skip: {d}", o.scenario, o.model),
                 v => failures.push(format!(
                     "{} {}: {}: {}",
                     o.scenario,
@@ -311,7 +385,11 @@ macro_rules! __conformance_tests {
             #[test]
             fn $name() {
                 let suite: $crate::suite::Suite = $suite;
-                suite.run(stringify!($name), module_path!());
+                suite.run_in_target(
+                    stringify!($name),
+                    module_path!(),
+                    option_env!("CARGO_TARGET_TMPDIR"),
+                );
             }
         )*
     };

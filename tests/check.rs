@@ -56,7 +56,9 @@ fn assert_no_failure(r: &CheckReport) {
 /// default reference), from the same macro a vendor's crate uses, each in
 /// a child process; and a test that the macro's list is the library's.
 mod under_test {
-    refit_harness::conformance_suite!(refit_harness::suite::Suite::from_env().seconds(30.0));
+    refit_harness::conformance_suite!(
+        refit_harness::suite::Suite::from_env_or("reference").seconds(30.0)
+    );
 
     #[test]
     fn every_scenario_has_a_test() {

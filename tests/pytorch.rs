@@ -61,7 +61,7 @@ fn float_exports_agree_with_pytorch_within_the_bound(
         let theirs = io::read_npy(&f(torch)).unwrap();
         for (who, y) in [("reference", &ours[0]), ("PyTorch", &theirs)] {
             assert_eq!(y.shape, expected.shape);
-            if let Some((i, m)) = first_mismatch(expected, &y.to_f32_vec(), &Judge::F32) {
+            if let Err((i, m)) = first_mismatch(expected, &y.to_f32_vec(), &Judge::F32) {
                 panic!(
                     "{who} at {i}: expected {}, observed {}",
                     m.expected_text(),

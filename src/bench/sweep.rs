@@ -94,11 +94,35 @@ pub fn oracle_model() -> ConvChain {
     chain
 }
 
+/// Writes `chain` as `name` and builds the engine under test on it, with
+/// the engine's own options.
 fn open(
     spec: &dyn EngineFactory,
     cfg: &BenchConfig,
     name: &str,
     chain: &ConvChain,
+) -> Result<(PathBuf, Box<dyn Engine>)> {
+    open_with(spec, cfg, name, chain, &cfg.options)
+}
+
+/// As [`open`], for a baseline engine of the harness's own (the null and
+/// reference engines): built without the vendor's engine options, which
+/// are not theirs.
+fn baseline(
+    spec: &dyn EngineFactory,
+    cfg: &BenchConfig,
+    name: &str,
+    chain: &ConvChain,
+) -> Result<(PathBuf, Box<dyn Engine>)> {
+    open_with(spec, cfg, name, chain, &BuildOptions::default())
+}
+
+fn open_with(
+    spec: &dyn EngineFactory,
+    cfg: &BenchConfig,
+    name: &str,
+    chain: &ConvChain,
+    options: &BuildOptions,
 ) -> Result<(PathBuf, Box<dyn Engine>)> {
     let path = cfg.scratch.join(name);
     std::fs::write(&path, chain.to_bytes()).map_err(|error| Error::Io {
@@ -106,7 +130,7 @@ fn open(
         path: path.clone(),
         error,
     })?;
-    let engine = spec.open(&path, &cfg.options)?;
+    let engine = spec.open(&path, options)?;
     Ok((path, engine))
 }
 
@@ -311,7 +335,7 @@ pub fn run(
         (&LinkedPlugin("null"), "abi_"),
     ] {
         progress(&format!("floor/{kind}seed_conv"));
-        let (_, null) = open(factory, cfg, "seed_conv.onnx", &fixtures::seed_model())?;
+        let (_, null) = baseline(factory, cfg, "seed_conv.onnx", &fixtures::seed_model())?;
         let mut nctx = null.context()?;
         let mut out = Vec::new();
         let ns = sets(null.as_ref(), false);
@@ -332,13 +356,13 @@ pub fn run(
     // loader (the reference plugin linked into this program), samples
     // alternating.
     progress("abi/seed_conv");
-    let (_, direct) = open(
+    let (_, direct) = baseline(
         &EngineSpec::Reference,
         cfg,
         "seed_conv.onnx",
         &fixtures::seed_model(),
     )?;
-    let (_, via) = open(
+    let (_, via) = baseline(
         &LinkedPlugin("reference"),
         cfg,
         "seed_conv.onnx",
@@ -368,7 +392,7 @@ pub fn run(
     );
     drop((dctx, vctx, direct, via));
     progress(&format!("abi/refit_{ABI_REFIT_BYTES}"));
-    let (_, via) = open(
+    let (_, via) = baseline(
         &LinkedPlugin("reference"),
         cfg,
         "sized.onnx",

@@ -218,9 +218,10 @@ struct RunArgs {
     /// Count every skip as a failure: a gate that needs full coverage.
     #[arg(long)]
     fail_on_skip: bool,
-    /// The file model_based saves failing seeds to and replays first
-    /// (default: proptest-regressions/model_based.txt in the report folder).
-    #[arg(long)]
+    /// Replay the failing model_based seeds saved in this file (one a
+    /// failed run named) before new cases; it must exist. New failing seeds
+    /// are saved in the report folder (proptest-regressions/model_based.txt).
+    #[arg(long, value_name = "FILE")]
     regressions: Option<PathBuf>,
     /// Seconds a scenario may run before it is killed and reported hung.
     #[arg(long, default_value_t = 120.0)]
@@ -488,11 +489,22 @@ fn run_check(
     config.allow_inconclusive = args.allow_inconclusive;
     config.fail_on_skip = args.fail_on_skip;
     config.live = std::io::stderr().is_terminal();
-    config.regressions = Some(
-        args.regressions
-            .clone()
-            .unwrap_or_else(|| report.join("proptest-regressions").join("model_based.txt")),
-    );
+    let saved = report.join("proptest-regressions").join("model_based.txt");
+    if let Some(replay) = &args.regressions {
+        // The seeds to replay go first into the file this run saves to,
+        // which proptest replays from.
+        let seeds = std::fs::read(replay).with_context(|| {
+            format!(
+                "--regressions {}: expected a file of saved seeds to replay",
+                replay.display()
+            )
+        })?;
+        if let Some(dir) = saved.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+        }
+        std::fs::write(&saved, seeds).with_context(|| format!("write {}", saved.display()))?;
+    }
+    config.regressions = Some(saved);
     config.engine_options = args.options.get()?;
     config.plots = Some(report.to_path_buf());
     if !args.in_process {

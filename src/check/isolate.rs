@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::{oracle, plan, run_one, stress, CheckConfig, Cx, Evidence, Tolerance, Verdict};
+use super::{plan, run_one, stress, CheckConfig, Cx, Evidence, Tolerance, Verdict};
 use crate::engine::{BuildOptions, Contract};
 use crate::ffi::flight::{CALL_MARK, SIGNAL_MARK, STEP_MARK};
 use crate::spec::EngineSpec;
@@ -232,6 +232,7 @@ pub fn config_json(c: &CheckConfig) -> Value {
         "allow_inconclusive": c.allow_inconclusive,
         "fail_on_skip": c.fail_on_skip,
         "regressions": c.regressions.as_deref().map(path_text),
+        "replay": c.replay,
         "engine_options": c.engine_options,
         "plots": c.plots.as_deref().map(path_text),
     })
@@ -301,6 +302,10 @@ pub fn config_from_json(v: &Value) -> Result<CheckConfig, String> {
         regressions: match field("regressions")? {
             Value::Null => None,
             r => Some(PathBuf::from(str_of(r, "regressions")?)),
+        },
+        replay: match v.get("replay") {
+            None | Some(Value::Null) => None,
+            Some(r) => Some(str_of(r, "replay")?),
         },
         engine_options: match field("engine_options")? {
             Value::Null => None,
@@ -425,20 +430,30 @@ pub fn child_run(
         let _ = writeln!(out, "{CONTRACT_MARK}{c}");
         let _ = out.flush();
     }
-    let cx = Cx {
-        factory,
-        config: &config,
-    };
-    let _ = oracle::take_worst_ratio();
+    let cx = Cx::new(factory, &config);
     let verdict = run_one(scenario, &cx, model.as_deref().unwrap_or(Path::new("")));
     let line = json!({
         "verdict": verdict_json(&verdict),
-        "error_ratio": oracle::take_worst_ratio(),
+        "error_ratio": ratio_json(cx.worst.take()),
     });
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "\n{OUTCOME_MARK}{line}");
     let _ = out.flush();
     ExitCode::SUCCESS
+}
+
+/// An error ratio on the wire: a number, or `"inf"` (JSON has no
+/// infinity) for a failed exact expectation.
+fn ratio_json(r: Option<f64>) -> Value {
+    match r {
+        Some(r) if r.is_infinite() => Value::from("inf"),
+        r => json!(r),
+    }
+}
+
+fn ratio_from_json(v: &Value) -> Option<f64> {
+    v.as_f64()
+        .or_else(|| (v.as_str() == Some("inf")).then_some(f64::INFINITY))
 }
 
 fn config_path_hint(p: &Path) -> String {
@@ -643,7 +658,7 @@ pub(super) fn run_child(
             if let Some(verdict) = o.get("verdict").and_then(verdict_from_json) {
                 return ChildResult {
                     verdict,
-                    error_ratio: o.get("error_ratio").and_then(Value::as_f64),
+                    error_ratio: o.get("error_ratio").and_then(ratio_from_json),
                     contract: heard.contract,
                 };
             }

@@ -182,6 +182,10 @@ pub struct CheckConfig {
     /// The file failing property-test seeds are saved to and replayed from
     /// (`None`: not saved). `check` puts it under its report folder.
     pub regressions: Option<PathBuf>,
+    /// How a person replays the seeds saved in
+    /// [`CheckConfig::regressions`], said after the file's name when a case
+    /// fails (`None`: the `refit-harness check --regressions` command).
+    pub replay: Option<String>,
     /// The engine's own build options, a JSON object passed through to
     /// every build (`--engine-options`); used by the child processes of
     /// [`CheckConfig::isolation`] (an in-process factory applies its own).
@@ -218,6 +222,7 @@ impl CheckConfig {
             scratch: scratch.to_path_buf(),
             only: Vec::new(),
             regressions: None,
+            replay: None,
             stress_ms: 500,
             stress_cap_ms: 10_000,
             min_power: stress::Power::MINIMUM,
@@ -254,6 +259,21 @@ pub struct Cx<'a> {
     pub factory: &'a dyn EngineFactory,
     /// The configuration.
     pub config: &'a CheckConfig,
+    /// The worst error / allowed error of the scenario's comparisons with
+    /// the oracle, whichever thread made them (the oracles it opens report
+    /// here).
+    pub worst: std::sync::Arc<oracle::WorstRatio>,
+}
+
+impl<'a> Cx<'a> {
+    /// A context with nothing compared yet.
+    pub fn new(factory: &'a dyn EngineFactory, config: &'a CheckConfig) -> Self {
+        Cx {
+            factory,
+            config,
+            worst: Default::default(),
+        }
+    }
 }
 
 /// A named check.
@@ -419,7 +439,7 @@ pub fn run(
     config: &CheckConfig,
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> CheckReport {
-    let cx = Cx { factory, config };
+    let cx = Cx::new(factory, config);
     let plan = plan(config);
     let mut contract = None;
     let mut engine = factory.name();
@@ -466,9 +486,9 @@ pub fn run(
                 None,
             ),
             (None, _) => {
-                let _ = oracle::take_worst_ratio();
+                let _ = cx.worst.take();
                 let v = run_one(s, &cx, model.as_deref().unwrap_or(Path::new("")));
-                (v, oracle::take_worst_ratio())
+                (v, cx.worst.take())
             }
         };
         let outcome = Outcome {

@@ -198,6 +198,100 @@ fn arb_op() -> impl Strategy<Value = Op> {
     ]
 }
 
+impl Case {
+    /// The refittable weights' names in the model's order (what `index`
+    /// picks from, modulo their count).
+    pub fn weight_names(&self) -> Vec<String> {
+        self.chain
+            .layers
+            .iter()
+            .flat_map(|l| std::iter::once(l.weight_name.clone()).chain(l.bias_name.clone()))
+            .collect()
+    }
+
+    /// The model as a person would write it: `input [1, 2, 5, 5]; l0.weight
+    /// conv 2 -> 3, kernel 3x3, stride 2, pads [1, 0, 1, 0], bias, relu`.
+    pub fn model_text(&self) -> String {
+        let dims = |v: &[usize]| {
+            v.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("x")
+        };
+        let mut c_in = self.chain.input_shape.get(1).copied().unwrap_or(0);
+        let mut parts = vec![format!("input {:?}", self.chain.input_shape)];
+        for l in &self.chain.layers {
+            let a = &l.attrs;
+            let mut t = format!("{}: conv {c_in} -> {}", l.weight_name, l.c_out);
+            t += &format!(", kernel {}", dims(&l.kernel));
+            if a.group != 1 {
+                t += &format!(", group {}", a.group);
+            }
+            if a.strides.iter().any(|&s| s != 1) {
+                t += &format!(", stride {}", dims(&a.strides));
+            }
+            if a.dilations.iter().any(|&d| d != 1) {
+                t += &format!(", dilation {}", dims(&a.dilations));
+            }
+            if a.auto_pad != AutoPad::NotSet {
+                t += &format!(", auto_pad {:?}", a.auto_pad);
+            } else if a.pads.iter().any(|&p| p != 0) {
+                t += &format!(", pads {:?}", a.pads);
+            }
+            if let Some(b) = &l.bias_name {
+                t += &format!(", bias {b}");
+            }
+            if l.relu {
+                t += ", relu";
+            }
+            parts.push(t);
+            c_in = l.c_out;
+        }
+        parts.join("; ")
+    }
+
+    /// The operations as a person would write them, `; `-separated:
+    /// `stage l0.weight = values #640; refit; stage l0.bias with a wrong
+    /// shape (must fail); new refitter, refit at once; infer`.
+    pub fn ops_text(&self) -> String {
+        let names = self.weight_names();
+        self.ops
+            .iter()
+            .map(|op| op.text(&names))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+impl Op {
+    /// The operation in words, naming the weight it picks from `names`.
+    pub fn text(&self, names: &[String]) -> String {
+        let name = |i: usize| {
+            if names.is_empty() {
+                format!("weight {i}")
+            } else {
+                names[i % names.len()].clone()
+            }
+        };
+        match *self {
+            Op::Infer => "infer".into(),
+            Op::Stage { index, salt } => format!("stage {} = values #{salt}", name(index)),
+            Op::Invalid { index, kind } => {
+                let how = match kind {
+                    Invalid::UnknownName => "under an unknown name",
+                    Invalid::WrongShape => "with one value too many in its shape",
+                    Invalid::WrongDType => "as i32 data",
+                    Invalid::WrongByteCount => "with one value too many for its shape",
+                    Invalid::NaN => "with a NaN",
+                };
+                format!("stage {} {how} (must fail)", name(index))
+            }
+            Op::Refit => "refit".into(),
+            Op::EmptyRefit => "new refitter, refit at once".into(),
+        }
+    }
+}
+
 /// The strategy for whole cases.
 pub fn arb_case() -> impl Strategy<Value = Case> {
     (arb_chain(), prop::collection::vec(arb_op(), 1..24))
@@ -218,7 +312,10 @@ pub enum CaseEnd {
 }
 
 /// Runs one case against the engine; `Err` carries the failing step.
-pub fn run_case(cx: &Cx<'_>, case: &Case, path: &Path) -> Result<CaseEnd, String> {
+///
+/// With `explain`, a mismatch's evidence ends with the oracle's explanation
+/// ([`Oracle::explain`]): for the minimal failing case, not while searching.
+pub fn run_case(cx: &Cx<'_>, case: &Case, path: &Path, explain: bool) -> Result<CaseEnd, String> {
     std::fs::write(path, case.chain.to_bytes())
         .map_err(|e| format!("write {}: {e}", path.display()))?;
     let model = Model::load(path)
@@ -229,7 +326,9 @@ pub fn run_case(cx: &Cx<'_>, case: &Case, path: &Path) -> Result<CaseEnd, String
         Err(e) => return Err(format!("build the engine: {e}")),
     };
     let contract = engine.info().contract;
-    let mut oracle = Oracle::with_judge(model, Judge::for_contract(&contract, cx.config.tolerance));
+    let mut oracle = Oracle::with_judge(model, Judge::for_contract(&contract, cx.config.tolerance))
+        .reporting_to(cx.worst.clone())
+        .explaining(explain);
     let mut resyncs = 0;
     let names: Vec<String> = engine.weights().iter().map(|w| w.name.clone()).collect();
     let map = names
@@ -262,11 +361,13 @@ pub fn run_case(cx: &Cx<'_>, case: &Case, path: &Path) -> Result<CaseEnd, String
             .product::<usize>()
     };
     for (step, op) in case.ops.iter().enumerate() {
-        let at = |what: String| format!("step {step} ({op:?}): {what}");
+        let at = |what: String| format!("step {} ({}): {what}", step + 1, op.text(&names));
         if crate::ffi::flight::enabled() {
             crate::ffi::flight::step(&format!(
-                "model_based case on {}, step {step} ({op:?})",
-                path.display()
+                "model_based case on {}, step {} ({})",
+                path.display(),
+                step + 1,
+                op.text(&names)
             ));
         }
         match *op {
@@ -396,7 +497,7 @@ pub fn run_case(cx: &Cx<'_>, case: &Case, path: &Path) -> Result<CaseEnd, String
         let expected = oracle
             .infer(&inputs)
             .map_err(|e| at(format!("oracle: {e}")))?;
-        compare("", &expected, &observed, oracle.judge()).map_err(|v| at(v.detail()))?;
+        compare("infer", &expected, &observed, &oracle, &inputs).map_err(|v| at(v.detail()))?;
     }
     Ok(CaseEnd::Ran { resyncs })
 }
@@ -482,7 +583,7 @@ pub fn run(cx: &Cx<'_>, _: &Path) -> Verdict {
         if ran.get() + refused.get() > 0 && start.elapsed().as_secs_f64() > budget {
             return Ok(());
         }
-        match run_case(cx, &case, &path).map_err(TestCaseError::fail)? {
+        match run_case(cx, &case, &path, false).map_err(TestCaseError::fail)? {
             CaseEnd::Ran { resyncs: r } => {
                 ran.set(ran.get() + 1);
                 resyncs.set(resyncs.get() + r);
@@ -495,12 +596,14 @@ pub fn run(cx: &Cx<'_>, _: &Path) -> Verdict {
         Ok(())
     });
     let replay = cx.config.regressions.as_ref().map_or_else(String::new, |p| {
-        format!(
-            "; the seed is saved in {}: replay it with `refit-harness check --engine {} --scenario model_based --regressions {}`",
-            p.display(),
-            cx.factory.name(),
-            p.display()
-        )
+        let how = cx.config.replay.clone().unwrap_or_else(|| {
+            format!(
+                "replay it with `refit-harness check --engine {} --scenario model_based --regressions {}`",
+                cx.factory.name(),
+                p.display()
+            )
+        });
+        format!("; the failing case is saved in {}: {how}", p.display())
     });
     let refused_note = if refused.get() > 0 {
         format!(
@@ -537,27 +640,16 @@ pub fn run(cx: &Cx<'_>, _: &Path) -> Verdict {
             }
         )),
         Err(TestError::Fail(reason, case)) => {
-            let layers: Vec<String> = case
-                .chain
-                .layers
-                .iter()
-                .map(|l| {
-                    format!(
-                        "conv c_out={} kernel={:?} {:?} bias={} relu={}",
-                        l.c_out,
-                        l.kernel,
-                        l.attrs,
-                        l.bias_name.is_some(),
-                        l.relu
-                    )
-                })
-                .collect();
+            // The minimal case once more, now explaining its mismatch.
+            let reason = match run_case(cx, &case, &path, true) {
+                Err(explained) => explained,
+                Ok(_) => reason.to_string(),
+            };
             fail(
                 format!(
-                    "minimal failing case: input {:?}, layers [{}], ops {:?}",
-                    case.chain.input_shape,
-                    layers.join("; "),
-                    case.ops
+                    "minimal failing case: {}; then {} (inferring after every step)",
+                    case.model_text(),
+                    case.ops_text()
                 ),
                 "the oracle's output after every step",
                 format!("{reason}{replay}"),

@@ -32,6 +32,8 @@ use std::cell::{Cell, RefCell};
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crate::engine::Precision;
 use crate::model::conv::{AutoPad, ConvAttrs};
@@ -149,6 +151,16 @@ pub struct Mismatch {
 }
 
 impl Mismatch {
+    /// Observed error / allowed error: infinite where the value had to be
+    /// exact (or is NaN on one side only).
+    pub fn ratio(&self) -> f64 {
+        if self.allowed > 0.0 && self.error.is_finite() {
+            self.error / self.allowed
+        } else {
+            f64::INFINITY
+        }
+    }
+
     /// `E ± B` (or `E exactly`).
     pub fn expected_text(&self) -> String {
         if self.allowed > 0.0 {
@@ -166,7 +178,7 @@ impl Mismatch {
         let ratio = if self.allowed > 0.0 {
             format!(" = {:.3}x the bound", self.error / self.allowed)
         } else {
-            String::new()
+            ", where the bound is 0".to_string()
         };
         format!(
             "{} (error {:.3e}{ratio}, {} ulp(s))",
@@ -175,19 +187,41 @@ impl Mismatch {
     }
 }
 
-thread_local! {
-    static WORST: Cell<Option<f64>> = const { Cell::new(None) };
-}
+/// The worst error / allowed error over a scenario's comparisons with the
+/// oracle, from every thread that compares: each [`Oracle`] reports into
+/// one (its own, or the scenario's through [`Oracle::reporting_to`]). A
+/// failed comparison counts too: its ratio, infinite where the expectation
+/// was exact.
+#[derive(Debug, Default)]
+pub struct WorstRatio(AtomicU64);
 
-/// Records a judged comparison's worst error/bound ratio.
-fn record(ratio: f64) {
-    WORST.with(|w| w.set(Some(w.get().map_or(ratio, |r| r.max(ratio)))));
-}
+impl WorstRatio {
+    /// Records one ratio (>= 0; NaN counts as infinite).
+    pub fn record(&self, ratio: f64) {
+        let r = if ratio.is_nan() {
+            f64::INFINITY
+        } else {
+            ratio.max(0.0)
+        };
+        // Non-negative floats order as their bits; 0 stands for "none".
+        self.0.fetch_max(r.to_bits() + 1, Ordering::Relaxed);
+    }
 
-/// The worst observed error / allowed error of every comparison on this
-/// thread since the last call (`None`: nothing was compared), and resets it.
-pub fn take_worst_ratio() -> Option<f64> {
-    WORST.with(|w| w.take())
+    /// The worst ratio recorded so far (`None`: nothing was compared).
+    pub fn get(&self) -> Option<f64> {
+        match self.0.load(Ordering::Relaxed) {
+            0 => None,
+            b => Some(f64::from_bits(b - 1)),
+        }
+    }
+
+    /// The worst ratio recorded so far, and resets it.
+    pub fn take(&self) -> Option<f64> {
+        match self.0.swap(0, Ordering::Relaxed) {
+            0 => None,
+            b => Some(f64::from_bits(b - 1)),
+        }
+    }
 }
 
 /// One expected output: the exact values and, per element, the error bound
@@ -202,14 +236,14 @@ pub struct Expected {
     pub bounds: Vec<f64>,
 }
 
-/// Compares observed values with the expected ones: the first mismatch, its
-/// index; records the worst ratio otherwise. A length difference is a
-/// mismatch at the shorter length.
+/// Compares observed values with the expected ones: the worst error /
+/// allowed error over every element, or the first mismatch and its index.
+/// A length difference is a mismatch at the shorter length.
 pub fn first_mismatch(
     expected: &Expected,
     observed: &[f32],
     judge: &Judge,
-) -> Option<(usize, Mismatch)> {
+) -> Result<f64, (usize, Mismatch)> {
     let mut worst = 0f64;
     for (i, (&o, (&e, &b))) in observed
         .iter()
@@ -218,14 +252,14 @@ pub fn first_mismatch(
     {
         match judge.element(e, b, o) {
             Ok(r) => worst = worst.max(r),
-            Err(m) => return Some((i, m)),
+            Err(m) => return Err((i, m)),
         }
     }
     if expected.values.len() != observed.len() {
         let i = expected.values.len().min(observed.len());
         let e = expected.values.get(i).copied().unwrap_or(f64::NAN);
         let o = observed.get(i).copied().unwrap_or(f32::NAN);
-        return Some((
+        return Err((
             i,
             Mismatch {
                 expected: e,
@@ -236,8 +270,7 @@ pub fn first_mismatch(
             },
         ));
     }
-    record(worst);
-    None
+    Ok(worst)
 }
 
 /// An activation: values, their error bounds, and whether every value is
@@ -560,20 +593,34 @@ fn hash_values(values: &[f32]) -> u64 {
     h.finish()
 }
 
-/// Evaluations kept per oracle (weight versions x inputs).
-const CACHE: usize = 16;
+/// Evaluations kept per oracle (weight versions x inputs, and the
+/// explanations of a failure).
+const CACHE: usize = 32;
+
+/// At most this many explanations are tried for one failure.
+const EXPLANATIONS: usize = 64;
 
 /// A model and the weights it should be serving, evaluated plainly, with
 /// error bounds for one precision. Evaluations are cached per weight
 /// version and input.
+///
+/// It also keeps each weight's history (its version, counted from 0 at the
+/// build, and its values one version back), so that a failed comparison can
+/// be explained ([`Oracle::explain`]): an observed output that equals the
+/// expected one with a weight at an older version says which weight a
+/// refit did not reach.
 #[derive(Clone, Debug)]
 pub struct Oracle {
     model: Model,
     weights: Vec<Vec<f32>>,
     hashes: Vec<u64>,
+    versions: Vec<u32>,
+    previous: Vec<Option<Vec<f32>>>,
     judge: Judge,
     cache: RefCell<Vec<(u64, Rc<Vec<Expected>>)>>,
     evaluations: Cell<usize>,
+    worst: Arc<WorstRatio>,
+    explains: bool,
 }
 
 impl Oracle {
@@ -592,14 +639,34 @@ impl Oracle {
             .map(|i| i.values.clone())
             .collect();
         let hashes = weights.iter().map(|w| hash_values(w)).collect();
+        let n = weights.len();
         Oracle {
             model,
             weights,
             hashes,
+            versions: vec![0; n],
+            previous: vec![None; n],
             judge,
             cache: RefCell::new(Vec::new()),
             evaluations: Cell::new(0),
+            worst: Arc::default(),
+            explains: true,
         }
+    }
+
+    /// Whether [`Oracle::explain`] tries explanations (default: yes). A
+    /// property test turns it off while it searches and shrinks, and on for
+    /// the minimal failing case.
+    pub fn explaining(mut self, on: bool) -> Self {
+        self.explains = on;
+        self
+    }
+
+    /// Reports the ratios of its comparisons ([`Oracle::compare`]) into
+    /// `worst`, a scenario's.
+    pub fn reporting_to(mut self, worst: Arc<WorstRatio>) -> Self {
+        self.worst = worst;
+        self
     }
 
     /// The model.
@@ -612,9 +679,19 @@ impl Oracle {
         &self.judge
     }
 
+    /// The worst error / allowed error of its comparisons.
+    pub fn worst(&self) -> &WorstRatio {
+        &self.worst
+    }
+
     /// The weights it serves, by initializer index.
     pub fn weights(&self) -> &[Vec<f32>] {
         &self.weights
+    }
+
+    /// Weight `index`'s version: 0 as built, one more at every change.
+    pub fn version(&self, index: usize) -> u32 {
+        self.versions[index]
     }
 
     /// How many times the model was evaluated (cache misses).
@@ -622,15 +699,20 @@ impl Oracle {
         self.evaluations.get()
     }
 
-    /// Replaces one weight's values.
+    /// Replaces one weight's values (a new version when they differ).
     pub fn set(&mut self, index: usize, values: Vec<f32>) {
-        self.hashes[index] = hash_values(&values);
-        self.weights[index] = values;
+        let hash = hash_values(&values);
+        if hash == self.hashes[index] && values == self.weights[index] {
+            return;
+        }
+        self.hashes[index] = hash;
+        self.previous[index] = Some(std::mem::replace(&mut self.weights[index], values));
+        self.versions[index] += 1;
     }
 
-    fn key(&self, inputs: &[Tensor]) -> u64 {
+    fn key(hashes: &[u64], inputs: &[Tensor]) -> u64 {
         let mut h = DefaultHasher::new();
-        self.hashes.hash(&mut h);
+        hashes.hash(&mut h);
         for t in inputs {
             t.shape.hash(&mut h);
             t.dtype().hash(&mut h);
@@ -644,11 +726,27 @@ impl Oracle {
     /// # Errors
     /// A message when the inputs do not fit the model.
     pub fn infer(&self, inputs: &[Tensor]) -> Result<Rc<Vec<Expected>>, String> {
-        let key = self.key(inputs);
+        self.infer_with(&[], inputs)
+    }
+
+    /// [`Oracle::infer`] with some weights replaced (initializer index,
+    /// values), cached as any other evaluation.
+    fn infer_with(
+        &self,
+        overrides: &[(usize, &[f32])],
+        inputs: &[Tensor],
+    ) -> Result<Rc<Vec<Expected>>, String> {
+        let mut hashes = self.hashes.clone();
+        let mut weights: Vec<&[f32]> = self.weights.iter().map(Vec::as_slice).collect();
+        for &(i, v) in overrides {
+            hashes[i] = hash_values(v);
+            weights[i] = v;
+        }
+        let key = Oracle::key(&hashes, inputs);
         if let Some(hit) = self.cache.borrow().iter().find(|(k, _)| *k == key) {
             return Ok(Rc::clone(&hit.1));
         }
-        let out = Rc::new(self.evaluate(inputs)?);
+        let out = Rc::new(self.evaluate_weights(&weights, inputs)?);
         self.evaluations.set(self.evaluations.get() + 1);
         let mut cache = self.cache.borrow_mut();
         if cache.len() == CACHE {
@@ -658,12 +756,112 @@ impl Oracle {
         Ok(out)
     }
 
+    /// Judges observed outputs against `expected` (what [`Oracle::infer`]
+    /// gave for the inputs): `Ok` with every element within its bound,
+    /// else the first output that is not, as `(output, what was expected,
+    /// what was observed)`. Either way the ratio goes into
+    /// [`Oracle::worst`] (infinite for a failed exact expectation).
+    pub fn compare(
+        &self,
+        expected: &[Expected],
+        observed: &[Tensor],
+    ) -> Result<(), (String, String)> {
+        let r = judge_outputs(expected, observed, &self.judge);
+        match &r {
+            Ok(ratio) => self.worst.record(*ratio),
+            Err((ratio, _, _)) => self.worst.record(*ratio),
+        }
+        r.map(|_| ()).map_err(|(_, e, o)| (e, o))
+    }
+
+    /// Explains outputs that disagree with the oracle by the mistakes a
+    /// refit makes: they are tried against the observed outputs in turn,
+    /// each evaluated once (cached), and the first that matches within the
+    /// bound is named: every weight at its previous version (the last
+    /// refits were not applied), one weight at its previous version (its
+    /// last refit was not applied), one weight at its build version (a copy
+    /// from the build is still served). `None` when no weight has changed
+    /// since the build (nothing to try); otherwise one sentence, saying
+    /// what matched or that nothing did.
+    pub fn explain(&self, inputs: &[Tensor], observed: &[Tensor]) -> Option<String> {
+        if !self.explains {
+            return None;
+        }
+        let name = |i: usize| format!("'{}'", self.model.initializers()[i].info.name);
+        let changed: Vec<usize> = (0..self.weights.len())
+            .filter(|&i| self.versions[i] > 0)
+            .collect();
+        if changed.is_empty() {
+            return None;
+        }
+        let mut tries: Vec<(String, Vec<(usize, &[f32])>)> = Vec::new();
+        if changed.len() > 1 {
+            let names: Vec<String> = changed.iter().map(|&i| name(i)).collect();
+            tries.push((
+                format!(
+                    "every weight at its previous version ({}): the refit was not applied",
+                    names.join(", ")
+                ),
+                changed
+                    .iter()
+                    .filter_map(|&i| Some((i, self.previous[i].as_deref()?)))
+                    .collect(),
+            ));
+        }
+        for &i in &changed {
+            if let Some(p) = self.previous[i].as_deref() {
+                let v = self.versions[i];
+                tries.push((
+                    format!(
+                        "{} still at version {}: that weight's refit to version {v} was not applied",
+                        name(i),
+                        v - 1
+                    ),
+                    vec![(i, p)],
+                ));
+            }
+        }
+        for &i in &changed {
+            if self.versions[i] > 1 {
+                tries.push((
+                    format!(
+                        "{} at its build version (0): a copy of that weight from the build is still served",
+                        name(i)
+                    ),
+                    vec![(i, &self.model.initializers()[i].values[..])],
+                ));
+            }
+        }
+        tries.truncate(EXPLANATIONS);
+        let tried = tries.len();
+        for (what, overrides) in tries {
+            let Ok(expected) = self.infer_with(&overrides, inputs) else {
+                continue;
+            };
+            if judge_outputs(&expected, observed, &self.judge).is_ok() {
+                return Some(format!("observed = the expected output with {what}"));
+            }
+        }
+        Some(format!(
+            "no stale weight explains it ({tried} tried: every weight, and each one, at its previous version or as built)"
+        ))
+    }
+
     /// Evaluates the model without the cache (and without counting it in
     /// [`Oracle::evaluations`]): what one cache miss costs.
     ///
     /// # Errors
     /// A message when the inputs do not fit the model.
     pub fn evaluate(&self, inputs: &[Tensor]) -> Result<Vec<Expected>, String> {
+        let weights: Vec<&[f32]> = self.weights.iter().map(Vec::as_slice).collect();
+        self.evaluate_weights(&weights, inputs)
+    }
+
+    fn evaluate_weights(
+        &self,
+        weights: &[&[f32]],
+        inputs: &[Tensor],
+    ) -> Result<Vec<Expected>, String> {
         let precision = self.judge.precision;
         let exact_allowed = self.judge.exact_allowed();
         let op_limit = int_limit(precision.operand_bits());
@@ -696,8 +894,8 @@ impl Oracle {
                     let r = conv(
                         x,
                         &inits[weight].shape,
-                        &self.weights[weight],
-                        bias.map(|b| &self.weights[b][..]),
+                        weights[weight],
+                        bias.map(|b| weights[b]),
                         attrs,
                         precision,
                         exact_allowed,
@@ -729,4 +927,41 @@ impl Oracle {
             })
             .collect()
     }
+}
+
+/// Judges every output: the worst ratio, or the first output outside its
+/// bound as `(ratio, expected, observed)`.
+fn judge_outputs(
+    expected: &[Expected],
+    observed: &[Tensor],
+    judge: &Judge,
+) -> Result<f64, (f64, String, String)> {
+    if expected.len() != observed.len() {
+        return Err((
+            f64::INFINITY,
+            format!("{} outputs", expected.len()),
+            format!("{}", observed.len()),
+        ));
+    }
+    let mut worst = 0f64;
+    for (o, (e, t)) in expected.iter().zip(observed).enumerate() {
+        if e.shape != t.shape {
+            return Err((
+                f64::INFINITY,
+                format!("output {o} of shape {:?}", e.shape),
+                format!("{:?}", t.shape),
+            ));
+        }
+        match first_mismatch(e, &t.to_f32_vec(), judge) {
+            Ok(r) => worst = worst.max(r),
+            Err((i, m)) => {
+                return Err((
+                    m.ratio(),
+                    format!("output {o}[{i}] = {}", m.expected_text()),
+                    m.observed_text(),
+                ))
+            }
+        }
+    }
+    Ok(worst)
 }

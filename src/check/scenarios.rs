@@ -167,7 +167,8 @@ fn parity(cx: &Cx<'_>, model: &Path) -> Step<Verdict> {
             "infer on the engine built without refit",
             &expected,
             &plain,
-            with.oracle.judge(),
+            &with.oracle,
+            &with.inputs,
         )
         .map_err(|v| {
             fail(
@@ -385,7 +386,9 @@ fn bad_input(cx: &Cx<'_>, model: &Path) -> Step<Verdict> {
     let requires_all = contract.subset == Subset::RequiresAll;
     let mut checked = 0;
     for (kind, name, tensor) in bad_tensors(&s, target) {
-        let before = s.expect_oracle(&format!("{kind}: infer before"))?;
+        let before = s.expect_oracle(&format!(
+            "infer after refitting every weight to B, before staging the {kind} case"
+        ))?;
         let mut r = must(&format!("{kind}: create a refitter"), s.engine.refitter())?;
         // Valid weights staged beside the bad one (every other weight where
         // the engine requires all, else the last one): a failed refit must
@@ -491,7 +494,7 @@ fn bad_input(cx: &Cx<'_>, model: &Path) -> Step<Verdict> {
         let at = vals.len() / 2;
         vals[at] = v;
         let name = s.info(target).name.clone();
-        let before = s.expect_oracle(&format!("{label}: infer before"))?;
+        let before = s.expect_oracle(&format!("infer before staging the {label} case"))?;
         let mut r = must(&format!("{label}: create a refitter"), s.engine.refitter())?;
         // A valid companion first (where there is another weight): a
         // refused refit must not apply it either.

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::oracle::{first_mismatch, Expected, Judge, Oracle};
+use super::oracle::{Expected, Judge, Oracle};
 use super::{fail, Cx, Verdict};
 use crate::engine::{BuildOptions, Context, Engine, Subset};
 use crate::model::Model;
@@ -110,7 +110,7 @@ impl Subject {
         let judge = Judge::for_contract(&engine.info().contract, cx.config.tolerance);
         Ok(Subject {
             engine,
-            oracle: Oracle::with_judge(parsed, judge),
+            oracle: Oracle::with_judge(parsed, judge).reporting_to(cx.worst.clone()),
             ctx,
             inputs,
             map,
@@ -156,7 +156,7 @@ impl Subject {
         crate::ffi::flight::step(step);
         let observed = must(step, self.ctx.infer(&self.inputs))?;
         let expected = self.expected()?;
-        compare(step, &expected, &observed, self.oracle.judge())?;
+        compare(step, &expected, &observed, &self.oracle, &self.inputs)?;
         Ok(observed)
     }
 
@@ -169,7 +169,7 @@ impl Subject {
         match bit_difference(before, &observed) {
             Some(d) => {
                 let expected = self.expected()?;
-                compare(step, &expected, &observed, self.oracle.judge()).map_err(|v| {
+                compare(step, &expected, &observed, &self.oracle, &self.inputs).map_err(|v| {
                     fail(
                         step,
                         format!("{} unchanged at {}", d.place, d.expected),
@@ -254,37 +254,23 @@ pub(crate) fn open_engine(
     })
 }
 
-/// Compares outputs with the oracle's: shapes, then values.
+/// Compares outputs with the oracle's (`expected`, what it gave for
+/// `inputs`): shapes, then values. A mismatch's evidence ends with the
+/// oracle's explanation of it ([`Oracle::explain`]).
 pub(crate) fn compare(
     step: &str,
     expected: &[Expected],
     observed: &[Tensor],
-    judge: &Judge,
+    oracle: &Oracle,
+    inputs: &[Tensor],
 ) -> Step<()> {
-    if expected.len() != observed.len() {
-        return Err(fail(
-            step,
-            format!("{} outputs", expected.len()),
-            format!("{}", observed.len()),
-        ));
-    }
-    for (o, (e, t)) in expected.iter().zip(observed).enumerate() {
-        if e.shape != t.shape {
-            return Err(fail(
-                step,
-                format!("output {o} of shape {:?}", e.shape),
-                format!("{:?}", t.shape),
-            ));
-        }
-        if let Some((i, m)) = first_mismatch(e, &t.to_f32_vec(), judge) {
-            return Err(fail(
-                step,
-                format!("output {o}[{i}] = {}", m.expected_text()),
-                m.observed_text(),
-            ));
-        }
-    }
-    Ok(())
+    oracle.compare(expected, observed).map_err(|(e, o)| {
+        let o = match oracle.explain(inputs, observed) {
+            Some(why) => format!("{o}; {why}"),
+            None => o,
+        };
+        fail(step, e, o)
+    })
 }
 
 /// Where two sets of outputs first differ.

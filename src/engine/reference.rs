@@ -130,12 +130,27 @@ pub struct ReferenceEngine {
     shared: Arc<Shared>,
 }
 
+/// The built-in reference engine takes no engine options: any is an error
+/// naming it.
+fn refuse_options(options: &BuildOptions) -> Result<()> {
+    match &options.engine_options {
+        None => Ok(()),
+        Some(text) => crate::engine::refuse_unknown_options(
+            &serde_json::Value::Object(crate::engine::parse_engine_options(text)?),
+            &[],
+            "the built-in reference engine",
+        ),
+    }
+}
+
 impl ReferenceEngine {
     /// Loads a model file.
     ///
     /// # Errors
-    /// As [`Model::load`].
+    /// As [`Model::load`]; [`Error::BadEngineOptions`](crate::Error) for
+    /// any engine option (it takes none).
     pub fn load(path: &Path, options: &BuildOptions) -> Result<Self> {
+        refuse_options(options)?;
         Ok(Self::new(Model::load(path)?, options))
     }
 
@@ -145,6 +160,7 @@ impl ReferenceEngine {
     /// # Errors
     /// As [`Model::from_bytes`].
     pub fn from_bytes(bytes: &[u8], name: &Path, options: &BuildOptions) -> Result<Self> {
+        refuse_options(options)?;
         Ok(Self::new(Model::from_bytes(bytes, name)?, options))
     }
 
@@ -153,6 +169,7 @@ impl ReferenceEngine {
     /// # Errors
     /// As [`Model::load`].
     pub fn load_declaring(path: &Path, options: &BuildOptions, declares: Declares) -> Result<Self> {
+        refuse_options(options)?;
         Ok(Self::new_declaring(Model::load(path)?, options, declares))
     }
 

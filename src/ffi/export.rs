@@ -254,6 +254,11 @@ pub struct Reference;
 
 impl Exported for Reference {
     fn create(model: &Path, options: &serde_json::Value) -> crate::Result<Box<dyn Engine>> {
+        crate::engine::refuse_unknown_options(
+            options,
+            &["enable_refit", "engine"],
+            "the reference plugin",
+        )?;
         let build = BuildOptions::refit(enable_refit(options));
         Ok(
             match options.get("engine").and_then(serde_json::Value::as_str) {
