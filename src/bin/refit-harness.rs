@@ -94,16 +94,16 @@ enum Command {
     /// engine; exits 0 only if the reference passes and every defect is caught.
     Selftest {
         /// Time budget of the model-based property test per engine, in seconds.
-        #[arg(long, default_value_t = 10.0)]
+        #[arg(long, default_value_t = 10.0, allow_negative_numbers = true)]
         seconds: f64,
         /// How long each stress scenario races at least, in milliseconds.
-        #[arg(long, default_value_t = 500)]
+        #[arg(long, default_value_t = 500, value_parser = at_least_one, allow_negative_numbers = true)]
         stress_ms: u64,
         /// Report folder (default: reports/<timestamp>-selftest).
         #[arg(long)]
         report: Option<PathBuf>,
         /// Seconds a scenario may run before it is killed and reported hung.
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         timeout: Option<f64>,
     },
     /// Measure refit and inference as a sweep, each beside a same-run
@@ -134,7 +134,7 @@ enum Command {
         #[arg(long)]
         current: PathBuf,
         /// Allowed slowdown in percent, on top of the runs' own noise.
-        #[arg(long, default_value_t = 10.0)]
+        #[arg(long, default_value_t = 10.0, allow_negative_numbers = true)]
         max_regression: f64,
     },
     /// Run `count` refits of one weight of `bytes` bytes (or, with
@@ -155,13 +155,19 @@ enum Command {
         #[arg(long)]
         memcpy: bool,
     },
-    /// Load a plugin and exit 0, or print why it does not load (the
-    /// preflight of `check --sanitizer`, in a child with the runtime).
+    /// Load the engine and build it on a model, exit 0, or print why not:
+    /// `check`'s preflight, in a child process (with the sanitizer's
+    /// runtime when there is one), so a crash there is reported too.
     #[command(hide = true)]
     LoadPlugin {
-        /// The engine spec (`plugin:PATH`).
+        /// The engine spec.
         #[arg(long)]
         engine: String,
+        /// The model to build it on.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[command(flatten)]
+        options: EngineOptions,
     },
     /// One scenario of a check, in a child process of `check` (prints
     /// its outcome on stdout).
@@ -197,20 +203,20 @@ enum Command {
 #[derive(clap::Args, Clone, Debug)]
 struct RunArgs {
     /// Time budget of the model-based property test, in seconds (> 0).
-    #[arg(long, default_value_t = 20.0)]
+    #[arg(long, default_value_t = 20.0, allow_negative_numbers = true)]
     seconds: f64,
     /// How long each stress scenario races at least, in milliseconds (> 0).
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 500, value_parser = at_least_one, allow_negative_numbers = true)]
     stress_ms: u64,
     /// Stress scenarios below their minimum power race on until this many
     /// milliseconds in all, then are inconclusive.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = at_least_one, allow_negative_numbers = true)]
     stress_cap_ms: u64,
     /// A fixed absolute tolerance replacing the oracle's error bound.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     abs_tolerance: Option<f64>,
     /// A fixed relative tolerance replacing the oracle's error bound.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     rel_tolerance: Option<f64>,
     /// Count inconclusive stress runs as skips instead of failures.
     #[arg(long)]
@@ -224,7 +230,7 @@ struct RunArgs {
     #[arg(long, value_name = "FILE")]
     regressions: Option<PathBuf>,
     /// Seconds a scenario may run before it is killed and reported hung.
-    #[arg(long, default_value_t = 120.0)]
+    #[arg(long, default_value_t = 120.0, allow_negative_numbers = true)]
     timeout: f64,
     /// Run the scenarios in this process instead of one child process
     /// each (for a debugger; a crash then ends the run).
@@ -324,7 +330,7 @@ enum DemoCommand {
     /// One thread infers in a loop while another refits all-0 .. all-9.
     MultiThread {
         /// Milliseconds between refits.
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, default_value_t = 1000, value_parser = at_least_one, allow_negative_numbers = true)]
         interval_ms: u64,
         /// Run the history checker over what the demo did and print its
         /// verdict; exit 1 on a violation.
@@ -412,12 +418,17 @@ fn without(only: Vec<String>, skip: &[String]) -> anyhow::Result<Vec<String>> {
 }
 
 /// Checks everything the user gave before anything runs: the scenario
-/// names, every model readable by the oracle, the plugin loadable.
+/// names, every model readable by the oracle, the engine built on the seed
+/// model (in a child process unless `in_process`).
+#[allow(clippy::too_many_arguments)]
 fn preflight(
     spec: &EngineSpec,
     models: &[PathBuf],
     only: &[String],
     sanitizer: Option<check::isolate::Sanitizer>,
+    seed: &std::path::Path,
+    engine_options: Option<&str>,
+    in_process: bool,
 ) -> anyhow::Result<()> {
     for s in only {
         known_scenario(s, "")?;
@@ -440,27 +451,57 @@ fn preflight(
             )
         })?;
     }
-    if let EngineSpec::Plugin(path) = spec {
+    if let (EngineSpec::Plugin(path), None) = (spec, sanitizer) {
+        drop(refit_harness::ffi::Plugin::load(path)?);
+    }
+    // Every engine must build the seed model: one that cannot (a plugin
+    // that does not load, a runtime library not found, an option it does
+    // not take) stops the run before any scenario, with its own message.
+    let what = format!(
+        "{spec}: the engine cannot be built on the seed model ({}), which every engine must run",
+        seed.file_name().map_or_else(
+            || seed.display().to_string(),
+            |n| n.to_string_lossy().into_owned()
+        )
+    );
+    if in_process {
+        let options = BuildOptions {
+            engine_options: engine_options.map(str::to_string),
+            ..BuildOptions::default()
+        };
+        spec.open(seed, &options)
+            .map(drop)
+            .with_context(|| what.clone())?;
+        return Ok(());
+    }
+    let mut child = std::process::Command::new(std::env::current_exe()?);
+    child
+        .args(["load-plugin", "--engine", &spec.to_string(), "--model"])
+        .arg(seed);
+    if let Some(j) = engine_options {
+        child.args(["--engine-options", j]);
+    }
+    if let Some(s) = sanitizer {
+        child.envs(s.env().map_err(anyhow::Error::msg)?);
+    }
+    let out = child.output()?;
+    if !out.status.success() {
+        use std::os::unix::process::ExitStatusExt;
+        let err = String::from_utf8_lossy(&out.stderr);
+        let line = err
+            .lines()
+            .find(|l| l.starts_with("error: "))
+            .or_else(|| err.lines().rfind(|l| !l.trim().is_empty()))
+            .unwrap_or("no message")
+            .trim_start_matches("error: ")
+            .to_string();
+        let line = match out.status.signal() {
+            Some(sig) => format!("the engine crashed (signal {sig}) while being built: {line}"),
+            None => line,
+        };
         match sanitizer {
-            None => drop(refit_harness::ffi::Plugin::load(path)?),
-            // An instrumented library loads only with its runtime
-            // preloaded: load it in a child that has it.
-            Some(s) => {
-                let out = std::process::Command::new(std::env::current_exe()?)
-                    .args(["load-plugin", "--engine", &spec.to_string()])
-                    .envs(s.env().map_err(anyhow::Error::msg)?)
-                    .output()?;
-                if !out.status.success() {
-                    let err = String::from_utf8_lossy(&out.stderr);
-                    let line = err
-                        .lines()
-                        .find(|l| l.starts_with("error: "))
-                        .or_else(|| err.lines().rfind(|l| !l.trim().is_empty()))
-                        .unwrap_or("the plugin does not load")
-                        .trim_start_matches("error: ");
-                    anyhow::bail!("{line} (with the {} sanitizer runtime)", s.name());
-                }
-            }
+            Some(s) => anyhow::bail!("{what}: {line} (with the {} sanitizer runtime)", s.name()),
+            None => anyhow::bail!("{what}: {line}"),
         }
     }
     Ok(())
@@ -477,7 +518,15 @@ fn run_check(
 ) -> anyhow::Result<check::CheckReport> {
     args.validate()?;
     let mut config = check::CheckConfig::with_fixtures(scratch)?;
-    preflight(spec, &models, &only, args.sanitizer)?;
+    preflight(
+        spec,
+        &models,
+        &only,
+        args.sanitizer,
+        &scratch.join("models").join(fixtures::SEED_MODEL),
+        args.options.get()?.as_deref(),
+        args.in_process,
+    )?;
     if !models.is_empty() {
         config.models = models;
     }
@@ -565,9 +614,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             io::write_npy(&output, &y)?;
             println!("wrote {} ({} {:?})", output.display(), y.dtype(), y.shape);
         }
-        Command::LoadPlugin { engine } => {
-            if let EngineSpec::Plugin(path) = engine.parse()? {
-                refit_harness::ffi::Plugin::load(&path)?;
+        Command::LoadPlugin {
+            engine,
+            model,
+            options,
+        } => {
+            let spec: EngineSpec = engine.parse()?;
+            if let EngineSpec::Plugin(path) = &spec {
+                refit_harness::ffi::Plugin::load(path)?;
+            }
+            if let Some(m) = model {
+                drop(spec.open(&m, &options.build()?)?);
             }
         }
         Command::RunItem {
@@ -598,7 +655,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // The report is written first; a reader that closes the pipe
             // early (`check | head -1`) ends only the printing.
             let mut out = stdout.lock();
-            let _ = write!(out, "{}", report::table(&r, 120));
+            let _ = write!(out, "{}", report::table(&r, width()));
             for p in files {
                 let _ = writeln!(out, "wrote {}", p.display());
             }
@@ -612,6 +669,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             report,
             timeout,
         } => {
+            anyhow::ensure!(
+                seconds.is_finite() && seconds > 0.0,
+                "--seconds: expected a time budget above 0, found {seconds}"
+            );
+            if let Some(t) = timeout {
+                anyhow::ensure!(
+                    t.is_finite() && t > 0.0,
+                    "--timeout: expected seconds above 0, found {t}"
+                );
+            }
             let scratch = tempfile::tempdir()?;
             let dir = report.unwrap_or_else(|| {
                 let mut d = report::run_dir("reports".as_ref()).into_os_string();
@@ -740,6 +807,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             current,
             max_regression,
         } => {
+            anyhow::ensure!(
+                max_regression.is_finite() && max_regression >= 0.0,
+                "--max-regression: expected a percentage >= 0, found {max_regression}"
+            );
             let before = bench::read_csv(&baseline)?;
             let after = bench::read_csv(&current)?;
             let rows = bench::gate(&before, &after, max_regression);
@@ -855,8 +926,38 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The console's width in columns: `COLUMNS` when set, else the terminal's,
+/// else 120 (not a terminal).
+fn width() -> usize {
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<usize>().ok())
+        .filter(|&w| w > 0)
+        .or_else(|| {
+            terminal_size::terminal_size_of(std::io::stdout())
+                .or_else(|| terminal_size::terminal_size_of(std::io::stderr()))
+                .map(|(w, _)| usize::from(w.0))
+        })
+        .unwrap_or(120)
+}
+
+/// A whole number of at least 1 (`--stress-ms`, ...): a negative or zero
+/// value is refused with the range, not as an unknown flag.
+fn at_least_one(text: &str) -> Result<u64, String> {
+    match text.trim().parse::<i128>() {
+        Ok(v) if v >= 1 && v <= i128::from(u64::MAX) => Ok(v as u64),
+        _ => Err(format!("expected a whole number >= 1, found {text}")),
+    }
+}
+
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().term_width(width()).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
