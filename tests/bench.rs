@@ -25,10 +25,12 @@ fn a_short_sweep_writes_csv_plots_and_summary() {
         ("refit", "36"),
         ("memcpy", "4096"),
         ("refit_rate", "seed_conv"),
+        ("refit_rate", "infer_seed_conv"),
         ("infer", "conv_wide"),
         ("infer_under_refit", "w1_every_1ms"),
         ("infer_under_refit", "w1_full_speed"),
         ("visibility", "seed_conv"),
+        ("visibility", "infer_seed_conv"),
         ("refit_vs_reload", "refit"),
         ("oracle", "conv64_56x56_f32"),
         ("oracle", "conv64_56x56_f16"),
@@ -63,6 +65,28 @@ fn a_short_sweep_writes_csv_plots_and_summary() {
             .is_some(),
         "refit has its memcpy baseline"
     );
+    // Every ratio divides by the row its baseline names, measured in the
+    // same run (a ratio over another measurement misleads the gate).
+    for r in rows.iter().filter(|r| r.baseline_ns.is_some()) {
+        let (b, p) = r.baseline.split_once('/').unwrap_or_else(|| {
+            panic!(
+                "{}/{}: baseline '{}' names no row",
+                r.benchmark, r.parameter, r.baseline
+            )
+        });
+        let base = rows
+            .iter()
+            .find(|x| x.benchmark == b && x.parameter == p)
+            .unwrap_or_else(|| panic!("{}/{}: no baseline row {b}/{p}", r.benchmark, r.parameter));
+        assert_eq!(
+            r.baseline_ns,
+            Some(base.median_ns),
+            "{}/{} divides by something other than its baseline {}",
+            r.benchmark,
+            r.parameter,
+            r.baseline
+        );
+    }
     // The ABI's overhead is measured against its in-process and memcpy
     // baselines whatever the engine under test.
     for p in ["infer_seed_conv", "refit_16777216"] {
