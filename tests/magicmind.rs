@@ -39,6 +39,23 @@ fn run(lib: &Path, scenarios: &[&str]) -> check::CheckReport {
     check::run(&EngineSpec::Plugin(lib.to_path_buf()), &config, &mut |_| {})
 }
 
+/// As [`run`], each scenario in a child process of the harness, whose
+/// stderr (what the stand-in SDK says about the shim's mistakes) is kept
+/// for the evidence instead of reaching the test's output.
+fn run_isolated(lib: &Path, scenarios: &[&str]) -> check::CheckReport {
+    let scratch = tempfile::tempdir().unwrap();
+    let mut config = CheckConfig::with_fixtures(scratch.path()).unwrap();
+    config.only = scenarios.iter().map(|s| s.to_string()).collect();
+    config.stress_ms = 300;
+    config.seconds = 3.0;
+    let spec = EngineSpec::Plugin(lib.to_path_buf());
+    config.isolation = Some(check::Isolation::new(
+        env!("CARGO_BIN_EXE_refit-harness"),
+        spec.to_string(),
+    ));
+    check::run(&spec, &config, &mut |_| {})
+}
+
 /// The shim passes every scenario on the seed model and the conv fixtures
 /// but `resources` (the stand-in's "device" memory is host memory, so a
 /// refit there counts the device's copy too), and the seed's demos give
@@ -104,7 +121,7 @@ fn the_mistakes_a_shim_makes_on_a_device_are_caught() {
     );
 
     let no_lock = build(&dir.path().join("no_lock"), "-DSHIM_FAULT_NO_CONTEXT_LOCK");
-    let r = run(&no_lock, &["stress_r4w2"]);
+    let r = run_isolated(&no_lock, &["stress_r4w2"]);
     let failed = failures(&r);
     assert!(
         failed.len() == 1 && failed[0].contains("IEngine::CreateIContext returned NULL"),

@@ -824,13 +824,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "{:32} {:>6} {:>12} {:>12} {:>9} {:>8}  verdict",
                 "benchmark", "on", "baseline", "current", "change", "noise"
             );
+            // Ratios as `1.234x`, times in their unit.
+            let value = |c: &bench::Comparison, v: f64| {
+                if c.compared == "ratio" {
+                    format!("{v:.4}x")
+                } else if c.name.contains("instructions") {
+                    format!("{v:.0} instr")
+                } else {
+                    bench::summary::human(v)
+                }
+            };
             for c in &rows {
                 println!(
-                    "{:32} {:>6} {:>12.4} {:>12.4} {:>+8.1}% {:>7.1}%  {}",
+                    "{:32} {:>6} {:>12} {:>12} {:>+8.1}% {:>7.1}%  {}",
                     c.name,
                     c.compared,
-                    c.before,
-                    c.after,
+                    value(c, c.before),
+                    value(c, c.after),
                     c.change_pct,
                     c.noise_pct,
                     if c.too_noisy {
