@@ -77,6 +77,15 @@
  *     {"enable_refit":true,"device":1,"precision":"f16"}. Parse it as JSON
  *     (whitespace and key order vary). A NULL options_json, or one without
  *     "enable_refit", means enable_refit true.
+ *   - The harness's own keys: "enable_refit" is the only one it sends.
+ *     ("engine": "reference" | "null" is the reference plugin's own option,
+ *     which the harness sends to that plugin alone, for its benchmarks.)
+ *     Every other key is the user's. Refuse a key you do not take with
+ *     REFIT_INVALID_ARGUMENT and a last_error naming it ("unknown option
+ *     'devcie'"): `check` then stops before any scenario, while a key
+ *     silently ignored runs the whole suite on options the user did not
+ *     mean. A shim that hands the options on to its SDK, which judges them
+ *     itself, says so in its documentation.
  *   - Built without enable_refit, the engine still infers; refitter_create
  *     returns REFIT_DISABLED (and no other call does), and engine_describe
  *     reports refit_enabled 0.
@@ -208,7 +217,7 @@ typedef struct refit_plugin_api {
 
     /* Builds an engine for the ONNX model at model_path. options_json is a
      * JSON object, e.g. {"enable_refit":true,"device":0} (see WHAT EACH CALL
-     * MUST DO); ignore keys you do not know.
+     * MUST DO); refuse keys you do not take (REFIT_INVALID_ARGUMENT).
      * A model the engine cannot run (an op, a number of spatial dimensions,
      * a dtype it lacks) returns REFIT_UNSUPPORTED with the reason in
      * last_error: the harness reports that check as skipped, not failed. */

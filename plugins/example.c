@@ -230,8 +230,55 @@ static int refit_disabled(const char *options) {
     return strncmp(p, "false", 5) == 0;
 }
 
+/* Skips one JSON string starting at its opening quote; returns the
+ * character after the closing quote, or NULL if it is not closed. */
+static const char *skip_string(const char *p) {
+    for (p++; *p; p++) {
+        if (*p == '\\' && p[1]) p++;
+        else if (*p == '"') return p + 1;
+    }
+    return NULL;
+}
+
+/* The first top-level key of options_json (a JSON object, or NULL) that
+ * this plugin does not take, copied into key; 0 when every key is known.
+ * The harness sends "enable_refit"; a vendor's plugin lists its own keys
+ * here, so a typo ("devcie") is an error rather than silently ignored. */
+static int unknown_option(const char *options, char *key, size_t n) {
+    static const char *const known[] = {"enable_refit"};
+    const char *p = options;
+    int depth = 0;
+    if (!p) return 0;
+    while (*p) {
+        if (*p == '"') {
+            const char *end = skip_string(p);
+            if (!end) return 0;
+            const char *q = end;
+            while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r') q++;
+            if (depth == 1 && *q == ':') {
+                size_t len = (size_t)(end - p - 2), k, ok = 0;
+                for (k = 0; k < sizeof known / sizeof *known; k++)
+                    if (strlen(known[k]) == len && strncmp(p + 1, known[k], len) == 0) ok = 1;
+                if (!ok) {
+                    snprintf(key, n, "%.*s", (int)len, p + 1);
+                    return 1;
+                }
+            }
+            p = end;
+            continue;
+        }
+        if (*p == '{' || *p == '[') depth++;
+        else if (*p == '}' || *p == ']') depth--;
+        p++;
+    }
+    return 0;
+}
+
 static refit_status engine_create(const char *path, const char *options, refit_engine **out) {
     if (!path || !out) return fail(REFIT_INVALID_ARGUMENT, "model_path or out is NULL%s", NULL);
+    char key[128];
+    if (unknown_option(options, key, sizeof key))
+        return fail(REFIT_INVALID_ARGUMENT, "unknown option '%s': this plugin takes enable_refit", key);
     FILE *f = fopen(path, "rb");
     if (!f) return fail(REFIT_ERROR, "cannot open the model file %s", path);
     fseek(f, 0, SEEK_END);
