@@ -21,6 +21,9 @@
  * -DFAULT_TORN builds it broken on purpose: refit copies the new weights in
  * place while inferences run (no lock), still declaring atomic. The stress
  * checks then report torn outputs; try it to see what a failure looks like.
+ * -DFAULT_STALE_BIAS: refit accepts a bias (a rank-1 weight) and never
+ * applies it, as a runtime that dropped the bias at build would; the checks
+ * then name the bias still served at its old version.
  */
 #include <math.h>
 #include <pthread.h>
@@ -609,8 +612,12 @@ static refit_status refit(refit_refitter *r) {
     }
 #else
     pthread_rwlock_wrlock(&e->lock);
-    for (uint32_t i = 0; i < e->n_weights; i++)
+    for (uint32_t i = 0; i < e->n_weights; i++) {
+#ifdef FAULT_STALE_BIAS
+        if (e->weights[i].rank == 1) continue;
+#endif
         if (r->staged[i]) memcpy(e->weights[i].values, r->staged[i], e->weights[i].count * 4);
+    }
     pthread_rwlock_unlock(&e->lock);
 #endif
     for (uint32_t i = 0; i < e->n_weights; i++) { free(r->staged[i]); r->staged[i] = NULL; }

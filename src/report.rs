@@ -69,16 +69,22 @@ pub fn table(report: &CheckReport, width: usize) -> String {
         .max()
         .unwrap_or(7)
         .max(7);
-    out.push_str(&format!(
-        "{:sw$}  {:mw$}  {:vw$}  {:>9}  {:>9}  {}\n",
-        "scenario", "model", "verdict", "time", "err/bound", "evidence or reason"
-    ));
     let lead = sw + mw + vw + 9 + 9 + 10;
     let (indent, room) = if width >= lead + 40 {
         (lead, width - lead)
     } else {
         (4, width.saturating_sub(4).max(40))
     };
+    let head = format!(
+        "{:sw$}  {:mw$}  {:vw$}  {:>9}  {:>9}",
+        "scenario", "model", "verdict", "time", "err/bound"
+    );
+    if indent == lead {
+        out.push_str(&format!("{head}  evidence or reason\n"));
+    } else {
+        // Narrow: the evidence goes on the lines below each row.
+        out.push_str(&format!("{head}\n{:indent$}evidence or reason\n", ""));
+    }
     for o in &report.outcomes {
         let head = format!(
             "{:sw$}  {:mw$}  {:vw$}  {:>7.0}ms  {:>9}  ",

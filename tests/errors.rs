@@ -366,6 +366,11 @@ fn cli(args: &[&str]) -> (i32, String, String) {
 #[case::input_shape(&["infer", "--model", "{fixtures}/conv1d.onnx", "--input", "{fixtures}/seed_input.npy", "--output", "{tmp}/y.npy"], "input 'x' (declared [1, 4, 50]): expected shape [1, 4, 50]")]
 #[case::missing_input(&["infer", "--model", "{fixtures}/seed_conv.onnx", "--input", "/nonexistent.npy", "--output", "{tmp}/y.npy"], "cannot read /nonexistent.npy")]
 #[case::engine(&["weights", "--engine", "tensorrt", "--model", "{fixtures}/seed_conv.onnx"], "unknown engine 'tensorrt'")]
+#[case::replay_missing(&["check", "--regressions", "{tmp}/none.txt", "--report", "{tmp}/r"], "--regressions {tmp}/none.txt: expected a file of saved seeds to replay")]
+#[case::negative_tolerance(&["check", "--abs-tolerance", "-1", "--report", "{tmp}/r"], "--abs-tolerance: expected a finite number >= 0, found -1")]
+#[case::reference_option(&["weights", "--engine-options", "{\"device\": 1}", "--model", "{fixtures}/seed_conv.onnx"], "unknown option 'device': the built-in reference engine takes no engine options")]
+#[case::check_option(&["check", "--engine-options", "{\"device\": 1}", "--report", "{tmp}/r"], "reference: the engine cannot be built on the seed model (seed_conv.onnx), which every engine must run: engine options: unknown option 'device'")]
+#[case::check_plugin_option(&["check", "--engine", "plugin:{reference_plugin}", "--engine-options", "{\"devcie\": 1}", "--report", "{tmp}/r"], "unknown option 'devcie': the reference plugin takes enable_refit, engine")]
 fn cli_bad_input_exits_2_with_a_clear_message(#[case] args: &[&str], #[case] needle: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let fixtures = fixture("");
@@ -374,13 +379,18 @@ fn cli_bad_input_exits_2_with_a_clear_message(#[case] args: &[&str], #[case] nee
         .map(|a| {
             a.replace("{fixtures}/", &fixtures.display().to_string())
                 .replace("{tmp}", &tmp.path().display().to_string())
+                .replace(
+                    "{reference_plugin}",
+                    &crate::common::reference_plugin().display().to_string(),
+                )
         })
         .collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (code, _, stderr) = cli(&args);
     assert_eq!(code, 2, "{stderr}");
+    let needle = needle.replace("{tmp}", &tmp.path().display().to_string());
     assert!(
-        stderr.contains(needle),
+        stderr.contains(&needle),
         "'{stderr}' does not contain '{needle}'"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");

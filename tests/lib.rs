@@ -9,6 +9,7 @@ mod fixtures;
 mod fuzz;
 mod history;
 mod magicmind;
+mod new_user;
 mod numerics;
 mod plugin;
 mod property;

@@ -104,12 +104,20 @@ fn seed(cx: &Cx<'_>) -> Step<Verdict> {
         let got = out.first().map(Tensor::to_f32_vec).unwrap_or_default();
         seen.push(got.first().copied().unwrap_or(f32::NAN));
         if got != [want] {
+            // An exact expectation missed: the worst ratio is infinite, and
+            // the oracle says which weight version the output matches.
+            s.oracle.worst().record(f64::INFINITY);
+            let why = s
+                .oracle
+                .explain(&s.inputs, &out)
+                .map_or_else(String::new, |w| format!("; {w}"));
             return Err(fail(
                 step,
                 format!("{want}"),
-                format!("{got:?} (results so far: {seen:?})"),
+                format!("{got:?} (results so far: {seen:?}){why}"),
             ));
         }
+        s.oracle.worst().record(0.0);
         Ok(())
     };
     observe(

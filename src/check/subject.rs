@@ -169,13 +169,19 @@ impl Subject {
         match bit_difference(before, &observed) {
             Some(d) => {
                 let expected = self.expected()?;
-                compare(step, &expected, &observed, &self.oracle, &self.inputs).map_err(|v| {
-                    fail(
-                        step,
-                        format!("{} unchanged at {}", d.place, d.expected),
-                        format!("{} ({})", d.observed, v.detail()),
-                    )
-                })
+                self.oracle
+                    .compare(&expected, &observed)
+                    .map_err(|(want, got)| {
+                        let why = self
+                            .oracle
+                            .explain(&self.inputs, &observed)
+                            .map_or_else(String::new, |w| format!("; {w}"));
+                        fail(
+                            step,
+                            format!("{} unchanged at {}", d.place, d.expected),
+                            format!("{} (the oracle: {want}, observed {got}){why}", d.observed),
+                        )
+                    })
             }
             None => Ok(()),
         }
