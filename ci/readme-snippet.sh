@@ -2,9 +2,10 @@
 # Builds the README's "Use it from your own tests" blocks (the toml and the
 # rust one) as a new crate against this checkout, exactly as written except
 # the dependency's path, and runs its tests: they must pass on the reference
-# plugin and fail (in the stress tests, on torn outputs) on the torn build of
-# plugins/example.c. Run by .ci/run; about 4 minutes on 2 cores, most of it
-# compiling the harness for the new crate (target/readme-snippet/).
+# plugin, fail (in the stress tests, on torn outputs) on the torn build of
+# plugins/example.c, and fail without REFIT_ENGINE, saying how to name one.
+# Run by .ci/run; about 4 minutes on 2 cores, most of it compiling the
+# harness for the new crate (target/readme-snippet/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -37,6 +38,13 @@ echo "readme-snippet: the suite on the reference plugin"
 (cd "$crate" && REFIT_ENGINE="$good" cargo test --quiet 2>&1) > "$work/good.log" || true
 tail -3 "$work/good.log"
 grep -q "test result: ok. 13 passed" "$work/good.log" || { grep -A12 "^---- " "$work/good.log" >&2; echo "readme-snippet: expected 13 passing tests" >&2; exit 1; }
+
+echo "readme-snippet: the suite without REFIT_ENGINE (must fail, saying how to name one)"
+if (cd "$crate" && env -u REFIT_ENGINE cargo test --quiet -- --exact seed > "$work/unset.log" 2>&1); then
+    echo "readme-snippet: the suite passed without REFIT_ENGINE" >&2
+    exit 1
+fi
+grep -q "REFIT_ENGINE is not set" "$work/unset.log" || { tail -20 "$work/unset.log" >&2; echo "readme-snippet: no message naming REFIT_ENGINE" >&2; exit 1; }
 
 echo "readme-snippet: the suite on the torn example plugin (must fail)"
 if (cd "$crate" && REFIT_ENGINE="$torn" cargo test --quiet -- --test-threads 1 > "$work/torn.log" 2>&1); then

@@ -59,8 +59,10 @@ struct Bar {
 }
 
 /// A bar chart with one centred label per bar, an axis title on both
-/// axes, p10-p90 whiskers on every bar, and a log axis when the values
-/// span 20x or more (a bar 1/20 of another is a sliver on a linear axis).
+/// axes, a p10-p90 whisker on every bar, and each bar's value written
+/// above it. The axis is linear from 0, so bar heights compare as the
+/// values do (a log axis made a 1:28 ratio look like 1:5); a bar too short
+/// to see is still read from its label.
 #[cfg(feature = "plots")]
 fn bars(
     path: &Path,
@@ -75,12 +77,8 @@ fn bars(
     let hi = items
         .iter()
         .map(|b| b.high.max(b.value))
-        .fold(0.0, f64::max);
-    let lo = items
-        .iter()
-        .map(|b| b.low.min(b.value))
-        .filter(|v| *v > 0.0)
-        .fold(f64::MAX, f64::min);
+        .fold(0.0, f64::max)
+        .max(f64::MIN_POSITIVE);
     let root = SVGBackend::new(path, (720, 460)).into_drawing_area();
     root.fill(&WHITE).map_err(&e)?;
     let n = items.len();
@@ -88,60 +86,59 @@ fn bars(
         SegmentValue::CenterOf(i) => items.get(*i).map(|b| b.label.clone()).unwrap_or_default(),
         _ => String::new(),
     };
-    let mut builder = ChartBuilder::on(&root);
-    builder
+    let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 20))
         .margin(15)
         .x_label_area_size(45)
-        .y_label_area_size(80);
-    let bar_style = BLUE.mix(0.6).filled();
-    // The same drawing on either y axis (their chart types differ).
-    macro_rules! draw {
-        ($y:expr, $base:expr) => {{
-            let mut chart = builder
-                .build_cartesian_2d((0..n.max(2) - 1).into_segmented(), $y)
-                .map_err(&e)?;
-            chart
-                .configure_mesh()
-                .disable_x_mesh()
-                .x_labels(n)
-                .x_label_formatter(&label)
-                .y_label_formatter(&|y| y_fmt(*y))
-                .x_desc(x_desc)
-                .y_desc(y_desc)
-                .draw()
-                .map_err(&e)?;
-            chart
-                .draw_series(items.iter().enumerate().map(|(i, b)| {
-                    let mut r = Rectangle::new(
-                        [
-                            (SegmentValue::Exact(i), $base),
-                            (SegmentValue::Exact(i + 1), b.value),
-                        ],
-                        bar_style,
-                    );
-                    r.set_margin(0, 0, 25, 25);
-                    r
-                }))
-                .map_err(&e)?;
-            chart
-                .draw_series(items.iter().enumerate().map(|(i, b)| {
-                    ErrorBar::new_vertical(
-                        SegmentValue::CenterOf(i),
-                        b.low,
-                        b.value,
-                        b.high,
-                        BLACK.filled(),
-                        12,
-                    )
-                }))
-                .map_err(&e)?;
-        }};
-    }
-    if hi / lo >= 20.0 {
-        draw!((lo / 2.0..hi * 2.0).log_scale(), lo / 2.0);
-    } else {
-        draw!(0.0..hi * 1.15, 0.0);
+        .y_label_area_size(80)
+        .build_cartesian_2d((0..n.max(2) - 1).into_segmented(), 0.0..hi * 1.2)
+        .map_err(&e)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n)
+        .y_labels(8)
+        .x_label_formatter(&label)
+        .y_label_formatter(&|y| y_fmt(*y))
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .draw()
+        .map_err(&e)?;
+    chart
+        .draw_series(items.iter().enumerate().map(|(i, b)| {
+            let mut r = Rectangle::new(
+                [
+                    (SegmentValue::Exact(i), 0.0),
+                    (SegmentValue::Exact(i + 1), b.value),
+                ],
+                BLUE.mix(0.6).filled(),
+            );
+            r.set_margin(0, 0, 25, 25);
+            r
+        }))
+        .map_err(&e)?;
+    // Whiskers: a line from p10 to p90 with caps, no mark at the median
+    // (the bar's top is the median).
+    for (i, b) in items.iter().enumerate() {
+        let x = SegmentValue::CenterOf(i);
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                vec![(x.clone(), b.low), (x.clone(), b.high)],
+                BLACK.stroke_width(1),
+            )))
+            .map_err(&e)?;
+        for y in [b.low, b.high] {
+            let cap = plotters::element::EmptyElement::at((x.clone(), y))
+                + PathElement::new(vec![(-6, 0), (6, 0)], BLACK.stroke_width(1));
+            chart.draw_series(std::iter::once(cap)).map_err(&e)?;
+        }
+        let text = plotters::element::EmptyElement::at((x.clone(), b.high.max(b.value)))
+            + Text::new(
+                y_fmt(b.value),
+                (8, -18),
+                ("sans-serif", 15).into_font().color(&BLACK),
+            );
+        chart.draw_series(std::iter::once(text)).map_err(&e)?;
     }
     root.present().map_err(&e)
 }
@@ -198,7 +195,10 @@ pub fn write_plots(rows: &[Row], dir: &Path, files: &mut Vec<PathBuf>) -> Result
             .y_label_formatter(&|y| human_ns(*y))
             .draw()
             .map_err(&e)?;
-        for (data, color, label) in [(&refit, RED, "refit"), (&memcpy, BLUE, "memcpy")] {
+        for (data, color, label) in [
+            (&refit, RED, "refit: median (dot), p10-p90 (whisker)"),
+            (&memcpy, BLUE, "memcpy: median (dot), p10-p90 (whisker)"),
+        ] {
             chart
                 .draw_series(LineSeries::new(
                     data.iter().map(|p| (p.0, p.1)),
@@ -206,7 +206,11 @@ pub fn write_plots(rows: &[Row], dir: &Path, files: &mut Vec<PathBuf>) -> Result
                 ))
                 .map_err(&e)?
                 .label(label)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+                .legend(move |(x, y)| {
+                    EmptyElement::at((x, y))
+                        + PathElement::new(vec![(0, 0), (20, 0)], color)
+                        + Circle::new((10, 0), 3, color.filled())
+                });
             chart
                 .draw_series(
                     data.iter()
@@ -243,11 +247,17 @@ pub fn write_plots(rows: &[Row], dir: &Path, files: &mut Vec<PathBuf>) -> Result
         .collect();
     if !iur.is_empty() {
         let p = dir.join("infer_under_refit.svg");
+        // The model it ran on: the one the inference latency rows name.
+        let model = rows
+            .iter()
+            .filter(|r| r.benchmark == "latency" && !r.parameter.contains("_w1_"))
+            .find_map(|r| r.parameter.strip_prefix("infer_"))
+            .unwrap_or("the model");
         bars(
             &p,
-            "inference throughput with and without refit",
+            &format!("inference throughput on {model} with and without refit"),
             "refit traffic",
-            "inferences per second (median, p10-p90)",
+            "inferences per second (bar: median; whisker: p10-p90)",
             &iur,
             &|y| format!("{y:.0}"),
         )?;
@@ -271,9 +281,9 @@ pub fn write_plots(rows: &[Row], dir: &Path, files: &mut Vec<PathBuf>) -> Result
         let p = dir.join("refit_vs_reload.svg");
         bars(
             &p,
-            "refit against reload (conv_wide, new weights)",
+            "refit against reload on conv_wide (new weights)",
             "how the weights change",
-            "time (median, p10-p90)",
+            "time (bar: median; whisker: p10-p90)",
             &rvr,
             &|y| human_ns(y),
         )?;

@@ -598,12 +598,26 @@ fn verdict(run: &StressRun, f: &Findings, step: &str, min: &Power) -> Verdict {
 /// Draws the timeline of `h` as `timeline_<name>.svg` where the config
 /// asks for plots; a drawing that fails is reported on stderr, never as
 /// the scenario's verdict.
-fn draw(cx: &Cx<'_>, name: &str, h: &History, title: &str) {
+/// Draws `h` as `timeline_<file>.svg` in the report folder, titled
+/// `<scenario> on <engine>: R readers, W writers[, note]`.
+fn draw(cx: &Cx<'_>, file: &str, scenario: &str, h: &History, note: &str) {
     if let Some(dir) = &cx.config.plots {
-        let path = dir.join(format!("timeline_{name}.svg"));
+        let path = dir.join(format!("timeline_{file}.svg"));
+        let name = cx.factory.name();
+        // A plugin by its file name: the title has no room for its folder.
+        let engine = match name.strip_prefix("plugin:") {
+            Some(p) => format!(
+                "plugin:{}",
+                std::path::Path::new(p)
+                    .file_name()
+                    .map_or_else(|| p.to_string(), |f| f.to_string_lossy().into_owned())
+            ),
+            None => name,
+        };
+        let title = super::timeline::title(scenario, &engine, h, note);
         let drawn = std::fs::create_dir_all(dir)
             .map_err(|e| format!("{}: {e}", dir.display()))
-            .and_then(|()| super::timeline::write(&path, h, title));
+            .and_then(|()| super::timeline::write(&path, h, &title));
         if let Err(e) = drawn {
             eprintln!("timeline not drawn: {e}");
         }
@@ -656,15 +670,7 @@ pub(super) fn scenario(cx: &Cx<'_>, name: &str, readers: usize, writers: usize) 
         eprint!("\r{:60}\r", "");
     }
     let f = history::check(&run.history, quiesced, 3);
-    draw(
-        cx,
-        name,
-        &run.history,
-        &format!(
-            "{name}: {readers} reader(s), {writers} writer(s), {}",
-            engine.info().name
-        ),
-    );
+    draw(cx, name, name, &run.history, "");
     verdict(
         &run,
         &f,
@@ -797,8 +803,9 @@ pub(super) fn vendor(cx: &Cx<'_>) -> Verdict {
     draw(
         cx,
         "stress_vendor",
+        "stress_vendor",
         &run.history,
-        &format!("stress_vendor: 2 readers, {refits} paced refits"),
+        &format!("{refits} paced refits"),
     );
     // Each straddled refit must be crossed exactly once by each reader.
     for t in 0..2u32 {
@@ -1084,8 +1091,9 @@ pub(super) fn disjoint(cx: &Cx<'_>) -> Verdict {
         draw(
             cx,
             &format!("stress_disjoint_{label}"),
+            "stress_disjoint",
             h,
-            &format!("stress_disjoint: the {label}'s versions, 2 readers, 2 writers"),
+            &format!("the {label}'s versions"),
         );
     }
     let step = format!(

@@ -48,7 +48,34 @@ fn bad_reads(h: &History) -> Vec<(usize, bool)> {
         .collect()
 }
 
-/// Writes the timeline of `h` to `path` (SVG); `title` heads it.
+/// The title every timeline has: `stress_r4w1 on reference: 4 readers,
+/// 1 writer`, then `note` when there is one.
+pub fn title(scenario: &str, engine: &str, h: &History, note: &str) -> String {
+    let count = |mut t: Vec<u32>| {
+        t.sort_unstable();
+        t.dedup();
+        t.len()
+    };
+    let readers = count(h.reads.iter().map(|r| r.thread).collect());
+    let writers = count(h.writes.iter().map(|w| w.thread).collect());
+    let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    let mut t = format!(
+        "{scenario} on {engine}: {}, {}",
+        plural(readers, "reader"),
+        plural(writers, "writer")
+    );
+    if !note.is_empty() {
+        t.push_str(", ");
+        t.push_str(note);
+    }
+    t
+}
+
+/// Writes the timeline of `h` to `path` (SVG); `title` heads it (see
+/// [`title`]). The legend stands beside the plot, never over it; each
+/// reader has its own colour and its own lane within a version (readers
+/// observing the same version do not hide each other); a refit band is at
+/// least 2 pixels wide whatever the run's length.
 ///
 /// # Errors
 /// A message when the file cannot be drawn or written.
@@ -72,77 +99,116 @@ pub fn write(path: &Path, h: &History, title: &str) -> Result<(), String> {
         .max()
         .unwrap_or(h.initial)
         .max(1) as f64;
-    let root = SVGBackend::new(path, (960, 520)).into_drawing_area();
+    let (width, height, legend_w) = (1040u32, 540u32, 200u32);
+    let root = SVGBackend::new(path, (width, height)).into_drawing_area();
     root.fill(&WHITE).map_err(|x| e(&x))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 18))
+    let root = root.titled(title, ("sans-serif", 18)).map_err(|x| e(&x))?;
+    let (plot_area, legend_area) = root.split_horizontally(width - legend_w);
+    let x_max = ms(t1) * 1.02;
+    let y_max = v1 + 1.0;
+    let mut chart = ChartBuilder::on(&plot_area)
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d(0.0..ms(t1) * 1.02, 0.0..v1 * 1.08)
+        .build_cartesian_2d(0.0..x_max, -0.5..y_max)
         .map_err(|x| e(&x))?;
     chart
         .configure_mesh()
+        .light_line_style(TRANSPARENT)
         .x_desc("time since the race began (ms)")
         .y_desc("version observed")
         .x_label_formatter(&|x| format!("{x:.0}"))
-        .y_label_formatter(&|y| format!("{y:.0}"))
+        .y_label_formatter(&|y| {
+            if y.fract() == 0.0 && *y >= 0.0 {
+                format!("{y:.0}")
+            } else {
+                String::new()
+            }
+        })
         .draw()
         .map_err(|x| e(&x))?;
-    // Refit intervals.
+    // Refit intervals, at least 2 pixels wide.
+    let px = chart.plotting_area().dim_in_pixel().0.max(1) as f64;
+    let min_w = 2.0 * x_max / px;
+    let band = RGBColor(70, 110, 220).mix(0.25);
     chart
         .draw_series(h.writes.iter().map(|w| {
-            Rectangle::new(
-                [(ms(w.start), 0.0), (ms(w.end.max(w.start + 1)), v1 * 1.08)],
-                BLUE.mix(0.08).filled(),
-            )
+            let (a, b) = (ms(w.start), ms(w.end));
+            let b = b.max(a + min_w);
+            Rectangle::new([(a, -0.5), (b, y_max)], band.filled())
         }))
-        .map_err(|x| e(&x))?
-        .label("a refit in progress")
-        .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], BLUE.mix(0.3).filled()));
-    // Each reader's observations, thinned.
+        .map_err(|x| e(&x))?;
+    // Each reader's observations, thinned, in its own lane: reader k of n
+    // is drawn (k - (n - 1) / 2) * 6 pixels off its version (at most half
+    // a version), so readers that observe the same versions lie side by
+    // side instead of on top of each other.
     let mut threads: Vec<u32> = h.reads.iter().map(|r| r.thread).collect();
     threads.sort_unstable();
     threads.dedup();
+    let n = threads.len().max(1) as f64;
+    let py = chart.plotting_area().dim_in_pixel().1.max(1) as f64;
+    let per_px = (y_max + 0.5) / py;
+    let lane_px = (6.0 * per_px).min(0.5 / n);
+    let lane = |k: usize| (k as f64 - (n - 1.0) / 2.0) * lane_px;
+    let mut legend: Vec<(String, RGBAColor)> = Vec::new();
     for (k, t) in threads.iter().enumerate() {
         let reads: Vec<_> = h.reads.iter().filter(|r| r.thread == *t).collect();
         let step = (reads.len() / POINTS_PER_THREAD).max(1);
         // Red is kept for what breaks the contract.
         let color = Palette99::pick(k + 1).to_rgba();
+        let dy = lane(k);
         chart
             .draw_series(
                 reads
                     .iter()
                     .step_by(step)
-                    .filter_map(|r| r.value.map(|v| (ms((r.start + r.end) / 2), v as f64)))
+                    .filter_map(|r| r.value.map(|v| (ms((r.start + r.end) / 2), v as f64 + dy)))
                     .map(|p| Circle::new(p, 2, color.filled())),
             )
-            .map_err(|x| e(&x))?
-            .label(format!("reader {t}"))
-            .legend(move |(x, y)| Circle::new((x + 7, y), 3, color.filled()));
+            .map_err(|x| e(&x))?;
+        legend.push((format!("reader {t}"), color));
     }
-    // What breaks the contract, in red.
+    // What breaks the contract, in red: torn reads along the top, stale
+    // ones at the version they observed.
     let bad = bad_reads(h);
     chart
         .draw_series(bad.iter().map(|&(i, torn)| {
             let r = &h.reads[i];
             let y = if torn {
-                v1 * 1.04
+                v1 + 0.6
             } else {
                 r.value.unwrap_or(0) as f64
             };
             Cross::new((ms((r.start + r.end) / 2), y), 5, RED.stroke_width(2))
         }))
-        .map_err(|x| e(&x))?
-        .label("torn (top) or stale read")
-        .legend(|(x, y)| Cross::new((x + 7, y), 5, RED.stroke_width(2)));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.9))
-        .draw()
         .map_err(|x| e(&x))?;
+    // The legend, beside the plot.
+    let font = ("sans-serif", 14).into_font();
+    let mut y = 40;
+    let line = |area: &DrawingArea<SVGBackend, _>, y: &mut i32, text: String| {
+        let r = area.draw(&Text::new(text, (34, *y - 7), font.clone()));
+        *y += 24;
+        r
+    };
+    legend_area
+        .draw(&Rectangle::new([(8, y - 6), (26, y + 6)], band.filled()))
+        .map_err(|x| e(&x))?;
+    line(&legend_area, &mut y, "a refit in progress".into()).map_err(|x| e(&x))?;
+    for (label, color) in legend.iter().take(16) {
+        legend_area
+            .draw(&Circle::new((17, y), 4, color.filled()))
+            .map_err(|x| e(&x))?;
+        line(&legend_area, &mut y, label.clone()).map_err(|x| e(&x))?;
+    }
+    legend_area
+        .draw(&Cross::new((17, y), 5, RED.stroke_width(2)))
+        .map_err(|x| e(&x))?;
+    line(
+        &legend_area,
+        &mut y,
+        format!("torn (top) or stale: {}", bad.len()),
+    )
+    .map_err(|x| e(&x))?;
     root.present().map_err(|x| e(&x))
 }
 
