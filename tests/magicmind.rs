@@ -31,28 +31,29 @@ fn build(out: &Path, flags: &str) -> PathBuf {
 }
 
 fn run(lib: &Path, scenarios: &[&str]) -> check::CheckReport {
-    let scratch = tempfile::tempdir().unwrap();
-    let mut config = CheckConfig::with_fixtures(scratch.path()).unwrap();
-    config.only = scenarios.iter().map(|s| s.to_string()).collect();
-    config.stress_ms = 300;
-    config.seconds = 3.0;
-    check::run(&EngineSpec::Plugin(lib.to_path_buf()), &config, &mut |_| {})
+    run_with(lib, scenarios, false)
 }
 
 /// As [`run`], each scenario in a child process of the harness, whose
 /// stderr (what the stand-in SDK says about the shim's mistakes) is kept
 /// for the evidence instead of reaching the test's output.
 fn run_isolated(lib: &Path, scenarios: &[&str]) -> check::CheckReport {
+    run_with(lib, scenarios, true)
+}
+
+fn run_with(lib: &Path, scenarios: &[&str], isolated: bool) -> check::CheckReport {
     let scratch = tempfile::tempdir().unwrap();
     let mut config = CheckConfig::with_fixtures(scratch.path()).unwrap();
     config.only = scenarios.iter().map(|s| s.to_string()).collect();
     config.stress_ms = 300;
     config.seconds = 3.0;
     let spec = EngineSpec::Plugin(lib.to_path_buf());
-    config.isolation = Some(check::Isolation::new(
-        env!("CARGO_BIN_EXE_refit-harness"),
-        spec.to_string(),
-    ));
+    if isolated {
+        config.isolation = Some(check::Isolation::new(
+            env!("CARGO_BIN_EXE_refit-harness"),
+            spec.to_string(),
+        ));
+    }
     check::run(&spec, &config, &mut |_| {})
 }
 

@@ -597,6 +597,9 @@ fn hash_values(values: &[f32]) -> u64 {
 /// explanations of a failure).
 const CACHE: usize = 32;
 
+/// Weights replaced for one evaluation: (initializer index, values).
+type Overrides<'a> = Vec<(usize, &'a [f32])>;
+
 /// At most this many explanations are tried for one failure.
 const EXPLANATIONS: usize = 64;
 
@@ -794,7 +797,7 @@ impl Oracle {
         if changed.is_empty() {
             return None;
         }
-        let mut tries: Vec<(String, Vec<(usize, &[f32])>)> = Vec::new();
+        let mut tries: Vec<(String, Overrides<'_>)> = Vec::new();
         if changed.len() > 1 {
             let names: Vec<String> = changed.iter().map(|&i| name(i)).collect();
             tries.push((
