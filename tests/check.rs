@@ -195,7 +195,7 @@ fn check_refuses_user_mistakes_before_running() {
     let tmp = tempfile::tempdir().unwrap();
     let report = tmp.path().join("report");
     let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
-    let cases: [(&[&str], &str); 10] = [
+    let cases: [(&[&str], &str); 11] = [
         (
             &["--model", "typo.onnx"],
             "typo.onnx: expected an ONNX model file, found no such file",
@@ -233,6 +233,10 @@ fn check_refuses_user_mistakes_before_running() {
             "--engine-options: engine options: not JSON at line 1 column 2",
         ),
         (&["--timeout", "0"], "--timeout: expected seconds above 0"),
+        (
+            &["--stress-ms", "-5"],
+            "--stress-ms: expected a duration above 0 ms, found -5",
+        ),
     ];
     for (args, message) in cases {
         let mut all = vec!["check", "--report", report.to_str().unwrap()];

@@ -89,7 +89,10 @@ fn a_failing_property_test_keeps_its_case_and_explains_it() {
         saved.display()
     );
     assert!(out.contains("minimal failing case: input ["), "{out}");
-    assert!(out.contains("; then stage "), "{out}");
+    assert!(
+        out.contains("; then ") && out.contains("(inferring after every step)"),
+        "{out}"
+    );
     assert!(!out.contains("Stage {"), "Rust debug output: {out}");
     assert!(
         out.contains("observed = the expected output with '") && out.contains("still at version"),

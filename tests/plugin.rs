@@ -479,8 +479,19 @@ fn engine_options_pass_through_to_options_json() {
         .unwrap_err()
         .to_string()
         .contains("expected a JSON object, found an array"));
-    // The example plugin builds with vendor options it does not know.
+    // The example plugin refuses a vendor option it does not take, naming
+    // it, and builds with the harness's own.
     let spec = EngineSpec::Plugin(example_plugin("NONE"));
+    let err = spec
+        .open(&fixture("seed_conv.onnx"), &o)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("unknown option 'arch': this plugin takes enable_refit"),
+        "{err}"
+    );
+    let o = BuildOptions::refit(false);
     let engine = spec.open(&fixture("seed_conv.onnx"), &o).unwrap();
     // REFIT_DISABLED from a plugin is the error a Rust engine returns.
     assert!(

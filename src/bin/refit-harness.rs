@@ -97,8 +97,8 @@ enum Command {
         #[arg(long, default_value_t = 10.0, allow_negative_numbers = true)]
         seconds: f64,
         /// How long each stress scenario races at least, in milliseconds.
-        #[arg(long, default_value_t = 500, value_parser = at_least_one, allow_negative_numbers = true)]
-        stress_ms: u64,
+        #[arg(long, default_value_t = 500, allow_negative_numbers = true)]
+        stress_ms: i64,
         /// Report folder (default: reports/<timestamp>-selftest).
         #[arg(long)]
         report: Option<PathBuf>,
@@ -206,12 +206,12 @@ struct RunArgs {
     #[arg(long, default_value_t = 20.0, allow_negative_numbers = true)]
     seconds: f64,
     /// How long each stress scenario races at least, in milliseconds (> 0).
-    #[arg(long, default_value_t = 500, value_parser = at_least_one, allow_negative_numbers = true)]
-    stress_ms: u64,
+    #[arg(long, default_value_t = 500, allow_negative_numbers = true)]
+    stress_ms: i64,
     /// Stress scenarios below their minimum power race on until this many
     /// milliseconds in all, then are inconclusive.
-    #[arg(long, default_value_t = 10_000, value_parser = at_least_one, allow_negative_numbers = true)]
-    stress_cap_ms: u64,
+    #[arg(long, default_value_t = 10_000, allow_negative_numbers = true)]
+    stress_cap_ms: i64,
     /// A fixed absolute tolerance replacing the oracle's error bound.
     #[arg(long, allow_negative_numbers = true)]
     abs_tolerance: Option<f64>,
@@ -285,7 +285,13 @@ impl RunArgs {
         );
         anyhow::ensure!(
             self.stress_ms > 0,
-            "--stress-ms: expected a duration above 0 ms, found 0"
+            "--stress-ms: expected a duration above 0 ms, found {}",
+            self.stress_ms
+        );
+        anyhow::ensure!(
+            self.stress_cap_ms > 0,
+            "--stress-cap-ms: expected a duration above 0 ms, found {}",
+            self.stress_cap_ms
         );
         anyhow::ensure!(
             self.timeout.is_finite() && self.timeout > 0.0,
@@ -330,8 +336,8 @@ enum DemoCommand {
     /// One thread infers in a loop while another refits all-0 .. all-9.
     MultiThread {
         /// Milliseconds between refits.
-        #[arg(long, default_value_t = 1000, value_parser = at_least_one, allow_negative_numbers = true)]
-        interval_ms: u64,
+        #[arg(long, default_value_t = 1000, allow_negative_numbers = true)]
+        interval_ms: i64,
         /// Run the history checker over what the demo did and print its
         /// verdict; exit 1 on a violation.
         #[arg(long)]
@@ -531,8 +537,8 @@ fn run_check(
         config.models = models;
     }
     config.seconds = args.seconds;
-    config.stress_ms = args.stress_ms;
-    config.stress_cap_ms = args.stress_cap_ms;
+    config.stress_ms = args.stress_ms as u64;
+    config.stress_cap_ms = args.stress_cap_ms as u64;
     config.only = only;
     config.tolerance = args.tolerance();
     config.allow_inconclusive = args.allow_inconclusive;
@@ -672,6 +678,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             anyhow::ensure!(
                 seconds.is_finite() && seconds > 0.0,
                 "--seconds: expected a time budget above 0, found {seconds}"
+            );
+            anyhow::ensure!(
+                stress_ms > 0,
+                "--stress-ms: expected a duration above 0 ms, found {stress_ms}"
             );
             if let Some(t) = timeout {
                 anyhow::ensure!(
@@ -920,8 +930,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     interval_ms,
                     verify,
                 } => {
-                    let run =
-                        demo::multi_thread(engine, Duration::from_millis(interval_ms), stdout)?;
+                    anyhow::ensure!(
+                        interval_ms > 0,
+                        "--interval-ms: expected a duration above 0 ms, found {interval_ms}"
+                    );
+                    let run = demo::multi_thread(
+                        engine,
+                        Duration::from_millis(interval_ms as u64),
+                        stdout,
+                    )?;
                     if verify {
                         let (ok, line) = demo::verify(&run);
                         println!("{line}");
@@ -949,15 +966,6 @@ fn width() -> usize {
                 .map(|(w, _)| usize::from(w.0))
         })
         .unwrap_or(120)
-}
-
-/// A whole number of at least 1 (`--stress-ms`, ...): a negative or zero
-/// value is refused with the range, not as an unknown flag.
-fn at_least_one(text: &str) -> Result<u64, String> {
-    match text.trim().parse::<i128>() {
-        Ok(v) if v >= 1 && v <= i128::from(u64::MAX) => Ok(v as u64),
-        _ => Err(format!("expected a whole number >= 1, found {text}")),
-    }
 }
 
 fn main() -> ExitCode {

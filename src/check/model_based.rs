@@ -567,7 +567,7 @@ pub fn run(cx: &Cx<'_>, _: &Path) -> Verdict {
     });
     let config = Config {
         cases: cx.config.cases,
-        max_shrink_iters: 512,
+        max_shrink_iters: 4096,
         max_shrink_time: 10_000,
         failure_persistence: persistence,
         ..Config::default()
