@@ -224,7 +224,8 @@ impl Suite {
             "unknown scenario '{scenario}'"
         );
         if self.skip.iter().any(|s| s == scenario) {
-            println!("{scenario}: left out by the suite (not run)");
+            let engine = self.factory_with(None).name();
+            println!("{scenario} on {engine}: left out by the suite (not run)");
             return;
         }
         // In the child this test started: run the item and leave.

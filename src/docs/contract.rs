@@ -42,9 +42,18 @@
 //! for bit. A failure shows the exact value, the bound, the observed error
 //! against the bound and in ulps; every row records the worst observed
 //! error / bound (`error_ratio` in `check.csv`), to set an error factor from
-//! data. `check --abs-tolerance / --rel-tolerance` replace the bound by a
+//! data; a failed comparison counts too, infinite where the expectation was
+//! exact. `check --abs-tolerance / --rel-tolerance` replace the bound by a
 //! fixed tolerance. Oracle evaluations are cached per weight version and
 //! input.
+//!
+//! A mismatch ends with a diagnosis ([`Oracle::explain`](crate::check::oracle::Oracle::explain)):
+//! the observed output is compared with the oracle's for every weight at its
+//! previous version, each weight alone at its previous version, and each
+//! weight alone at its build version, and the first that matches is named
+//! ("observed = the expected output with 'a.bias' still at version 0: that
+//! weight's refit to version 1 was not applied"), or the evidence says none
+//! did.
 //!
 //! An engine may refuse a model it cannot run (`Error::Unsupported`, a
 //! plugin's `REFIT_UNSUPPORTED`): the scenario is a skip with the engine's
@@ -97,9 +106,12 @@
 //!   default) and `check --seconds` a time budget (at least one case runs;
 //!   none running is a failure). A `may-be-partial` engine's failed refit is
 //!   followed by a full refit of known values, and the case goes on.
-//!   Failures shrink to a minimal case; their seeds are saved under the
-//!   report folder (`proptest-regressions/model_based.txt`) and the report
-//!   prints the `check --regressions FILE` command that replays them.
+//!   Failures shrink to a minimal case, printed as the operations a person
+//!   would write, with the oracle's explanation of its mismatch; their
+//!   seeds are saved under the report folder
+//!   (`proptest-regressions/model_based.txt`; in `cargo test`, under the
+//!   crate's `target/tmp`, replayed by every later run of the test) and the
+//!   report prints the `check --regressions FILE` command that replays them.
 //! - `stress_r1w1`, `stress_r4w1`, `stress_r4w2`, `stress_cores_w1`: R
 //!   inference threads and W refit threads start on a barrier and race
 //!   (`check --stress-ms`, 500 ms by default) on the stress model, whose

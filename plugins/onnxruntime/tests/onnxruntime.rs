@@ -132,7 +132,7 @@ fn onnxruntime_and_the_reference_engine_agree_within_the_oracle_bound() {
                 let y = e.context().unwrap().infer(&x).unwrap();
                 for (o, exp) in y.iter().zip(expected.iter()) {
                     assert_eq!(o.shape, exp.shape, "{who} {name} round {round}");
-                    if let Some((i, m)) = first_mismatch(exp, o.as_f32().unwrap(), &Judge::F32) {
+                    if let Err((i, m)) = first_mismatch(exp, o.as_f32().unwrap(), &Judge::F32) {
                         panic!(
                             "{who} {name} round {round}: element {i}: expected {}, observed {}",
                             m.expected_text(),
