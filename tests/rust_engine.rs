@@ -18,7 +18,7 @@ use refit_harness::engine::{
     Precision, Refitter, Subset,
 };
 use refit_harness::model::conv::AutoPad;
-use refit_harness::model::{Layer, Model};
+use refit_harness::model::{Model, Op, Src};
 use refit_harness::tensor::{DType, TensorData};
 use refit_harness::{Error, Result, Tensor, TensorInfo};
 
@@ -91,15 +91,16 @@ impl EngineFactory for Tiny {
 
     fn open(&self, path: &Path, options: &BuildOptions) -> Result<Box<dyn Engine>> {
         let model = Model::load(path)?;
-        let layers = model.layers();
-        let [Layer::Conv {
-            attrs,
-            weight,
-            bias,
-            ..
-        }] = layers[..]
-        else {
-            return Err(unsupported("one Conv layer only".into()));
+        let nodes = model.nodes();
+        let (attrs, weight, bias) = match nodes {
+            [n] => match (&n.op, &n.inputs[..]) {
+                (Op::Conv(attrs), [Src::Value(_), Src::Weight(w)]) => (attrs, *w, None),
+                (Op::Conv(attrs), [Src::Value(_), Src::Weight(w), Src::Weight(b)]) => {
+                    (attrs, *w, Some(*b))
+                }
+                _ => return Err(unsupported("one Conv layer only".into())),
+            },
+            _ => return Err(unsupported("one Conv layer only".into())),
         };
         let x = model
             .inputs()

@@ -450,12 +450,17 @@ fn preflight(
                 "no such file"
             }
         );
-        refit_harness::model::Model::load(m).with_context(|| {
-            format!(
-                "--model {}: the harness's oracle cannot read it",
-                m.display()
-            )
-        })?;
+        // A model with ops the oracle lacks is the scenarios' to skip,
+        // naming them; a file that is not a model stops the run.
+        match refit_harness::model::Model::load(m) {
+            Err(e) if !e.is_unsupported() => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "--model {}: the harness's oracle cannot read it",
+                    m.display()
+                )))
+            }
+            _ => {}
+        }
     }
     if let (EngineSpec::Plugin(path), None) = (spec, sanitizer) {
         drop(refit_harness::ffi::Plugin::load(path)?);

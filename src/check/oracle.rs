@@ -37,7 +37,10 @@ use std::sync::Arc;
 
 use crate::engine::Precision;
 use crate::model::conv::{AutoPad, ConvAttrs};
-use crate::model::{Layer, Model};
+use crate::model::{Model, Op, Src};
+
+mod ops;
+pub use ops::{FUNCTION_ABS, FUNCTION_REL};
 use crate::tensor::Tensor;
 
 /// Fixed output tolerances, overriding the derived bound
@@ -882,40 +885,76 @@ impl Oracle {
             });
         }
         let inits = self.model.initializers();
-        let missing = |v: usize| format!("value {v} is computed by no layer before its use");
-        for layer in self.model.layers() {
-            match layer {
-                Layer::Conv {
-                    name,
-                    attrs,
-                    weight,
-                    bias,
-                    input,
-                    output,
-                } => {
+        let consts = self.model.constants();
+        let missing = |v: usize| format!("value {v} is computed by no node before its use");
+        let units = ops::Units::of(precision);
+        // A weight or constant as an activation: exact, no error.
+        let held = |values: Vec<f64>, shape: &[usize]| Act {
+            exact_ints: values.iter().all(|&x| is_small_int(x, op_limit)),
+            shape: shape.to_vec(),
+            errors: vec![0.0; values.len()],
+            values,
+        };
+        for node in self.model.nodes() {
+            let name = &node.name;
+            let r = match &node.op {
+                Op::Conv(attrs) => {
+                    let Src::Value(input) = node.inputs[0] else {
+                        return Err(format!("node '{name}': X is not a value"));
+                    };
+                    let weight_of = |k: usize| match node.inputs.get(k) {
+                        Some(Src::Weight(w)) => Ok(Some(*w)),
+                        None => Ok(None),
+                        Some(_) => Err(format!("node '{name}': input {k} is not a weight")),
+                    };
+                    let w = weight_of(1)?.ok_or_else(|| format!("node '{name}': no weight"))?;
+                    let bias = weight_of(2)?;
                     let x = values[input].as_ref().ok_or_else(|| missing(input))?;
-                    let r = conv(
+                    conv(
                         x,
-                        &inits[weight].shape,
-                        weights[weight],
+                        &inits[w].shape,
+                        weights[w],
                         bias.map(|b| weights[b]),
                         attrs,
                         precision,
                         exact_allowed,
                     )
-                    .map_err(|e| format!("node '{name}': {e}"))?;
-                    values[output] = Some(r);
+                    .map_err(|e| format!("node '{name}': {e}"))?
                 }
-                Layer::Relu { input, output } => {
-                    let x = values[input].as_ref().ok_or_else(|| missing(input))?;
-                    values[output] = Some(Act {
-                        shape: x.shape.clone(),
-                        values: x.values.iter().map(|&v| v.max(0.0)).collect(),
-                        errors: x.errors.clone(),
-                        exact_ints: x.exact_ints,
-                    });
+                op => {
+                    let mut owned: Vec<Act> = Vec::new();
+                    let mut order: Vec<Result<usize, usize>> = Vec::new();
+                    for &src in &node.inputs {
+                        match src {
+                            Src::Value(v) => {
+                                values[v].as_ref().ok_or_else(|| missing(v))?;
+                                order.push(Ok(v));
+                            }
+                            Src::Weight(w) => {
+                                owned.push(held(
+                                    weights[w].iter().map(|&x| f64::from(x)).collect(),
+                                    &inits[w].shape,
+                                ));
+                                order.push(Err(owned.len() - 1));
+                            }
+                            Src::Const(c) => {
+                                owned.push(held(consts[c].values.clone(), &consts[c].shape));
+                                order.push(Err(owned.len() - 1));
+                            }
+                        }
+                    }
+                    let xs: Vec<&Act> = order
+                        .iter()
+                        .map(|o| match o {
+                            Ok(v) => values[*v].as_ref().expect("checked above"),
+                            Err(k) => &owned[*k],
+                        })
+                        .collect();
+                    ops::eval(op, &xs, units)
+                        .map_err(|e| format!("node '{name}' ({}): {e}", node.op_type))?
                 }
-            }
+            };
+            values[node.output] = Some(r);
         }
         self.model
             .output_values()

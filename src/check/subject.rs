@@ -138,8 +138,28 @@ impl Subject {
     }
 
     /// Fresh integer values for weight `i`.
+    ///
+    /// A weight the model needs positive (a BatchNormalization variance)
+    /// gets `|v| + 1`, so that every output stays defined.
+    /// A float checkpoint's weight (not all integers) gets them scaled to
+    /// its own magnitude (half its RMS), so that new values are as large as
+    /// the network's and the oracle's bound stays as tight as for the
+    /// network's own weights.
     pub fn values(&self, i: usize, salt: u64) -> Vec<f32> {
-        ints(self.numel(i), salt * 31 + i as u64)
+        let v = ints(self.numel(i), salt * 31 + i as u64);
+        let built = &self.oracle.model().initializers()[self.map[i]].values;
+        let scale = if built.iter().all(|x| x.fract() == 0.0) {
+            1.0
+        } else {
+            let rms = (built.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>()
+                / built.len().max(1) as f64)
+                .sqrt();
+            (rms / 2.0) as f32
+        };
+        let positive = self.oracle.model().needs_positive(self.map[i]);
+        v.into_iter()
+            .map(|x| if positive { (x.abs() + 1.0) * scale } else { x * scale })
+            .collect()
     }
 
     /// What the oracle says now.

@@ -1,5 +1,8 @@
-//! The ONNX subset the reference engine runs: `Conv` and `Relu` chained in
-//! a graph, with f32 (or f16) initializers as the refittable weights.
+//! The ONNX subset the reference engine runs: the ops of [`ops::Op`]
+//! (Conv, Gemm, MatMul, elementwise arithmetic, BatchNormalization,
+//! activations, Softmax, pooling, Flatten, Reshape, ...) in a graph, with
+//! f32 (or f16, or i32) initializers as the refittable weights and every
+//! other initializer (INT64 shape operands, scalar constants) a constant.
 //!
 //! [`Model::load`] parses and validates a file; [`Model::plan`] resolves
 //! every node for a set of input shapes; [`Model::run`] evaluates the graph
@@ -9,9 +12,11 @@
 pub mod build;
 pub mod conv;
 pub mod onnx;
+pub mod ops;
 mod parse;
 
-pub use parse::read_initializers;
+pub use ops::Op;
+pub use parse::{read_initializers, SUPPORTED_OPS};
 
 use std::path::{Path, PathBuf};
 
@@ -19,7 +24,7 @@ use half::f16;
 
 use crate::tensor::{Aligned, DType, Tensor, TensorData, TensorInfo, Values};
 use crate::{Error, Result};
-use conv::{ConvAttrs, ConvGeometry};
+use conv::ConvGeometry;
 
 /// A weight stored in the model file: its description and initial values
 /// (widened to f32 when stored as f16).
@@ -33,52 +38,49 @@ pub struct Initializer {
     pub values: Vec<f32>,
 }
 
-#[derive(Clone, Debug)]
-enum Op {
-    Conv {
-        attrs: ConvAttrs,
-        weight: usize,
-        bias: Option<usize>,
-    },
-    Relu,
+/// Where a node's input comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Src {
+    /// A value computed when the model runs: a graph input or a node's
+    /// output, by value number (the graph inputs first, then each node's
+    /// output).
+    Value(usize),
+    /// A refittable weight, by initializer index.
+    Weight(usize),
+    /// A constant of the model, by index into [`Model::constants`].
+    Const(usize),
 }
 
-#[derive(Clone, Debug)]
-struct Node {
-    name: String,
-    op_type: &'static str,
-    op: Op,
-    input: usize,
-    output: usize,
+/// A constant the model holds and no refit changes: INT64 shape operands,
+/// scalar float constants an exporter writes (`val_0`, GELU's 0.5), the
+/// values of `Constant` nodes. Values as f64 (INT64 operands are small).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Constant {
+    /// The initializer's or `Constant` node output's name.
+    pub name: String,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// Its values.
+    pub values: Vec<f64>,
+    /// The same as f32, as the engine computes with them.
+    pub values_f32: Vec<f32>,
 }
 
-/// A node of the graph, for code that evaluates the model its own way (the
-/// plain oracle). Values are numbered: the graph inputs first, then each
-/// node's output.
-#[derive(Clone, Copy, Debug)]
-pub enum Layer<'a> {
-    /// `Conv(X, W, B?)`.
-    Conv {
-        /// The node's name.
-        name: &'a str,
-        /// Its attributes.
-        attrs: &'a ConvAttrs,
-        /// The initializer index of W.
-        weight: usize,
-        /// The initializer index of B.
-        bias: Option<usize>,
-        /// The value X.
-        input: usize,
-        /// The value Y.
-        output: usize,
-    },
-    /// `Relu(X)`.
-    Relu {
-        /// The value X.
-        input: usize,
-        /// The value Y.
-        output: usize,
-    },
+/// One node of the graph, its op resolved ([`Op`]), its inputs located
+/// ([`Src`]) and its output numbered.
+#[derive(Clone, Debug)]
+pub struct Node {
+    /// The node's name (`#i` when it has none).
+    pub name: String,
+    /// Its `op_type` as written (`Dropout` runs as [`Op::Identity`]).
+    pub op_type: String,
+    /// The operation and its attributes.
+    pub op: Op,
+    /// Its inputs, in the op's order; optional inputs that are absent are
+    /// left out at the end.
+    pub inputs: Vec<Src>,
+    /// Its output's value number.
+    pub output: usize,
 }
 
 /// A parsed, validated model.
@@ -88,6 +90,7 @@ pub struct Model {
     inputs: Vec<TensorInfo>,
     outputs: Vec<TensorInfo>,
     initializers: Vec<Initializer>,
+    constants: Vec<Constant>,
     nodes: Vec<Node>,
     output_slots: Vec<usize>,
     slots: usize,
@@ -100,6 +103,13 @@ pub struct Plan {
     input_shapes: Vec<Vec<usize>>,
     geometries: Vec<Option<ConvGeometry>>,
     slot_shapes: Vec<Vec<usize>>,
+}
+
+impl Plan {
+    /// The shape of value `v` under this plan.
+    pub fn value_shape(&self, v: usize) -> &[usize] {
+        &self.slot_shapes[v]
+    }
 }
 
 impl Plan {
@@ -130,29 +140,31 @@ impl Model {
         &self.initializers
     }
 
+    /// Whether initializer `i` must stay positive for the model's outputs
+    /// to be defined: a BatchNormalization variance.
+    pub fn needs_positive(&self, i: usize) -> bool {
+        self.nodes.iter().any(|n| {
+            matches!(n.op, Op::BatchNorm { .. }) && n.inputs.get(4) == Some(&Src::Weight(i))
+        })
+    }
+
+    /// The constants: what no refit changes.
+    pub fn constants(&self) -> &[Constant] {
+        &self.constants
+    }
+
     /// The nodes in evaluation order.
-    pub fn layers(&self) -> Vec<Layer<'_>> {
-        self.nodes
-            .iter()
-            .map(|n| match &n.op {
-                Op::Conv {
-                    attrs,
-                    weight,
-                    bias,
-                } => Layer::Conv {
-                    name: &n.name,
-                    attrs,
-                    weight: *weight,
-                    bias: *bias,
-                    input: n.input,
-                    output: n.output,
-                },
-                Op::Relu => Layer::Relu {
-                    input: n.input,
-                    output: n.output,
-                },
-            })
-            .collect()
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    /// The shape of an input source under `plan`.
+    fn src_shape<'p>(&'p self, plan_shapes: &'p [Vec<usize>], s: Src) -> &'p [usize] {
+        match s {
+            Src::Value(v) => &plan_shapes[v],
+            Src::Weight(w) => &self.initializers[w].shape,
+            Src::Const(c) => &self.constants[c].shape,
+        }
     }
 
     /// The value numbers of the graph outputs.
@@ -175,22 +187,24 @@ impl Model {
         slot_shapes[..input_shapes.len()].clone_from_slice(input_shapes);
         let mut geometries = Vec::with_capacity(self.nodes.len());
         for n in &self.nodes {
-            let x = &slot_shapes[n.input];
-            let (geometry, shape) = match &n.op {
-                Op::Conv { attrs, weight, .. } => {
-                    let w = &self.initializers[*weight].shape;
-                    let g = ConvGeometry::resolve(attrs, x, w).map_err(|reason| {
-                        Error::InvalidNode {
-                            path: self.path.clone(),
-                            node: n.name.clone(),
-                            op: n.op_type.into(),
-                            reason,
-                        }
-                    })?;
-                    let shape = g.output_shape.clone();
-                    (Some(g), shape)
-                }
-                Op::Relu => (None, x.clone()),
+            let shapes: Vec<&[usize]> = n
+                .inputs
+                .iter()
+                .map(|&s| self.src_shape(&slot_shapes, s))
+                .collect();
+            let err = |reason: String| Error::InvalidNode {
+                path: self.path.clone(),
+                node: n.name.clone(),
+                op: n.op_type.clone(),
+                reason,
+            };
+            let geometry = match &n.op {
+                Op::Conv(attrs) => Some(ConvGeometry::resolve(attrs, shapes[0], shapes[1]).map_err(err)?),
+                _ => None,
+            };
+            let shape = match &geometry {
+                Some(g) => g.output_shape.clone(),
+                None => ops::output_shape(&n.op, &shapes).map_err(err)?,
             };
             geometries.push(geometry);
             slot_shapes[n.output] = shape;
@@ -276,22 +290,26 @@ impl Model {
         }
         for (n, geometry) in self.nodes.iter().zip(&plan.geometries) {
             let mut out = std::mem::take(&mut scratch[n.output]);
-            let x = &scratch[n.input];
-            match (&n.op, geometry) {
-                (
-                    Op::Conv {
-                        weight: w, bias, ..
-                    },
-                    Some(g),
-                ) => {
-                    out.resize(g.output_len(), 0.0);
-                    let b = bias.map(&weight);
-                    conv::conv(g, x, weight(*w), b, &mut out);
-                }
-                _ => {
-                    out.clear();
-                    out.extend(x.iter().map(|&v| if v < 0.0 { 0.0 } else { v }));
-                }
+            {
+                let inputs: Vec<ops::Input<'_>> = n
+                    .inputs
+                    .iter()
+                    .map(|&s| match s {
+                        Src::Value(v) => (&scratch[v][..], &plan.slot_shapes[v][..]),
+                        Src::Weight(w) => (weight(w), &self.initializers[w].shape[..]),
+                        Src::Const(c) => (
+                            &self.constants[c].values_f32[..],
+                            &self.constants[c].shape[..],
+                        ),
+                    })
+                    .collect();
+                ops::eval(
+                    &n.op,
+                    &inputs,
+                    &plan.slot_shapes[n.output],
+                    geometry.as_ref(),
+                    &mut out,
+                );
             }
             scratch[n.output] = out;
         }

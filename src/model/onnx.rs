@@ -10,6 +10,10 @@ pub const FLOAT: i32 = 1;
 pub const INT32: i32 = 6;
 /// `TensorProto.DataType.FLOAT16`.
 pub const FLOAT16: i32 = 10;
+/// `TensorProto.DataType.INT64`: shape operands.
+pub const INT64: i32 = 7;
+/// `TensorProto.DataType.DOUBLE`.
+pub const DOUBLE: i32 = 11;
 
 /// `AttributeProto.AttributeType.INT`.
 pub const ATTR_INT: i32 = 2;
@@ -110,6 +114,10 @@ pub struct AttributeProto {
     pub i: Option<i64>,
     #[prost(bytes = "vec", optional, tag = "4")]
     pub s: Option<Vec<u8>>,
+    #[prost(message, optional, tag = "5")]
+    pub t: Option<TensorProto>,
+    #[prost(float, repeated, packed = "false", tag = "7")]
+    pub floats: Vec<f32>,
     #[prost(int64, repeated, packed = "false", tag = "8")]
     pub ints: Vec<i64>,
     #[prost(int32, optional, tag = "20")]

@@ -8,7 +8,8 @@ use half::f16;
 use prost::Message;
 
 use super::conv::{AutoPad, ConvAttrs};
-use super::{onnx, Initializer, Model, Node, Op};
+use super::ops::{Op, PoolAttrs};
+use super::{onnx, Constant, Initializer, Model, Node, Src};
 use crate::tensor::{DType, Tensor, TensorData, TensorInfo};
 use crate::{Error, Result};
 
@@ -187,11 +188,22 @@ impl Model {
             return Err(graph_err("sparse initializers are not supported".into()));
         }
 
-        let initializers = initializers_of(&graph, path)?;
+        let opset = proto
+            .opset_import
+            .iter()
+            .find(|o| o.domain.as_deref().unwrap_or("").is_empty() || o.domain.as_deref() == Some("ai.onnx"))
+            .and_then(|o| o.version)
+            .unwrap_or(13);
+        let (initializers, mut constants) = initializers_of(&graph, path)?;
         let init_index: HashMap<String, usize> = initializers
             .iter()
             .enumerate()
             .map(|(i, t)| (t.info.name.clone(), i))
+            .collect();
+        let mut const_index: HashMap<String, usize> = constants
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.clone(), i))
             .collect();
 
         // Values: graph inputs (other than initializers listed as inputs),
@@ -201,7 +213,7 @@ impl Model {
         let mut inputs = Vec::new();
         for v in &graph.input {
             let name = v.name.clone().unwrap_or_default();
-            if init_index.contains_key(&name) {
+            if init_index.contains_key(&name) || const_index.contains_key(&name) {
                 continue;
             }
             let info = value_info(v, "input").map_err(graph_err)?;
@@ -214,6 +226,49 @@ impl Model {
         }
         if inputs.is_empty() {
             return Err(graph_err("the graph has no inputs".into()));
+        }
+
+        // Every op the reference engine lacks is named at once.
+        let mut unsupported: Vec<(String, Vec<String>)> = Vec::new();
+        for (i, n) in graph.node.iter().enumerate() {
+            let op = n.op_type.clone().unwrap_or_default();
+            let domain = n.domain.as_deref().unwrap_or("");
+            let known = (domain.is_empty() || domain == "ai.onnx")
+                && (SUPPORTED_OPS.contains(&op.as_str()) || op == "Constant");
+            if !known {
+                let name = n.name.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| format!("#{i}"));
+                let key = if domain.is_empty() || domain == "ai.onnx" {
+                    op
+                } else {
+                    format!("{domain}.{op}")
+                };
+                match unsupported.iter_mut().find(|(o, _)| *o == key) {
+                    Some((_, names)) => names.push(name),
+                    None => unsupported.push((key, vec![name])),
+                }
+            }
+        }
+        if !unsupported.is_empty() {
+            let list: Vec<String> = unsupported
+                .iter()
+                .map(|(op, names)| {
+                    let shown: Vec<&str> = names.iter().take(3).map(String::as_str).collect();
+                    let more = if names.len() > 3 { ", ..." } else { "" };
+                    format!(
+                        "{op} ({} node{}: {}{more})",
+                        names.len(),
+                        if names.len() == 1 { "" } else { "s" },
+                        shown.join(", ")
+                    )
+                })
+                .collect();
+            return Err(Error::Unsupported {
+                reason: format!(
+                    "{}: ops the reference engine and the oracle do not run: {}",
+                    path.display(),
+                    list.join("; ")
+                ),
+            });
         }
 
         let mut nodes = Vec::new();
@@ -230,110 +285,202 @@ impl Model {
                 op: op.clone(),
                 reason,
             };
-            let domain = n.domain.as_deref().unwrap_or("");
-            if !(domain.is_empty() || domain == "ai.onnx") {
-                return Err(node_err(format!(
-                    "domain '{domain}' is not supported; the reference engine runs Conv and Relu from the default domain"
-                )));
-            }
-            let (op_type, arity): (&'static str, &[usize]) = match op.as_str() {
-                "Conv" => ("Conv", &[2, 3]),
-                "Relu" => ("Relu", &[1]),
-                _ => {
-                    return Err(node_err(
-                        "unsupported op; the reference engine runs Conv and Relu".into(),
-                    ))
-                }
-            };
-            let given: Vec<&str> = n.input.iter().map(String::as_str).collect();
-            let given_len = if given.len() == 3 && given[2].is_empty() {
-                2
-            } else {
-                given.len()
-            };
-            if !arity.contains(&given_len) {
-                return Err(node_err(format!(
-                    "has {given_len} inputs {given:?}; expected {}",
-                    arity
-                        .iter()
-                        .map(|a| a.to_string())
-                        .collect::<Vec<_>>()
-                        .join(" or ")
-                )));
-            }
-            if n.output.len() != 1 {
-                return Err(node_err(format!(
-                    "has {} outputs; expected 1",
-                    n.output.len()
-                )));
-            }
-            let x = given[0];
-            let input = *slot_of.get(x).ok_or_else(|| {
-                if init_index.contains_key(x) {
-                    node_err(format!(
-                        "input X '{x}' is an initializer; X must be a graph input or a node output"
-                    ))
-                } else {
-                    node_err(format!(
-                        "input X '{x}' is produced by no earlier node and is not a graph input"
-                    ))
-                }
-            })?;
-            let x_dtype = slot_dtype[input];
-            let weight_ref = |role: &str, wname: &str| -> Result<usize> {
-                let idx = *init_index.get(wname).ok_or_else(|| {
-                    node_err(format!(
-                        "input {role} '{wname}' is not an initializer; the reference engine needs constant weights"
-                    ))
-                })?;
-                let found = initializers[idx].info.dtype;
-                if found != x_dtype {
+            for a in &n.attribute {
+                if let Some(r) = &a.ref_attr_name {
                     return Err(node_err(format!(
-                        "input {role} '{wname}' is {found} but X is {x_dtype}"
+                        "attribute {} refers to function attribute '{r}'; only plain graphs are supported",
+                        a.name.as_deref().unwrap_or("")
                     )));
                 }
-                Ok(idx)
+            }
+            if op == "Constant" {
+                let out = n.output.first().cloned().unwrap_or_default();
+                let c = constant_node(n, &out).map_err(&node_err)?;
+                if slot_of.contains_key(&out) || init_index.contains_key(&out) || const_index.contains_key(&out) {
+                    return Err(node_err(format!("output '{out}' is defined twice")));
+                }
+                const_index.insert(out, constants.len());
+                constants.push(c);
+                continue;
+            }
+            // Inputs located; an empty name is an absent optional input.
+            let mut srcs: Vec<Option<Src>> = Vec::new();
+            for x in &n.input {
+                if x.is_empty() {
+                    srcs.push(None);
+                    continue;
+                }
+                let s = if let Some(&v) = slot_of.get(x) {
+                    Src::Value(v)
+                } else if let Some(&w) = init_index.get(x) {
+                    Src::Weight(w)
+                } else if let Some(&c) = const_index.get(x) {
+                    Src::Const(c)
+                } else {
+                    return Err(node_err(format!(
+                        "input '{x}' is produced by no earlier node and is not a graph input or an initializer"
+                    )));
+                };
+                srcs.push(Some(s));
+            }
+            while srcs.last() == Some(&None) {
+                srcs.pop();
+            }
+            let constant = |k: usize, role: &str| -> Result<Option<&Constant>> {
+                match srcs.get(k).copied().flatten() {
+                    None => Ok(None),
+                    Some(Src::Const(c)) => Ok(Some(&constants[c])),
+                    Some(_) => Err(node_err(format!(
+                        "input {role} '{}' must be a constant (an initializer the engine does not refit, or a Constant node)",
+                        n.input[k]
+                    ))),
+                }
             };
-            let op = match op_type {
-                "Conv" => {
-                    let attrs = conv_attrs(n, &name).map_err(&node_err)?;
-                    let weight = weight_ref("W", given[1])?;
-                    let bias = if given_len == 3 {
-                        Some(weight_ref("B", given[2])?)
-                    } else {
-                        None
-                    };
-                    let wshape = &initializers[weight].shape;
-                    if !(3..=5).contains(&wshape.len()) {
-                        return Err(node_err(format!(
-                            "weight '{}' has shape {wshape:?}; expected rank 3 to 5",
-                            given[1]
-                        )));
+            let attrs = Attrs(n);
+            let op_resolved = match op.as_str() {
+                "Conv" => Op::Conv(conv_attrs(n, &name).map_err(&node_err)?),
+                "Gemm" => Op::Gemm {
+                    alpha: attrs.float("alpha", 1.0),
+                    beta: attrs.float("beta", 1.0),
+                    trans_a: attrs.int("transA", 0) != 0,
+                    trans_b: attrs.int("transB", 0) != 0,
+                },
+                "MatMul" => Op::MatMul,
+                "Add" => Op::Add,
+                "Sub" => Op::Sub,
+                "Mul" => Op::Mul,
+                "Div" => Op::Div,
+                "BatchNormalization" => {
+                    if attrs.int("training_mode", 0) != 0 {
+                        return Err(node_err("training_mode 1: the reference engine runs inference only".into()));
                     }
-                    if let Some(b) = bias {
-                        let bshape = &initializers[b].shape;
-                        if bshape != &[wshape[0]] {
-                            return Err(node_err(format!(
-                                "bias '{}' has shape {bshape:?}; expected [{}] (the weight's output channels)",
-                                given[2], wshape[0]
-                            )));
+                    Op::BatchNorm {
+                        epsilon: attrs.float("epsilon", 1e-5),
+                    }
+                }
+                "Relu" => Op::Relu,
+                "Sigmoid" => Op::Sigmoid,
+                "Tanh" => Op::Tanh,
+                "Erf" => Op::Erf,
+                "Sqrt" => Op::Sqrt,
+                "Gelu" => Op::Gelu {
+                    tanh: match attrs.string("approximate").as_deref() {
+                        None | Some("none") => false,
+                        Some("tanh") => true,
+                        Some(o) => return Err(node_err(format!("approximate '{o}': expected 'none' or 'tanh'"))),
+                    },
+                },
+                "Clip" => {
+                    let scalar = |c: Option<&Constant>, role: &str| -> Result<Option<f64>> {
+                        match c {
+                            None => Ok(None),
+                            Some(c) if c.values.len() == 1 => Ok(Some(c.values[0])),
+                            Some(c) => Err(node_err(format!("{role} '{}' is not a scalar", c.name))),
+                        }
+                    };
+                    let (min, max) = if opset < 11 {
+                        (attrs.opt_float("min"), attrs.opt_float("max"))
+                    } else {
+                        (scalar(constant(1, "min")?, "min")?, scalar(constant(2, "max")?, "max")?)
+                    };
+                    srcs.truncate(1);
+                    Op::Clip { min, max }
+                }
+                "Softmax" => Op::Softmax {
+                    axis: attrs.int("axis", if opset < 13 { 1 } else { -1 }),
+                    legacy: opset < 13,
+                },
+                "MaxPool" | "AveragePool" => {
+                    let p = pool_attrs(&attrs, op == "MaxPool").map_err(&node_err)?;
+                    if n.output.len() > 1 {
+                        return Err(node_err("the Indices output of MaxPool is not supported".into()));
+                    }
+                    if op == "MaxPool" {
+                        Op::MaxPool(p)
+                    } else {
+                        Op::AveragePool(p)
+                    }
+                }
+                "GlobalAveragePool" => Op::GlobalAveragePool,
+                "Flatten" => Op::Flatten {
+                    axis: attrs.int("axis", 1),
+                },
+                "Reshape" => {
+                    let shape = constant(1, "shape")?
+                        .ok_or_else(|| node_err("has no shape input".into()))?
+                        .values
+                        .iter()
+                        .map(|&v| v as i64)
+                        .collect();
+                    srcs.truncate(1);
+                    Op::Reshape {
+                        shape,
+                        allowzero: attrs.int("allowzero", 0) != 0,
+                    }
+                }
+                "Identity" => Op::Identity,
+                "Dropout" => {
+                    // Inference: the ratio and training_mode inputs are
+                    // ignored; training_mode must not be set.
+                    if let Some(t) = constant(2, "training_mode")? {
+                        if t.values.iter().any(|&v| v != 0.0) {
+                            return Err(node_err("training_mode true: the reference engine runs inference only".into()));
                         }
                     }
-                    Op::Conv {
-                        attrs,
-                        weight,
-                        bias,
-                    }
+                    srcs.truncate(1);
+                    Op::Identity
                 }
-                _ => {
-                    if !n.attribute.is_empty() {
-                        return Err(node_err("Relu takes no attributes".into()));
-                    }
-                    Op::Relu
-                }
+                other => return Err(node_err(format!("unsupported op '{other}'"))),
             };
+            let (least, most) = op_resolved.arity();
+            if srcs.len() < least || srcs.len() > most || srcs.iter().any(Option::is_none) {
+                return Err(node_err(format!(
+                    "has inputs {:?}; expected {}",
+                    n.input,
+                    if least == most {
+                        format!("{least}")
+                    } else {
+                        format!("{least} to {most}")
+                    }
+                )));
+            }
+            let srcs: Vec<Src> = srcs.into_iter().flatten().collect();
+            if !matches!(srcs[0], Src::Value(_)) {
+                return Err(node_err(format!(
+                    "input X '{}' is an initializer; X must be a graph input or a node output",
+                    n.input[0]
+                )));
+            }
+            if let Op::Conv(_) = op_resolved {
+                check_conv_inputs(&srcs, &initializers, &n.input).map_err(&node_err)?;
+            }
+            // The node's dtype: its first value input's.
+            let x_dtype = srcs
+                .iter()
+                .find_map(|s| match s {
+                    Src::Value(v) => Some(slot_dtype[*v]),
+                    _ => None,
+                })
+                .unwrap_or(DType::F32);
+            for (k, s) in srcs.iter().enumerate() {
+                if let Src::Weight(w) = s {
+                    let found = initializers[*w].info.dtype;
+                    if found != x_dtype && found != DType::I32 {
+                        return Err(node_err(format!(
+                            "input '{}' is {found} but X is {x_dtype}",
+                            n.input[k]
+                        )));
+                    }
+                }
+            }
+            if n.output.is_empty() || n.output.iter().skip(1).any(|o| !o.is_empty() && op != "Dropout") {
+                return Err(node_err(format!(
+                    "has outputs {:?}; expected 1",
+                    n.output
+                )));
+            }
             let out_name = n.output[0].clone();
-            if slot_of.contains_key(&out_name) || init_index.contains_key(&out_name) {
+            if slot_of.contains_key(&out_name) || init_index.contains_key(&out_name) || const_index.contains_key(&out_name) {
                 return Err(node_err(format!("output '{out_name}' is defined twice")));
             }
             let output = slot_dtype.len();
@@ -341,9 +488,9 @@ impl Model {
             slot_dtype.push(x_dtype);
             nodes.push(Node {
                 name,
-                op_type,
-                op,
-                input,
+                op_type: op,
+                op: op_resolved,
+                inputs: srcs,
                 output,
             });
         }
@@ -368,6 +515,7 @@ impl Model {
             inputs,
             outputs,
             initializers,
+            constants,
             nodes,
             output_slots,
             slots: slot_dtype.len(),
@@ -388,14 +536,289 @@ impl Model {
     }
 }
 
-/// The initializers of a model file (name, dtype, shape, values as f32),
-/// whatever ops its graph uses: what an engine that runs the model
-/// elsewhere (a plugin over another runtime) lists as its weights.
+/// The ops the reference engine runs and the oracle judges (with
+/// `Constant`, read at load).
+pub const SUPPORTED_OPS: &[&str] = &[
+    "Conv",
+    "Gemm",
+    "MatMul",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "BatchNormalization",
+    "Relu",
+    "Sigmoid",
+    "Tanh",
+    "Erf",
+    "Sqrt",
+    "Gelu",
+    "Clip",
+    "Softmax",
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
+    "Flatten",
+    "Reshape",
+    "Identity",
+    "Dropout",
+];
+
+/// A node's attributes by name.
+struct Attrs<'a>(&'a onnx::NodeProto);
+
+impl Attrs<'_> {
+    fn get(&self, name: &str) -> Option<&onnx::AttributeProto> {
+        self.0
+            .attribute
+            .iter()
+            .find(|a| a.name.as_deref() == Some(name))
+    }
+
+    fn int(&self, name: &str, default: i64) -> i64 {
+        self.get(name).and_then(|a| a.i).unwrap_or(default)
+    }
+
+    fn opt_float(&self, name: &str) -> Option<f64> {
+        self.get(name).and_then(|a| a.f).map(f64::from)
+    }
+
+    fn float(&self, name: &str, default: f64) -> f64 {
+        self.opt_float(name).unwrap_or(default)
+    }
+
+    fn string(&self, name: &str) -> Option<String> {
+        self.get(name)
+            .and_then(|a| a.s.as_deref())
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+    }
+
+    fn ints(&self, name: &str) -> Option<&[i64]> {
+        self.get(name).map(|a| &a.ints[..])
+    }
+}
+
+/// `MaxPool` / `AveragePool` attributes (2-D, explicit padding).
+fn pool_attrs(a: &Attrs<'_>, max: bool) -> Result<PoolAttrs, String> {
+    let pair = |name: &str, default: usize| -> Result<[usize; 2], String> {
+        match a.ints(name) {
+            None => Ok([default; 2]),
+            Some(&[x, y]) if x >= 1 && y >= 1 && x <= MAX_DIM && y <= MAX_DIM => {
+                Ok([x as usize, y as usize])
+            }
+            Some(v) => Err(format!(
+                "{name} {v:?}: the reference engine pools 2-D inputs, values >= 1"
+            )),
+        }
+    };
+    let kernel = match a.ints("kernel_shape") {
+        None => return Err("no kernel_shape".into()),
+        Some(_) => pair("kernel_shape", 1)?,
+    };
+    let pads = match a.ints("pads") {
+        None => [0; 4],
+        Some(v) if v.len() == 4 && v.iter().all(|&p| (0..=MAX_DIM).contains(&p)) => {
+            [v[0] as usize, v[1] as usize, v[2] as usize, v[3] as usize]
+        }
+        Some(v) => return Err(format!("pads {v:?}: expected four values >= 0")),
+    };
+    match a.string("auto_pad").as_deref() {
+        None | Some("NOTSET") | Some("") => {}
+        Some("VALID") if pads == [0; 4] => {}
+        Some(o) => {
+            return Err(format!(
+                "auto_pad {o}: the reference engine pools with explicit pads"
+            ))
+        }
+    }
+    if a.int("storage_order", 0) != 0 {
+        return Err("storage_order 1 is not supported".into());
+    }
+    let dilations = pair("dilations", 1)?;
+    if !max && dilations != [1, 1] {
+        return Err("AveragePool with dilations is not supported".into());
+    }
+    Ok(PoolAttrs {
+        kernel,
+        strides: pair("strides", 1)?,
+        pads,
+        dilations,
+        ceil_mode: a.int("ceil_mode", 0) != 0,
+        count_include_pad: a.int("count_include_pad", 0) != 0,
+    })
+}
+
+/// A `Constant` node's value.
+fn constant_node(n: &onnx::NodeProto, out: &str) -> Result<Constant, String> {
+    let a = n
+        .attribute
+        .first()
+        .ok_or("a Constant node without a value")?;
+    let name = a.name.as_deref().unwrap_or("");
+    let (shape, values): (Vec<usize>, Vec<f64>) = match name {
+        "value" => {
+            let t = a.t.as_ref().ok_or("attribute value holds no tensor")?;
+            let shape = dims_of(&t.dims)?;
+            let numel = shape.iter().product();
+            (shape, tensor_f64(t, numel, None)?)
+        }
+        "value_float" => (Vec::new(), vec![f64::from(a.f.ok_or("value_float has no value")?)]),
+        "value_floats" => (vec![a.floats.len()], a.floats.iter().map(|&v| f64::from(v)).collect()),
+        "value_int" => (Vec::new(), vec![a.i.ok_or("value_int has no value")? as f64]),
+        "value_ints" => (vec![a.ints.len()], a.ints.iter().map(|&v| v as f64).collect()),
+        other => return Err(format!("Constant attribute '{other}' is not supported")),
+    };
+    Ok(Constant {
+        name: out.to_string(),
+        values_f32: values.iter().map(|&v| v as f32).collect(),
+        shape,
+        values,
+    })
+}
+
+fn dims_of(dims: &[i64]) -> Result<Vec<usize>, String> {
+    dims.iter()
+        .map(|&d| {
+            usize::try_from(d)
+                .ok()
+                .filter(|&d| d as i64 <= MAX_DIM)
+                .ok_or_else(|| format!("dimension {d} in {dims:?}"))
+        })
+        .collect()
+}
+
+/// Conv's weight and bias: weights of rank 3 to 5, the bias one value per
+/// output channel.
+fn check_conv_inputs(srcs: &[Src], inits: &[Initializer], names: &[String]) -> Result<(), String> {
+    let shape_of = |k: usize| match srcs.get(k) {
+        Some(Src::Weight(w)) => Ok(Some(&inits[*w].shape)),
+        Some(_) => Err(format!(
+            "input '{}' is not a weight; the reference engine needs the conv's weight and bias to be initializers",
+            names[k]
+        )),
+        None => Ok(None),
+    };
+    let w = shape_of(1)?.ok_or("no weight")?;
+    if !(3..=5).contains(&w.len()) {
+        return Err(format!(
+            "weight '{}' has shape {w:?}; expected rank 3 to 5",
+            names[1]
+        ));
+    }
+    if let Some(b) = shape_of(2)? {
+        if b != &[w[0]] {
+            return Err(format!(
+                "bias '{}' has shape {b:?}; expected [{}] (the weight's output channels)",
+                names[2], w[0]
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A tensor's values as f64, from `raw_data`, its typed field, or (with
+/// `external`, the bytes read from its side file) external data.
+fn tensor_f64(t: &onnx::TensorProto, numel: usize, external: Option<&[u8]>) -> Result<Vec<f64>, String> {
+    let elem = t.data_type.unwrap_or(0);
+    let raw = external.or(t.raw_data.as_deref());
+    let values: Vec<f64> = match elem {
+        onnx::INT64 => match raw {
+            Some(r) => r
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")) as f64)
+                .collect(),
+            None => t.int64_data.iter().map(|&v| v as f64).collect(),
+        },
+        onnx::DOUBLE => match raw {
+            Some(r) => r
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+                .collect(),
+            None => t.double_data.clone(),
+        },
+        _ => {
+            let dtype = dtype_of(elem).ok_or_else(|| {
+                format!(
+                    "element type {} is not supported (FLOAT, FLOAT16, INT32, INT64, DOUBLE)",
+                    onnx::data_type_name(elem)
+                )
+            })?;
+            let mut tt = t.clone();
+            if let Some(r) = external {
+                tt.raw_data = Some(r.to_vec());
+            }
+            return initializer_values(&tt, dtype, numel)
+                .map(|v| v.into_iter().map(f64::from).collect());
+        }
+    };
+    if values.len() != numel {
+        return Err(format!(
+            "{} values for shape {:?}",
+            values.len(),
+            t.dims
+        ));
+    }
+    Ok(values)
+}
+
+/// The bytes of an initializer stored outside the model file: `location`
+/// relative to the model's folder (which it may not leave), `offset` and
+/// `length` in bytes.
+fn external_bytes(t: &onnx::TensorProto, model: &Path) -> Result<Vec<u8>, String> {
+    let get = |k: &str| {
+        t.external_data
+            .iter()
+            .find(|e| e.key.as_deref() == Some(k))
+            .and_then(|e| e.value.clone())
+    };
+    let location = get("location").ok_or("external data without a location")?;
+    let rel = Path::new(&location);
+    if rel.is_absolute()
+        || rel
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir))
+    {
+        return Err(format!(
+            "external data location '{location}' leaves the model's folder"
+        ));
+    }
+    let dir = model.parent().unwrap_or(Path::new("."));
+    let file = dir.join(rel);
+    let parse = |k: &str| -> Result<Option<u64>, String> {
+        get(k)
+            .map(|v| v.parse::<u64>().map_err(|_| format!("external data {k} '{v}' is not a number")))
+            .transpose()
+    };
+    let offset = parse("offset")?.unwrap_or(0);
+    let bytes = std::fs::read(&file).map_err(|e| format!("external data {}: {e}", file.display()))?;
+    let start = usize::try_from(offset).ok().filter(|&o| o <= bytes.len()).ok_or_else(|| {
+        format!("external data {}: offset {offset} is past its {} bytes", file.display(), bytes.len())
+    })?;
+    let length = match parse("length")? {
+        Some(l) => usize::try_from(l).ok().filter(|&l| start + l <= bytes.len()).ok_or_else(|| {
+            format!(
+                "external data {}: {l} bytes from offset {offset} run past its {} bytes",
+                file.display(),
+                bytes.len()
+            )
+        })?,
+        None => bytes.len() - start,
+    };
+    Ok(bytes[start..start + length].to_vec())
+}
+
+/// The refittable weights of a model file (name, dtype, shape, values as
+/// f32), whatever ops its graph uses, by the rule of [`Model`]'s
+/// initializers (INT64 shape operands and scalar constants are not
+/// weights; external data is read from beside the model): what an engine
+/// that runs the model elsewhere (a plugin over another runtime) lists as
+/// its weights.
 ///
 /// # Errors
 /// [`Error::Io`], [`Error::MalformedModel`], or [`Error::InvalidGraph`] for
-/// an initializer the harness cannot read (external data, an element type
-/// other than FLOAT, FLOAT16, INT32).
+/// an initializer the harness cannot read (external data it cannot find or
+/// that leaves the model's folder, an element type other than FLOAT,
+/// FLOAT16, INT32, INT64, DOUBLE).
 pub fn read_initializers(path: &Path) -> Result<Vec<Initializer>> {
     let bytes = std::fs::read(path).map_err(|error| Error::Io {
         op: "read",
@@ -410,35 +833,40 @@ pub fn read_initializers(path: &Path) -> Result<Vec<Initializer>> {
         path: path.to_path_buf(),
         reason: "the model has no graph".into(),
     })?;
-    initializers_of(&graph, path)
+    initializers_of(&graph, path).map(|(w, _)| w)
 }
 
-fn initializers_of(graph: &onnx::GraphProto, path: &Path) -> Result<Vec<Initializer>> {
+/// Which initializers are weights: f32 and f16 tensors of rank 1 or more,
+/// and i32 tensors; everything else (INT64 shape operands, scalar float
+/// constants an exporter writes, doubles) is a constant no refit changes.
+/// The one rule the reference engine, the oracle and the ONNX Runtime
+/// plugin share.
+fn initializers_of(
+    graph: &onnx::GraphProto,
+    path: &Path,
+) -> Result<(Vec<Initializer>, Vec<Constant>)> {
     let graph_err = |reason: String| Error::InvalidGraph {
         path: path.to_path_buf(),
         reason,
     };
     let mut initializers = Vec::new();
-    let mut init_index: HashMap<String, usize> = HashMap::new();
+    let mut constants = Vec::new();
+    let mut names: HashMap<String, ()> = HashMap::new();
     for t in &graph.initializer {
         let name = t.name.clone().unwrap_or_default();
         if name.is_empty() {
             return Err(graph_err("an initializer has no name".into()));
         }
         let bad = |reason: String| graph_err(format!("initializer '{name}': {reason}"));
-        if t.data_location == Some(1) || !t.external_data.is_empty() {
-            return Err(bad(
-                "its data is stored externally; re-export with the weights inside the model file"
-                    .into(),
-            ));
+        if names.insert(name.clone(), ()).is_some() {
+            return Err(bad("the name is used twice".into()));
         }
+        let external = if t.data_location == Some(1) || !t.external_data.is_empty() {
+            Some(external_bytes(t, path).map_err(bad)?)
+        } else {
+            None
+        };
         let elem = t.data_type.unwrap_or(0);
-        let dtype = dtype_of(elem).ok_or_else(|| {
-            bad(format!(
-                "element type {} is not supported (FLOAT, FLOAT16, INT32)",
-                onnx::data_type_name(elem)
-            ))
-        })?;
         let shape: Vec<usize> = t
             .dims
             .iter()
@@ -450,22 +878,42 @@ fn initializers_of(graph: &onnx::GraphProto, path: &Path) -> Result<Vec<Initiali
             .iter()
             .try_fold(1usize, |a, &d| a.checked_mul(d))
             .ok_or_else(|| bad(format!("shape {shape:?} overflows")))?;
-        let values = initializer_values(t, dtype, numel).map_err(bad)?;
-        if init_index
-            .insert(name.clone(), initializers.len())
-            .is_some()
-        {
-            return Err(bad("the name is used twice".into()));
-        }
-        initializers.push(Initializer {
-            info: TensorInfo {
+        let dtype = dtype_of(elem);
+        let weight = match dtype {
+            Some(DType::I32) => true,
+            Some(_) => !shape.is_empty(),
+            None => false,
+        };
+        if weight {
+            let dtype = dtype.expect("weights have a dtype");
+            let mut tt;
+            let t = match &external {
+                Some(bytes) => {
+                    tt = t.clone();
+                    tt.raw_data = Some(bytes.clone());
+                    &tt
+                }
+                None => t,
+            };
+            let values = initializer_values(t, dtype, numel).map_err(bad)?;
+            initializers.push(Initializer {
+                info: TensorInfo {
+                    name,
+                    dtype,
+                    shape: shape.iter().map(|&d| Some(d)).collect(),
+                },
+                shape,
+                values,
+            });
+        } else {
+            let values = tensor_f64(t, numel, external.as_deref()).map_err(bad)?;
+            constants.push(Constant {
                 name,
-                dtype,
-                shape: shape.iter().map(|&d| Some(d)).collect(),
-            },
-            shape,
-            values,
-        });
+                values_f32: values.iter().map(|&v| v as f32).collect(),
+                shape,
+                values,
+            });
+        }
     }
-    Ok(initializers)
+    Ok((initializers, constants))
 }
