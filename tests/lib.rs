@@ -7,6 +7,7 @@ mod conv_oracle;
 mod errors;
 mod fixtures;
 mod fuzz;
+mod graphs;
 mod history;
 mod magicmind;
 mod new_user;

@@ -25,6 +25,12 @@
 //! integers (`sum |w_i x_i| <= 2^24` in f32), any order gives the exact
 //! result, and the bound is 0: integer-valued checks stay bit-exact.
 //!
+//! Every other op (Gemm, MatMul, elementwise arithmetic, BatchNormalization,
+//! the activation functions, Softmax, pooling, the moves) carries its
+//! inputs' errors and adds its own roundings the same way, op by op: the
+//! reasoning and the implementation allowance for functions are in
+//! [`ops`].
+//!
 //! Evaluations are cached per weight version and input, so a check that
 //! returns to the same weights does not pay for the oracle again.
 
@@ -39,9 +45,9 @@ use crate::engine::Precision;
 use crate::model::conv::{AutoPad, ConvAttrs};
 use crate::model::{Model, Op, Src};
 
-mod ops;
-pub use ops::{FUNCTION_ABS, FUNCTION_REL};
+pub mod ops;
 use crate::tensor::Tensor;
+pub use ops::{FUNCTION_ABS, FUNCTION_REL};
 
 /// Fixed output tolerances, overriding the derived bound
 /// (`check --abs-tolerance / --rel-tolerance`).

@@ -158,7 +158,13 @@ impl Subject {
         };
         let positive = self.oracle.model().needs_positive(self.map[i]);
         v.into_iter()
-            .map(|x| if positive { (x.abs() + 1.0) * scale } else { x * scale })
+            .map(|x| {
+                if positive {
+                    (x.abs() + 1.0) * scale
+                } else {
+                    x * scale
+                }
+            })
             .collect()
     }
 

@@ -199,7 +199,9 @@ impl Model {
                 reason,
             };
             let geometry = match &n.op {
-                Op::Conv(attrs) => Some(ConvGeometry::resolve(attrs, shapes[0], shapes[1]).map_err(err)?),
+                Op::Conv(attrs) => {
+                    Some(ConvGeometry::resolve(attrs, shapes[0], shapes[1]).map_err(err)?)
+                }
                 _ => None,
             };
             let shape = match &geometry {
@@ -291,21 +293,22 @@ impl Model {
         for (n, geometry) in self.nodes.iter().zip(&plan.geometries) {
             let mut out = std::mem::take(&mut scratch[n.output]);
             {
-                let inputs: Vec<ops::Input<'_>> = n
-                    .inputs
-                    .iter()
-                    .map(|&s| match s {
+                // At most five inputs (BatchNormalization), on the stack:
+                // an inference allocates nothing of its own.
+                let mut inputs: [ops::Input<'_>; 5] = [(&[], &[]); 5];
+                for (slot, &src) in inputs.iter_mut().zip(&n.inputs) {
+                    *slot = match src {
                         Src::Value(v) => (&scratch[v][..], &plan.slot_shapes[v][..]),
                         Src::Weight(w) => (weight(w), &self.initializers[w].shape[..]),
                         Src::Const(c) => (
                             &self.constants[c].values_f32[..],
                             &self.constants[c].shape[..],
                         ),
-                    })
-                    .collect();
+                    };
+                }
                 ops::eval(
                     &n.op,
-                    &inputs,
+                    &inputs[..n.inputs.len()],
                     &plan.slot_shapes[n.output],
                     geometry.as_ref(),
                     &mut out,

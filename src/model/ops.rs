@@ -131,8 +131,16 @@ pub fn broadcast(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String> {
     let n = a.len().max(b.len());
     let mut out = vec![0; n];
     for i in 0..n {
-        let x = if i + a.len() >= n { a[i + a.len() - n] } else { 1 };
-        let y = if i + b.len() >= n { b[i + b.len() - n] } else { 1 };
+        let x = if i + a.len() >= n {
+            a[i + a.len() - n]
+        } else {
+            1
+        };
+        let y = if i + b.len() >= n {
+            b[i + b.len() - n]
+        } else {
+            1
+        };
         out[i] = match (x, y) {
             (x, y) if x == y => x,
             (1, y) => y,
@@ -154,9 +162,9 @@ pub fn axis_of(axis: i64, rank: usize, inclusive_end: bool) -> Result<usize, Str
     Ok(a as usize)
 }
 
-/// The output size of a pooled dimension: `(in + pads - window) / stride
-/// + 1`, rounded down or (ceil_mode) up, without a window that would start
-/// in the end padding.
+/// The output size of a pooled dimension: `(in + pads - window) / stride`
+/// plus one, rounded down or (ceil_mode) up, without a window that would
+/// start in the end padding.
 pub fn pool_len(
     input: usize,
     kernel: usize,
@@ -290,10 +298,10 @@ fn reshape_shape(x: &[usize], spec: &[i64], allowzero: bool) -> Result<Vec<usize
                 infer = Some(i);
                 out.push(1);
             }
-            0 if !allowzero => out.push(
-                *x.get(i)
-                    .ok_or_else(|| format!("shape {spec:?}: 0 at {i} copies no input dimension"))?,
-            ),
+            0 if !allowzero => out
+                .push(*x.get(i).ok_or_else(|| {
+                    format!("shape {spec:?}: 0 at {i} copies no input dimension")
+                })?),
             d if d >= 0 => out.push(d as usize),
             _ => return Err(format!("shape {spec:?} is not a valid target")),
         }
@@ -310,9 +318,12 @@ fn reshape_shape(x: &[usize], spec: &[i64], allowzero: bool) -> Result<Vec<usize
     Ok(out)
 }
 
+/// MatMul's output shape, its batch shape, and (M, K, N).
+type MatMulShape = (Vec<usize>, Vec<usize>, [usize; 3]);
+
 /// MatMul's output shape, the batch shape, and (M, K, N); 1-D operands
 /// promoted as NumPy does (and the added dimension removed).
-fn matmul_shape(a: &[usize], b: &[usize]) -> Result<(Vec<usize>, Vec<usize>, [usize; 3]), String> {
+fn matmul_shape(a: &[usize], b: &[usize]) -> Result<MatMulShape, String> {
     if a.is_empty() || b.is_empty() {
         return Err("MatMul of a scalar".into());
     }
@@ -451,8 +462,16 @@ pub fn eval(
             let (m, n) = (shape[0], shape[1]);
             let k = if *trans_a { xs[0] } else { xs[1] };
             let a_at = |i: usize, p: usize| if *trans_a { x[p * m + i] } else { x[i * k + p] };
-            let b_at = |p: usize, j: usize| if *trans_b { b[j * k + p] } else { b[p * bs[1] + j] };
-            let c = inputs.get(2).map(|(c, cs)| (*c, broadcast_offsets(cs, shape)));
+            let b_at = |p: usize, j: usize| {
+                if *trans_b {
+                    b[j * k + p]
+                } else {
+                    b[p * bs[1] + j]
+                }
+            };
+            let c = inputs
+                .get(2)
+                .map(|(c, cs)| (*c, broadcast_offsets(cs, shape)));
             let (alpha, beta) = (*alpha as f32, *beta as f32);
             out.resize(len, 0.0);
             for i in 0..m {
@@ -472,8 +491,16 @@ pub fn eval(
         Op::MatMul => {
             let (b, bs) = inputs[1];
             let (_, batch, [m, k, n]) = matmul_shape(xs, bs).expect("shapes checked at plan");
-            let a_batch: &[usize] = if xs.len() > 2 { &xs[..xs.len() - 2] } else { &[] };
-            let b_batch: &[usize] = if bs.len() > 2 { &bs[..bs.len() - 2] } else { &[] };
+            let a_batch: &[usize] = if xs.len() > 2 {
+                &xs[..xs.len() - 2]
+            } else {
+                &[]
+            };
+            let b_batch: &[usize] = if bs.len() > 2 {
+                &bs[..bs.len() - 2]
+            } else {
+                &[]
+            };
             let oa = broadcast_offsets(a_batch, &batch);
             let ob = broadcast_offsets(b_batch, &batch);
             out.resize(len, 0.0);
@@ -546,12 +573,13 @@ pub fn eval(
                         let mut count = 0usize;
                         let mut padded = 0usize;
                         for ky in 0..p.kernel[0] {
-                            let iy = (oy * p.strides[0] + ky * p.dilations[0]) as i64
-                                - p.pads[0] as i64;
+                            let iy =
+                                (oy * p.strides[0] + ky * p.dilations[0]) as i64 - p.pads[0] as i64;
                             for kx in 0..p.kernel[1] {
                                 let ix = (ox * p.strides[1] + kx * p.dilations[1]) as i64
                                     - p.pads[1] as i64;
-                                let inside = iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w;
+                                let inside =
+                                    iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w;
                                 // Positions in the declared padding count
                                 // for count_include_pad; past it they do not.
                                 if iy < (h + p.pads[2]) as i64 && ix < (w + p.pads[3]) as i64 {

@@ -191,7 +191,10 @@ impl Model {
         let opset = proto
             .opset_import
             .iter()
-            .find(|o| o.domain.as_deref().unwrap_or("").is_empty() || o.domain.as_deref() == Some("ai.onnx"))
+            .find(|o| {
+                o.domain.as_deref().unwrap_or("").is_empty()
+                    || o.domain.as_deref() == Some("ai.onnx")
+            })
             .and_then(|o| o.version)
             .unwrap_or(13);
         let (initializers, mut constants) = initializers_of(&graph, path)?;
@@ -236,7 +239,11 @@ impl Model {
             let known = (domain.is_empty() || domain == "ai.onnx")
                 && (SUPPORTED_OPS.contains(&op.as_str()) || op == "Constant");
             if !known {
-                let name = n.name.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| format!("#{i}"));
+                let name = n
+                    .name
+                    .clone()
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| format!("#{i}"));
                 let key = if domain.is_empty() || domain == "ai.onnx" {
                     op
                 } else {
@@ -296,7 +303,10 @@ impl Model {
             if op == "Constant" {
                 let out = n.output.first().cloned().unwrap_or_default();
                 let c = constant_node(n, &out).map_err(&node_err)?;
-                if slot_of.contains_key(&out) || init_index.contains_key(&out) || const_index.contains_key(&out) {
+                if slot_of.contains_key(&out)
+                    || init_index.contains_key(&out)
+                    || const_index.contains_key(&out)
+                {
                     return Err(node_err(format!("output '{out}' is defined twice")));
                 }
                 const_index.insert(out, constants.len());
@@ -352,7 +362,9 @@ impl Model {
                 "Div" => Op::Div,
                 "BatchNormalization" => {
                     if attrs.int("training_mode", 0) != 0 {
-                        return Err(node_err("training_mode 1: the reference engine runs inference only".into()));
+                        return Err(node_err(
+                            "training_mode 1: the reference engine runs inference only".into(),
+                        ));
                     }
                     Op::BatchNorm {
                         epsilon: attrs.float("epsilon", 1e-5),
@@ -367,7 +379,11 @@ impl Model {
                     tanh: match attrs.string("approximate").as_deref() {
                         None | Some("none") => false,
                         Some("tanh") => true,
-                        Some(o) => return Err(node_err(format!("approximate '{o}': expected 'none' or 'tanh'"))),
+                        Some(o) => {
+                            return Err(node_err(format!(
+                                "approximate '{o}': expected 'none' or 'tanh'"
+                            )))
+                        }
                     },
                 },
                 "Clip" => {
@@ -375,13 +391,18 @@ impl Model {
                         match c {
                             None => Ok(None),
                             Some(c) if c.values.len() == 1 => Ok(Some(c.values[0])),
-                            Some(c) => Err(node_err(format!("{role} '{}' is not a scalar", c.name))),
+                            Some(c) => {
+                                Err(node_err(format!("{role} '{}' is not a scalar", c.name)))
+                            }
                         }
                     };
                     let (min, max) = if opset < 11 {
                         (attrs.opt_float("min"), attrs.opt_float("max"))
                     } else {
-                        (scalar(constant(1, "min")?, "min")?, scalar(constant(2, "max")?, "max")?)
+                        (
+                            scalar(constant(1, "min")?, "min")?,
+                            scalar(constant(2, "max")?, "max")?,
+                        )
                     };
                     srcs.truncate(1);
                     Op::Clip { min, max }
@@ -393,7 +414,9 @@ impl Model {
                 "MaxPool" | "AveragePool" => {
                     let p = pool_attrs(&attrs, op == "MaxPool").map_err(&node_err)?;
                     if n.output.len() > 1 {
-                        return Err(node_err("the Indices output of MaxPool is not supported".into()));
+                        return Err(node_err(
+                            "the Indices output of MaxPool is not supported".into(),
+                        ));
                     }
                     if op == "MaxPool" {
                         Op::MaxPool(p)
@@ -424,7 +447,10 @@ impl Model {
                     // ignored; training_mode must not be set.
                     if let Some(t) = constant(2, "training_mode")? {
                         if t.values.iter().any(|&v| v != 0.0) {
-                            return Err(node_err("training_mode true: the reference engine runs inference only".into()));
+                            return Err(node_err(
+                                "training_mode true: the reference engine runs inference only"
+                                    .into(),
+                            ));
                         }
                     }
                     srcs.truncate(1);
@@ -473,14 +499,19 @@ impl Model {
                     }
                 }
             }
-            if n.output.is_empty() || n.output.iter().skip(1).any(|o| !o.is_empty() && op != "Dropout") {
-                return Err(node_err(format!(
-                    "has outputs {:?}; expected 1",
-                    n.output
-                )));
+            if n.output.is_empty()
+                || n.output
+                    .iter()
+                    .skip(1)
+                    .any(|o| !o.is_empty() && op != "Dropout")
+            {
+                return Err(node_err(format!("has outputs {:?}; expected 1", n.output)));
             }
             let out_name = n.output[0].clone();
-            if slot_of.contains_key(&out_name) || init_index.contains_key(&out_name) || const_index.contains_key(&out_name) {
+            if slot_of.contains_key(&out_name)
+                || init_index.contains_key(&out_name)
+                || const_index.contains_key(&out_name)
+            {
                 return Err(node_err(format!("output '{out_name}' is defined twice")));
             }
             let output = slot_dtype.len();
@@ -662,10 +693,22 @@ fn constant_node(n: &onnx::NodeProto, out: &str) -> Result<Constant, String> {
             let numel = shape.iter().product();
             (shape, tensor_f64(t, numel, None)?)
         }
-        "value_float" => (Vec::new(), vec![f64::from(a.f.ok_or("value_float has no value")?)]),
-        "value_floats" => (vec![a.floats.len()], a.floats.iter().map(|&v| f64::from(v)).collect()),
-        "value_int" => (Vec::new(), vec![a.i.ok_or("value_int has no value")? as f64]),
-        "value_ints" => (vec![a.ints.len()], a.ints.iter().map(|&v| v as f64).collect()),
+        "value_float" => (
+            Vec::new(),
+            vec![f64::from(a.f.ok_or("value_float has no value")?)],
+        ),
+        "value_floats" => (
+            vec![a.floats.len()],
+            a.floats.iter().map(|&v| f64::from(v)).collect(),
+        ),
+        "value_int" => (
+            Vec::new(),
+            vec![a.i.ok_or("value_int has no value")? as f64],
+        ),
+        "value_ints" => (
+            vec![a.ints.len()],
+            a.ints.iter().map(|&v| v as f64).collect(),
+        ),
         other => return Err(format!("Constant attribute '{other}' is not supported")),
     };
     Ok(Constant {
@@ -690,13 +733,15 @@ fn dims_of(dims: &[i64]) -> Result<Vec<usize>, String> {
 /// Conv's weight and bias: weights of rank 3 to 5, the bias one value per
 /// output channel.
 fn check_conv_inputs(srcs: &[Src], inits: &[Initializer], names: &[String]) -> Result<(), String> {
-    let shape_of = |k: usize| match srcs.get(k) {
+    let shape_of = |k: usize| {
+        match srcs.get(k) {
         Some(Src::Weight(w)) => Ok(Some(&inits[*w].shape)),
         Some(_) => Err(format!(
             "input '{}' is not a weight; the reference engine needs the conv's weight and bias to be initializers",
             names[k]
         )),
         None => Ok(None),
+    }
     };
     let w = shape_of(1)?.ok_or("no weight")?;
     if !(3..=5).contains(&w.len()) {
@@ -718,7 +763,11 @@ fn check_conv_inputs(srcs: &[Src], inits: &[Initializer], names: &[String]) -> R
 
 /// A tensor's values as f64, from `raw_data`, its typed field, or (with
 /// `external`, the bytes read from its side file) external data.
-fn tensor_f64(t: &onnx::TensorProto, numel: usize, external: Option<&[u8]>) -> Result<Vec<f64>, String> {
+fn tensor_f64(
+    t: &onnx::TensorProto,
+    numel: usize,
+    external: Option<&[u8]>,
+) -> Result<Vec<f64>, String> {
     let elem = t.data_type.unwrap_or(0);
     let raw = external.or(t.raw_data.as_deref());
     let values: Vec<f64> = match elem {
@@ -752,11 +801,7 @@ fn tensor_f64(t: &onnx::TensorProto, numel: usize, external: Option<&[u8]>) -> R
         }
     };
     if values.len() != numel {
-        return Err(format!(
-            "{} values for shape {:?}",
-            values.len(),
-            t.dims
-        ));
+        return Err(format!("{} values for shape {:?}", values.len(), t.dims));
     }
     Ok(values)
 }
@@ -774,9 +819,12 @@ fn external_bytes(t: &onnx::TensorProto, model: &Path) -> Result<Vec<u8>, String
     let location = get("location").ok_or("external data without a location")?;
     let rel = Path::new(&location);
     if rel.is_absolute()
-        || rel
-            .components()
-            .any(|c| !matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir))
+        || rel.components().any(|c| {
+            !matches!(
+                c,
+                std::path::Component::Normal(_) | std::path::Component::CurDir
+            )
+        })
     {
         return Err(format!(
             "external data location '{location}' leaves the model's folder"
@@ -786,22 +834,36 @@ fn external_bytes(t: &onnx::TensorProto, model: &Path) -> Result<Vec<u8>, String
     let file = dir.join(rel);
     let parse = |k: &str| -> Result<Option<u64>, String> {
         get(k)
-            .map(|v| v.parse::<u64>().map_err(|_| format!("external data {k} '{v}' is not a number")))
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| format!("external data {k} '{v}' is not a number"))
+            })
             .transpose()
     };
     let offset = parse("offset")?.unwrap_or(0);
-    let bytes = std::fs::read(&file).map_err(|e| format!("external data {}: {e}", file.display()))?;
-    let start = usize::try_from(offset).ok().filter(|&o| o <= bytes.len()).ok_or_else(|| {
-        format!("external data {}: offset {offset} is past its {} bytes", file.display(), bytes.len())
-    })?;
-    let length = match parse("length")? {
-        Some(l) => usize::try_from(l).ok().filter(|&l| start + l <= bytes.len()).ok_or_else(|| {
+    let bytes =
+        std::fs::read(&file).map_err(|e| format!("external data {}: {e}", file.display()))?;
+    let start = usize::try_from(offset)
+        .ok()
+        .filter(|&o| o <= bytes.len())
+        .ok_or_else(|| {
             format!(
-                "external data {}: {l} bytes from offset {offset} run past its {} bytes",
+                "external data {}: offset {offset} is past its {} bytes",
                 file.display(),
                 bytes.len()
             )
-        })?,
+        })?;
+    let length = match parse("length")? {
+        Some(l) => usize::try_from(l)
+            .ok()
+            .filter(|&l| start + l <= bytes.len())
+            .ok_or_else(|| {
+                format!(
+                    "external data {}: {l} bytes from offset {offset} run past its {} bytes",
+                    file.display(),
+                    bytes.len()
+                )
+            })?,
         None => bytes.len() - start,
     };
     Ok(bytes[start..start + length].to_vec())

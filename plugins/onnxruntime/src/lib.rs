@@ -305,6 +305,17 @@ impl OrtEngine {
             values.push(Arc::new(init.values));
             weights.push(init.info);
         }
+        // Sessions are built from bytes, where ONNX Runtime cannot find a
+        // side file of weights (it looks beside the working directory, not
+        // the model): every weight is written into the bytes, read by the
+        // harness's own reader from beside the model.
+        let bytes = replace_initializers(&bytes, &|name| {
+            weights
+                .iter()
+                .position(|w| w.name == name)
+                .map(|i| &values[i][..])
+        })
+        .map_err(|e| ort_err(&format!("writing the weights into {}", model.display()), e))?;
         // The first session runs on the file as it is, except in place,
         // where it reads the plugin's buffers from the start.
         let mut given = Vec::new();

@@ -72,7 +72,7 @@ const OWN: f64 = 64.0 * f64::EPSILON;
 
 /// The unit roundoffs of a precision.
 #[derive(Clone, Copy)]
-pub(super) struct Units {
+pub(crate) struct Units {
     /// Operand rounding (0 for f32).
     op: f64,
     /// Accumulation.
@@ -85,7 +85,8 @@ pub(super) struct Units {
 }
 
 impl Units {
-    pub(super) fn of(p: Precision) -> Units {
+    /// The unit roundoffs of `p`.
+    pub fn of(p: Precision) -> Units {
         Units {
             op: if p.operand_bits() >= 23 {
                 0.0
@@ -138,8 +139,16 @@ fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String> {
     let n = a.len().max(b.len());
     (0..n)
         .map(|i| {
-            let da = if i + a.len() < n { 1 } else { a[i + a.len() - n] };
-            let db = if i + b.len() < n { 1 } else { b[i + b.len() - n] };
+            let da = if i + a.len() < n {
+                1
+            } else {
+                a[i + a.len() - n]
+            };
+            let db = if i + b.len() < n {
+                1
+            } else {
+                b[i + b.len() - n]
+            };
             if da == db || db == 1 {
                 Ok(da)
             } else if da == 1 {
@@ -217,10 +226,7 @@ pub(super) fn eval(op: &Op, xs: &[&Act], u: Units) -> Result<Act, String> {
                         return Err(format!("axis {axis} for rank {r}"));
                     }
                     let a = a as usize;
-                    vec![
-                        x.shape[..a].iter().product(),
-                        x.shape[a..].iter().product(),
-                    ]
+                    vec![x.shape[..a].iter().product(), x.shape[a..].iter().product()]
                 }
                 Op::Reshape { shape, allowzero } => {
                     let mut out: Vec<usize> = Vec::new();
@@ -513,10 +519,8 @@ pub(super) fn eval(op: &Op, xs: &[&Act], u: Units) -> Result<Act, String> {
                         .iter()
                         .map(|&j| x.errors[j] + (u.st + u.op) * (x.values[j] - m).abs())
                         .fold(0.0, f64::max);
-                    let factor = (2.0 * big_e).exp_m1()
-                        + (FUNCTION_REL + 2.0) * u.st
-                        + u.gamma(len)
-                        + OWN;
+                    let factor =
+                        (2.0 * big_e).exp_m1() + (FUNCTION_REL + 2.0) * u.st + u.gamma(len) + OWN;
                     for (&j, &ex) in idx.iter().zip(&exps) {
                         let y = ex / sum;
                         values[j] = y;
@@ -559,7 +563,15 @@ pub(super) fn eval(op: &Op, xs: &[&Act], u: Units) -> Result<Act, String> {
 
 /// One pooled dimension's output size (ONNX, with PyTorch's rule that a
 /// window may not start in the end padding under ceil_mode).
-fn pooled(input: usize, k: usize, s: usize, d: usize, pb: usize, pe: usize, ceil: bool) -> Result<usize, String> {
+fn pooled(
+    input: usize,
+    k: usize,
+    s: usize,
+    d: usize,
+    pb: usize,
+    pe: usize,
+    ceil: bool,
+) -> Result<usize, String> {
     let ext = d * (k - 1) + 1;
     let total = input + pb + pe;
     if total < ext {
@@ -578,8 +590,24 @@ fn pool(x: &Act, p: &PoolAttrs, max: bool, u: Units) -> Result<Act, String> {
         return Err(format!("pooling of {:?}: 2-D only", x.shape));
     }
     let (h, w) = (x.shape[2], x.shape[3]);
-    let oh = pooled(h, p.kernel[0], p.strides[0], p.dilations[0], p.pads[0], p.pads[2], p.ceil_mode)?;
-    let ow = pooled(w, p.kernel[1], p.strides[1], p.dilations[1], p.pads[1], p.pads[3], p.ceil_mode)?;
+    let oh = pooled(
+        h,
+        p.kernel[0],
+        p.strides[0],
+        p.dilations[0],
+        p.pads[0],
+        p.pads[2],
+        p.ceil_mode,
+    )?;
+    let ow = pooled(
+        w,
+        p.kernel[1],
+        p.strides[1],
+        p.dilations[1],
+        p.pads[1],
+        p.pads[3],
+        p.ceil_mode,
+    )?;
     let planes = x.shape[0] * x.shape[1];
     let mut values = Vec::with_capacity(planes * oh * ow);
     let mut errors = Vec::with_capacity(planes * oh * ow);

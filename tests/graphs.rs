@@ -1,0 +1,233 @@
+//! Real networks (`fixtures/graphs/`, written by its `make.py` with ONNX
+//! Runtime's outputs): the reference engine computes them within the
+//! oracle's bound of what ONNX Runtime computed, with the models' weights
+//! and after a refit of every weight; `check` passes on them; an engine that
+//! ignores one bias of the ResNet fails, named; a model with ops outside
+//! the set is a skip naming every such op; weights in a side file load,
+//! and a side file outside the model's folder is refused.
+
+use std::path::PathBuf;
+
+use refit_harness::check::oracle::{first_mismatch, Judge, Oracle};
+use refit_harness::check::{self, CheckConfig, Verdict};
+use refit_harness::engine::{refit_all, BuildOptions};
+use refit_harness::model::{onnx, Model};
+use refit_harness::spec::EngineSpec;
+use refit_harness::{io, Tensor};
+
+const NETWORKS: [&str; 5] = ["mlp", "resnet", "depthwise", "attention", "mlp_external"];
+
+fn graph(name: &str) -> PathBuf {
+    refit_harness::fixtures::dir().join("graphs").join(name)
+}
+
+/// Every element of `observed` within the oracle's f32 bound of the exact
+/// value; `what` names the comparison.
+fn within_bound(oracle: &Oracle, x: &Tensor, observed: &Tensor, what: &str) {
+    let expected = oracle.infer(std::slice::from_ref(x)).unwrap();
+    assert_eq!(expected[0].shape, observed.shape, "{what}");
+    if let Err((i, m)) = first_mismatch(&expected[0], &observed.to_f32_vec(), &Judge::F32) {
+        panic!(
+            "{what}: element {i}: expected {}, observed {}",
+            m.expected_text(),
+            m.observed_text()
+        );
+    }
+}
+
+#[test]
+fn the_reference_engine_and_onnx_runtime_agree_within_the_bound() {
+    for name in NETWORKS {
+        let model = graph(&format!("{name}.onnx"));
+        let x = io::read_npy(&graph(&format!("{name}.input.npy"))).unwrap();
+        let engine = EngineSpec::Reference
+            .open(&model, &BuildOptions::default())
+            .unwrap();
+        let mut oracle = Oracle::new(Model::load(&model).unwrap());
+        // ONNX Runtime's output, and the reference engine's, each within
+        // the bound of the exact value.
+        let ort = io::read_npy(&graph(&format!("{name}.output.npy"))).unwrap();
+        within_bound(&oracle, &x, &ort, &format!("{name}: ONNX Runtime"));
+        let ours = engine
+            .context()
+            .unwrap()
+            .infer(std::slice::from_ref(&x))
+            .unwrap();
+        within_bound(&oracle, &x, &ours[0], &format!("{name}: reference engine"));
+        // After a refit of every weight to the second set.
+        let set = io::read_weights(&graph(&format!("{name}.refit.safetensors"))).unwrap();
+        refit_all(engine.as_ref(), set.iter().map(|(n, t)| (n.as_str(), t))).unwrap();
+        for (n, t) in &set {
+            let i = oracle
+                .model()
+                .initializers()
+                .iter()
+                .position(|w| &w.info.name == n)
+                .unwrap();
+            oracle.set(i, t.to_f32_vec());
+        }
+        let ort = io::read_npy(&graph(&format!("{name}.refit_output.npy"))).unwrap();
+        within_bound(&oracle, &x, &ort, &format!("{name} refitted: ONNX Runtime"));
+        let ours = engine
+            .context()
+            .unwrap()
+            .infer(std::slice::from_ref(&x))
+            .unwrap();
+        within_bound(
+            &oracle,
+            &x,
+            &ours[0],
+            &format!("{name} refitted: reference engine"),
+        );
+    }
+}
+
+fn run(spec: &EngineSpec, models: &[PathBuf], only: &[&str]) -> check::CheckReport {
+    let scratch = tempfile::tempdir().unwrap();
+    let mut c = CheckConfig::with_fixtures(scratch.path()).unwrap();
+    c.models = models.to_vec();
+    c.only = only.iter().map(|s| s.to_string()).collect();
+    c.stress_ms = 100;
+    check::run(spec, &c, &mut |_| {})
+}
+
+#[test]
+fn check_passes_on_real_networks_and_fails_an_engine_that_ignores_a_bias() {
+    let models: Vec<PathBuf> = NETWORKS
+        .iter()
+        .map(|n| graph(&format!("{n}.onnx")))
+        .collect();
+    let per_model = [
+        "refittable_parity",
+        "round_trip",
+        "partial_refit",
+        "bad_input",
+    ];
+    let r = run(&EngineSpec::Reference, &models, &per_model);
+    assert_eq!(r.outcomes.len(), per_model.len() * models.len());
+    for o in &r.outcomes {
+        assert!(
+            matches!(o.verdict, Verdict::Pass(_)),
+            "{} {}: {}",
+            o.scenario,
+            o.model,
+            o.verdict.detail()
+        );
+    }
+    // The last weight of the ResNet is its classifier's bias.
+    let resnet = [graph("resnet.onnx")];
+    let r = run(
+        &"defect:ignores_name".parse().unwrap(),
+        &resnet,
+        &["round_trip"],
+    );
+    let d = r.outcomes[0].verdict.detail();
+    assert!(r.outcomes[0].verdict.is_fail(), "{d}");
+    assert!(
+        d.contains("observed = the expected output with 'fc.bias' still at version 0"),
+        "{d}"
+    );
+}
+
+#[test]
+fn a_model_with_ops_outside_the_set_names_them_all() {
+    let m = graph("unsupported.onnx");
+    let e = Model::load(&m).unwrap_err();
+    assert!(e.is_unsupported(), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("LayerNormalization (1 node: /ln/LayerNormalization)")
+            && msg.contains("Gather (2 nodes: /Gather, /Gather_1)"),
+        "{msg}"
+    );
+    let r = run(&EngineSpec::Reference, &[m], &["round_trip"]);
+    assert!(
+        matches!(&r.outcomes[0].verdict, Verdict::Skip(d) if d.contains("LayerNormalization") && d.contains("Gather")),
+        "{:?}",
+        r.outcomes[0].verdict
+    );
+}
+
+#[test]
+fn initializers_that_are_not_weights_stay_constants() {
+    // The MLP's GELU and Clip constants are scalars, its Reshape shape an
+    // INT64 tensor: none is a refittable weight.
+    let names: Vec<String> = refit_harness::model::read_initializers(&graph("mlp.onnx"))
+        .unwrap()
+        .into_iter()
+        .map(|w| w.info.name)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "fc1.weight",
+            "fc1.bias",
+            "fc2.weight",
+            "fc2.bias",
+            "fc3.weight",
+            "fc3.bias"
+        ]
+    );
+    let model = Model::load(&graph("mlp.onnx")).unwrap();
+    let constants: Vec<&str> = model.constants().iter().map(|c| c.name.as_str()).collect();
+    assert!(
+        constants.contains(&"val_0") && constants.contains(&"flat"),
+        "{constants:?}"
+    );
+}
+
+/// Weights in a side file (`location`, `offset`, `length` relative to the
+/// model's folder) load as the file's own would; a location leaving that
+/// folder, or bytes past the file's end, are refused naming the tensor.
+#[test]
+fn weights_beside_the_model_load_and_may_not_leave_its_folder() {
+    let ext = refit_harness::model::read_initializers(&graph("mlp_external.onnx")).unwrap();
+    assert_eq!(ext.len(), 6);
+    assert!(ext.iter().all(|w| w.values.iter().any(|&v| v != 0.0)));
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(graph("mlp_external.onnx")).unwrap();
+    for (location, offset, needle) in [
+        (
+            "../mlp_external.onnx.data",
+            None,
+            "leaves the model's folder",
+        ),
+        ("/etc/passwd", None, "leaves the model's folder"),
+        ("mlp_external.onnx.data", Some("99999999"), "past its"),
+    ] {
+        use prost::Message;
+        let mut m = onnx::ModelProto::decode(&bytes[..]).unwrap();
+        let g = m.graph.as_mut().unwrap();
+        let t = g
+            .initializer
+            .iter_mut()
+            .find(|t| !t.external_data.is_empty())
+            .unwrap();
+        for e in &mut t.external_data {
+            match (e.key.as_deref(), offset) {
+                (Some("location"), _) => e.value = Some(location.into()),
+                (Some("offset"), Some(o)) => e.value = Some(o.into()),
+                _ => {}
+            }
+        }
+        let path = dir.path().join("m.onnx");
+        std::fs::write(&path, m.encode_to_vec()).unwrap();
+        std::fs::copy(
+            graph("mlp_external.onnx.data"),
+            dir.path().join("mlp_external.onnx.data"),
+        )
+        .unwrap();
+        let e = Model::load(&path).unwrap_err().to_string();
+        assert!(
+            e.contains(needle) && e.contains("initializer 'fc1.weight'"),
+            "{location}: {e}"
+        );
+    }
+    // Loaded from elsewhere, the side file is still found beside the model.
+    let copy = dir.path().join("copy");
+    std::fs::create_dir_all(&copy).unwrap();
+    for f in ["mlp_external.onnx", "mlp_external.onnx.data"] {
+        std::fs::copy(graph(f), copy.join(f)).unwrap();
+    }
+    assert!(Model::load(&copy.join("mlp_external.onnx")).is_ok());
+}
