@@ -54,6 +54,17 @@ fn open(
 }
 
 /// Every fixture and PyTorch export, with an input for it.
+/// The `.onnx` files of a folder, sorted.
+fn onnx_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
+        .collect();
+    names.sort();
+    names
+}
+
 fn models() -> Vec<(PathBuf, Vec<Tensor>)> {
     let scratch = root().join("target/onnxruntime-models");
     refit_harness::fixtures::write_all(&scratch).unwrap();
@@ -70,13 +81,7 @@ fn models() -> Vec<(PathBuf, Vec<Tensor>)> {
         out.push((scratch.join(name), vec![x]));
     }
     let torch = root().join("fixtures/pytorch");
-    let mut names: Vec<_> = std::fs::read_dir(&torch)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
-        .collect();
-    names.sort();
-    for p in names {
+    for p in onnx_files(&torch) {
         let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
         let base = stem.rsplit_once('_').unwrap().0;
         let x = refit_harness::io::read_npy(&torch.join(format!("{base}_input.npy"))).unwrap();
@@ -85,13 +90,7 @@ fn models() -> Vec<(PathBuf, Vec<Tensor>)> {
     // The real networks (fixtures/graphs/make.py), each with its input;
     // the one of ops outside the oracle's set has none.
     let graphs = root().join("fixtures/graphs");
-    let mut names: Vec<_> = std::fs::read_dir(&graphs)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
-        .collect();
-    names.sort();
-    for p in names {
+    for p in onnx_files(&graphs) {
         let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
         let input = graphs.join(format!("{stem}.input.npy"));
         if input.is_file() {
