@@ -293,22 +293,33 @@ impl Model {
         for (n, geometry) in self.nodes.iter().zip(&plan.geometries) {
             let mut out = std::mem::take(&mut scratch[n.output]);
             {
-                // At most five inputs (BatchNormalization), on the stack:
-                // an inference allocates nothing of its own.
-                let mut inputs: [ops::Input<'_>; 5] = [(&[], &[]); 5];
-                for (slot, &src) in inputs.iter_mut().zip(&n.inputs) {
-                    *slot = match src {
+                // Up to five inputs (BatchNormalization) on the stack: an
+                // inference allocates nothing of its own; a Concat of more
+                // on the heap.
+                let locate = |src: Src| -> ops::Input<'_> {
+                    match src {
                         Src::Value(v) => (&scratch[v][..], &plan.slot_shapes[v][..]),
                         Src::Weight(w) => (weight(w), &self.initializers[w].shape[..]),
                         Src::Const(c) => (
                             &self.constants[c].values_f32[..],
                             &self.constants[c].shape[..],
                         ),
-                    };
-                }
+                    }
+                };
+                let mut stack: [ops::Input<'_>; 5] = [(&[], &[]); 5];
+                let heap: Vec<ops::Input<'_>>;
+                let inputs: &[ops::Input<'_>] = if n.inputs.len() <= stack.len() {
+                    for (slot, &src) in stack.iter_mut().zip(&n.inputs) {
+                        *slot = locate(src);
+                    }
+                    &stack[..n.inputs.len()]
+                } else {
+                    heap = n.inputs.iter().map(|&s| locate(s)).collect();
+                    &heap
+                };
                 ops::eval(
                     &n.op,
-                    &inputs[..n.inputs.len()],
+                    inputs,
                     &plan.slot_shapes[n.output],
                     geometry.as_ref(),
                     &mut out,

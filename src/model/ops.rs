@@ -110,8 +110,85 @@ pub enum Op {
         /// `allowzero`.
         allowzero: bool,
     },
-    /// `Identity(X)`, and `Dropout(X)` at inference.
+    /// `Identity(X)`, and `Dropout(X)` at inference, and `Cast` to a
+    /// float type.
     Identity,
+    /// `Transpose(X)` by `perm` (empty: reversed).
+    Transpose {
+        /// The permutation.
+        perm: Vec<usize>,
+    },
+    /// `Unsqueeze(X)` at `axes` (of the output).
+    Unsqueeze {
+        /// The new axes.
+        axes: Vec<i64>,
+    },
+    /// `Squeeze(X)` at `axes` (empty: every dimension of size 1).
+    Squeeze {
+        /// The axes removed.
+        axes: Vec<i64>,
+    },
+    /// `Concat(X...)` along `axis`.
+    Concat {
+        /// The axis.
+        axis: i64,
+    },
+    /// `Slice(X)` with constant starts, ends, axes and steps.
+    Slice {
+        /// Starts, per axis in `axes`.
+        starts: Vec<i64>,
+        /// Ends, per axis in `axes`.
+        ends: Vec<i64>,
+        /// The axes (empty: the first `starts.len()`).
+        axes: Vec<i64>,
+        /// Steps (empty: 1).
+        steps: Vec<i64>,
+    },
+    /// `Gather(X)` along `axis` at constant `indices` of shape
+    /// `indices_shape`.
+    Gather {
+        /// The axis.
+        axis: i64,
+        /// The indices (negative count from the end).
+        indices: Vec<i64>,
+        /// Their shape.
+        indices_shape: Vec<usize>,
+    },
+    /// `Expand(X)` to a constant shape (broadcast).
+    Expand {
+        /// The shape broadcast with the input's.
+        shape: Vec<usize>,
+    },
+    /// `ReduceMean(X)` over `axes` (empty: every axis, unless
+    /// `noop_with_empty_axes`).
+    ReduceMean {
+        /// The axes.
+        axes: Vec<i64>,
+        /// `keepdims`.
+        keepdims: bool,
+    },
+    /// `LayerNormalization(X, Scale, B?)` over the dimensions from `axis`
+    /// on: `(x - mean) / sqrt(var + epsilon) * scale + B`.
+    LayerNorm {
+        /// The first normalized axis.
+        axis: i64,
+        /// `epsilon`.
+        epsilon: f64,
+    },
+    /// `Pow(X, p)` with a constant scalar exponent.
+    Pow {
+        /// The exponent.
+        p: f64,
+    },
+    /// `HardSigmoid(X)`: `max(0, min(1, alpha x + beta))`.
+    HardSigmoid {
+        /// `alpha` (default 0.2).
+        alpha: f64,
+        /// `beta` (default 0.5).
+        beta: f64,
+    },
+    /// `HardSwish(X)`: `x * max(0, min(1, x / 6 + 1 / 2))`.
+    HardSwish,
 }
 
 impl Op {
@@ -121,6 +198,8 @@ impl Op {
             Op::Conv(_) | Op::Gemm { .. } => (2, 3),
             Op::MatMul | Op::Add | Op::Sub | Op::Mul | Op::Div => (2, 2),
             Op::BatchNorm { .. } => (5, 5),
+            Op::LayerNorm { .. } => (2, 3),
+            Op::Concat { .. } => (1, usize::MAX),
             _ => (1, 1),
         }
     }
@@ -283,6 +362,38 @@ pub fn output_shape(op: &Op, shapes: &[&[usize]]) -> Result<Vec<usize>, String> 
             Ok(vec![x[..a].iter().product(), x[a..].iter().product()])
         }
         Op::Reshape { shape, allowzero } => reshape_shape(x, shape, *allowzero),
+        Op::ReduceMean { axes, keepdims } => {
+            let reduced = reduce_axes(axes, x.len())?;
+            Ok(x.iter()
+                .enumerate()
+                .filter_map(|(i, &d)| match (reduced.contains(&i), keepdims) {
+                    (true, true) => Some(1),
+                    (true, false) => None,
+                    (false, _) => Some(d),
+                })
+                .collect())
+        }
+        Op::LayerNorm { axis, .. } => {
+            let a = axis_of(*axis, x.len(), false)?;
+            for (k, s) in shapes[1..].iter().enumerate() {
+                let fits = broadcast(&x[a..], s).is_ok_and(|b| b == x[a..]);
+                if !fits {
+                    return Err(format!(
+                        "input {} has shape {s:?}; expected to broadcast to {:?}",
+                        k + 1,
+                        &x[a..]
+                    ));
+                }
+            }
+            Ok(x.to_vec())
+        }
+        Op::Transpose { .. }
+        | Op::Unsqueeze { .. }
+        | Op::Squeeze { .. }
+        | Op::Concat { .. }
+        | Op::Slice { .. }
+        | Op::Gather { .. }
+        | Op::Expand { .. } => moves(op, shapes).map(|(s, _)| s),
         _ => Ok(x.to_vec()),
     }
 }
@@ -384,6 +495,231 @@ fn broadcast_offsets(from: &[usize], to: &[usize]) -> Vec<usize> {
         }
     }
     out
+}
+
+/// The axes a reduction runs over (empty: all), checked and sorted.
+pub fn reduce_axes(axes: &[i64], rank: usize) -> Result<Vec<usize>, String> {
+    if axes.is_empty() {
+        return Ok((0..rank).collect());
+    }
+    let mut out = axes
+        .iter()
+        .map(|&a| axis_of(a, rank, false))
+        .collect::<Result<Vec<_>, _>>()?;
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// Row-major strides of a shape.
+fn strides_of(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1usize; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * shape[i + 1];
+    }
+    s
+}
+
+/// For an op that only moves values (Transpose, Unsqueeze, Squeeze,
+/// Concat, Slice, Gather, Expand): the output shape and, for every output
+/// element in order, the input it comes from and its index there. The
+/// engine copies along it and the oracle carries values and bounds along
+/// it: a move has no arithmetic to get wrong but the index (which ONNX
+/// Runtime's outputs check, `tests/graphs.rs`).
+///
+/// # Errors
+/// A message when the shapes do not fit the op.
+pub fn moves(op: &Op, shapes: &[&[usize]]) -> Result<(Vec<usize>, Vec<(usize, usize)>), String> {
+    let x = shapes[0];
+    let xs = strides_of(x);
+    // Output shape, and for an output coordinate the source (input, index).
+    let walk = |out: &[usize], src: &dyn Fn(&[usize]) -> (usize, usize)| {
+        let total: usize = out.iter().product();
+        let mut map = Vec::with_capacity(total);
+        let mut idx = vec![0usize; out.len()];
+        for _ in 0..total {
+            map.push(src(&idx));
+            for d in (0..out.len()).rev() {
+                idx[d] += 1;
+                if idx[d] < out[d] {
+                    break;
+                }
+                idx[d] = 0;
+            }
+        }
+        map
+    };
+    let dot = |c: &[usize], st: &[usize]| c.iter().zip(st).map(|(a, b)| a * b).sum::<usize>();
+    match op {
+        Op::Transpose { perm } => {
+            let perm: Vec<usize> = if perm.is_empty() {
+                (0..x.len()).rev().collect()
+            } else {
+                perm.clone()
+            };
+            let mut sorted = perm.clone();
+            sorted.sort_unstable();
+            if sorted != (0..x.len()).collect::<Vec<_>>() {
+                return Err(format!("perm {perm:?} for rank {}", x.len()));
+            }
+            let out: Vec<usize> = perm.iter().map(|&p| x[p]).collect();
+            let st: Vec<usize> = perm.iter().map(|&p| xs[p]).collect();
+            Ok((out.clone(), walk(&out, &|c| (0, dot(c, &st)))))
+        }
+        Op::Unsqueeze { axes } | Op::Squeeze { axes } => {
+            let out: Vec<usize> = if let Op::Unsqueeze { .. } = op {
+                let rank = x.len() + axes.len();
+                let at = reduce_axes(axes, rank)?;
+                if at.len() != axes.len() {
+                    return Err(format!("axes {axes:?} repeat"));
+                }
+                let mut it = x.iter();
+                (0..rank)
+                    .map(|i| {
+                        if at.contains(&i) {
+                            1
+                        } else {
+                            *it.next().expect("rank counted")
+                        }
+                    })
+                    .collect()
+            } else {
+                let at: Vec<usize> = if axes.is_empty() {
+                    (0..x.len()).filter(|&i| x[i] == 1).collect()
+                } else {
+                    reduce_axes(axes, x.len())?
+                };
+                if let Some(&i) = at.iter().find(|&&i| x[i] != 1) {
+                    return Err(format!("axis {i} has size {}, not 1", x[i]));
+                }
+                (0..x.len())
+                    .filter(|i| !at.contains(i))
+                    .map(|i| x[i])
+                    .collect()
+            };
+            let n: usize = out.iter().product();
+            Ok((out, (0..n).map(|i| (0, i)).collect()))
+        }
+        Op::Concat { axis } => {
+            let a = axis_of(*axis, x.len(), false)?;
+            let mut out = x.to_vec();
+            out[a] = 0;
+            let mut offsets = Vec::with_capacity(shapes.len());
+            for s in shapes {
+                if s.len() != x.len()
+                    || s.iter()
+                        .zip(x)
+                        .enumerate()
+                        .any(|(i, (p, q))| i != a && p != q)
+                {
+                    return Err(format!("{s:?} does not concatenate with {x:?} on axis {a}"));
+                }
+                offsets.push(out[a]);
+                out[a] += s[a];
+            }
+            let sts: Vec<Vec<usize>> = shapes.iter().map(|s| strides_of(s)).collect();
+            Ok((
+                out.clone(),
+                walk(&out, &|c| {
+                    let k = offsets.partition_point(|&o| o <= c[a]) - 1;
+                    let mut cc = c.to_vec();
+                    cc[a] -= offsets[k];
+                    (k, dot(&cc, &sts[k]))
+                }),
+            ))
+        }
+        Op::Slice {
+            starts,
+            ends,
+            axes,
+            steps,
+        } => {
+            let mut begin = vec![0i64; x.len()];
+            let mut step = vec![1i64; x.len()];
+            let mut out: Vec<usize> = x.to_vec();
+            for (k, (&st, &en)) in starts.iter().zip(ends).enumerate() {
+                let a = match axes.get(k) {
+                    Some(&a) => axis_of(a, x.len(), false)?,
+                    None => k,
+                };
+                let d = x[a] as i64;
+                let sp = steps.get(k).copied().unwrap_or(1);
+                if sp == 0 {
+                    return Err("a step of 0".into());
+                }
+                let clamp = |v: i64, lo: i64, hi: i64| v.max(lo).min(hi);
+                let norm = |v: i64| if v < 0 { v + d } else { v };
+                let (b, e) = if sp > 0 {
+                    (clamp(norm(st), 0, d), clamp(norm(en), 0, d))
+                } else {
+                    (clamp(norm(st), -1, d - 1), clamp(norm(en), -1, d - 1))
+                };
+                let len = if sp > 0 {
+                    ((e - b).max(0) + sp - 1) / sp
+                } else {
+                    ((b - e).max(0) + (-sp) - 1) / (-sp)
+                };
+                begin[a] = b;
+                step[a] = sp;
+                out[a] = len as usize;
+            }
+            Ok((
+                out.clone(),
+                walk(&out, &|c| {
+                    let i = c
+                        .iter()
+                        .enumerate()
+                        .map(|(d, &ci)| (begin[d] + ci as i64 * step[d]) as usize * xs[d])
+                        .sum();
+                    (0, i)
+                }),
+            ))
+        }
+        Op::Gather {
+            axis,
+            indices,
+            indices_shape,
+        } => {
+            let a = axis_of(*axis, x.len(), false)?;
+            let d = x[a] as i64;
+            let idx: Vec<usize> = indices
+                .iter()
+                .map(|&i| {
+                    let j = if i < 0 { i + d } else { i };
+                    if (0..d).contains(&j) {
+                        Ok(j as usize)
+                    } else {
+                        Err(format!("index {i} out of range for {d}"))
+                    }
+                })
+                .collect::<Result<_, _>>()?;
+            let mut out: Vec<usize> = x[..a].to_vec();
+            out.extend_from_slice(indices_shape);
+            out.extend_from_slice(&x[a + 1..]);
+            let q = indices_shape.len();
+            let ist = strides_of(indices_shape);
+            Ok((
+                out.clone(),
+                walk(&out, &|c| {
+                    let j = idx[dot(&c[a..a + q], &ist)];
+                    let mut src = dot(&c[..a], &xs[..a]) + j * xs[a];
+                    src += dot(&c[a + q..], &xs[a + 1..]);
+                    (0, src)
+                }),
+            ))
+        }
+        Op::Expand { shape } => {
+            let out = broadcast(x, shape)?;
+            Ok((
+                out.clone(),
+                broadcast_offsets(x, &out)
+                    .into_iter()
+                    .map(|i| (0, i))
+                    .collect(),
+            ))
+        }
+        _ => Err("not a move".into()),
+    }
 }
 
 fn erf(x: f32) -> f32 {
@@ -615,5 +951,66 @@ pub fn eval(
                     .map(|c| c.iter().sum::<f32>() / plane as f32),
             );
         }
+        Op::Transpose { .. }
+        | Op::Unsqueeze { .. }
+        | Op::Squeeze { .. }
+        | Op::Concat { .. }
+        | Op::Slice { .. }
+        | Op::Gather { .. }
+        | Op::Expand { .. } => {
+            let shapes: Vec<&[usize]> = inputs.iter().map(|i| i.1).collect();
+            let (_, map) = moves(op, &shapes).expect("checked at plan");
+            out.extend(map.iter().map(|&(k, i)| inputs[k].0[i]));
+        }
+        Op::ReduceMean { axes, .. } => {
+            let reduced = reduce_axes(axes, xs.len()).expect("checked at plan");
+            let st = strides_of(xs);
+            // The kept dimensions, in order, index the output.
+            let kept: Vec<usize> = (0..xs.len()).filter(|i| !reduced.contains(i)).collect();
+            let kept_shape: Vec<usize> = kept.iter().map(|&i| xs[i]).collect();
+            let kst = strides_of(&kept_shape);
+            let count: usize = reduced.iter().map(|&i| xs[i]).product();
+            out.resize(len.max(1), 0.0);
+            for (i, &v) in x.iter().enumerate() {
+                let o: usize = kept
+                    .iter()
+                    .zip(&kst)
+                    .map(|(&d, &k)| (i / st[d]) % xs[d] * k)
+                    .sum();
+                out[o] += v;
+            }
+            for o in out.iter_mut() {
+                *o /= count.max(1) as f32;
+            }
+        }
+        Op::LayerNorm { axis, epsilon } => {
+            let a = axis_of(*axis, xs.len(), false).expect("checked at plan");
+            let row: usize = xs[a..].iter().product();
+            let scale = broadcast_offsets(inputs[1].1, &xs[a..]);
+            let bias = inputs
+                .get(2)
+                .map(|(b, bs)| (*b, broadcast_offsets(bs, &xs[a..])));
+            out.resize(len, 0.0);
+            for (r, o) in x.chunks(row).zip(out.chunks_mut(row)) {
+                let mean = r.iter().sum::<f32>() / row as f32;
+                let var = r.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / row as f32;
+                let inv = 1.0 / (var + *epsilon as f32).sqrt();
+                for (j, (y, &v)) in o.iter_mut().zip(r).enumerate() {
+                    *y = (v - mean) * inv * inputs[1].0[scale[j]];
+                    if let Some((b, off)) = &bias {
+                        *y += b[off[j]];
+                    }
+                }
+            }
+        }
+        Op::Pow { p } => {
+            let p = *p as f32;
+            out.extend(x.iter().map(|&v| v.powf(p)));
+        }
+        Op::HardSigmoid { alpha, beta } => {
+            let (a, b) = (*alpha as f32, *beta as f32);
+            out.extend(x.iter().map(|&v| (a * v + b).clamp(0.0, 1.0)));
+        }
+        Op::HardSwish => out.extend(x.iter().map(|&v| v * (v / 6.0 + 0.5).clamp(0.0, 1.0))),
     }
 }

@@ -456,6 +456,131 @@ impl Model {
                     srcs.truncate(1);
                     Op::Identity
                 }
+                "Cast" => match attrs.int("to", 0) as i32 {
+                    onnx::FLOAT | onnx::FLOAT16 | onnx::DOUBLE => Op::Identity,
+                    t => {
+                        return Err(node_err(format!(
+                            "Cast to {}: the reference engine casts between float types only",
+                            onnx::data_type_name(t)
+                        )))
+                    }
+                },
+                "Transpose" => Op::Transpose {
+                    perm: attrs
+                        .ints("perm")
+                        .unwrap_or(&[])
+                        .iter()
+                        .map(|&p| usize::try_from(p).unwrap_or(usize::MAX))
+                        .collect(),
+                },
+                "Unsqueeze" | "Squeeze" => {
+                    let axes: Vec<i64> = if opset >= 13 {
+                        constant(1, "axes")?
+                            .map(|c| c.values.iter().map(|&v| v as i64).collect())
+                            .unwrap_or_default()
+                    } else {
+                        attrs.ints("axes").unwrap_or(&[]).to_vec()
+                    };
+                    srcs.truncate(1);
+                    if op == "Unsqueeze" {
+                        Op::Unsqueeze { axes }
+                    } else {
+                        Op::Squeeze { axes }
+                    }
+                }
+                "Concat" => Op::Concat {
+                    axis: attrs.int("axis", 0),
+                },
+                "Slice" => {
+                    let list = |k: usize, role: &str| -> Result<Vec<i64>> {
+                        Ok(constant(k, role)?
+                            .map(|c| {
+                                c.values
+                                    .iter()
+                                    .map(|&v| v.clamp(i64::MIN as f64, i64::MAX as f64) as i64)
+                                    .collect()
+                            })
+                            .unwrap_or_default())
+                    };
+                    let op = if opset >= 10 {
+                        Op::Slice {
+                            starts: list(1, "starts")?,
+                            ends: list(2, "ends")?,
+                            axes: list(3, "axes")?,
+                            steps: list(4, "steps")?,
+                        }
+                    } else {
+                        Op::Slice {
+                            starts: attrs.ints("starts").unwrap_or(&[]).to_vec(),
+                            ends: attrs.ints("ends").unwrap_or(&[]).to_vec(),
+                            axes: attrs.ints("axes").unwrap_or(&[]).to_vec(),
+                            steps: Vec::new(),
+                        }
+                    };
+                    srcs.truncate(1);
+                    op
+                }
+                "Gather" => {
+                    let c =
+                        constant(1, "indices")?.ok_or_else(|| node_err("has no indices".into()))?;
+                    let g = Op::Gather {
+                        axis: attrs.int("axis", 0),
+                        indices: c.values.iter().map(|&v| v as i64).collect(),
+                        indices_shape: c.shape.clone(),
+                    };
+                    srcs.truncate(1);
+                    g
+                }
+                "Expand" => {
+                    let c = constant(1, "shape")?.ok_or_else(|| node_err("has no shape".into()))?;
+                    let e = Op::Expand {
+                        shape: c.values.iter().map(|&v| v.max(0.0) as usize).collect(),
+                    };
+                    srcs.truncate(1);
+                    e
+                }
+                "ReduceMean" => {
+                    let axes: Vec<i64> = if opset >= 18 {
+                        constant(1, "axes")?
+                            .map(|c| c.values.iter().map(|&v| v as i64).collect())
+                            .unwrap_or_default()
+                    } else {
+                        attrs.ints("axes").unwrap_or(&[]).to_vec()
+                    };
+                    srcs.truncate(1);
+                    if axes.is_empty() && attrs.int("noop_with_empty_axes", 0) != 0 {
+                        Op::Identity
+                    } else {
+                        Op::ReduceMean {
+                            axes,
+                            keepdims: attrs.int("keepdims", 1) != 0,
+                        }
+                    }
+                }
+                "LayerNormalization" => {
+                    if n.output.iter().skip(1).any(|o| !o.is_empty()) {
+                        return Err(node_err(
+                            "its Mean and InvStdDev outputs are not supported".into(),
+                        ));
+                    }
+                    Op::LayerNorm {
+                        axis: attrs.int("axis", -1),
+                        epsilon: attrs.float("epsilon", 1e-5),
+                    }
+                }
+                "Pow" => {
+                    let p = match constant(1, "Y")? {
+                        Some(c) if c.values.len() == 1 => c.values[0],
+                        _ => return Err(node_err("the exponent must be a constant scalar".into())),
+                    };
+                    srcs.truncate(1);
+                    Op::Pow { p }
+                }
+                "HardSigmoid" => Op::HardSigmoid {
+                    alpha: attrs.float("alpha", 0.2),
+                    beta: attrs.float("beta", 0.5),
+                },
+                "HardSwish" => Op::HardSwish,
                 other => return Err(node_err(format!("unsupported op '{other}'"))),
             };
             let (least, most) = op_resolved.arity();
@@ -471,10 +596,20 @@ impl Model {
                 )));
             }
             let srcs: Vec<Src> = srcs.into_iter().flatten().collect();
-            if !matches!(srcs[0], Src::Value(_)) {
+            // Constants in, a constant out: folded now.
+            if srcs.iter().all(|s| matches!(s, Src::Const(_)))
+                && !matches!(op_resolved, Op::Conv(_))
+            {
+                let out = n.output[0].clone();
+                let c = fold(&op_resolved, &srcs, &constants, &out).map_err(&node_err)?;
+                const_index.insert(out, constants.len());
+                constants.push(c);
+                continue;
+            }
+            if !srcs.iter().any(|s| matches!(s, Src::Value(_))) {
                 return Err(node_err(format!(
-                    "input X '{}' is an initializer; X must be a graph input or a node output",
-                    n.input[0]
+                    "every input ({:?}) is a weight: a node must read a graph input or a node output",
+                    n.input
                 )));
             }
             if let Op::Conv(_) = op_resolved {
@@ -593,6 +728,19 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Reshape",
     "Identity",
     "Dropout",
+    "Cast",
+    "Transpose",
+    "Unsqueeze",
+    "Squeeze",
+    "Concat",
+    "Slice",
+    "Gather",
+    "Expand",
+    "ReduceMean",
+    "LayerNormalization",
+    "Pow",
+    "HardSigmoid",
+    "HardSwish",
 ];
 
 /// A node's attributes by name.
@@ -676,6 +824,31 @@ fn pool_attrs(a: &Attrs<'_>, max: bool) -> Result<PoolAttrs, String> {
         dilations,
         ceil_mode: a.int("ceil_mode", 0) != 0,
         count_include_pad: a.int("count_include_pad", 0) != 0,
+    })
+}
+
+/// A node over constants only, evaluated at load (as an engine folds it).
+fn fold(op: &Op, srcs: &[Src], constants: &[Constant], out: &str) -> Result<Constant, String> {
+    let ins: Vec<&Constant> = srcs
+        .iter()
+        .map(|s| match s {
+            Src::Const(c) => &constants[*c],
+            _ => unreachable!("constants only"),
+        })
+        .collect();
+    let shapes: Vec<&[usize]> = ins.iter().map(|c| &c.shape[..]).collect();
+    let shape = super::ops::output_shape(op, &shapes)?;
+    let inputs: Vec<super::ops::Input<'_>> = ins
+        .iter()
+        .map(|c| (&c.values_f32[..], &c.shape[..]))
+        .collect();
+    let mut values_f32 = Vec::new();
+    super::ops::eval(op, &inputs, &shape, None, &mut values_f32);
+    Ok(Constant {
+        name: out.to_string(),
+        shape,
+        values: values_f32.iter().map(|&v| f64::from(v)).collect(),
+        values_f32,
     })
 }
 

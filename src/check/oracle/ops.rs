@@ -557,8 +557,189 @@ pub(super) fn eval(op: &Op, xs: &[&Act], u: Units) -> Result<Act, String> {
             shape.extend(std::iter::repeat_n(1, x.shape.len() - 2));
             Ok(act(shape, values, errors, false))
         }
+        Op::Transpose { .. }
+        | Op::Unsqueeze { .. }
+        | Op::Squeeze { .. }
+        | Op::Concat { .. }
+        | Op::Slice { .. }
+        | Op::Gather { .. }
+        | Op::Expand { .. } => {
+            let shapes: Vec<&[usize]> = xs.iter().map(|a| &a.shape[..]).collect();
+            let (shape, map) = crate::model::ops::moves(op, &shapes)?;
+            Ok(act(
+                shape,
+                map.iter().map(|&(k, i)| xs[k].values[i]).collect(),
+                map.iter().map(|&(k, i)| xs[k].errors[i]).collect(),
+                xs.iter().all(|a| a.exact_ints),
+            ))
+        }
+        Op::ReduceMean { axes, keepdims } => {
+            let rank = x.shape.len();
+            let reduced = crate::model::ops::reduce_axes(axes, rank)?;
+            let out_shape: Vec<usize> = (0..rank)
+                .filter_map(|i| match (reduced.contains(&i), keepdims) {
+                    (true, true) => Some(1),
+                    (true, false) => None,
+                    (false, _) => Some(x.shape[i]),
+                })
+                .collect();
+            let total: usize = out_shape.iter().product();
+            let c: usize = reduced.iter().map(|&i| x.shape[i]).product();
+            let st = strides(&x.shape);
+            let (mut sum, mut esum, mut mag) =
+                (vec![0.0; total], vec![0.0; total], vec![0.0; total]);
+            for i in 0..n {
+                // The output element: the input's coordinates on kept axes.
+                let (mut o, mut stride) = (0usize, 1usize);
+                for d in (0..rank).rev() {
+                    if !reduced.contains(&d) {
+                        o += (i / st[d]) % x.shape[d] * stride;
+                        stride *= x.shape[d];
+                    }
+                }
+                sum[o] += x.values[i];
+                esum[o] += x.errors[i];
+                mag[o] += x.values[i].abs() + x.errors[i];
+            }
+            let cf = c.max(1) as f64;
+            let rel = (1.0 + u.gamma(c)) * (1.0 + u.st).powi(2) - 1.0;
+            Ok(act(
+                out_shape,
+                sum.iter().map(|v| v / cf).collect(),
+                esum.iter()
+                    .zip(&mag)
+                    .map(|(e, m)| e / cf + (rel + OWN) * m / cf)
+                    .collect(),
+                false,
+            ))
+        }
+        Op::LayerNorm { axis, epsilon } => layer_norm(xs, *axis, *epsilon, u),
+        Op::Pow { p } => {
+            let mut values = Vec::with_capacity(n);
+            let mut errors = Vec::with_capacity(n);
+            for (&v, &e) in x.values.iter().zip(&x.errors) {
+                let f = v.powf(*p);
+                let carried = if *p >= 1.0 {
+                    p.abs() * (v.abs() + e).powf(p - 1.0) * e
+                } else if *p > 0.0 {
+                    // Hölder: |a^p - b^p| <= |a - b|^p.
+                    e.powf(*p)
+                } else if v.abs() > e {
+                    p.abs() * (v.abs() - e).powf(p - 1.0) * e
+                } else {
+                    f64::INFINITY
+                };
+                let allowance = FUNCTION_REL * u.st * f.abs()
+                    + FUNCTION_ABS * u.st * v.abs().max(1.0)
+                    + u.op * p.abs() * f.abs();
+                values.push(f);
+                errors.push(carried + allowance + OWN * f.abs().max(1.0));
+            }
+            Ok(act(x.shape.clone(), values, errors, false))
+        }
+        Op::HardSigmoid { alpha, beta } => {
+            let rel = (1.0 + u.op) * (1.0 + u.st).powi(2) - 1.0;
+            Ok(act(
+                x.shape.clone(),
+                x.values
+                    .iter()
+                    .map(|&v| (alpha * v + beta).clamp(0.0, 1.0))
+                    .collect(),
+                x.values
+                    .iter()
+                    .zip(&x.errors)
+                    .map(|(&v, &e)| {
+                        alpha.abs() * e + (rel + OWN) * (alpha.abs() * (v.abs() + e) + beta.abs())
+                    })
+                    .collect(),
+                false,
+            ))
+        }
+        Op::HardSwish => {
+            let rel = (1.0 + u.op) * (1.0 + u.st).powi(4) - 1.0;
+            Ok(act(
+                x.shape.clone(),
+                x.values
+                    .iter()
+                    .map(|&v| v * (v / 6.0 + 0.5).clamp(0.0, 1.0))
+                    .collect(),
+                x.values
+                    .iter()
+                    .zip(&x.errors)
+                    .map(|(&v, &e)| {
+                        let m = v.abs() + e;
+                        // |f'| <= 1.5 everywhere.
+                        1.5 * e + (rel + OWN) * (m * (m / 6.0 + 0.5) + m)
+                    })
+                    .collect(),
+                false,
+            ))
+        }
         Op::Conv(_) => Err("Conv is the oracle's own".into()),
     }
+}
+
+/// LayerNormalization over the dimensions from `axis` on. First-order
+/// perturbation, doubled: with `d = x - mean`, `s = sqrt(var + eps)`,
+/// `z = d / s` and `E` the row's largest input error (the engine's own
+/// rounding of the mean and of `x - mean` counted into it), `d` moves by
+/// at most `e_j + E`, the variance by `2 mean(|d| (e + E)) + (2E)^2`, `s`
+/// by that over `2 s`, so `z_j` by `(e_j + E) / s + |z_j| ds / s`; twice
+/// that is carried. Then the variance's sum (`gamma_{n+1}` relative), the
+/// square root, the division, the scale and the shift round: `(gamma_n +
+/// 4u) |z| |scale|` and `((1 + u)^2 - 1) (|z scale| + |B|)`.
+fn layer_norm(xs: &[&Act], axis: i64, epsilon: f64, u: Units) -> Result<Act, String> {
+    let x = xs[0];
+    let rank = x.shape.len() as i64;
+    let a = if axis < 0 { axis + rank } else { axis };
+    if a < 0 || a >= rank {
+        return Err(format!("axis {axis} for rank {rank}"));
+    }
+    let tail = &x.shape[a as usize..];
+    let row: usize = tail.iter().product();
+    let (scale, bias) = (xs[1], xs.get(2));
+    let at = |p: &Act, j: usize| source_index(j, tail, &p.shape);
+    let n = x.values.len();
+    let mut values = vec![0.0; n];
+    let mut errors = vec![0.0; n];
+    let g = u.gamma(row + 1);
+    for r in 0..n / row.max(1) {
+        let idx = r * row..(r + 1) * row;
+        let xv = &x.values[idx.clone()];
+        let xe = &x.errors[idx.clone()];
+        let rf = row as f64;
+        let mean = xv.iter().sum::<f64>() / rf;
+        let abs_mean = xv.iter().map(|v| v.abs()).sum::<f64>() / rf;
+        let var = xv.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / rf;
+        let sd = (var + epsilon).sqrt();
+        // Input errors with the engine's rounding of mean and x - mean.
+        let e: Vec<f64> = xv
+            .iter()
+            .zip(xe)
+            .map(|(v, e)| e + g * abs_mean + u.st * (v.abs() + mean.abs()))
+            .collect();
+        let big_e = e.iter().copied().fold(0.0, f64::max);
+        let dvar = 2.0
+            * xv.iter()
+                .zip(&e)
+                .map(|(v, e)| (v - mean).abs() * (e + big_e))
+                .sum::<f64>()
+            / rf
+            + (2.0 * big_e).powi(2)
+            + g * (var + epsilon);
+        let ds = dvar / (2.0 * sd);
+        for j in 0..row {
+            let z = (xv[j] - mean) / sd;
+            let sc = scale.values[at(scale, j)];
+            let b = bias.map_or(0.0, |b| b.values[at(b, j)]);
+            let dz = 2.0 * ((e[j] + big_e) / sd + z.abs() * ds / sd);
+            values[r * row + j] = z * sc + b;
+            errors[r * row + j] = sc.abs() * dz
+                + (g + 4.0 * u.st) * z.abs() * sc.abs()
+                + ((1.0 + u.st).powi(2) - 1.0 + OWN) * ((z * sc).abs() + b.abs());
+        }
+    }
+    Ok(act(x.shape.clone(), values, errors, false))
 }
 
 /// One pooled dimension's output size (ONNX, with PyTorch's rule that a
