@@ -520,6 +520,10 @@ fn strides_of(shape: &[usize]) -> Vec<usize> {
     s
 }
 
+/// What [`moves`] gives: the output shape, and per output element (input,
+/// index).
+pub type Moves = (Vec<usize>, Vec<(usize, usize)>);
+
 /// For an op that only moves values (Transpose, Unsqueeze, Squeeze,
 /// Concat, Slice, Gather, Expand): the output shape and, for every output
 /// element in order, the input it comes from and its index there. The
@@ -529,7 +533,7 @@ fn strides_of(shape: &[usize]) -> Vec<usize> {
 ///
 /// # Errors
 /// A message when the shapes do not fit the op.
-pub fn moves(op: &Op, shapes: &[&[usize]]) -> Result<(Vec<usize>, Vec<(usize, usize)>), String> {
+pub fn moves(op: &Op, shapes: &[&[usize]]) -> Result<Moves, String> {
     let x = shapes[0];
     let xs = strides_of(x);
     // Output shape, and for an output coordinate the source (input, index).
