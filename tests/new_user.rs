@@ -71,12 +71,12 @@ fn a_failing_property_test_keeps_its_case_and_explains_it() {
     let dir = tempfile::tempdir().unwrap();
     let saved = dir.path().join("kept").join("model_based.txt");
     let env = [
-        ("REFIT_ENGINE", "defect:ignores_name"),
+        ("REFIT_ENGINE", "defect:never_published"),
         ("REFIT_REGRESSIONS", saved.to_str().unwrap()),
         ("PROPTEST_CASES", "32"),
     ];
     let (ok, out) = this_binary("check::under_test::model_based", &env);
-    assert!(!ok, "model_based passed on ignores_name:\n{out}");
+    assert!(!ok, "model_based passed on never_published:\n{out}");
     assert!(
         out.contains(&format!("the failing case is saved in {}", saved.display()))
             && out.contains("every later run of this test replays it first"),
