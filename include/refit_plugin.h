@@ -194,6 +194,31 @@ typedef struct refit_numerics {
                           * per check, to set this from data. */
 } refit_numerics;
 
+/* Function families, for the implementation allowance (see
+ * refit_numerics_ext): the oracle grants an engine's own implementation of a
+ * function allowance_rel[f] units of roundoff of |f(x)| plus
+ * allowance_abs[f] units of max(1, |x|), the unit roundoff being the
+ * declared precision's. Defaults 8 and 8 (they pass ONNX Runtime's CPU
+ * functions: Sigmoid within 2.5 u absolutely, Gelu within 7.5 u of the
+ * input's scale). */
+#define REFIT_FAMILY_ACTIVATION 0    /* Sigmoid, Tanh, Erf, Gelu, Sqrt, Pow, HardSigmoid, HardSwish */
+#define REFIT_FAMILY_SOFTMAX 1       /* Softmax's exp */
+#define REFIT_FAMILY_NORMALIZATION 2 /* LayerNormalization's sqrt and division */
+#define REFIT_FAMILIES 3
+
+/* What an engine declares about its arithmetic beyond refit_numerics. The
+ * harness fills every field with its default and struct_size with the size
+ * it knows before the call; a plugin writes only the fields that fit in
+ * struct_size (fields are only ever appended), so either side may be newer. */
+typedef struct refit_numerics_ext {
+    uint32_t struct_size;          /* set by the harness: sizeof as it knows it */
+    int32_t refit_bit_identical;   /* 1: after a refit, outputs are bit for bit a
+                                    * fresh build's with the same weights; 0
+                                    * (default): within the oracle's bound */
+    double allowance_rel[REFIT_FAMILIES]; /* >= 0, default 8 */
+    double allowance_abs[REFIT_FAMILIES]; /* >= 0, default 8 */
+} refit_numerics_ext;
+
 /* A named tensor's description: an input, an output or a weight. */
 typedef struct refit_tensor_desc {
     const char *name;
@@ -264,6 +289,10 @@ typedef struct refit_plugin_api {
     /* The engine's precision and error factor. Default: REFIT_PRECISION_F32,
      * error_factor 1. */
     refit_status (*engine_numerics)(const refit_engine *engine, refit_numerics *out);
+
+    /* The function allowances and whether refits are bit-identical to a
+     * fresh build (refit_numerics_ext). Default: every field's default. */
+    refit_status (*engine_numerics_ext)(const refit_engine *engine, refit_numerics_ext *out);
 } refit_plugin_api;
 
 /* The one exported entry point. Returns NULL for an unsupported version. */

@@ -26,6 +26,7 @@
  * then name the bias still served at its old version.
  */
 #include <math.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -626,14 +627,46 @@ static refit_status refit(refit_refitter *r) {
 
 static const char *last_error(void) { return last_error_buf; }
 
+#if defined(FAULT_NUMERICS_EXT) || defined(FAULT_BAD_NUMERICS_EXT)
+/* The optional engine_numerics_ext slot: refits are bit-identical to a fresh
+ * build (the weights are copied and nothing is derived from them), and the
+ * allowances this engine's functions need (it has none: tight values). The
+ * harness fills defaults and struct_size; write only what fits. */
+static refit_status engine_numerics_ext(const refit_engine *e, refit_numerics_ext *out) {
+    (void)e;
+    if (!out || out->struct_size < sizeof *out)
+        return fail(REFIT_INVALID_ARGUMENT, "refit_numerics_ext too small%s", NULL);
+    out->refit_bit_identical = 1;
+    for (int f = 0; f < REFIT_FAMILIES; f++) {
+        out->allowance_rel[f] = 1.0;
+        out->allowance_abs[f] = 2.0;
+    }
+#ifdef FAULT_BAD_NUMERICS_EXT
+    out->allowance_abs[REFIT_FAMILY_SOFTMAX] = -1.0;
+#endif
+    return REFIT_OK;
+}
+#endif
+
 static const refit_plugin_api API = {
-    REFIT_PLUGIN_ABI_VERSION, sizeof(refit_plugin_api),
+    REFIT_PLUGIN_ABI_VERSION,
+#ifdef FAULT_V1_TABLE
+    /* A plugin built before the optional slots: its table ends there. */
+    offsetof(refit_plugin_api, engine_numerics),
+#else
+    sizeof(refit_plugin_api),
+#endif
     engine_create, engine_destroy, engine_describe,
     input_count, input, output_count, output, weight_count, weight,
     context_create, context_destroy, infer,
     refitter_create, refitter_destroy, set_named_weights, missing, refit,
     last_error,
     NULL, /* engine_numerics: the default, f32 */
+#if defined(FAULT_NUMERICS_EXT) || defined(FAULT_BAD_NUMERICS_EXT)
+    engine_numerics_ext,
+#else
+    NULL, /* engine_numerics_ext: the defaults */
+#endif
 };
 
 REFIT_EXPORT const refit_plugin_api *refit_plugin_get_api(uint32_t abi_version) {

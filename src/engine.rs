@@ -158,6 +158,76 @@ pub struct Contract {
     /// convolution algorithms such as Winograd or FFT need more). Above 1,
     /// integer-valued outputs are no longer required to be exact.
     pub error_factor: f64,
+    /// The implementation allowance of its functions and whether a
+    /// refitted engine computes exactly as a fresh build.
+    pub numerics: Numerics,
+}
+
+/// How far an engine's own implementation of a function may be from the
+/// exact function: `rel` units of roundoff of `|f(x)|` plus `abs` units of
+/// `max(1, |x|)` (the unit roundoff of the declared precision). The
+/// absolute part is what vendor libraries need: they approximate sigmoid,
+/// GELU, tanh to an absolute accuracy, so near 0 their error is millions of
+/// ulps of the result and still a few `u` absolutely.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Allowance {
+    /// Units of roundoff of the result's magnitude.
+    pub rel: f64,
+    /// Units of roundoff of `max(1, |x|)`.
+    pub abs: f64,
+}
+
+impl Allowance {
+    /// 8 and 8: passes ONNX Runtime's CPU functions with room (its Sigmoid
+    /// is within 2.5 u absolutely, its Gelu within 7.5 u of the input's
+    /// scale, its Tanh within 4.5 ulps).
+    pub const DEFAULT: Allowance = Allowance { rel: 8.0, abs: 8.0 };
+}
+
+/// The families of functions an engine declares an [`Allowance`] for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// Sigmoid, Tanh, Erf, Gelu, Sqrt, Pow, HardSigmoid, HardSwish.
+    Activation = 0,
+    /// Softmax's exponential.
+    Softmax = 1,
+    /// LayerNormalization's square root and division.
+    Normalization = 2,
+}
+
+impl Family {
+    /// Every family, in the order of the ABI's arrays.
+    pub const ALL: [Family; 3] = [Family::Activation, Family::Softmax, Family::Normalization];
+}
+
+/// What an engine declares about its arithmetic beyond its precision.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Numerics {
+    /// Per [`Family`], in [`Family::ALL`]'s order.
+    pub allowance: [Allowance; 3],
+    /// Whether a refitted engine's outputs are bit for bit a fresh build's
+    /// with the same weights (an engine that re-derives nothing at refit
+    /// that a build would derive differently); default false.
+    pub refit_bit_identical: bool,
+}
+
+impl Numerics {
+    /// The default allowances; refits not declared bit-identical.
+    pub const DEFAULT: Numerics = Numerics {
+        allowance: [Allowance::DEFAULT; 3],
+        refit_bit_identical: false,
+    };
+
+    /// The allowance for `family`.
+    pub fn allowance(&self, family: Family) -> Allowance {
+        self.allowance[family as usize]
+    }
+}
+
+impl Default for Numerics {
+    fn default() -> Self {
+        Numerics::DEFAULT
+    }
 }
 
 impl fmt::Display for Contract {
@@ -226,6 +296,7 @@ impl FromStr for Contract {
             },
             precision: p.parse().map_err(|_| bad())?,
             error_factor: factor,
+            numerics: Numerics::DEFAULT,
         })
     }
 }

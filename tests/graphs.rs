@@ -238,3 +238,37 @@ fn weights_beside_the_model_load_and_may_not_leave_its_folder() {
     }
     assert!(Model::load(&copy.join("mlp_external.onnx")).is_ok());
 }
+
+/// The allowance an engine declares for its functions sets the bound: none
+/// gives a tighter one than the default, a large one a looser one.
+#[test]
+fn the_declared_allowance_sets_the_bound() {
+    use refit_harness::engine::{Allowance, Numerics};
+    let model = Model::load(&graph("mlp.onnx")).unwrap();
+    let x = io::read_npy(&graph("mlp.input.npy")).unwrap();
+    let widest = |a: Allowance| {
+        let judge = Judge {
+            numerics: Numerics {
+                allowance: [a; 3],
+                ..Numerics::DEFAULT
+            },
+            ..Judge::F32
+        };
+        Oracle::with_judge(model.clone(), judge)
+            .infer(std::slice::from_ref(&x))
+            .unwrap()[0]
+            .bounds
+            .iter()
+            .fold(0f64, |m, &b| m.max(b))
+    };
+    let none = widest(Allowance { rel: 0.0, abs: 0.0 });
+    let default = widest(Allowance::DEFAULT);
+    let loose = widest(Allowance {
+        rel: 1000.0,
+        abs: 1000.0,
+    });
+    assert!(
+        none < default && default < loose,
+        "{none} {default} {loose}"
+    );
+}

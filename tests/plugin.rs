@@ -587,3 +587,43 @@ fn bytes_are_read_in_place_when_aligned_and_decoded_otherwise() {
     data.assign_le_bytes(DType::F16, &[0x00, 0x3c]).unwrap();
     assert_eq!(data, TensorData::F16(vec![half::f16::ONE].into()));
 }
+
+/// The optional `engine_numerics_ext` slot (appended to the table, the
+/// struct sized by the caller): read where a plugin has it, the defaults
+/// where it does not (a NULL slot, or a plugin built before the slot
+/// existed, whose table ends earlier), refused naming the field when out of
+/// range; the reference plugin's exports serve the reference engine's.
+#[test]
+fn numerics_ext_is_read_when_present_and_defaults_otherwise() {
+    use refit_harness::engine::{Allowance, Family, Numerics};
+    let seed = fixture("seed_conv.onnx");
+    let open = |variant: &str| {
+        EngineSpec::Plugin(example_plugin(variant)).open(&seed, &BuildOptions::default())
+    };
+    let n = open("NUMERICS_EXT").unwrap().info().contract.numerics;
+    assert!(n.refit_bit_identical);
+    for f in Family::ALL {
+        assert_eq!(n.allowance(f), Allowance { rel: 1.0, abs: 2.0 });
+    }
+    for variant in ["NONE", "V1_TABLE"] {
+        assert_eq!(
+            open(variant).unwrap().info().contract.numerics,
+            Numerics::DEFAULT,
+            "{variant}"
+        );
+    }
+    let e = open("BAD_NUMERICS_EXT").err().unwrap().to_string();
+    assert!(
+        e.contains("engine_numerics_ext")
+            && e.contains("the Softmax allowance is 1 relative, -1 absolute"),
+        "{e}"
+    );
+    let linked = Plugin::linked("linked")
+        .unwrap()
+        .open(&seed, &BuildOptions::default())
+        .unwrap();
+    assert_eq!(
+        refit_harness::Engine::info(&linked).contract.numerics,
+        Numerics::DEFAULT
+    );
+}

@@ -158,6 +158,7 @@ impl EngineFactory for Tiny {
                     non_finite: NonFinite::Rejected,
                     precision: Precision::F32,
                     error_factor: 1.0,
+                    numerics: refit_harness::engine::Numerics::DEFAULT,
                 },
                 refit_enabled: options.enable_refit,
             },

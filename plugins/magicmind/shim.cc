@@ -906,7 +906,8 @@ const refit_plugin_api kApi = {
     mm_input_count, mm_input, mm_output_count, mm_output, mm_weight_count, mm_weight,
     mm_context_create, mm_context_destroy, mm_infer,
     mm_refitter_create, mm_refitter_destroy, mm_set_named_weights, mm_missing, mm_refit,
-    mm_last_error, mm_engine_numerics};
+    mm_last_error, mm_engine_numerics,
+    nullptr /* engine_numerics_ext: the harness's default allowances */};
 
 }  // namespace
 

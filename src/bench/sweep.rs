@@ -589,8 +589,7 @@ pub fn run(
     for precision in [Precision::F32, Precision::F16] {
         let judge = Judge {
             precision,
-            error_factor: 1.0,
-            tolerance: None,
+            ..Judge::F32
         };
         let oracle = Oracle::with_judge(model.clone(), judge);
         let miss = time(cfg.samples, cfg.sample_time, || {

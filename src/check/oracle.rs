@@ -41,7 +41,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::engine::Precision;
+use crate::engine::{Numerics, Precision};
 use crate::model::conv::{AutoPad, ConvAttrs};
 use crate::model::{Model, Op, Src};
 
@@ -69,14 +69,18 @@ pub struct Judge {
     pub error_factor: f64,
     /// A fixed tolerance replacing the bound, when set.
     pub tolerance: Option<Tolerance>,
+    /// The implementation allowance of the engine's functions.
+    pub numerics: Numerics,
 }
 
 impl Judge {
-    /// f32, factor 1, no override: what the reference engine declares.
+    /// f32, factor 1, no override, the default allowances: what the
+    /// reference engine declares.
     pub const F32: Judge = Judge {
         precision: Precision::F32,
         error_factor: 1.0,
         tolerance: None,
+        numerics: Numerics::DEFAULT,
     };
 
     /// The judge for an engine's contract, with an optional override.
@@ -85,6 +89,7 @@ impl Judge {
             precision: c.precision,
             error_factor: c.error_factor,
             tolerance,
+            numerics: c.numerics,
         }
     }
 
@@ -893,7 +898,7 @@ impl Oracle {
         let inits = self.model.initializers();
         let consts = self.model.constants();
         let missing = |v: usize| format!("value {v} is computed by no node before its use");
-        let units = ops::Units::of(precision);
+        let units = ops::Units::of(precision, &self.judge.numerics);
         // A weight or constant as an activation: exact, no error.
         let held = |values: Vec<f64>, shape: &[usize]| Act {
             exact_ints: values.iter().all(|&x| is_small_int(x, op_limit)),

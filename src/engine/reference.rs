@@ -30,6 +30,7 @@ pub const CONTRACT: Contract = Contract {
     non_finite: NonFinite::Rejected,
     precision: Precision::F32,
     error_factor: 1.0,
+    numerics: crate::engine::Numerics::DEFAULT,
 };
 
 /// What the reference engine declares: its own contract ([`CONTRACT`]), or

@@ -386,6 +386,36 @@ unsafe extern "C" fn engine_numerics(
     })
 }
 
+unsafe extern "C" fn engine_numerics_ext(
+    engine: *const sys::refit_engine,
+    out: *mut sys::refit_numerics_ext,
+) -> refit_status {
+    guard(|| {
+        // SAFETY: a live engine from engine_create.
+        let e = unsafe { engine_ref(engine) }?;
+        if out.is_null() {
+            return Err(invalid("out"));
+        }
+        let n = e.engine.info().contract.numerics;
+        // SAFETY: a valid out-pointer; the caller's struct_size says how
+        // many bytes it holds, and only fields within it are written.
+        let size = unsafe { std::ptr::addr_of!((*out).struct_size).read() } as usize;
+        if size < std::mem::size_of::<sys::refit_numerics_ext>() {
+            return Err(invalid(
+                "out (struct_size smaller than this plugin's refit_numerics_ext)",
+            ));
+        }
+        // SAFETY: as above.
+        unsafe {
+            std::ptr::addr_of_mut!((*out).refit_bit_identical)
+                .write(i32::from(n.refit_bit_identical));
+            std::ptr::addr_of_mut!((*out).allowance_rel).write(n.allowance.map(|a| a.rel));
+            std::ptr::addr_of_mut!((*out).allowance_abs).write(n.allowance.map(|a| a.abs));
+        }
+        Ok(())
+    })
+}
+
 fn count(
     engine: *const sys::refit_engine,
     out: *mut u32,
@@ -671,6 +701,7 @@ pub const fn table<E: Exported>() -> refit_plugin_api {
             last_error: Some(last_error),
         },
         engine_numerics: Some(engine_numerics),
+        engine_numerics_ext: Some(engine_numerics_ext),
     }
 }
 

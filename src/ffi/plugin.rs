@@ -15,7 +15,7 @@ use std::sync::Arc;
 use super::sys::{self, refit_plugin_api, refit_status, refit_tensor, refit_tensor_desc};
 use crate::engine::{
     BuildOptions, Concurrency, Context, Contract, Engine, EngineInfo, FailedRefit, NonFinite,
-    Precision, Refitter, Subset,
+    Numerics, Precision, Refitter, Subset,
 };
 use crate::error::LoadError;
 use crate::tensor::{DType, Tensor, TensorData, TensorInfo};
@@ -42,6 +42,7 @@ struct Api {
     refitter_refit: sys::RefitFn,
     last_error: sys::LastErrorFn,
     engine_numerics: Option<sys::NumericsFn>,
+    engine_numerics_ext: Option<sys::NumericsExtFn>,
 }
 
 /// A loaded plugin library.
@@ -155,12 +156,20 @@ impl Plugin {
         // each slot is read through a raw pointer, and an optional slot only
         // where the table's declared size covers it.
         let t = unsafe { ptr::addr_of!((*table).v1).read() };
-        let engine_numerics = if size as usize >= std::mem::size_of::<refit_plugin_api>() {
+        let covers = |offset: usize| size as usize >= offset + std::mem::size_of::<usize>();
+        let engine_numerics = if covers(std::mem::offset_of!(refit_plugin_api, engine_numerics)) {
             // SAFETY: as above; the declared size covers this slot.
             unsafe { ptr::addr_of!((*table).engine_numerics).read() }
         } else {
             None
         };
+        let engine_numerics_ext =
+            if covers(std::mem::offset_of!(refit_plugin_api, engine_numerics_ext)) {
+                // SAFETY: as above; the declared size covers this slot.
+                unsafe { ptr::addr_of!((*table).engine_numerics_ext).read() }
+            } else {
+                None
+            };
         let null = |i: usize| {
             load_err(LoadError::NullSlot {
                 path: path.to_path_buf(),
@@ -187,6 +196,7 @@ impl Plugin {
             refitter_refit: t.refitter_refit.ok_or_else(|| null(16))?,
             last_error: t.last_error.ok_or_else(|| null(17))?,
             engine_numerics,
+            engine_numerics_ext,
         };
         Ok(Arc::new(Plugin {
             path: path.to_path_buf(),
@@ -389,6 +399,7 @@ impl Owned {
             },
             precision,
             error_factor,
+            numerics: self.numerics_ext()?,
         };
         Ok(EngineInfo {
             // SAFETY: the strings live as long as the engine.
@@ -398,6 +409,50 @@ impl Owned {
             contract,
             refit_enabled: pick(info.refit_enabled, "refit_enabled")?,
         })
+    }
+
+    /// The engine's allowances and refit identity: the defaults where the
+    /// plugin has no `engine_numerics_ext`.
+    fn numerics_ext(&self) -> Result<Numerics> {
+        let Some(f) = self.plugin.api.engine_numerics_ext else {
+            return Ok(Numerics::DEFAULT);
+        };
+        let d = Numerics::DEFAULT;
+        let mut out = sys::refit_numerics_ext {
+            struct_size: std::mem::size_of::<sys::refit_numerics_ext>() as u32,
+            refit_bit_identical: i32::from(d.refit_bit_identical),
+            allowance_rel: d.allowance.map(|a| a.rel),
+            allowance_abs: d.allowance.map(|a| a.abs),
+        };
+        let _in_flight = crate::ffi::flight::call("engine_numerics_ext");
+        // SAFETY: a live engine handle and an out-pointer to a local whose
+        // struct_size says how much the plugin may write.
+        self.plugin
+            .check("engine_numerics_ext", unsafe { f(self.handle, &mut out) })?;
+        let mut n = d;
+        n.refit_bit_identical = match out.refit_bit_identical {
+            0 => false,
+            1 => true,
+            other => {
+                return Err(self.malformed(
+                    "engine_numerics_ext",
+                    format!("refit_bit_identical is {other}; expected 0 or 1"),
+                ))
+            }
+        };
+        for (k, family) in crate::engine::Family::ALL.iter().enumerate() {
+            let (rel, abs) = (out.allowance_rel[k], out.allowance_abs[k]);
+            if !(rel.is_finite() && rel >= 0.0 && abs.is_finite() && abs >= 0.0) {
+                return Err(self.malformed(
+                    "engine_numerics_ext",
+                    format!(
+                        "the {family:?} allowance is {rel} relative, {abs} absolute; expected finite numbers >= 0"
+                    ),
+                ));
+            }
+            n.allowance[k] = crate::engine::Allowance { rel, abs };
+        }
+        Ok(n)
     }
 
     /// The engine's precision and error factor: f32 and 1 where the plugin

@@ -88,6 +88,8 @@ pub type RefitFn = unsafe extern "C" fn(*mut refit_refitter) -> refit_status;
 pub type LastErrorFn = unsafe extern "C" fn() -> *const c_char;
 pub type NumericsFn =
     unsafe extern "C" fn(*const refit_engine, *mut refit_numerics) -> refit_status;
+pub type NumericsExtFn =
+    unsafe extern "C" fn(*const refit_engine, *mut refit_numerics_ext) -> refit_status;
 
 #[repr(C)]
 /// The version-1 layout: the mandatory slots only.
@@ -123,6 +125,9 @@ pub struct refit_plugin_api {
     /// Optional, appended to version 1: absent (a table ending before it)
     /// or NULL means f32 with error factor 1.
     pub engine_numerics: Option<NumericsFn>,
+    /// Optional, appended after `engine_numerics`: absent or NULL means
+    /// every default of [`refit_numerics_ext`].
+    pub engine_numerics_ext: Option<NumericsExtFn>,
 }
 
 /// The size of the version-1 table before any optional slot was appended:
@@ -139,6 +144,23 @@ pub struct refit_numerics {
     pub precision: i32,
     pub error_factor: f64,
 }
+
+pub const REFIT_FAMILIES: usize = 3;
+
+/// Sized by the caller (`struct_size`): fields are only ever appended.
+#[repr(C)]
+pub struct refit_numerics_ext {
+    pub struct_size: u32,
+    pub refit_bit_identical: i32,
+    pub allowance_rel: [f64; REFIT_FAMILIES],
+    pub allowance_abs: [f64; REFIT_FAMILIES],
+}
+
+// The header's layout: two 32-bit fields, then the two arrays of doubles.
+const _: () = assert!(
+    std::mem::size_of::<refit_numerics_ext>() == 8 + 2 * REFIT_FAMILIES * 8
+        && std::mem::offset_of!(refit_numerics_ext, allowance_rel) == 8
+);
 
 /// The name of every function slot, in table order, for load errors.
 pub const SLOTS: [&str; 18] = [

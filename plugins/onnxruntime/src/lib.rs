@@ -183,6 +183,7 @@ pub const CONTRACT: Contract = Contract {
     non_finite: NonFinite::Rejected,
     precision: Precision::F32,
     error_factor: 1.0,
+    numerics: refit_harness::engine::Numerics::DEFAULT,
 };
 
 fn ort_err(what: &str, e: impl std::fmt::Display) -> Error {

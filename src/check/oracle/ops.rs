@@ -56,16 +56,17 @@
 //! the moves.
 
 use super::{int_limit, is_small_int, unit, Act};
-use crate::engine::Precision;
+use crate::engine::{Allowance, Family, Numerics, Precision};
 use crate::model::ops::{Op, PoolAttrs};
 
-/// The engine's implementation allowance for a function, relative part:
-/// this many `u` of `|f(x)|`.
-pub const FUNCTION_REL: f64 = 8.0;
+/// The default implementation allowance for a function, relative part:
+/// this many `u` of `|f(x)|` (an engine declares its own per family,
+/// [`Numerics`]).
+pub const FUNCTION_REL: f64 = Allowance::DEFAULT.rel;
 
-/// The engine's implementation allowance for a function, absolute part:
+/// The default implementation allowance for a function, absolute part:
 /// this many `u` of `max(1, |x|)`.
-pub const FUNCTION_ABS: f64 = 8.0;
+pub const FUNCTION_ABS: f64 = Allowance::DEFAULT.abs;
 
 /// The oracle's own f64 rounding per op, in f64 epsilons of the magnitude.
 const OWN: f64 = 64.0 * f64::EPSILON;
@@ -82,11 +83,13 @@ pub(crate) struct Units {
     /// Integers from which every integer is exact in the operand and
     /// storage formats.
     int_limit: f64,
+    /// The engine's allowances, per [`Family`].
+    allow: [Allowance; 3],
 }
 
 impl Units {
-    /// The unit roundoffs of `p`.
-    pub fn of(p: Precision) -> Units {
+    /// The unit roundoffs of `p`, and the allowances `n` declares.
+    pub fn of(p: Precision, n: &Numerics) -> Units {
         Units {
             op: if p.operand_bits() >= 23 {
                 0.0
@@ -96,7 +99,12 @@ impl Units {
             acc: unit(p.accumulator_bits()),
             st: unit(p.storage_bits()),
             int_limit: int_limit(p.operand_bits()).min(int_limit(p.storage_bits())),
+            allow: n.allowance,
         }
+    }
+
+    fn allowance(&self, f: Family) -> Allowance {
+        self.allow[f as usize]
     }
 
     fn gamma(&self, n: usize) -> f64 {
@@ -344,8 +352,9 @@ pub(super) fn eval(op: &Op, xs: &[&Act], u: Units) -> Result<Act, String> {
                     Op::Gelu { tanh } => (gelu(v, *tanh), 1.25 * e),
                     _ => unreachable!("functions only"),
                 };
-                let allowance = FUNCTION_REL * u.st * f.abs()
-                    + FUNCTION_ABS * u.st * v.abs().max(1.0)
+                let a = u.allowance(Family::Activation);
+                let allowance = a.rel * u.st * f.abs()
+                    + a.abs * u.st * v.abs().max(1.0)
                     + u.op * v.abs() * 1.25;
                 values.push(f);
                 errors.push(carried + allowance + OWN * v.abs().max(1.0));
@@ -519,8 +528,10 @@ pub(super) fn eval(op: &Op, xs: &[&Act], u: Units) -> Result<Act, String> {
                         .iter()
                         .map(|&j| x.errors[j] + (u.st + u.op) * (x.values[j] - m).abs())
                         .fold(0.0, f64::max);
-                    let factor =
-                        (2.0 * big_e).exp_m1() + (FUNCTION_REL + 2.0) * u.st + u.gamma(len) + OWN;
+                    let factor = (2.0 * big_e).exp_m1()
+                        + (u.allowance(Family::Softmax).rel + 2.0) * u.st
+                        + u.gamma(len)
+                        + OWN;
                     for (&j, &ex) in idx.iter().zip(&exps) {
                         let y = ex / sum;
                         values[j] = y;
@@ -629,8 +640,9 @@ pub(super) fn eval(op: &Op, xs: &[&Act], u: Units) -> Result<Act, String> {
                 } else {
                     f64::INFINITY
                 };
-                let allowance = FUNCTION_REL * u.st * f.abs()
-                    + FUNCTION_ABS * u.st * v.abs().max(1.0)
+                let a = u.allowance(Family::Activation);
+                let allowance = a.rel * u.st * f.abs()
+                    + a.abs * u.st * v.abs().max(1.0)
                     + u.op * p.abs() * f.abs();
                 values.push(f);
                 errors.push(carried + allowance + OWN * f.abs().max(1.0));
@@ -687,7 +699,9 @@ pub(super) fn eval(op: &Op, xs: &[&Act], u: Units) -> Result<Act, String> {
 /// by that over `2 s`, so `z_j` by `(e_j + E) / s + |z_j| ds / s`; twice
 /// that is carried. Then the variance's sum (`gamma_{n+1}` relative), the
 /// square root, the division, the scale and the shift round: `(gamma_n +
-/// 4u) |z| |scale|` and `((1 + u)^2 - 1) (|z scale| + |B|)`.
+/// 4u) |z| |scale|` and `((1 + u)^2 - 1) (|z scale| + |B|)`, plus the
+/// engine's declared normalization allowance (`rel u |z scale| + abs u
+/// |scale|`).
 fn layer_norm(xs: &[&Act], axis: i64, epsilon: f64, u: Units) -> Result<Act, String> {
     let x = xs[0];
     let rank = x.shape.len() as i64;
@@ -735,7 +749,8 @@ fn layer_norm(xs: &[&Act], axis: i64, epsilon: f64, u: Units) -> Result<Act, Str
             let dz = 2.0 * ((e[j] + big_e) / sd + z.abs() * ds / sd);
             values[r * row + j] = z * sc + b;
             errors[r * row + j] = sc.abs() * dz
-                + (g + 4.0 * u.st) * z.abs() * sc.abs()
+                + (g + (4.0 + u.allowance(Family::Normalization).rel) * u.st) * z.abs() * sc.abs()
+                + u.allowance(Family::Normalization).abs * u.st * sc.abs()
                 + ((1.0 + u.st).powi(2) - 1.0 + OWN) * ((z * sc).abs() + b.abs());
         }
     }
