@@ -1014,32 +1014,32 @@ fn external_bytes(t: &onnx::TensorProto, model: &Path) -> Result<Vec<u8>, String
             .transpose()
     };
     let offset = parse("offset")?.unwrap_or(0);
-    let bytes =
-        std::fs::read(&file).map_err(|e| format!("external data {}: {e}", file.display()))?;
-    let start = usize::try_from(offset)
-        .ok()
-        .filter(|&o| o <= bytes.len())
-        .ok_or_else(|| {
-            format!(
-                "external data {}: offset {offset} is past its {} bytes",
-                file.display(),
-                bytes.len()
-            )
-        })?;
+    // Only the tensor's own bytes are read: a side file holds every
+    // weight, and a model has hundreds of them.
+    use std::io::{Read, Seek, SeekFrom};
+    let io = |e: std::io::Error| format!("external data {}: {e}", file.display());
+    let mut f = std::fs::File::open(&file).map_err(io)?;
+    let size = f.metadata().map_err(io)?.len();
+    if offset > size {
+        return Err(format!(
+            "external data {}: offset {offset} is past its {size} bytes",
+            file.display()
+        ));
+    }
     let length = match parse("length")? {
-        Some(l) => usize::try_from(l)
-            .ok()
-            .filter(|&l| start + l <= bytes.len())
-            .ok_or_else(|| {
-                format!(
-                    "external data {}: {l} bytes from offset {offset} run past its {} bytes",
-                    file.display(),
-                    bytes.len()
-                )
-            })?,
-        None => bytes.len() - start,
+        Some(l) if offset.checked_add(l).is_some_and(|end| end <= size) => l,
+        Some(l) => {
+            return Err(format!(
+                "external data {}: {l} bytes from offset {offset} run past its {size} bytes",
+                file.display()
+            ))
+        }
+        None => size - offset,
     };
-    Ok(bytes[start..start + length].to_vec())
+    let mut bytes = vec![0u8; usize::try_from(length).map_err(|_| "external data too large")?];
+    f.seek(SeekFrom::Start(offset)).map_err(io)?;
+    f.read_exact(&mut bytes).map_err(io)?;
+    Ok(bytes)
 }
 
 /// The refittable weights of a model file (name, dtype, shape, values as
