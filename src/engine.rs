@@ -322,8 +322,8 @@ pub struct BuildOptions {
     pub enable_refit: bool,
     /// The engine's own build options, a JSON object (`--engine-options`):
     /// a plugin receives its members in `options_json` beside
-    /// `enable_refit`, unchanged; the built-in engines take none and refuse
-    /// any.
+    /// `enable_refit`, unchanged; the built-in engines take only
+    /// `scalar_weights` and refuse any other key.
     pub engine_options: Option<String>,
 }
 

@@ -371,9 +371,9 @@ fn cli(args: &[&str]) -> (i32, String, String) {
 #[case::engine(&["weights", "--engine", "tensorrt", "--model", "{fixtures}/seed_conv.onnx"], "unknown engine 'tensorrt'")]
 #[case::replay_missing(&["check", "--regressions", "{tmp}/none.txt", "--report", "{tmp}/r"], "--regressions {tmp}/none.txt: expected a file of saved seeds to replay")]
 #[case::negative_tolerance(&["check", "--abs-tolerance", "-1", "--report", "{tmp}/r"], "--abs-tolerance: expected a finite number >= 0, found -1")]
-#[case::reference_option(&["weights", "--engine-options", "{\"device\": 1}", "--model", "{fixtures}/seed_conv.onnx"], "unknown option 'device': the built-in reference engine takes no engine options")]
+#[case::reference_option(&["weights", "--engine-options", "{\"device\": 1}", "--model", "{fixtures}/seed_conv.onnx"], "unknown option 'device': the built-in reference engine takes scalar_weights")]
 #[case::check_option(&["check", "--engine-options", "{\"device\": 1}", "--report", "{tmp}/r"], "reference: the engine cannot be built on the seed model (seed_conv.onnx), which every engine must run: engine options: unknown option 'device'")]
-#[case::check_plugin_option(&["check", "--engine", "plugin:{reference_plugin}", "--engine-options", "{\"devcie\": 1}", "--report", "{tmp}/r"], "unknown option 'devcie': the reference plugin takes enable_refit, engine")]
+#[case::check_plugin_option(&["check", "--engine", "plugin:{reference_plugin}", "--engine-options", "{\"devcie\": 1}", "--report", "{tmp}/r"], "unknown option 'devcie': the reference plugin takes enable_refit, engine, scalar_weights")]
 fn cli_bad_input_exits_2_with_a_clear_message(#[case] args: &[&str], #[case] needle: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let fixtures = fixture("");

@@ -272,3 +272,50 @@ fn the_declared_allowance_sets_the_bound() {
         "{none} {default} {loose}"
     );
 }
+
+/// A scalar parameter is a constant by default and a refittable weight
+/// where the engine's `scalar_weights` option lists it; the oracle follows
+/// the engine's list, so `check` judges its refits; a listed name that is
+/// not a scalar is refused, naming it.
+#[test]
+fn a_scalar_parameter_is_refittable_when_listed() {
+    let m = graph("mlp.onnx");
+    let listed = r#"{"scalar_weights": ["val_2"]}"#;
+    let names = |opts: Option<&str>| -> Vec<String> {
+        let o = BuildOptions {
+            engine_options: opts.map(str::to_string),
+            ..BuildOptions::default()
+        };
+        let e = EngineSpec::Reference.open(&m, &o).unwrap();
+        e.weights().iter().map(|w| w.name.clone()).collect()
+    };
+    assert!(!names(None).contains(&"val_2".to_string()));
+    assert!(names(Some(listed)).contains(&"val_2".to_string()));
+    let scratch = tempfile::tempdir().unwrap();
+    let mut c = CheckConfig::with_fixtures(scratch.path()).unwrap();
+    c.models = vec![m.clone()];
+    c.only = vec!["round_trip".into(), "partial_refit".into()];
+    let factory = check::SpecFactory {
+        spec: EngineSpec::Reference,
+        options: Some(listed.into()),
+    };
+    let r = check::run(&factory, &c, &mut |_| {});
+    for o in &r.outcomes {
+        assert!(
+            matches!(&o.verdict, Verdict::Pass(d) if d.contains("7 weight(s)")),
+            "{}: {}",
+            o.scenario,
+            o.verdict.detail()
+        );
+    }
+    let o = BuildOptions {
+        engine_options: Some(r#"{"scalar_weights": ["fc1.weight"]}"#.into()),
+        ..BuildOptions::default()
+    };
+    let e = EngineSpec::Reference
+        .open(&m, &o)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("'fc1.weight': listed as a scalar weight"), "{e}");
+}

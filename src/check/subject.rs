@@ -75,9 +75,16 @@ pub(crate) struct Subject {
 impl Subject {
     /// Opens the engine and the oracle on `model`.
     pub fn open(cx: &Cx<'_>, model: &Path, options: &BuildOptions) -> Step<Self> {
-        let parsed = Model::load(model)
+        let mut parsed = Model::load(model)
             .map_err(|e| Verdict::Skip(format!("the oracle cannot read the model: {e}")))?;
         let engine = open_engine(cx, model, options)?;
+        // A scalar the engine refits as a weight (its `scalar_weights`
+        // option) is one for the oracle too.
+        for w in engine.weights() {
+            if !parsed.initializers().iter().any(|i| i.info.name == w.name) {
+                parsed.promote(&w.name);
+            }
+        }
         let map = engine
             .weights()
             .iter()

@@ -131,16 +131,45 @@ pub struct ReferenceEngine {
     shared: Arc<Shared>,
 }
 
-/// The built-in reference engine takes no engine options: any is an error
+/// The built-in reference engine's engine options: any but one is an error
 /// naming it.
-fn refuse_options(options: &BuildOptions) -> Result<()> {
-    match &options.engine_options {
-        None => Ok(()),
-        Some(text) => crate::engine::refuse_unknown_options(
-            &serde_json::Value::Object(crate::engine::parse_engine_options(text)?),
-            &[],
-            "the built-in reference engine",
-        ),
+///
+/// One key is taken: `"scalar_weights": ["name", ...]`, scalar float
+/// initializers to refit as weights (by default scalars are constants).
+fn refuse_options(options: &BuildOptions) -> Result<Vec<String>> {
+    let Some(text) = &options.engine_options else {
+        return Ok(Vec::new());
+    };
+    let map = crate::engine::parse_engine_options(text)?;
+    let v = serde_json::Value::Object(map);
+    crate::engine::refuse_unknown_options(
+        &v,
+        &["scalar_weights"],
+        "the built-in reference engine",
+    )?;
+    scalar_weights(&v)
+}
+
+/// The `scalar_weights` option: a list of initializer names.
+///
+/// # Errors
+/// [`Error::BadEngineOptions`] for anything but a list of strings.
+pub fn scalar_weights(options: &serde_json::Value) -> Result<Vec<String>> {
+    match options.get("scalar_weights") {
+        None => Ok(Vec::new()),
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .map(|n| {
+                n.as_str().map(str::to_string).ok_or_else(|| {
+                    Error::BadEngineOptions(format!(
+                        "scalar_weights: expected a list of initializer names, found {n}"
+                    ))
+                })
+            })
+            .collect(),
+        Some(other) => Err(Error::BadEngineOptions(format!(
+            "scalar_weights: expected a list of initializer names, found {other}"
+        ))),
     }
 }
 
@@ -151,8 +180,8 @@ impl ReferenceEngine {
     /// As [`Model::load`]; [`Error::BadEngineOptions`](crate::Error) for
     /// any engine option (it takes none).
     pub fn load(path: &Path, options: &BuildOptions) -> Result<Self> {
-        refuse_options(options)?;
-        Ok(Self::new(Model::load(path)?, options))
+        let scalars = refuse_options(options)?;
+        Ok(Self::new(Model::load_with(path, &scalars)?, options))
     }
 
     /// Builds the engine from model bytes; `name` stands for the file in
@@ -161,8 +190,11 @@ impl ReferenceEngine {
     /// # Errors
     /// As [`Model::from_bytes`].
     pub fn from_bytes(bytes: &[u8], name: &Path, options: &BuildOptions) -> Result<Self> {
-        refuse_options(options)?;
-        Ok(Self::new(Model::from_bytes(bytes, name)?, options))
+        let scalars = refuse_options(options)?;
+        Ok(Self::new(
+            Model::from_bytes_with(bytes, name, &scalars)?,
+            options,
+        ))
     }
 
     /// Loads a model file, declaring `declares`.
@@ -170,8 +202,12 @@ impl ReferenceEngine {
     /// # Errors
     /// As [`Model::load`].
     pub fn load_declaring(path: &Path, options: &BuildOptions, declares: Declares) -> Result<Self> {
-        refuse_options(options)?;
-        Ok(Self::new_declaring(Model::load(path)?, options, declares))
+        let scalars = refuse_options(options)?;
+        Ok(Self::new_declaring(
+            Model::load_with(path, &scalars)?,
+            options,
+            declares,
+        ))
     }
 
     /// Builds the engine from a parsed model, its initial weights taken from

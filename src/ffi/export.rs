@@ -256,10 +256,13 @@ impl Exported for Reference {
     fn create(model: &Path, options: &serde_json::Value) -> crate::Result<Box<dyn Engine>> {
         crate::engine::refuse_unknown_options(
             options,
-            &["enable_refit", "engine"],
+            &["enable_refit", "engine", "scalar_weights"],
             "the reference plugin",
         )?;
-        let build = BuildOptions::refit(enable_refit(options));
+        let mut build = BuildOptions::refit(enable_refit(options));
+        if let Some(list) = options.get("scalar_weights") {
+            build.engine_options = Some(serde_json::json!({ "scalar_weights": list }).to_string());
+        }
         Ok(
             match options.get("engine").and_then(serde_json::Value::as_str) {
                 None | Some("reference") => Box::new(ReferenceEngine::load(model, &build)?),

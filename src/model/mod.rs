@@ -16,7 +16,7 @@ pub mod ops;
 mod parse;
 
 pub use ops::Op;
-pub use parse::{read_initializers, SUPPORTED_OPS};
+pub use parse::{read_initializers, read_initializers_with, SUPPORTED_OPS};
 
 use std::path::{Path, PathBuf};
 
@@ -146,6 +146,38 @@ impl Model {
         self.nodes.iter().any(|n| {
             matches!(n.op, Op::BatchNorm { .. }) && n.inputs.get(4) == Some(&Src::Weight(i))
         })
+    }
+
+    /// Makes the scalar constant `name` a refittable weight (appended to
+    /// [`Model::initializers`]), for an oracle following an engine that
+    /// refits a scalar parameter. `false` when there is no such constant.
+    pub fn promote(&mut self, name: &str) -> bool {
+        let Some(c) = self
+            .constants
+            .iter()
+            .position(|c| c.name == name && c.shape.is_empty())
+        else {
+            return false;
+        };
+        let w = self.initializers.len();
+        let k = &self.constants[c];
+        self.initializers.push(Initializer {
+            info: TensorInfo {
+                name: k.name.clone(),
+                dtype: DType::F32,
+                shape: Vec::new(),
+            },
+            shape: Vec::new(),
+            values: k.values_f32.clone(),
+        });
+        for n in &mut self.nodes {
+            for s in &mut n.inputs {
+                if *s == Src::Const(c) {
+                    *s = Src::Weight(w);
+                }
+            }
+        }
+        true
     }
 
     /// The constants: what no refit changes.

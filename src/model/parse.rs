@@ -156,12 +156,24 @@ impl Model {
     /// [`Error::Io`] when the file cannot be read; otherwise as
     /// [`Model::from_bytes`].
     pub fn load(path: &Path) -> Result<Self> {
+        Self::load_with(path, &[])
+    }
+
+    /// [`Model::load`], with the scalar float initializers named in
+    /// `scalar_weights` refittable weights too (a model with a scalar
+    /// parameter; by default scalars are constants). A name the model does
+    /// not have is passed over: one list serves every model of a run.
+    ///
+    /// # Errors
+    /// As [`Model::load`]; [`Error::InvalidGraph`] for a name that is not a
+    /// scalar float initializer.
+    pub fn load_with(path: &Path, scalar_weights: &[String]) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|error| Error::Io {
             op: "read",
             path: path.to_path_buf(),
             error,
         })?;
-        Self::from_bytes(&bytes, path)
+        Self::from_bytes_with(&bytes, path, scalar_weights)
     }
 
     /// Parses a model from its protobuf bytes; `path` names it in errors.
@@ -172,6 +184,14 @@ impl Model {
     /// (naming the node), [`Error::InvalidGraph`] for a bad initializer,
     /// input or output.
     pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
+        Self::from_bytes_with(bytes, path, &[])
+    }
+
+    /// [`Model::from_bytes`] with scalar weights, as [`Model::load_with`].
+    ///
+    /// # Errors
+    /// As [`Model::from_bytes`] and [`Model::load_with`].
+    pub fn from_bytes_with(bytes: &[u8], path: &Path, scalar_weights: &[String]) -> Result<Self> {
         let malformed = |reason: String| Error::MalformedModel {
             path: path.to_path_buf(),
             reason,
@@ -197,7 +217,7 @@ impl Model {
             })
             .and_then(|o| o.version)
             .unwrap_or(13);
-        let (initializers, mut constants) = initializers_of(&graph, path)?;
+        let (initializers, mut constants) = initializers_of(&graph, path, scalar_weights)?;
         let init_index: HashMap<String, usize> = initializers
             .iter()
             .enumerate()
@@ -1055,6 +1075,15 @@ fn external_bytes(t: &onnx::TensorProto, model: &Path) -> Result<Vec<u8>, String
 /// that leaves the model's folder, an element type other than FLOAT,
 /// FLOAT16, INT32, INT64, DOUBLE).
 pub fn read_initializers(path: &Path) -> Result<Vec<Initializer>> {
+    read_initializers_with(path, &[])
+}
+
+/// [`read_initializers`], with the scalar float initializers named in
+/// `scalar_weights` weights too (as [`Model::load_with`]).
+///
+/// # Errors
+/// As [`read_initializers`]; a name that is not a scalar float initializer.
+pub fn read_initializers_with(path: &Path, scalar_weights: &[String]) -> Result<Vec<Initializer>> {
     let bytes = std::fs::read(path).map_err(|error| Error::Io {
         op: "read",
         path: path.to_path_buf(),
@@ -1068,7 +1097,7 @@ pub fn read_initializers(path: &Path) -> Result<Vec<Initializer>> {
         path: path.to_path_buf(),
         reason: "the model has no graph".into(),
     })?;
-    initializers_of(&graph, path).map(|(w, _)| w)
+    initializers_of(&graph, path, scalar_weights).map(|(w, _)| w)
 }
 
 /// Which initializers are weights: f32 and f16 tensors of rank 1 or more,
@@ -1079,6 +1108,7 @@ pub fn read_initializers(path: &Path) -> Result<Vec<Initializer>> {
 fn initializers_of(
     graph: &onnx::GraphProto,
     path: &Path,
+    scalar_weights: &[String],
 ) -> Result<(Vec<Initializer>, Vec<Constant>)> {
     let graph_err = |reason: String| Error::InvalidGraph {
         path: path.to_path_buf(),
@@ -1114,11 +1144,18 @@ fn initializers_of(
             .try_fold(1usize, |a, &d| a.checked_mul(d))
             .ok_or_else(|| bad(format!("shape {shape:?} overflows")))?;
         let dtype = dtype_of(elem);
+        let listed = scalar_weights.contains(&name);
         let weight = match dtype {
             Some(DType::I32) => true,
-            Some(_) => !shape.is_empty(),
+            Some(_) => !shape.is_empty() || listed,
             None => false,
         };
+        if listed && !(shape.is_empty() && matches!(dtype, Some(DType::F32 | DType::F16))) {
+            return Err(bad(format!(
+                "listed as a scalar weight, but it is {} of shape {shape:?}",
+                onnx::data_type_name(elem)
+            )));
+        }
         if weight {
             let dtype = dtype.expect("weights have a dtype");
             let mut tt;

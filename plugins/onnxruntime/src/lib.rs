@@ -51,7 +51,7 @@ use refit_harness::engine::{
 };
 use refit_harness::ffi::{export, sys};
 use refit_harness::model::onnx::replace_initializers;
-use refit_harness::model::read_initializers;
+use refit_harness::model::read_initializers_with;
 use refit_harness::{DType, Error, Result, Tensor, TensorData, TensorInfo, TensorView, Values};
 
 static API: sys::refit_plugin_api = export::table::<OnnxRuntime>();
@@ -98,9 +98,12 @@ pub struct Options {
     pub ort_dylib: Option<PathBuf>,
     /// Whether refitters are given.
     pub enable_refit: bool,
+    /// Scalar float initializers refitted as weights (by default scalars
+    /// are constants).
+    pub scalar_weights: Vec<String>,
 }
 
-const KEYS: &str = "refit_mode, rebuild_with, graph_optimization_level, prepacking, intra_op_threads, ort_dylib, enable_refit";
+const KEYS: &str = "refit_mode, rebuild_with, graph_optimization_level, prepacking, intra_op_threads, ort_dylib, scalar_weights, enable_refit";
 
 impl Options {
     /// Reads the options JSON (`Null`: every default).
@@ -117,6 +120,7 @@ impl Options {
             intra_op_threads: None,
             ort_dylib: None,
             enable_refit: export::enable_refit(json),
+            scalar_weights: Vec::new(),
         };
         let Some(map) = json.as_object() else {
             return if json.is_null() {
@@ -168,6 +172,11 @@ impl Options {
                     )
                 }
                 "ort_dylib" => o.ort_dylib = Some(PathBuf::from(text()?)),
+                "scalar_weights" => {
+                    o.scalar_weights = refit_harness::engine::reference::scalar_weights(
+                        &serde_json::json!({ "scalar_weights": v }),
+                    )?
+                }
                 other => return Err(bad(format!("unknown option '{other}' (options: {KEYS})"))),
             }
         }
@@ -294,7 +303,7 @@ impl OrtEngine {
             path: model.to_path_buf(),
             error,
         })?;
-        let inits = read_initializers(model)?;
+        let inits = read_initializers_with(model, &options.scalar_weights)?;
         let mut weights = Vec::with_capacity(inits.len());
         let mut values = Vec::with_capacity(inits.len());
         for init in inits {
