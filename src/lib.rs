@@ -24,8 +24,10 @@
 //! - [`suite`]: the checks as one `#[test]` per scenario in a vendor's
 //!   crate ([`conformance_suite!`]).
 //! - [`docs`]: the contract and what each scenario proves.
-//! - [`model`]: the ONNX subset (`Conv`, `Relu`) the reference engine and
-//!   the oracle run, as PyTorch's exporters write it.
+//! - [`model`]: the ONNX subset the reference engine and the oracle run
+//!   (Conv, Gemm, MatMul, BatchNormalization, the activations, Softmax,
+//!   LayerNormalization, pooling and the shape ops: [`model::Op`]), as
+//!   PyTorch's exporters write it.
 //! - [`ffi`]: the plugin ABI (`include/refit_plugin.h`): the loader
 //!   ([`ffi::plugin`]), its C types ([`ffi::sys`]), and the reference
 //!   engine behind it ([`ffi::export`], built as the `reference_plugin`

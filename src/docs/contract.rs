@@ -36,7 +36,9 @@
 //! model evaluated in f64 with loops written from the ONNX operator
 //! definitions, with, per output element, a rigorous bound on the rounding
 //! error of any summation order at the engine's declared precision
-//! (`gamma_n * sum |w x|`, carried through Relu and later layers), times the
+//! (`gamma_n * sum |w x|` per dot product, each op's own roundings and the
+//! engine's declared allowance for its functions, carried through every
+//! later op: [`oracle::ops`](crate::check::oracle::ops)), times the
 //! engine's error factor. Where every operand is a small integer and every
 //! partial sum stays below 2^24, the bound is 0 and outputs must match bit
 //! for bit. A failure shows the exact value, the bound, the observed error
