@@ -15,12 +15,13 @@ use refit_harness::model::{onnx, Model};
 use refit_harness::spec::EngineSpec;
 use refit_harness::{io, Tensor};
 
-const NETWORKS: [&str; 6] = [
+const NETWORKS: [&str; 7] = [
     "mlp",
     "resnet",
     "depthwise",
     "attention",
     "transformer",
+    "transposed",
     "mlp_external",
 ];
 

@@ -626,10 +626,13 @@ impl Model {
                 constants.push(c);
                 continue;
             }
-            if !srcs.iter().any(|s| matches!(s, Src::Value(_))) {
+            // A node may read weights only (a weight transposed or scaled
+            // at run time, recomputed at every inference after a refit),
+            // but a conv's X is an activation.
+            if matches!(op_resolved, Op::Conv(_)) && !matches!(srcs[0], Src::Value(_)) {
                 return Err(node_err(format!(
-                    "every input ({:?}) is a weight: a node must read a graph input or a node output",
-                    n.input
+                    "input X '{}' is an initializer; X must be a graph input or a node output",
+                    n.input[0]
                 )));
             }
             if let Op::Conv(_) = op_resolved {
