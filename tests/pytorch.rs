@@ -47,43 +47,7 @@ fn float_exports_agree_with_pytorch_within_the_bound(
     #[values("float_stack", "float_grouped")] model: &str,
     #[values("torchscript", "dynamo")] exporter: &str,
 ) {
-    use refit_harness::check::oracle::{first_mismatch, Judge, Oracle};
-    let f = |s: &str| fixture(&format!("pytorch/{model}_{s}"));
-    let path = f(&format!("{exporter}.onnx"));
-    let engine = EngineSpec::Reference
-        .open(&path, &BuildOptions::default())
-        .unwrap();
-    let mut oracle = Oracle::new(refit_harness::model::Model::load(&path).unwrap());
-    let x = io::read_npy(&f("input.npy")).unwrap();
-    let mut ctx = engine.context().unwrap();
-    let mut check = |oracle: &Oracle, torch: &str| {
-        let ours = ctx.infer(std::slice::from_ref(&x)).unwrap();
-        let expected = &oracle.infer(std::slice::from_ref(&x)).unwrap()[0];
-        let theirs = io::read_npy(&f(torch)).unwrap();
-        for (who, y) in [("reference", &ours[0]), ("PyTorch", &theirs)] {
-            assert_eq!(y.shape, expected.shape);
-            if let Err((i, m)) = first_mismatch(expected, &y.to_f32_vec(), &Judge::F32) {
-                panic!(
-                    "{who} at {i}: expected {}, observed {}",
-                    m.expected_text(),
-                    m.observed_text()
-                );
-            }
-        }
-    };
-    check(&oracle, "expected.npy");
-    let set = io::read_weights(&f("refit.safetensors")).unwrap();
-    refit_all(engine.as_ref(), set.iter().map(|(n, t)| (n.as_str(), t))).unwrap();
-    for (name, t) in &set {
-        let i = oracle
-            .model()
-            .initializers()
-            .iter()
-            .position(|w| &w.info.name == name)
-            .unwrap();
-        oracle.set(i, t.to_f32_vec());
-    }
-    check(&oracle, "refit_expected.npy");
+    agree_within_the_bound(model, exporter, "refit.safetensors");
 }
 
 /// Real networks as PyTorch exports them (a residual CNN with BatchNorm and
@@ -102,6 +66,13 @@ fn float_exports_agree_with_pytorch_within_the_bound(
 #[case("mlp_gelu", "dynamo")]
 #[case("encoder", "dynamo")]
 fn real_networks_agree_with_pytorch_within_the_bound(#[case] model: &str, #[case] exporter: &str) {
+    agree_within_the_bound(model, exporter, &format!("{exporter}_refit.safetensors"));
+}
+
+/// The reference engine and PyTorch's outputs for `model`'s `exporter`
+/// export, each within the oracle's f32 bound, before and after refitting
+/// the weight set in `refit`.
+fn agree_within_the_bound(model: &str, exporter: &str, refit: &str) {
     use refit_harness::check::oracle::{first_mismatch, Judge, Oracle};
     let f = |s: &str| fixture(&format!("pytorch/{model}_{s}"));
     let path = f(&format!("{exporter}.onnx"));
@@ -127,7 +98,7 @@ fn real_networks_agree_with_pytorch_within_the_bound(#[case] model: &str, #[case
         }
     };
     check(&oracle, "expected.npy");
-    let set = io::read_weights(&f(&format!("{exporter}_refit.safetensors"))).unwrap();
+    let set = io::read_weights(&f(refit)).unwrap();
     assert!(!set.is_empty());
     refit_all(engine.as_ref(), set.iter().map(|(n, t)| (n.as_str(), t))).unwrap();
     for (name, t) in &set {

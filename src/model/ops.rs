@@ -192,6 +192,20 @@ pub enum Op {
 }
 
 impl Op {
+    /// Whether the op only moves values ([`moves`] gives where from).
+    pub fn is_move(&self) -> bool {
+        matches!(
+            self,
+            Op::Transpose { .. }
+                | Op::Unsqueeze { .. }
+                | Op::Squeeze { .. }
+                | Op::Concat { .. }
+                | Op::Slice { .. }
+                | Op::Gather { .. }
+                | Op::Expand { .. }
+        )
+    }
+
     /// How many inputs the op takes: (least, most).
     pub fn arity(&self) -> (usize, usize) {
         match self {
@@ -387,13 +401,7 @@ pub fn output_shape(op: &Op, shapes: &[&[usize]]) -> Result<Vec<usize>, String> 
             }
             Ok(x.to_vec())
         }
-        Op::Transpose { .. }
-        | Op::Unsqueeze { .. }
-        | Op::Squeeze { .. }
-        | Op::Concat { .. }
-        | Op::Slice { .. }
-        | Op::Gather { .. }
-        | Op::Expand { .. } => moves(op, shapes).map(|(s, _)| s),
+        op if op.is_move() => moves(op, shapes).map(|(s, _)| s),
         _ => Ok(x.to_vec()),
     }
 }

@@ -367,6 +367,17 @@ impl Model {
                 }
             };
             let attrs = Attrs(n);
+            // `axes`: a constant input from opset `since` on, an attribute
+            // before.
+            let axes_of = |since: i64| -> Result<Vec<i64>> {
+                Ok(if opset >= since {
+                    constant(1, "axes")?
+                        .map(|c| c.values.iter().map(|&v| v as i64).collect())
+                        .unwrap_or_default()
+                } else {
+                    attrs.ints("axes").unwrap_or(&[]).to_vec()
+                })
+            };
             let op_resolved = match op.as_str() {
                 "Conv" => Op::Conv(conv_attrs(n, &name).map_err(&node_err)?),
                 "Gemm" => Op::Gemm {
@@ -494,13 +505,7 @@ impl Model {
                         .collect(),
                 },
                 "Unsqueeze" | "Squeeze" => {
-                    let axes: Vec<i64> = if opset >= 13 {
-                        constant(1, "axes")?
-                            .map(|c| c.values.iter().map(|&v| v as i64).collect())
-                            .unwrap_or_default()
-                    } else {
-                        attrs.ints("axes").unwrap_or(&[]).to_vec()
-                    };
+                    let axes = axes_of(13)?;
                     srcs.truncate(1);
                     if op == "Unsqueeze" {
                         Op::Unsqueeze { axes }
@@ -560,13 +565,7 @@ impl Model {
                     e
                 }
                 "ReduceMean" => {
-                    let axes: Vec<i64> = if opset >= 18 {
-                        constant(1, "axes")?
-                            .map(|c| c.values.iter().map(|&v| v as i64).collect())
-                            .unwrap_or_default()
-                    } else {
-                        attrs.ints("axes").unwrap_or(&[]).to_vec()
-                    };
+                    let axes = axes_of(18)?;
                     srcs.truncate(1);
                     if axes.is_empty() && attrs.int("noop_with_empty_axes", 0) != 0 {
                         Op::Identity
