@@ -47,7 +47,6 @@ use crate::model::{Model, Op, Src};
 
 pub mod ops;
 use crate::tensor::Tensor;
-pub use ops::{FUNCTION_ABS, FUNCTION_REL};
 
 /// Fixed output tolerances, overriding the derived bound
 /// (`check --abs-tolerance / --rel-tolerance`).
@@ -219,14 +218,6 @@ impl WorstRatio {
         };
         // Non-negative floats order as their bits; 0 stands for "none".
         self.0.fetch_max(r.to_bits() + 1, Ordering::Relaxed);
-    }
-
-    /// The worst ratio recorded so far (`None`: nothing was compared).
-    pub fn get(&self) -> Option<f64> {
-        match self.0.load(Ordering::Relaxed) {
-            0 => None,
-            b => Some(f64::from_bits(b - 1)),
-        }
     }
 
     /// The worst ratio recorded so far, and resets it.
@@ -706,11 +697,6 @@ impl Oracle {
         &self.weights
     }
 
-    /// Weight `index`'s version: 0 as built, one more at every change.
-    pub fn version(&self, index: usize) -> u32 {
-        self.versions[index]
-    }
-
     /// How many times the model was evaluated (cache misses).
     pub fn evaluations(&self) -> usize {
         self.evaluations.get()
@@ -789,6 +775,13 @@ impl Oracle {
             Err((ratio, _, _)) => self.worst.record(*ratio),
         }
         r.map(|_| ()).map_err(|(_, e, o)| (e, o))
+    }
+
+    /// [`Oracle::explain`] as the end of a piece of evidence: `"; <why>"`,
+    /// or nothing.
+    pub fn explanation(&self, inputs: &[Tensor], observed: &[Tensor]) -> String {
+        self.explain(inputs, observed)
+            .map_or_else(String::new, |why| format!("; {why}"))
     }
 
     /// Explains outputs that disagree with the oracle by the mistakes a

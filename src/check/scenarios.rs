@@ -107,10 +107,7 @@ fn seed(cx: &Cx<'_>) -> Step<Verdict> {
             // An exact expectation missed: the worst ratio is infinite, and
             // the oracle says which weight version the output matches.
             s.oracle.worst().record(f64::INFINITY);
-            let why = s
-                .oracle
-                .explain(&s.inputs, &out)
-                .map_or_else(String::new, |w| format!("; {w}"));
+            let why = s.oracle.explanation(&s.inputs, &out);
             return Err(fail(
                 step,
                 format!("{want}"),

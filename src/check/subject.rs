@@ -70,6 +70,9 @@ pub(crate) struct Subject {
     pub inputs: Vec<Tensor>,
     /// For each engine weight, the oracle's initializer index.
     pub map: Vec<usize>,
+    /// For each engine weight, what [`Subject::values`] scales its new
+    /// values by, and whether they must be positive.
+    value_scales: Vec<(f32, bool)>,
 }
 
 impl Subject {
@@ -115,12 +118,26 @@ impl Subject {
         let ctx = must("create an inference context", engine.context())?;
         let inputs = probe_inputs(engine.inputs(), 7);
         let judge = Judge::for_contract(&engine.info().contract, cx.config.tolerance);
+        let value_scales = map
+            .iter()
+            .map(|&k| {
+                let built = &parsed.initializers()[k].values;
+                let scale = if built.iter().all(|x| x.fract() == 0.0) {
+                    1.0
+                } else {
+                    let sum: f64 = built.iter().map(|&x| f64::from(x).powi(2)).sum();
+                    ((sum / built.len().max(1) as f64).sqrt() / 2.0) as f32
+                };
+                (scale, parsed.needs_positive(k))
+            })
+            .collect();
         Ok(Subject {
             engine,
             oracle: Oracle::with_judge(parsed, judge).reporting_to(cx.worst.clone()),
             ctx,
             inputs,
             map,
+            value_scales,
         })
     }
 
@@ -153,18 +170,9 @@ impl Subject {
     /// the network's and the oracle's bound stays as tight as for the
     /// network's own weights.
     pub fn values(&self, i: usize, salt: u64) -> Vec<f32> {
-        let v = ints(self.numel(i), salt * 31 + i as u64);
-        let built = &self.oracle.model().initializers()[self.map[i]].values;
-        let scale = if built.iter().all(|x| x.fract() == 0.0) {
-            1.0
-        } else {
-            let rms = (built.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>()
-                / built.len().max(1) as f64)
-                .sqrt();
-            (rms / 2.0) as f32
-        };
-        let positive = self.oracle.model().needs_positive(self.map[i]);
-        v.into_iter()
+        let (scale, positive) = self.value_scales[i];
+        ints(self.numel(i), salt * 31 + i as u64)
+            .into_iter()
             .map(|x| {
                 if positive {
                     (x.abs() + 1.0) * scale
@@ -205,10 +213,7 @@ impl Subject {
                 self.oracle
                     .compare(&expected, &observed)
                     .map_err(|(want, got)| {
-                        let why = self
-                            .oracle
-                            .explain(&self.inputs, &observed)
-                            .map_or_else(String::new, |w| format!("; {w}"));
+                        let why = self.oracle.explanation(&self.inputs, &observed);
                         fail(
                             step,
                             format!("{} unchanged at {}", d.place, d.expected),
@@ -304,11 +309,11 @@ pub(crate) fn compare(
     inputs: &[Tensor],
 ) -> Step<()> {
     oracle.compare(expected, observed).map_err(|(e, o)| {
-        let o = match oracle.explain(inputs, observed) {
-            Some(why) => format!("{o}; {why}"),
-            None => o,
-        };
-        fail(step, e, o)
+        fail(
+            step,
+            e,
+            format!("{o}{}", oracle.explanation(inputs, observed)),
+        )
     })
 }
 

@@ -106,13 +106,6 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The shape of value `v` under this plan.
-    pub fn value_shape(&self, v: usize) -> &[usize] {
-        &self.slot_shapes[v]
-    }
-}
-
-impl Plan {
     /// The input shapes this plan was made for.
     pub fn input_shapes(&self) -> &[Vec<usize>] {
         &self.input_shapes

@@ -22,8 +22,9 @@
 //! - **A function f** (Sigmoid, Tanh, Erf, Sqrt, Gelu): the input's error
 //!   carried through `max |f'|` over `[x - e, x + e]` (Sqrt: also at most
 //!   `sqrt(e)`, Gelu: `|f'| <= 1.25` everywhere), plus the engine's own
-//!   implementation of `f`: [`FUNCTION_REL`] `u |f(x)|` +
-//!   [`FUNCTION_ABS`] `u max(1, |x|)`. The absolute part is needed:
+//!   implementation of `f`: `rel u |f(x)|` +
+//!   `abs u max(1, |x|)`, the engine's declared [`Allowance`] (default
+//!   [`Allowance::DEFAULT`], 8 and 8). The absolute part is needed:
 //!   vendor libraries approximate these functions to an absolute accuracy
 //!   (ONNX Runtime's CPU Sigmoid is off by 260,000 ulps near 0 while its
 //!   absolute error stays near 2.5 u; its Gelu by 7.5 u of the input's
@@ -43,8 +44,8 @@
 //! - **Softmax** over a row: perturbing every input by at most `E` moves
 //!   each output by a factor within `[exp(-2E), exp(2E)]`; the engine's
 //!   `x - max` rounds (`u |x - max|` more per input), its exp is within
-//!   [`FUNCTION_REL`] `u`, the sum of `n` terms within `gamma_n`, the
-//!   division one `u`: `y (exp(2E') - 1 + (FUNCTION_REL + 2) u + gamma_n)`
+//!   `rel u` (the softmax allowance), the sum of `n` terms within `gamma_n`, the
+//!   division one `u`: `y (exp(2E') - 1 + (rel + 2) u + gamma_n)`
 //!   with `E' = max (e + u |x - max|)`.
 //! - **AveragePool, GlobalAveragePool**: a mean of `c` terms: the mean of
 //!   the errors carried, plus `((1 + gamma_c)(1 + u)^2 - 1)` times the
@@ -58,15 +59,6 @@
 use super::{int_limit, is_small_int, unit, Act};
 use crate::engine::{Allowance, Family, Numerics, Precision};
 use crate::model::ops::{Op, PoolAttrs};
-
-/// The default implementation allowance for a function, relative part:
-/// this many `u` of `|f(x)|` (an engine declares its own per family,
-/// [`Numerics`]).
-pub const FUNCTION_REL: f64 = Allowance::DEFAULT.rel;
-
-/// The default implementation allowance for a function, absolute part:
-/// this many `u` of `max(1, |x|)`.
-pub const FUNCTION_ABS: f64 = Allowance::DEFAULT.abs;
 
 /// The oracle's own f64 rounding per op, in f64 epsilons of the magnitude.
 const OWN: f64 = 64.0 * f64::EPSILON;
