@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 pub use crate::model::build::seed_model;
-use crate::model::build::{ConvChain, ConvLayer};
+use crate::model::build::{self, ConvChain, ConvLayer, Graph, Random, ZeroBias};
 use crate::model::conv::{AutoPad, ConvAttrs};
 use crate::tensor::Tensor;
 use crate::{io, Error, Result};
@@ -171,18 +171,57 @@ pub fn conv1d() -> ConvChain {
     }
 }
 
+/// A residual CNN at toy size, the layers of ResNet-18 in miniature: a
+/// 7x7 stride-2 stem with BatchNorm, Relu and max pooling, a basic block
+/// of 4 channels, a strided basic block of 8 (with its 1x1 downsample),
+/// global average pooling and a 5-way Linear head (Gemm, `transB = 1`)
+/// whose bias is zero. Random float weights; input 1x3x16x16.
+pub fn resnet_tiny() -> Graph {
+    let (mut g, y) = build::resnet(ZeroBias(Random::new(18)), 16, &[4, 8], &[1, 1], 5);
+    g.set_outputs(&[("logits", &y)]);
+    g
+}
+
+/// A transformer block at toy size: single-head self-attention (query,
+/// key and value projections, the scaled scores' Softmax, the output
+/// projection, a residual Add), then an MLP of two projections with a
+/// ReLU6 (Clip) between and a residual Add. Random float weights; input
+/// 1x4x8 (batch, sequence, features).
+pub fn attention_tiny() -> Graph {
+    let mut g = Graph::new(Random::new(8));
+    let x = g.input("x", &[1, 4, 8]);
+    let q = g.project(&x, "attn.q", 8);
+    let k = g.project(&x, "attn.k", 8);
+    let v = g.project(&x, "attn.v", 8);
+    let kt = g.transpose_last(&k);
+    let s = g.matmul(&q, &kt);
+    let s = g.scale(&s, 1.0 / 8f32.sqrt());
+    let p = g.softmax(&s);
+    let a = g.matmul(&p, &v);
+    let o = g.project(&a, "attn.out", 8);
+    let h = g.add(&x, &o);
+    let m = g.project(&h, "mlp.fc1", 16);
+    let m = g.clip(&m, 0.0, 6.0);
+    let m = g.project(&m, "mlp.fc2", 8);
+    let y = g.add(&h, &m);
+    g.set_outputs(&[("y", &y)]);
+    g
+}
+
 /// The seed model's file name: the model every engine must build (the
 /// checks' preflight builds it before anything else).
 pub const SEED_MODEL: &str = "seed_conv.onnx";
 
-/// The models `gen-model` writes, by file name.
-pub fn models() -> Vec<(&'static str, ConvChain)> {
+/// The models `gen-model` writes: file name and protobuf bytes.
+pub fn models() -> Vec<(&'static str, Vec<u8>)> {
     vec![
-        (SEED_MODEL, seed_model()),
-        ("conv_stack.onnx", conv_stack()),
-        ("conv_depthwise.onnx", conv_depthwise()),
-        ("conv_wide.onnx", conv_wide()),
-        ("conv1d.onnx", conv1d()),
+        (SEED_MODEL, seed_model().to_bytes()),
+        ("conv_stack.onnx", conv_stack().to_bytes()),
+        ("conv_depthwise.onnx", conv_depthwise().to_bytes()),
+        ("conv_wide.onnx", conv_wide().to_bytes()),
+        ("conv1d.onnx", conv1d().to_bytes()),
+        ("resnet_tiny.onnx", resnet_tiny().to_bytes()),
+        ("attention_tiny.onnx", attention_tiny().to_bytes()),
     ]
 }
 
@@ -204,9 +243,9 @@ pub fn write_all(dir: &Path) -> Result<Vec<PathBuf>> {
         error,
     })?;
     let mut written = Vec::new();
-    for (name, model) in models() {
+    for (name, bytes) in models() {
         let path = dir.join(name);
-        std::fs::write(&path, model.to_bytes()).map_err(|error| Error::Io {
+        std::fs::write(&path, bytes).map_err(|error| Error::Io {
             op: "write",
             path: path.clone(),
             error,

@@ -94,15 +94,15 @@ pub fn oracle_model() -> ConvChain {
     chain
 }
 
-/// Writes `chain` as `name` and builds the engine under test on it, with
-/// the engine's own options.
+/// Writes the model `bytes` as `name` and builds the engine under test on
+/// it, with the engine's own options.
 fn open(
     spec: &dyn EngineFactory,
     cfg: &BenchConfig,
     name: &str,
-    chain: &ConvChain,
+    bytes: &[u8],
 ) -> Result<(PathBuf, Box<dyn Engine>)> {
-    open_with(spec, cfg, name, chain, &cfg.options)
+    open_with(spec, cfg, name, bytes, &cfg.options)
 }
 
 /// As [`open`], for a baseline engine of the harness's own (the null and
@@ -112,20 +112,20 @@ fn baseline(
     spec: &dyn EngineFactory,
     cfg: &BenchConfig,
     name: &str,
-    chain: &ConvChain,
+    bytes: &[u8],
 ) -> Result<(PathBuf, Box<dyn Engine>)> {
-    open_with(spec, cfg, name, chain, &BuildOptions::default())
+    open_with(spec, cfg, name, bytes, &BuildOptions::default())
 }
 
 fn open_with(
     spec: &dyn EngineFactory,
     cfg: &BenchConfig,
     name: &str,
-    chain: &ConvChain,
+    bytes: &[u8],
     options: &BuildOptions,
 ) -> Result<(PathBuf, Box<dyn Engine>)> {
     let path = cfg.scratch.join(name);
-    std::fs::write(&path, chain.to_bytes()).map_err(|error| Error::Io {
+    std::fs::write(&path, bytes).map_err(|error| Error::Io {
         op: "write",
         path: path.clone(),
         error,
@@ -293,7 +293,7 @@ pub fn run(
 
     for &bytes in &cfg.sizes {
         progress(&format!("refit/{bytes}"));
-        let (_, engine) = open(spec, cfg, "sized.onnx", &sized_model(bytes))?;
+        let (_, engine) = open(spec, cfg, "sized.onnx", &sized_model(bytes).to_bytes())?;
         let (t, m) = refit_and_memcpy(engine.as_ref(), bytes, cfg)?;
         row(
             "refit",
@@ -306,7 +306,7 @@ pub fn run(
     }
 
     progress("refit_rate/seed_conv");
-    let (_, seed) = open(spec, cfg, "seed_conv.onnx", &fixtures::seed_model())?;
+    let (_, seed) = open(spec, cfg, "seed_conv.onnx", &fixtures::seed_model().to_bytes())?;
     let x = inputs(seed.as_ref());
     let mut ctx = seed.context()?;
     let mut out = Vec::new();
@@ -347,7 +347,7 @@ pub fn run(
         (&LinkedPlugin("null"), "abi_"),
     ] {
         progress(&format!("floor/{kind}seed_conv"));
-        let (_, null) = baseline(factory, cfg, "seed_conv.onnx", &fixtures::seed_model())?;
+        let (_, null) = baseline(factory, cfg, "seed_conv.onnx", &fixtures::seed_model().to_bytes())?;
         let mut nctx = null.context()?;
         let mut out = Vec::new();
         let ns = sets(null.as_ref(), false);
@@ -372,13 +372,13 @@ pub fn run(
         &EngineSpec::Reference,
         cfg,
         "seed_conv.onnx",
-        &fixtures::seed_model(),
+        &fixtures::seed_model().to_bytes(),
     )?;
     let (_, via) = baseline(
         &LinkedPlugin("reference"),
         cfg,
         "seed_conv.onnx",
-        &fixtures::seed_model(),
+        &fixtures::seed_model().to_bytes(),
     )?;
     let (mut dctx, mut vctx) = (direct.context()?, via.context()?);
     let (mut dout, mut vout) = (Vec::new(), Vec::new());
@@ -408,7 +408,7 @@ pub fn run(
         &LinkedPlugin("reference"),
         cfg,
         "sized.onnx",
-        &sized_model(ABI_REFIT_BYTES),
+        &sized_model(ABI_REFIT_BYTES).to_bytes(),
     )?;
     let (r, m) = refit_and_memcpy(via.as_ref(), ABI_REFIT_BYTES, cfg)?;
     row("abi", format!("memcpy_{ABI_REFIT_BYTES}"), m, "", None);
@@ -443,7 +443,7 @@ pub fn run(
 
     // Inference under refit, and its tails, on conv_stack, or on
     // conv_depthwise for an engine that cannot run conv_stack.
-    let (label, engine) = match open(spec, cfg, "conv_stack.onnx", &fixtures::conv_stack()) {
+    let (label, engine) = match open(spec, cfg, "conv_stack.onnx", &fixtures::conv_stack().to_bytes()) {
         Ok((_, e)) => ("conv_stack", e),
         Err(e) if e.is_unsupported() => {
             progress(&format!("conv_stack skipped: {e}; conv_depthwise instead"));
@@ -451,7 +451,7 @@ pub fn run(
                 spec,
                 cfg,
                 "conv_depthwise.onnx",
-                &fixtures::conv_depthwise(),
+                &fixtures::conv_depthwise().to_bytes(),
             )?;
             ("conv_depthwise", e)
         }
@@ -508,7 +508,7 @@ pub fn run(
             Some(alone.p50),
         );
     }
-    let (_, big) = open(spec, cfg, "sized.onnx", &sized_model(16 << 20))?;
+    let (_, big) = open(spec, cfg, "sized.onnx", &sized_model(16 << 20).to_bytes())?;
     let s = sets(big.as_ref(), false);
     let mut k = 0;
     let l = latencies(budget, 20, 100_000, || {
@@ -571,7 +571,7 @@ pub fn run(
 
     progress("oracle/conv64_56x56");
     let chain = oracle_model();
-    let (path, engine) = open(spec, cfg, "conv64_56x56.onnx", &chain)?;
+    let (path, engine) = open(spec, cfg, "conv64_56x56.onnx", &chain.to_bytes())?;
     let x = vec![Tensor::f32(
         chain.input_shape.clone(),
         fixtures::pattern(chain.input_shape.iter().product(), 7)
@@ -623,7 +623,7 @@ pub fn run(
 
     progress("refit_vs_reload/conv_wide");
     let chain = fixtures::conv_wide();
-    let (_, wide) = open(spec, cfg, "conv_wide.onnx", &chain)?;
+    let (_, wide) = open(spec, cfg, "conv_wide.onnx", &chain.to_bytes())?;
     let s = sets(wide.as_ref(), true);
     let mut k = 0;
     let rf = time(cfg.samples, cfg.sample_time, || {

@@ -230,3 +230,521 @@ pub fn seed_model() -> ConvChain {
         }],
     }
 }
+
+/// Where a [`Graph`]'s weights get their values: called once per weight,
+/// in the order the graph declares them.
+pub trait Init {
+    /// Values for weight `name` of `shape`, playing `role`.
+    fn values(&mut self, name: &str, role: Role, shape: &[usize]) -> Vec<f32>;
+}
+
+/// What a weight is for, so an [`Init`] can give it sensible values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// A conv or Gemm/MatMul weight; `fan_in` inputs feed each output.
+    Weight {
+        /// Inputs per output.
+        fan_in: usize,
+    },
+    /// A conv or Gemm bias.
+    Bias,
+    /// BatchNormalization `scale` (gamma).
+    Scale,
+    /// BatchNormalization `B` (beta).
+    Shift,
+    /// BatchNormalization running mean.
+    Mean,
+    /// BatchNormalization running variance: must stay positive.
+    Var,
+}
+
+/// Small integers (-3..=3; a variance 1..=4, a BatchNorm scale 1..=3), so a
+/// conv's and a Gemm's results are exact in f32. Seeded with `.0`.
+#[derive(Clone, Debug)]
+pub struct Integers(pub u64);
+
+impl Init for Integers {
+    fn values(&mut self, _: &str, role: Role, shape: &[usize]) -> Vec<f32> {
+        self.0 = self.0.wrapping_add(1);
+        let v = crate::check::ints(shape.iter().product(), self.0);
+        match role {
+            Role::Var => v.into_iter().map(|x| x.abs() + 1.0).collect(),
+            Role::Scale => v.into_iter().map(|x| x.abs().min(2.0) + 1.0).collect(),
+            _ => v,
+        }
+    }
+}
+
+/// Another [`Init`] with every bias all zero, as many initializations
+/// leave them (and an engine may then drop them).
+#[derive(Clone, Debug)]
+pub struct ZeroBias<I>(pub I);
+
+impl<I: Init> Init for ZeroBias<I> {
+    fn values(&mut self, name: &str, role: Role, shape: &[usize]) -> Vec<f32> {
+        let v = self.0.values(name, role, shape);
+        if role == Role::Bias {
+            vec![0.0; v.len()]
+        } else {
+            v
+        }
+    }
+}
+
+/// Random float weights as a freshly initialized network has them:
+/// weights uniform in +-sqrt(3 / fan_in) (unit output variance), biases
+/// and BatchNorm shifts and means small, scales and variances near 1.
+/// Deterministic per `seed`.
+#[derive(Clone, Debug)]
+pub struct Random {
+    state: u64,
+}
+
+impl Random {
+    /// A generator seeded with `seed`.
+    pub fn new(seed: u64) -> Self {
+        Random {
+            state: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03,
+        }
+    }
+
+    /// Uniform in [-1, 1).
+    fn next(&mut self) -> f32 {
+        self.state = self
+            .state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+}
+
+impl Init for Random {
+    fn values(&mut self, _: &str, role: Role, shape: &[usize]) -> Vec<f32> {
+        let n: usize = shape.iter().product();
+        let (centre, spread) = match role {
+            Role::Weight { fan_in } => (0.0, (3.0 / fan_in.max(1) as f32).sqrt()),
+            Role::Bias | Role::Shift | Role::Mean => (0.0, 0.1),
+            Role::Scale | Role::Var => (1.0, 0.25),
+        };
+        (0..n).map(|_| centre + spread * self.next()).collect()
+    }
+}
+
+/// A value of a [`Graph`] under construction: its name and shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Value {
+    /// The value's name in the graph.
+    pub name: String,
+    /// Its shape, every dimension known.
+    pub shape: Vec<usize>,
+}
+
+/// A `Conv` as [`Graph::conv`] writes it: square kernel, the same stride
+/// and padding on both spatial axes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2d {
+    /// Output channels.
+    pub c_out: usize,
+    /// Kernel size.
+    pub kernel: usize,
+    /// Stride.
+    pub stride: usize,
+    /// Padding on every side.
+    pub pad: usize,
+    /// Groups.
+    pub group: usize,
+    /// Whether it has a bias.
+    pub bias: bool,
+}
+
+impl Conv2d {
+    /// A `kernel` x `kernel` conv to `c_out` channels, stride 1, padding
+    /// `kernel / 2` (same size out), one group, no bias.
+    pub fn new(c_out: usize, kernel: usize) -> Self {
+        Conv2d {
+            c_out,
+            kernel,
+            stride: 1,
+            pad: kernel / 2,
+            group: 1,
+            bias: false,
+        }
+    }
+}
+
+/// Writes an ONNX graph of the real-network ops node by node, tracking
+/// every value's shape: residual CNNs (Conv, BatchNormalization, Relu,
+/// Clip, Add, pooling, a Gemm head) and attention (MatMul, Transpose,
+/// Softmax). Weights are f32 initializers whose values come from an
+/// [`Init`]; Clip bounds and scales are scalar constants.
+pub struct Graph {
+    nodes: Vec<onnx::NodeProto>,
+    inits: Vec<onnx::TensorProto>,
+    inputs: Vec<onnx::ValueInfoProto>,
+    outputs: Vec<onnx::ValueInfoProto>,
+    init: Box<dyn Init>,
+    weights: Vec<String>,
+    count: usize,
+}
+
+impl std::fmt::Debug for Graph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Graph")
+            .field("nodes", &self.nodes.len())
+            .field("weights", &self.weights)
+            .finish()
+    }
+}
+
+impl Graph {
+    /// An empty graph whose weights take their values from `init`.
+    pub fn new(init: impl Init + 'static) -> Self {
+        Graph {
+            nodes: Vec::new(),
+            inits: Vec::new(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            init: Box::new(init),
+            weights: Vec::new(),
+            count: 0,
+        }
+    }
+
+    /// Declares an f32 graph input.
+    pub fn input(&mut self, name: &str, shape: &[usize]) -> Value {
+        self.inputs.push(value_info(name, shape));
+        Value {
+            name: name.into(),
+            shape: shape.to_vec(),
+        }
+    }
+
+    /// The refittable weights' names, in the order declared.
+    pub fn weight_names(&self) -> &[String] {
+        &self.weights
+    }
+
+    /// The number of weight values.
+    pub fn parameters(&self) -> usize {
+        self.inits
+            .iter()
+            .filter(|t| t.data_type == Some(onnx::FLOAT) && !t.dims.is_empty())
+            .map(|t| t.dims.iter().product::<i64>() as usize)
+            .sum()
+    }
+
+    /// Declares weight `name` of `shape`, valued by the graph's [`Init`].
+    pub fn weight(&mut self, name: &str, role: Role, shape: &[usize]) -> Value {
+        let values = self.init.values(name, role, shape);
+        self.inits.push(f32_initializer(name, shape, &values));
+        self.weights.push(name.into());
+        Value {
+            name: name.into(),
+            shape: shape.to_vec(),
+        }
+    }
+
+    /// A scalar f32 constant (not a refittable weight).
+    fn scalar(&mut self, v: f32) -> String {
+        self.count += 1;
+        let name = format!("const{}", self.count);
+        self.inits.push(f32_initializer(&name, &[], &[v]));
+        name
+    }
+
+    /// Appends a node; its output is named after the node.
+    fn node(
+        &mut self,
+        op: &str,
+        name: &str,
+        inputs: &[&str],
+        attribute: Vec<onnx::AttributeProto>,
+        shape: Vec<usize>,
+    ) -> Value {
+        self.count += 1;
+        let node_name = if name.is_empty() {
+            format!("{}_{}", op.to_lowercase(), self.count)
+        } else {
+            name.to_string()
+        };
+        let out = format!("{node_name}.out");
+        self.nodes.push(onnx::NodeProto {
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![out.clone()],
+            name: Some(node_name),
+            op_type: Some(op.into()),
+            attribute,
+            domain: None,
+        });
+        Value { name: out, shape }
+    }
+
+    /// `Conv` named `name` with weight `<name>.weight` (and `<name>.bias`).
+    pub fn conv(&mut self, x: &Value, name: &str, c: Conv2d) -> Value {
+        let c_in = x.shape[1];
+        let group = c.group.max(1);
+        let wshape = [c.c_out, c_in / group, c.kernel, c.kernel];
+        let fan_in = wshape[1..].iter().product();
+        let w = self.weight(&format!("{name}.weight"), Role::Weight { fan_in }, &wshape);
+        let mut inputs = vec![x.name.clone(), w.name];
+        if c.bias {
+            inputs.push(self.weight(&format!("{name}.bias"), Role::Bias, &[c.c_out]).name);
+        }
+        let attrs = ConvAttrs {
+            group,
+            kernel_shape: vec![c.kernel; 2],
+            strides: vec![c.stride; 2],
+            pads: vec![c.pad; 4],
+            ..ConvAttrs::default()
+        };
+        let out = super::conv::ConvGeometry::resolve(&attrs, &x.shape, &wshape)
+            .map(|g| g.output_shape)
+            .unwrap_or_default();
+        let mut attribute = vec![
+            ints_attr("kernel_shape", &attrs.kernel_shape),
+            ints_attr("strides", &attrs.strides),
+            ints_attr("pads", &attrs.pads),
+        ];
+        if group > 1 {
+            attribute.push(int_attr("group", group as i64));
+        }
+        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        self.node("Conv", name, &refs, attribute, out)
+    }
+
+    /// `BatchNormalization` named `name`, with `<name>.weight`, `.bias`,
+    /// `.running_mean` and `.running_var` (PyTorch's names).
+    pub fn batch_norm(&mut self, x: &Value, name: &str) -> Value {
+        let c = [x.shape[1]];
+        let mut inputs = vec![x.name.clone()];
+        for (suffix, role) in [
+            ("weight", Role::Scale),
+            ("bias", Role::Shift),
+            ("running_mean", Role::Mean),
+            ("running_var", Role::Var),
+        ] {
+            inputs.push(self.weight(&format!("{name}.{suffix}"), role, &c).name);
+        }
+        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        self.node("BatchNormalization", name, &refs, Vec::new(), x.shape.clone())
+    }
+
+    /// `Relu`.
+    pub fn relu(&mut self, x: &Value) -> Value {
+        self.node("Relu", "", &[&x.name], Vec::new(), x.shape.clone())
+    }
+
+    /// `Clip(x, lo, hi)`, the bounds scalar constants (ReLU6: 0, 6).
+    pub fn clip(&mut self, x: &Value, lo: f32, hi: f32) -> Value {
+        let (lo, hi) = (self.scalar(lo), self.scalar(hi));
+        self.node("Clip", "", &[&x.name, &lo, &hi], Vec::new(), x.shape.clone())
+    }
+
+    /// `Add(a, b)`, same shapes.
+    pub fn add(&mut self, a: &Value, b: &Value) -> Value {
+        self.node("Add", "", &[&a.name, &b.name], Vec::new(), a.shape.clone())
+    }
+
+    /// `Mul(x, s)` by a scalar constant.
+    pub fn scale(&mut self, x: &Value, s: f32) -> Value {
+        let s = self.scalar(s);
+        self.node("Mul", "", &[&x.name, &s], Vec::new(), x.shape.clone())
+    }
+
+    /// `MaxPool` (or `AveragePool`), square `kernel`, `stride`, `pad` on
+    /// every side.
+    pub fn pool(&mut self, x: &Value, max: bool, kernel: usize, stride: usize, pad: usize) -> Value {
+        let mut shape = x.shape.clone();
+        for d in &mut shape[2..] {
+            *d = (*d + 2 * pad).saturating_sub(kernel) / stride.max(1) + 1;
+        }
+        let attribute = vec![
+            ints_attr("kernel_shape", &[kernel; 2]),
+            ints_attr("strides", &[stride; 2]),
+            ints_attr("pads", &[pad; 4]),
+        ];
+        let op = if max { "MaxPool" } else { "AveragePool" };
+        self.node(op, "", &[&x.name], attribute, shape)
+    }
+
+    /// `GlobalAveragePool`.
+    pub fn global_average_pool(&mut self, x: &Value) -> Value {
+        let mut shape = x.shape.clone();
+        shape[2..].iter_mut().for_each(|d| *d = 1);
+        self.node("GlobalAveragePool", "", &[&x.name], Vec::new(), shape)
+    }
+
+    /// `Flatten` (axis 1).
+    pub fn flatten(&mut self, x: &Value) -> Value {
+        let shape = vec![x.shape[0], x.shape[1..].iter().product()];
+        self.node("Flatten", "", &[&x.name], Vec::new(), shape)
+    }
+
+    /// `Gemm` named `name` from `[n, k]` to `[n, out]`: weight
+    /// `<name>.weight` stored `[out, k]` with `transB = 1` (PyTorch's
+    /// Linear) or `[k, out]` without; bias `<name>.bias` if asked.
+    pub fn gemm(&mut self, x: &Value, name: &str, out: usize, trans_b: bool, bias: bool) -> Value {
+        let k = x.shape[1];
+        let wshape = if trans_b { [out, k] } else { [k, out] };
+        let w = self.weight(&format!("{name}.weight"), Role::Weight { fan_in: k }, &wshape);
+        let mut inputs = vec![x.name.clone(), w.name];
+        if bias {
+            inputs.push(self.weight(&format!("{name}.bias"), Role::Bias, &[out]).name);
+        }
+        let attribute = if trans_b {
+            vec![int_attr("transB", 1)]
+        } else {
+            Vec::new()
+        };
+        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        self.node("Gemm", name, &refs, attribute, vec![x.shape[0], out])
+    }
+
+    /// `MatMul(x, W)` with weight `<name>.weight` of `[k, out]`: a
+    /// projection of the last axis.
+    pub fn project(&mut self, x: &Value, name: &str, out: usize) -> Value {
+        let k = *x.shape.last().unwrap_or(&1);
+        let w = self.weight(&format!("{name}.weight"), Role::Weight { fan_in: k }, &[k, out]);
+        let mut shape = x.shape.clone();
+        if let Some(l) = shape.last_mut() {
+            *l = out;
+        }
+        self.node("MatMul", name, &[&x.name, &w.name], Vec::new(), shape)
+    }
+
+    /// `MatMul(a, b)` of two values (batched over leading axes).
+    pub fn matmul(&mut self, a: &Value, b: &Value) -> Value {
+        let mut shape = a.shape.clone();
+        let r = shape.len();
+        shape[r - 1] = b.shape[b.shape.len() - 1];
+        self.node("MatMul", "", &[&a.name, &b.name], Vec::new(), shape)
+    }
+
+    /// `Transpose` swapping the last two axes.
+    pub fn transpose_last(&mut self, x: &Value) -> Value {
+        let r = x.shape.len();
+        let mut perm: Vec<usize> = (0..r).collect();
+        perm.swap(r - 2, r - 1);
+        let shape = perm.iter().map(|&p| x.shape[p]).collect();
+        self.node("Transpose", "", &[&x.name], vec![ints_attr("perm", &perm)], shape)
+    }
+
+    /// `Softmax` over the last axis.
+    pub fn softmax(&mut self, x: &Value) -> Value {
+        self.node("Softmax", "", &[&x.name], vec![int_attr("axis", -1)], x.shape.clone())
+    }
+
+    /// Makes `outputs` the graph's outputs, each renamed to its given
+    /// name.
+    pub fn set_outputs(&mut self, outputs: &[(&str, &Value)]) {
+        self.outputs.clear();
+        for (name, v) in outputs {
+            for n in &mut self.nodes {
+                for o in n.output.iter_mut().chain(n.input.iter_mut()) {
+                    if *o == v.name {
+                        *o = name.to_string();
+                    }
+                }
+            }
+            self.outputs.push(value_info(name, &v.shape));
+        }
+    }
+
+    /// The model as an ONNX protobuf message (opset 17, IR version 8).
+    pub fn to_proto(&self) -> onnx::ModelProto {
+        onnx::ModelProto {
+            ir_version: Some(8),
+            producer_name: Some("refit-harness".into()),
+            producer_version: None,
+            graph: Some(onnx::GraphProto {
+                node: self.nodes.clone(),
+                name: Some("graph".into()),
+                initializer: self.inits.clone(),
+                input: self.inputs.clone(),
+                output: self.outputs.clone(),
+                sparse_initializer: Vec::new(),
+            }),
+            opset_import: vec![onnx::OperatorSetIdProto {
+                domain: Some(String::new()),
+                version: Some(17),
+            }],
+        }
+    }
+
+    /// The model's protobuf bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.to_proto().encode_to_vec()
+    }
+}
+
+/// A ResNet basic block: conv 3x3 - BN - Relu - conv 3x3 - BN, plus the
+/// input (through a 1x1 conv and BN when the shape changes), then Relu.
+pub fn basic_block(g: &mut Graph, x: &Value, name: &str, c_out: usize, stride: usize) -> Value {
+    let c1 = Conv2d {
+        stride,
+        ..Conv2d::new(c_out, 3)
+    };
+    let y = g.conv(x, &format!("{name}.conv1"), c1);
+    let y = g.batch_norm(&y, &format!("{name}.bn1"));
+    let y = g.relu(&y);
+    let y = g.conv(&y, &format!("{name}.conv2"), Conv2d::new(c_out, 3));
+    let y = g.batch_norm(&y, &format!("{name}.bn2"));
+    let skip = if stride != 1 || x.shape[1] != c_out {
+        let d = Conv2d {
+            stride,
+            ..Conv2d::new(c_out, 1)
+        };
+        let s = g.conv(x, &format!("{name}.downsample.0"), d);
+        g.batch_norm(&s, &format!("{name}.downsample.1"))
+    } else {
+        x.clone()
+    };
+    let y = g.add(&y, &skip);
+    g.relu(&y)
+}
+
+/// A residual network shaped like torchvision's: a 7x7 stride-2 stem with
+/// BN, Relu and a 3x3 stride-2 max pool, then `blocks[i]` basic blocks of
+/// `widths[i]` channels per stage (stride 2 from the second stage on),
+/// global average pooling and a `classes`-way Linear head (Gemm,
+/// `transB = 1`, with bias). Input `input`, 1x3x`size`x`size`; output
+/// `logits`. PyTorch's weight names (`layer1.0.conv1.weight`,
+/// `fc.bias`).
+pub fn resnet(
+    init: impl Init + 'static,
+    size: usize,
+    widths: &[usize],
+    blocks: &[usize],
+    classes: usize,
+) -> (Graph, Value) {
+    let mut g = Graph::new(init);
+    let x = g.input("input", &[1, 3, size, size]);
+    let stem = Conv2d {
+        stride: 2,
+        ..Conv2d::new(widths[0], 7)
+    };
+    let y = g.conv(&x, "conv1", stem);
+    let y = g.batch_norm(&y, "bn1");
+    let y = g.relu(&y);
+    let mut y = g.pool(&y, true, 3, 2, 1);
+    for (stage, (&w, &n)) in widths.iter().zip(blocks).enumerate() {
+        for b in 0..n {
+            let stride = if stage > 0 && b == 0 { 2 } else { 1 };
+            y = basic_block(&mut g, &y, &format!("layer{}.{b}", stage + 1), w, stride);
+        }
+    }
+    let y = g.global_average_pool(&y);
+    let y = g.flatten(&y);
+    let y = g.gemm(&y, "fc", classes, true, true);
+    (g, y)
+}
+
+/// ResNet-18 with random weights ([`Random`]) on a 1x3x`size`x`size`
+/// input (224 in torchvision; any size from 32 up runs): 11.7 M
+/// parameters in 102 weight tensors (62 of them trained parameters, 40
+/// BatchNorm running statistics), 44.6 MiB of f32.
+pub fn resnet18(size: usize, seed: u64) -> Graph {
+    let (mut g, y) = resnet(Random::new(seed), size, &[64, 128, 256, 512], &[2, 2, 2, 2], 1000);
+    g.set_outputs(&[("logits", &y)]);
+    g
+}
