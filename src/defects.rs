@@ -8,15 +8,18 @@
 //! `reference-quiesced`, declaring the quiesced contract: correct engines
 //! that exercise the checks' requires-all and quiesced branches.
 
+pub mod derived;
 pub mod racy;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 use std::str::FromStr;
 
 use prost::Message;
 
-use crate::engine::reference::ReferenceEngine;
+use crate::engine::reference::{validate_weight, ReferenceEngine};
 use crate::engine::{BuildOptions, Context, Engine, EngineInfo, Refitter, Subset};
 use crate::model::onnx;
 use crate::tensor::{Tensor, TensorData, TensorInfo};
@@ -52,11 +55,14 @@ pub enum Defect {
     RequiresAllNotEnforced,
     /// A concurrency defect (see [`racy::Race`]).
     Race(racy::Race),
+    /// Tensors derived from the weights at build, forgotten at refit (see
+    /// [`derived::Derivation`]).
+    Derived(derived::Derivation),
 }
 
 impl Defect {
     /// Every defect, in catalogue order.
-    pub const ALL: [Defect; 16] = [
+    pub const ALL: [Defect; 20] = [
         Defect::IgnoresName,
         Defect::TransposedKernel,
         Defect::OffByOnePadding,
@@ -73,6 +79,10 @@ impl Defect {
         Defect::Race(racy::Race::CachedSnapshot),
         Defect::Race(racy::Race::HalfBuiltSnapshot),
         Defect::Race(racy::Race::NoWriterLock),
+        Defect::Derived(derived::Derivation::FoldsBatchNorm),
+        Defect::Derived(derived::Derivation::PacksGemm),
+        Defect::Derived(derived::Derivation::DropsZeroBias),
+        Defect::Derived(derived::Derivation::FusesProjections),
     ];
 
     /// Its name in engine specs (`defect:ignores_name`).
@@ -94,6 +104,10 @@ impl Defect {
             Defect::Race(racy::Race::CachedSnapshot) => "cached_snapshot",
             Defect::Race(racy::Race::HalfBuiltSnapshot) => "half_built_snapshot",
             Defect::Race(racy::Race::NoWriterLock) => "no_writer_lock",
+            Defect::Derived(derived::Derivation::FoldsBatchNorm) => "batchnorm_not_refolded",
+            Defect::Derived(derived::Derivation::PacksGemm) => "packed_gemm_stale",
+            Defect::Derived(derived::Derivation::DropsZeroBias) => "zero_bias_dropped",
+            Defect::Derived(derived::Derivation::FusesProjections) => "fused_halves_swapped",
         }
     }
 }
@@ -120,6 +134,14 @@ pub struct WrappedEngine {
     inner: ReferenceEngine,
     info: EngineInfo,
     defect: Defect,
+    /// For a [`Defect::Derived`]: the model's own weights, which the engine
+    /// lists and accepts, and where each rewritten one's refits go.
+    derived: Option<Arc<Derived>>,
+}
+
+struct Derived {
+    weights: Vec<TensorInfo>,
+    routes: HashMap<String, derived::Route>,
 }
 
 /// Shifts every explicit conv padding by one (begin + 1, end - 1).
@@ -160,15 +182,28 @@ impl WrappedEngine {
     /// # Errors
     /// As [`ReferenceEngine::load`].
     pub fn load(defect: Defect, path: &Path, options: &BuildOptions) -> Result<Self> {
-        let inner = if defect == Defect::OffByOnePadding {
-            let bytes = std::fs::read(path).map_err(|error| Error::Io {
+        let read = || {
+            std::fs::read(path).map_err(|error| Error::Io {
                 op: "read",
                 path: path.to_path_buf(),
                 error,
-            })?;
-            ReferenceEngine::from_bytes(&shift_pads(&bytes, path)?, path, options)?
-        } else {
-            ReferenceEngine::load(path, options)?
+            })
+        };
+        let mut derived = None;
+        let inner = match defect {
+            Defect::OffByOnePadding => {
+                ReferenceEngine::from_bytes(&shift_pads(&read()?, path)?, path, options)?
+            }
+            Defect::Derived(d) => {
+                let bytes = read()?;
+                let weights = ReferenceEngine::from_bytes(&bytes, path, options)?
+                    .weights()
+                    .to_vec();
+                let (rewritten, routes) = derived::rewrite(d, &bytes, path)?;
+                derived = Some(Arc::new(Derived { weights, routes }));
+                ReferenceEngine::from_bytes(&rewritten, path, options)?
+            }
+            _ => ReferenceEngine::load(path, options)?,
         };
         let mut info = inner.info().clone();
         info.name = format!("defect:{defect}");
@@ -179,6 +214,7 @@ impl WrappedEngine {
             inner,
             info,
             defect,
+            derived,
         })
     }
 }
@@ -197,7 +233,10 @@ impl Engine for WrappedEngine {
     }
 
     fn weights(&self) -> &[TensorInfo] {
-        self.inner.weights()
+        match &self.derived {
+            Some(d) => &d.weights,
+            None => self.inner.weights(),
+        }
     }
 
     fn context(&self) -> Result<Box<dyn Context>> {
@@ -205,6 +244,13 @@ impl Engine for WrappedEngine {
     }
 
     fn refitter(&self) -> Result<Box<dyn Refitter>> {
+        if let Some(d) = &self.derived {
+            return Ok(Box::new(DerivedRefitter {
+                inner: self.inner.refitter()?,
+                staged: vec![None; d.weights.len()],
+                derived: Arc::clone(d),
+            }));
+        }
         Ok(Box::new(WrappedRefitter {
             inner: self.inner.refitter()?,
             engine: self.inner.clone(),
@@ -212,6 +258,36 @@ impl Engine for WrappedEngine {
             deferred: Vec::new(),
             staged: Vec::new(),
         }))
+    }
+}
+
+/// The refit path of a [`Defect::Derived`] engine: validates against the
+/// model's own weights, then routes each tensor as the rewrite left it.
+struct DerivedRefitter {
+    inner: Box<dyn Refitter>,
+    derived: Arc<Derived>,
+    staged: Vec<Option<()>>,
+}
+
+impl Refitter for DerivedRefitter {
+    fn set_named_weights(&mut self, name: &str, weights: &Tensor) -> Result<()> {
+        let i = validate_weight(&self.derived.weights, name, weights)?;
+        match self.derived.routes.get(name) {
+            Some(derived::Route::Dropped) => {}
+            Some(derived::Route::Into(other)) => self.inner.set_named_weights(other, weights)?,
+            None => self.inner.set_named_weights(name, weights)?,
+        }
+        self.staged[i] = Some(());
+        Ok(())
+    }
+
+    fn missing(&self) -> Result<Vec<String>> {
+        Ok(crate::engine::unstaged(&self.derived.weights, &self.staged))
+    }
+
+    fn refit(&mut self) -> Result<()> {
+        self.staged.iter_mut().for_each(|s| *s = None);
+        self.inner.refit()
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::subject::{bit_difference, compare, must, Step, Subject};
+use super::subject::{bit_difference, compare, localize, must, Step, Subject};
 use super::{fail, model_based, resources, stress, Cx, Scenario, Scope, Verdict};
 use crate::engine::{BuildOptions, FailedRefit, NonFinite, Subset};
 use crate::tensor::{DType, Tensor, TensorData};
@@ -201,7 +201,7 @@ fn round_trip(cx: &Cx<'_>, model: &Path) -> Step<Verdict> {
         .collect();
     let b: Vec<(usize, Vec<f32>)> = (0..n).map(|i| (i, s.values(i, 101))).collect();
     s.refit("refit every weight to B", &b)?;
-    s.expect_oracle("infer after refitting to B")?;
+    localize(cx, model, &b, s.expect_oracle("infer after refitting to B"))?;
     s.refit("refit every weight back to A", &a)?;
     s.expect_unchanged("infer after refitting back to A", &a_out)?;
     s.expect_oracle("infer after refitting back to A")?;
@@ -305,7 +305,13 @@ fn partial(cx: &Cx<'_>, model: &Path) -> Step<Verdict> {
             }
         }
     }
-    s.expect_oracle("infer after the refit: only the staged weights changed")?;
+    let set: Vec<(usize, Vec<f32>)> = subset.iter().map(|&i| (i, s.values(i, 202))).collect();
+    localize(
+        cx,
+        model,
+        &set,
+        s.expect_oracle("infer after the refit: only the staged weights changed"),
+    )?;
     check_missing(r.as_ref(), &[], "missing() after a successful refit")?;
     Ok(Verdict::Pass(match contract.subset {
         Subset::Accepted => format!("{} of {n} weight(s) refitted alone", subset.len()),
@@ -391,9 +397,14 @@ fn bad_input(cx: &Cx<'_>, model: &Path) -> Step<Verdict> {
     let requires_all = contract.subset == Subset::RequiresAll;
     let mut checked = 0;
     for (kind, name, tensor) in bad_tensors(&s, target) {
-        let before = s.expect_oracle(&format!(
-            "infer after refitting every weight to B, before staging the {kind} case"
-        ))?;
+        let before = localize(
+            cx,
+            model,
+            &b,
+            s.expect_oracle(&format!(
+                "infer after refitting every weight to B, before staging the {kind} case"
+            )),
+        )?;
         let mut r = must(&format!("{kind}: create a refitter"), s.engine.refitter())?;
         // Valid weights staged beside the bad one (every other weight where
         // the engine requires all, else the last one): a failed refit must

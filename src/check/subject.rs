@@ -265,6 +265,51 @@ impl Subject {
     }
 }
 
+/// On a mismatch after a refit of several weights (`set`), names the one
+/// that goes wrong: on a fresh engine and oracle for `model`, refits the
+/// weights of `set` one at a time (cumulatively), comparing after each; the
+/// first mismatch is added to the failure's evidence, with the oracle's
+/// explanation of it. Other results pass through unchanged.
+pub(crate) fn localize<T>(
+    cx: &Cx<'_>,
+    model: &Path,
+    set: &[(usize, Vec<f32>)],
+    result: Step<T>,
+) -> Step<T> {
+    let Err(Verdict::Fail(mut e)) = result else {
+        return result;
+    };
+    if set.len() < 2 {
+        return Err(Verdict::Fail(e));
+    }
+    let found = (|| -> Option<String> {
+        let mut fresh = Subject::open(cx, model, &BuildOptions::default()).ok()?;
+        for (i, v) in set {
+            let name = fresh.info(*i).name.clone();
+            let step = format!("refit '{name}' alone");
+            if let Err(v) = fresh
+                .refit(&step, &[(*i, v.clone())])
+                .and_then(|()| fresh.expect_oracle(&step).map(drop))
+            {
+                return Some(format!(
+                    "; localized on a fresh engine, refitting the {} weights one at a time: \
+                     the first to go wrong is '{name}': {}",
+                    set.len(),
+                    v.detail()
+                ));
+            }
+        }
+        None
+    })();
+    e.observed += &found.unwrap_or_else(|| {
+        format!(
+            "; refitting the {} weights one at a time on a fresh engine, none went wrong alone",
+            set.len()
+        )
+    });
+    Err(Verdict::Fail(e))
+}
+
 /// Builds the engine under test on `model`: a refusal as unsupported is a
 /// skip with the engine's reason, any other error a failure.
 pub(crate) fn open_engine(
