@@ -31,7 +31,6 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, BatchSize, BenchmarkId, Criterion, Throughput};
 use refit_harness::engine::{BuildOptions, Engine};
-use refit_harness::model::build::ConvChain;
 use refit_harness::spec::EngineSpec;
 use refit_harness::Tensor;
 use refit_harness::{bench, fixtures};
@@ -46,9 +45,9 @@ fn scratch() -> &'static Path {
         .path()
 }
 
-fn write(name: &str, chain: &ConvChain) -> PathBuf {
+fn write(name: &str, bytes: &[u8]) -> PathBuf {
     let path = scratch().join(name);
-    std::fs::write(&path, chain.to_bytes()).expect("write model");
+    std::fs::write(&path, bytes).expect("write model");
     path
 }
 
@@ -114,7 +113,7 @@ fn refit(c: &mut Criterion) {
     {
         g.throughput(Throughput::Bytes(bytes as u64));
         let chain = bench::sized_model(bytes);
-        let engine = open(&write("sized.onnx", &chain));
+        let engine = open(&write("sized.onnx", &chain.to_bytes()));
         refit_beside_memcpy(
             &mut g,
             engine.as_ref(),
@@ -158,7 +157,7 @@ fn refit_beside_memcpy(
 fn refit_rate(c: &mut Criterion) {
     let mut g = c.benchmark_group("refit_rate");
     let name = spec().to_string();
-    let engine = open(&write("seed_conv.onnx", &fixtures::seed_model()));
+    let engine = open(&write("seed_conv.onnx", &fixtures::seed_model().to_bytes()));
     let tensors = [
         weight_tensor(engine.as_ref(), 0, 1.0),
         weight_tensor(engine.as_ref(), 0, 2.0),
@@ -213,8 +212,16 @@ fn infer_under_refit(c: &mut Criterion) {
     let mut g = c.benchmark_group("infer_under_refit");
     let name = spec().to_string();
     // conv_stack, or conv_depthwise for an engine that refuses it.
-    let engine = open_supported(&write("conv_stack.onnx", &fixtures::conv_stack()))
-        .unwrap_or_else(|| open(&write("conv_depthwise.onnx", &fixtures::conv_depthwise())));
+    let engine = open_supported(&write(
+        "conv_stack.onnx",
+        &fixtures::conv_stack().to_bytes(),
+    ))
+    .unwrap_or_else(|| {
+        open(&write(
+            "conv_depthwise.onnx",
+            &fixtures::conv_depthwise().to_bytes(),
+        ))
+    });
     let x = input_for(engine.as_ref());
     let mut ctx = engine.context().expect("context");
     let mut out = Vec::new();
@@ -246,7 +253,7 @@ fn infer_under_refit(c: &mut Criterion) {
 fn visibility(c: &mut Criterion) {
     let mut g = c.benchmark_group("visibility");
     let name = spec().to_string();
-    let engine = open(&write("seed_conv.onnx", &fixtures::seed_model()));
+    let engine = open(&write("seed_conv.onnx", &fixtures::seed_model().to_bytes()));
     let x = input_for(engine.as_ref());
     let mut ctx = engine.context().expect("context");
     let mut k = 0.0f32;
@@ -273,7 +280,7 @@ fn refit_vs_reload(c: &mut Criterion) {
     let mut g = c.benchmark_group("refit_vs_reload");
     let name = spec().to_string();
     let chain = fixtures::conv_wide();
-    let path = write("conv_wide.onnx", &chain);
+    let path = write("conv_wide.onnx", &chain.to_bytes());
     let engine = open(&path);
     let sets: Vec<Vec<(String, Tensor)>> = (1..=2)
         .map(|v| {
@@ -319,7 +326,7 @@ fn refit_vs_reload(c: &mut Criterion) {
 /// The plugin ABI's own cost (see the module documentation).
 fn abi(c: &mut Criterion) {
     let mut g = c.benchmark_group("abi");
-    let seed = write("abi_seed.onnx", &fixtures::seed_model());
+    let seed = write("abi_seed.onnx", &fixtures::seed_model().to_bytes());
     let linked = |model: &Path| -> Box<dyn Engine> {
         let plugin = refit_harness::ffi::Plugin::linked("linked reference plugin").expect("table");
         Box::new(plugin.open(model, &BuildOptions::default()).expect("open"))
@@ -339,7 +346,10 @@ fn abi(c: &mut Criterion) {
         });
     }
     let bytes = (16usize << 20).min(max_bytes());
-    let engine = linked(&write("abi_sized.onnx", &bench::sized_model(bytes)));
+    let engine = linked(&write(
+        "abi_sized.onnx",
+        &bench::sized_model(bytes).to_bytes(),
+    ));
     g.sample_size(10);
     g.throughput(Throughput::Bytes(bytes as u64));
     let id = BenchmarkId::new("linked_plugin/refit", bytes);

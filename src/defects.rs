@@ -14,8 +14,8 @@ pub mod racy;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
-use std::sync::Arc;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use prost::Message;
 

@@ -15,5 +15,6 @@ mod numerics;
 mod plugin;
 mod property;
 mod pytorch;
+mod real_networks;
 mod rust_engine;
 mod seed;

@@ -13,7 +13,7 @@ use crate::common::example_plugin;
 
 /// Runs this test binary on one test, with `env` set and `REFIT_ENGINE`
 /// removed unless `env` sets it: (passed, stdout + stderr).
-fn this_binary(test: &str, env: &[(&str, &str)]) -> (bool, String) {
+pub(crate) fn this_binary(test: &str, env: &[(&str, &str)]) -> (bool, String) {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([test, "--exact", "--test-threads", "1", "--nocapture"])
         .env_remove("REFIT_ENGINE");

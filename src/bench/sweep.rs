@@ -306,7 +306,12 @@ pub fn run(
     }
 
     progress("refit_rate/seed_conv");
-    let (_, seed) = open(spec, cfg, "seed_conv.onnx", &fixtures::seed_model().to_bytes())?;
+    let (_, seed) = open(
+        spec,
+        cfg,
+        "seed_conv.onnx",
+        &fixtures::seed_model().to_bytes(),
+    )?;
     let x = inputs(seed.as_ref());
     let mut ctx = seed.context()?;
     let mut out = Vec::new();
@@ -347,7 +352,12 @@ pub fn run(
         (&LinkedPlugin("null"), "abi_"),
     ] {
         progress(&format!("floor/{kind}seed_conv"));
-        let (_, null) = baseline(factory, cfg, "seed_conv.onnx", &fixtures::seed_model().to_bytes())?;
+        let (_, null) = baseline(
+            factory,
+            cfg,
+            "seed_conv.onnx",
+            &fixtures::seed_model().to_bytes(),
+        )?;
         let mut nctx = null.context()?;
         let mut out = Vec::new();
         let ns = sets(null.as_ref(), false);
@@ -443,7 +453,12 @@ pub fn run(
 
     // Inference under refit, and its tails, on conv_stack, or on
     // conv_depthwise for an engine that cannot run conv_stack.
-    let (label, engine) = match open(spec, cfg, "conv_stack.onnx", &fixtures::conv_stack().to_bytes()) {
+    let (label, engine) = match open(
+        spec,
+        cfg,
+        "conv_stack.onnx",
+        &fixtures::conv_stack().to_bytes(),
+    ) {
         Ok((_, e)) => ("conv_stack", e),
         Err(e) if e.is_unsupported() => {
             progress(&format!("conv_stack skipped: {e}; conv_depthwise instead"));

@@ -1,10 +1,16 @@
-//! The model-based property test: arbitrary conv models and arbitrary
-//! sequences of operations on them, run on the engine and on a plain model
-//! of what it must serve (the oracle plus the staged set), compared after
-//! every step.
+//! The model-based property test: arbitrary models and arbitrary sequences
+//! of operations on them, run on the engine and on a plain model of what it
+//! must serve (the oracle plus the staged set), compared after every step.
 //!
-//! Weights and inputs are integers, so outputs compare exactly where the
-//! engine's precision allows (see [`oracle`](super::oracle)). The case count
+//! The models ([`Net`]) are conv chains of every conv attribute, residual
+//! CNNs (Conv, BatchNormalization, Relu, Clip, residual Add, max and
+//! average pooling, a global-pooling Gemm head) and attention blocks
+//! (MatMul projections, the scores' Softmax, MatMul with the values, a
+//! residual Add, a Gemm head). Weights and inputs are integers, so conv,
+//! Gemm and MatMul outputs compare exactly where the engine's precision
+//! allows, and the rest within the oracle's bound (see
+//! [`oracle`](super::oracle)). Biases are sometimes all zero, as freshly
+//! initialized networks have them. The case count
 //! is `PROPTEST_CASES` (see [`CheckConfig`](super::CheckConfig)); models the
 //! engine refuses as unsupported are skipped and counted. Failing cases
 //! shrink, and their seeds are saved under the report folder
@@ -22,7 +28,7 @@ use super::oracle::{Judge, Oracle};
 use super::subject::{compare, ints, probe_inputs, typed};
 use super::{fail, Cx, Verdict};
 use crate::engine::{BuildOptions, FailedRefit, NonFinite, Subset};
-use crate::model::build::{ConvChain, ConvLayer};
+use crate::model::build::{Conv2d, ConvChain, ConvLayer, Graph, Integers, Value, ZeroBias};
 use crate::model::conv::{AutoPad, ConvAttrs};
 use crate::model::Model;
 use crate::tensor::{Tensor, TensorData};
@@ -71,9 +77,290 @@ pub enum Op {
 #[derive(Clone, Debug)]
 pub struct Case {
     /// The model.
-    pub chain: ConvChain,
+    pub net: Net,
     /// The operations.
     pub ops: Vec<Op>,
+}
+
+/// A generated model.
+#[derive(Clone, Debug)]
+pub enum Net {
+    /// One or two convs of arbitrary attributes (groups, strides,
+    /// dilations, padding modes, 1-D and 2-D).
+    Conv(ConvChain),
+    /// A residual CNN.
+    Cnn(Cnn),
+    /// An attention block.
+    Attention(Attention),
+}
+
+/// An activation after a conv.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Act {
+    /// None.
+    None,
+    /// `Relu`.
+    Relu,
+    /// `Clip` to [0, 6] (ReLU6).
+    Clip,
+}
+
+/// One block of a [`Cnn`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Block {
+    /// A conv, optionally followed by BatchNorm and an activation.
+    Conv {
+        /// Output channels.
+        c_out: usize,
+        /// Kernel size (padding `kernel / 2`).
+        kernel: usize,
+        /// Stride.
+        stride: usize,
+        /// Whether the conv has a bias.
+        bias: bool,
+        /// Whether BatchNormalization follows.
+        bn: bool,
+        /// The activation after.
+        act: Act,
+    },
+    /// `relu(x + [bn](conv3x3(x)))`.
+    Residual {
+        /// Whether BatchNormalization follows the conv.
+        bn: bool,
+    },
+    /// Max or average pooling, no padding (the kernel shrunk to the input
+    /// where it is larger).
+    Pool {
+        /// MaxPool, else AveragePool.
+        max: bool,
+        /// Kernel size.
+        kernel: usize,
+        /// Stride.
+        stride: usize,
+    },
+}
+
+/// A Gemm classifier head.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Head {
+    /// Outputs.
+    pub classes: usize,
+    /// Weight stored `[classes, k]` with `transB = 1` (PyTorch's Linear).
+    pub trans_b: bool,
+    /// Whether it has a bias.
+    pub bias: bool,
+}
+
+/// A residual CNN: blocks, then (optionally) global average pooling,
+/// Flatten and a Gemm head.
+#[derive(Clone, Debug)]
+pub struct Cnn {
+    /// Input shape (N, C, H, W).
+    pub input: [usize; 4],
+    /// The blocks, in order.
+    pub blocks: Vec<Block>,
+    /// The head, if any.
+    pub head: Option<Head>,
+    /// Whether every bias is all zeros.
+    pub zero_bias: bool,
+    /// Seed of the weights.
+    pub salt: u64,
+}
+
+/// Single-head self-attention on `[n, seq, d]`: query and key projections
+/// to `e`, the scaled scores' Softmax, times the value projection; then a
+/// residual Add (the value projection then keeps `d`), a ReLU6, and a Gemm
+/// head over the flattened result, each optional.
+#[derive(Clone, Debug)]
+pub struct Attention {
+    /// Batch.
+    pub n: usize,
+    /// Sequence length.
+    pub seq: usize,
+    /// Features in.
+    pub d: usize,
+    /// Query and key features.
+    pub e: usize,
+    /// Whether the input is added back.
+    pub residual: bool,
+    /// Whether a ReLU6 (Clip) follows.
+    pub clip: bool,
+    /// The head, if any.
+    pub head: Option<Head>,
+    /// Whether every bias is all zeros.
+    pub zero_bias: bool,
+    /// Seed of the weights.
+    pub salt: u64,
+}
+
+impl Net {
+    /// 0 for a conv chain, 1 for a residual CNN, 2 for attention.
+    fn kind(&self) -> usize {
+        match self {
+            Net::Conv(_) => 0,
+            Net::Cnn(_) => 1,
+            Net::Attention(_) => 2,
+        }
+    }
+
+    /// The model's protobuf bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            Net::Conv(chain) => chain.to_bytes(),
+            _ => self.graph().0.to_bytes(),
+        }
+    }
+
+    /// The graph, and the model in words (for [`Net::Cnn`] and
+    /// [`Net::Attention`]; a conv chain's is [`Case::model_text`]'s).
+    fn graph(&self) -> (Graph, String) {
+        let init = |zero: bool, salt: u64| -> Graph {
+            if zero {
+                Graph::new(ZeroBias(Integers(salt)))
+            } else {
+                Graph::new(Integers(salt))
+            }
+        };
+        let mut parts = Vec::new();
+        let (mut g, y) = match self {
+            Net::Conv(_) => return (Graph::new(Integers(0)), String::new()),
+            Net::Cnn(c) => {
+                let mut g = init(c.zero_bias, c.salt);
+                let mut x = g.input("x", &c.input);
+                parts.push(format!("input {:?}", c.input));
+                for (i, b) in c.blocks.iter().enumerate() {
+                    match *b {
+                        Block::Conv {
+                            c_out,
+                            kernel,
+                            stride,
+                            bias,
+                            bn,
+                            act,
+                        } => {
+                            let name = format!("c{i}");
+                            let spec = Conv2d {
+                                stride,
+                                bias,
+                                ..Conv2d::new(c_out, kernel)
+                            };
+                            let c_in = x.shape[1];
+                            x = g.conv(&x, &name, spec);
+                            let mut t = format!(
+                                "{name}: conv {c_in} -> {c_out}, kernel {kernel}, stride {stride}, pad {}{}",
+                                kernel / 2,
+                                bias_text(&g, &name, bias)
+                            );
+                            if bn {
+                                x = g.batch_norm(&x, &format!("bn{i}"));
+                                t += &format!(", bn{i}: batchnorm");
+                            }
+                            match act {
+                                Act::None => {}
+                                Act::Relu => {
+                                    x = g.relu(&x);
+                                    t += ", relu";
+                                }
+                                Act::Clip => {
+                                    x = g.clip(&x, 0.0, 6.0);
+                                    t += ", clip 0..6";
+                                }
+                            }
+                            parts.push(t);
+                        }
+                        Block::Residual { bn } => {
+                            let name = format!("r{i}");
+                            let mut y = g.conv(&x, &name, Conv2d::new(x.shape[1], 3));
+                            if bn {
+                                y = g.batch_norm(&y, &format!("{name}.bn"));
+                            }
+                            let sum = g.add(&x, &y);
+                            x = g.relu(&sum);
+                            parts.push(format!(
+                                "{name}: residual relu(x + {}conv 3x3 of x)",
+                                if bn { "batchnorm of " } else { "" }
+                            ));
+                        }
+                        Block::Pool {
+                            max,
+                            kernel,
+                            stride,
+                        } => {
+                            let k = kernel.min(x.shape[2]).min(x.shape[3]);
+                            x = g.pool(&x, max, k, stride, 0);
+                            parts.push(format!(
+                                "{} {k}x{k}, stride {stride}",
+                                if max { "maxpool" } else { "averagepool" }
+                            ));
+                        }
+                    }
+                }
+                if let Some(h) = &c.head {
+                    x = g.global_average_pool(&x);
+                    x = g.flatten(&x);
+                    parts.push("global average pool, flatten".into());
+                    x = head(&mut g, &x, h, &mut parts);
+                }
+                (g, x)
+            }
+            Net::Attention(a) => {
+                let mut g = init(a.zero_bias, a.salt);
+                let x = g.input("x", &[a.n, a.seq, a.d]);
+                parts.push(format!("input {:?}", [a.n, a.seq, a.d]));
+                let q = g.project(&x, "q", a.e);
+                let k = g.project(&x, "k", a.e);
+                let dv = if a.residual { a.d } else { a.e };
+                let v = g.project(&x, "v", dv);
+                let kt = g.transpose_last(&k);
+                let s = g.matmul(&q, &kt);
+                let s = g.scale(&s, 0.5);
+                let p = g.softmax(&s);
+                let mut y = g.matmul(&p, &v);
+                parts.push(format!(
+                    "attention: q, k: matmul {d} -> {e}, v: matmul {d} -> {dv}, softmax(q kT / 2) v",
+                    d = a.d,
+                    e = a.e
+                ));
+                if a.residual {
+                    y = g.add(&x, &y);
+                    parts.push("add the input".into());
+                }
+                if a.clip {
+                    y = g.clip(&y, 0.0, 6.0);
+                    parts.push("clip 0..6".into());
+                }
+                if let Some(h) = &a.head {
+                    y = g.flatten(&y);
+                    parts.push("flatten".into());
+                    y = head(&mut g, &y, h, &mut parts);
+                }
+                (g, y)
+            }
+        };
+        g.set_outputs(&[("y", &y)]);
+        (g, parts.join("; "))
+    }
+}
+
+fn head(g: &mut Graph, x: &Value, h: &Head, parts: &mut Vec<String>) -> Value {
+    let y = g.gemm(x, "fc", h.classes, h.trans_b, h.bias);
+    parts.push(format!(
+        "fc: gemm {} -> {}{}{}",
+        x.shape[1],
+        h.classes,
+        if h.trans_b { " (transB)" } else { "" },
+        bias_text(g, "fc", h.bias)
+    ));
+    y
+}
+
+/// `, bias` or `, bias (all zero)` for layer `name`'s bias; empty without.
+fn bias_text(g: &Graph, name: &str, bias: bool) -> &'static str {
+    match g.values(&format!("{name}.bias")) {
+        Some(v) if bias && v.iter().all(|&x| x == 0.0) => ", bias (all zero)",
+        _ if bias => ", bias",
+        _ => "",
+    }
 }
 
 fn arb_layer0() -> impl Strategy<Value = (Vec<usize>, ConvLayer)> {
@@ -181,6 +468,83 @@ fn arb_chain() -> impl Strategy<Value = ConvChain> {
     )
 }
 
+fn arb_head() -> impl Strategy<Value = Option<Head>> {
+    prop::option::of((1usize..=3, any::<bool>(), any::<bool>()).prop_map(
+        |(classes, trans_b, bias)| Head {
+            classes,
+            trans_b,
+            bias,
+        },
+    ))
+}
+
+fn arb_block() -> impl Strategy<Value = Block> {
+    let act = prop_oneof![Just(Act::None), Just(Act::Relu), Just(Act::Clip)];
+    prop_oneof![
+        3 => (1usize..=3, prop_oneof![Just(1usize), Just(3)], 1usize..=2, any::<bool>(), any::<bool>(), act)
+            .prop_map(|(c_out, kernel, stride, bias, bn, act)| Block::Conv { c_out, kernel, stride, bias, bn, act }),
+        2 => any::<bool>().prop_map(|bn| Block::Residual { bn }),
+        1 => (any::<bool>(), 2usize..=3, 1usize..=2).prop_map(|(max, kernel, stride)| Block::Pool { max, kernel, stride }),
+    ]
+}
+
+fn arb_cnn() -> impl Strategy<Value = Cnn> {
+    (
+        (1usize..=2, 1usize..=3, 1usize..=6, 1usize..=6),
+        prop::collection::vec(arb_block(), 1..=3),
+        arb_head(),
+        any::<bool>(),
+        0u64..1000,
+    )
+        .prop_map(|((n, c, h, w), blocks, head, zero_bias, salt)| {
+            // At least one weight: pools alone get a head.
+            let pools_only = blocks.iter().all(|b| matches!(b, Block::Pool { .. }));
+            Cnn {
+                input: [n, c, h, w],
+                blocks,
+                head: head.or(pools_only.then_some(Head {
+                    classes: 1,
+                    trans_b: false,
+                    bias: false,
+                })),
+                zero_bias,
+                salt,
+            }
+        })
+}
+
+fn arb_attention() -> impl Strategy<Value = Attention> {
+    (
+        (1usize..=2, 1usize..=4, 1usize..=4, 1usize..=4),
+        any::<bool>(),
+        any::<bool>(),
+        arb_head(),
+        any::<bool>(),
+        0u64..1000,
+    )
+        .prop_map(
+            |((n, seq, d, e), residual, clip, head, zero_bias, salt)| Attention {
+                n,
+                seq,
+                d,
+                e,
+                residual,
+                clip,
+                head,
+                zero_bias,
+                salt,
+            },
+        )
+}
+
+fn arb_net() -> impl Strategy<Value = Net> {
+    prop_oneof![
+        2 => arb_chain().prop_map(Net::Conv),
+        2 => arb_cnn().prop_map(Net::Cnn),
+        1 => arb_attention().prop_map(Net::Attention),
+    ]
+}
+
 fn arb_op() -> impl Strategy<Value = Op> {
     let kind = prop_oneof![
         Just(Invalid::UnknownName),
@@ -202,25 +566,35 @@ impl Case {
     /// The refittable weights' names in the model's order (what `index`
     /// picks from, modulo their count).
     pub fn weight_names(&self) -> Vec<String> {
-        self.chain
-            .layers
-            .iter()
-            .flat_map(|l| std::iter::once(l.weight_name.clone()).chain(l.bias_name.clone()))
-            .collect()
+        match &self.net {
+            Net::Conv(chain) => chain
+                .layers
+                .iter()
+                .flat_map(|l| std::iter::once(l.weight_name.clone()).chain(l.bias_name.clone()))
+                .collect(),
+            net => net.graph().0.weight_names().to_vec(),
+        }
     }
 
     /// The model as a person would write it: `input [1, 2, 5, 5]; l0.weight
-    /// conv 2 -> 3, kernel 3x3, stride 2, pads [1, 0, 1, 0], bias, relu`.
+    /// conv 2 -> 3, kernel 3x3, stride 2, pads [1, 0, 1, 0], bias, relu`, or
+    /// `input [1, 1, 2, 2]; c0: conv 1 -> 2, kernel 3, stride 1, pad 1, bn0:
+    /// batchnorm, relu; global average pool, flatten; fc: gemm 2 -> 1
+    /// (transB), bias`.
     pub fn model_text(&self) -> String {
+        let chain = match &self.net {
+            Net::Conv(chain) => chain,
+            net => return net.graph().1,
+        };
         let dims = |v: &[usize]| {
             v.iter()
                 .map(|d| d.to_string())
                 .collect::<Vec<_>>()
                 .join("x")
         };
-        let mut c_in = self.chain.input_shape.get(1).copied().unwrap_or(0);
-        let mut parts = vec![format!("input {:?}", self.chain.input_shape)];
-        for l in &self.chain.layers {
+        let mut c_in = chain.input_shape.get(1).copied().unwrap_or(0);
+        let mut parts = vec![format!("input {:?}", chain.input_shape)];
+        for l in &chain.layers {
             let a = &l.attrs;
             let mut t = format!("{}: conv {c_in} -> {}", l.weight_name, l.c_out);
             t += &format!(", kernel {}", dims(&l.kernel));
@@ -294,8 +668,7 @@ impl Op {
 
 /// The strategy for whole cases.
 pub fn arb_case() -> impl Strategy<Value = Case> {
-    (arb_chain(), prop::collection::vec(arb_op(), 1..24))
-        .prop_map(|(chain, ops)| Case { chain, ops })
+    (arb_net(), prop::collection::vec(arb_op(), 1..24)).prop_map(|(net, ops)| Case { net, ops })
 }
 
 /// How one case ended.
@@ -316,7 +689,7 @@ pub enum CaseEnd {
 /// With `explain`, a mismatch's evidence ends with the oracle's explanation
 /// ([`Oracle::explain`]): for the minimal failing case, not while searching.
 pub fn run_case(cx: &Cx<'_>, case: &Case, path: &Path, explain: bool) -> Result<CaseEnd, String> {
-    std::fs::write(path, case.chain.to_bytes())
+    std::fs::write(path, case.net.to_bytes())
         .map_err(|e| format!("write {}: {e}", path.display()))?;
     let model = Model::load(path)
         .map_err(|e| format!("the generated model does not load in the oracle: {e}"))?;
@@ -360,6 +733,15 @@ pub fn run_case(cx: &Cx<'_>, case: &Case, path: &Path, explain: bool) -> Result<
             .map(|d| d.unwrap_or(0))
             .product::<usize>()
     };
+    // Integers; a BatchNorm variance's kept positive.
+    let values = |oracle: &Oracle, i: usize, salt: u64| {
+        let v = ints(numel(i), salt);
+        if oracle.model().needs_positive(map[i]) {
+            v.into_iter().map(|x| x.abs() + 1.0).collect()
+        } else {
+            v
+        }
+    };
     for (step, op) in case.ops.iter().enumerate() {
         let at = |what: String| format!("step {} ({}): {what}", step + 1, op.text(&names));
         if crate::ffi::flight::enabled() {
@@ -374,7 +756,7 @@ pub fn run_case(cx: &Cx<'_>, case: &Case, path: &Path, explain: bool) -> Result<
             Op::Infer => {}
             Op::Stage { index, salt } => {
                 let i = index % n;
-                let v = ints(numel(i), salt);
+                let v = values(&oracle, i, salt);
                 refitter
                     .set_named_weights(&names[i], &tensor(i, &v))
                     .map_err(|e| at(format!("expected success, observed error: {e}")))?;
@@ -521,7 +903,10 @@ fn resync(
     for (i, name) in names.iter().enumerate() {
         let info = &engine.weights()[i];
         let shape: Vec<usize> = info.shape.iter().map(|d| d.unwrap_or(0)).collect();
-        let v = ints(shape.iter().product(), 9000 + i as u64);
+        let mut v = ints(shape.iter().product(), 9000 + i as u64);
+        if oracle.model().needs_positive(map[i]) {
+            v.iter_mut().for_each(|x| *x = x.abs() + 1.0);
+        }
         r.set_named_weights(name, &typed(info.dtype, shape, &v))
             .map_err(|e| {
                 at(format!(
@@ -575,6 +960,7 @@ pub fn run(cx: &Cx<'_>, _: &Path) -> Verdict {
     let mut runner = TestRunner::new(config);
     let start = Instant::now();
     let ran = Cell::new(0u32);
+    let kinds = [Cell::new(0u32), Cell::new(0u32), Cell::new(0u32)];
     let refused = Cell::new(0u32);
     let resyncs = Cell::new(0usize);
     let reason = std::cell::RefCell::new(String::new());
@@ -586,6 +972,8 @@ pub fn run(cx: &Cx<'_>, _: &Path) -> Verdict {
         match run_case(cx, &case, &path, false).map_err(TestCaseError::fail)? {
             CaseEnd::Ran { resyncs: r } => {
                 ran.set(ran.get() + 1);
+                let k = &kinds[case.net.kind()];
+                k.set(k.get() + 1);
                 resyncs.set(resyncs.get() + r);
             }
             CaseEnd::Unsupported(why) => {
@@ -623,8 +1011,11 @@ pub fn run(cx: &Cx<'_>, _: &Path) -> Verdict {
     }
     match result {
         Ok(()) => Verdict::Pass(format!(
-            "{} case(s) of up to 23 operations{}{}{refused_note}",
+            "{} case(s) of up to 23 operations ({} conv chain(s), {} residual CNN(s), {} attention block(s)){}{}{refused_note}",
             ran.get(),
+            kinds[0].get(),
+            kinds[1].get(),
+            kinds[2].get(),
             if ran.get() + refused.get() < cx.config.cases {
                 format!(" (stopped at the {budget} s budget)")
             } else {

@@ -363,7 +363,10 @@ fn tap_range(o_len: usize, in_len: usize, s: usize, off: i64) -> (usize, usize, 
     (lo as usize, hi as usize, lo * s + off)
 }
 
-/// ONNX `Conv` on an activation at `precision`: values and bounds.
+/// ONNX `Conv` on an activation at `precision`: values and bounds. With
+/// `folded`, the bound of an engine that folds the BatchNormalization after
+/// it into its weights: one more rounding per term, and never exact.
+#[allow(clippy::too_many_arguments)]
 fn conv(
     x: &Act,
     w_shape: &[usize],
@@ -372,6 +375,7 @@ fn conv(
     attrs: &ConvAttrs,
     precision: Precision,
     exact_allowed: bool,
+    folded: bool,
 ) -> Result<Act, String> {
     let nd = w_shape
         .len()
@@ -531,11 +535,13 @@ fn conv(
     } else {
         f64::INFINITY
     };
-    let rel = (1.0 + u_op).powi(2) * (1.0 + gamma) * (1.0 + u_st) - 1.0;
+    let fold = if folded { 1.0 + u_acc } else { 1.0 };
+    let rel = (1.0 + u_op).powi(2) * (1.0 + gamma) * (1.0 + u_st) * fold - 1.0;
     // The oracle's own f64 rounding, on top.
     let own = (terms as f64 + 2.0) * f64::EPSILON;
     let op_limit = int_limit(precision.operand_bits());
     let ints = exact_allowed
+        && !folded
         && x.exact_ints
         && w.iter().all(|&v| is_small_int(f64::from(v), op_limit))
         && b.is_none_or(|b| b.iter().all(|&v| is_small_int(f64::from(v), op_limit)));
@@ -587,7 +593,7 @@ pub fn conv_f64(
             act.values.len()
         ));
     }
-    let r = conv(&act, w_shape, w, b, attrs, Precision::F32, false)?;
+    let r = conv(&act, w_shape, w, b, attrs, Precision::F32, false, false)?;
     Ok((r.shape, r.values))
 }
 
@@ -899,6 +905,15 @@ impl Oracle {
             errors: vec![0.0; values.len()],
             values,
         };
+        // A conv whose output feeds a BatchNormalization may be folded with
+        // it (its weights scaled by the BatchNorm's factor): its result is
+        // then not exact even for integers, and rounds once more per term.
+        let mut feeds_bn = vec![false; self.model.value_count()];
+        for n in self.model.nodes() {
+            if let (Op::BatchNorm { .. }, Some(Src::Value(v))) = (&n.op, n.inputs.first()) {
+                feeds_bn[*v] = true;
+            }
+        }
         for node in self.model.nodes() {
             let name = &node.name;
             let r = match &node.op {
@@ -922,6 +937,7 @@ impl Oracle {
                         attrs,
                         precision,
                         exact_allowed,
+                        feeds_bn[node.output],
                     )
                     .map_err(|e| format!("node '{name}': {e}"))?
                 }

@@ -100,7 +100,11 @@ fn init_index(g: &onnx::GraphProto, name: &str) -> Option<usize> {
 ///
 /// # Errors
 /// [`Error::MalformedModel`] for bytes that are not an ONNX model.
-pub fn rewrite(d: Derivation, bytes: &[u8], path: &Path) -> Result<(Vec<u8>, HashMap<String, Route>)> {
+pub fn rewrite(
+    d: Derivation,
+    bytes: &[u8],
+    path: &Path,
+) -> Result<(Vec<u8>, HashMap<String, Route>)> {
     let mut proto = onnx::ModelProto::decode(bytes).map_err(|e| Error::MalformedModel {
         path: path.to_path_buf(),
         reason: e.to_string(),
@@ -255,13 +259,18 @@ fn drop_zero_bias(g: &mut onnx::GraphProto, routes: &mut HashMap<String, Route>)
 }
 
 fn fuse_projections(g: &mut onnx::GraphProto, routes: &mut HashMap<String, Route>) {
-    let weight = |g: &onnx::GraphProto, n: &onnx::NodeProto| -> Option<(String, String, Vec<i64>)> {
-        if op(n) != "MatMul" || n.input.len() != 2 {
-            return None;
-        }
-        let k = init_index(g, &n.input[1])?;
-        Some((n.input[0].clone(), n.input[1].clone(), g.initializer[k].dims.clone()))
-    };
+    let weight =
+        |g: &onnx::GraphProto, n: &onnx::NodeProto| -> Option<(String, String, Vec<i64>)> {
+            if op(n) != "MatMul" || n.input.len() != 2 {
+                return None;
+            }
+            let k = init_index(g, &n.input[1])?;
+            Some((
+                n.input[0].clone(),
+                n.input[1].clone(),
+                g.initializer[k].dims.clone(),
+            ))
+        };
     let projections: Vec<_> = g.node.iter().filter_map(|n| weight(g, n)).collect();
     for (a, (x, q, dims)) in projections.iter().enumerate() {
         if routes.contains_key(q) {

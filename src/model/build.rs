@@ -424,6 +424,20 @@ impl Graph {
         &self.weights
     }
 
+    /// The values of weight `name`, if the graph has it.
+    pub fn values(&self, name: &str) -> Option<Vec<f32>> {
+        let t = self
+            .inits
+            .iter()
+            .find(|t| t.name.as_deref() == Some(name))?;
+        let raw = t.raw_data.as_ref()?;
+        Some(
+            raw.chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+        )
+    }
+
     /// The number of weight values.
     pub fn parameters(&self) -> usize {
         self.inits
@@ -488,7 +502,10 @@ impl Graph {
         let w = self.weight(&format!("{name}.weight"), Role::Weight { fan_in }, &wshape);
         let mut inputs = vec![x.name.clone(), w.name];
         if c.bias {
-            inputs.push(self.weight(&format!("{name}.bias"), Role::Bias, &[c.c_out]).name);
+            inputs.push(
+                self.weight(&format!("{name}.bias"), Role::Bias, &[c.c_out])
+                    .name,
+            );
         }
         let attrs = ConvAttrs {
             group,
@@ -526,7 +543,13 @@ impl Graph {
             inputs.push(self.weight(&format!("{name}.{suffix}"), role, &c).name);
         }
         let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-        self.node("BatchNormalization", name, &refs, Vec::new(), x.shape.clone())
+        self.node(
+            "BatchNormalization",
+            name,
+            &refs,
+            Vec::new(),
+            x.shape.clone(),
+        )
     }
 
     /// `Relu`.
@@ -537,7 +560,13 @@ impl Graph {
     /// `Clip(x, lo, hi)`, the bounds scalar constants (ReLU6: 0, 6).
     pub fn clip(&mut self, x: &Value, lo: f32, hi: f32) -> Value {
         let (lo, hi) = (self.scalar(lo), self.scalar(hi));
-        self.node("Clip", "", &[&x.name, &lo, &hi], Vec::new(), x.shape.clone())
+        self.node(
+            "Clip",
+            "",
+            &[&x.name, &lo, &hi],
+            Vec::new(),
+            x.shape.clone(),
+        )
     }
 
     /// `Add(a, b)`, same shapes.
@@ -553,7 +582,14 @@ impl Graph {
 
     /// `MaxPool` (or `AveragePool`), square `kernel`, `stride`, `pad` on
     /// every side.
-    pub fn pool(&mut self, x: &Value, max: bool, kernel: usize, stride: usize, pad: usize) -> Value {
+    pub fn pool(
+        &mut self,
+        x: &Value,
+        max: bool,
+        kernel: usize,
+        stride: usize,
+        pad: usize,
+    ) -> Value {
         let mut shape = x.shape.clone();
         for d in &mut shape[2..] {
             *d = (*d + 2 * pad).saturating_sub(kernel) / stride.max(1) + 1;
@@ -586,10 +622,17 @@ impl Graph {
     pub fn gemm(&mut self, x: &Value, name: &str, out: usize, trans_b: bool, bias: bool) -> Value {
         let k = x.shape[1];
         let wshape = if trans_b { [out, k] } else { [k, out] };
-        let w = self.weight(&format!("{name}.weight"), Role::Weight { fan_in: k }, &wshape);
+        let w = self.weight(
+            &format!("{name}.weight"),
+            Role::Weight { fan_in: k },
+            &wshape,
+        );
         let mut inputs = vec![x.name.clone(), w.name];
         if bias {
-            inputs.push(self.weight(&format!("{name}.bias"), Role::Bias, &[out]).name);
+            inputs.push(
+                self.weight(&format!("{name}.bias"), Role::Bias, &[out])
+                    .name,
+            );
         }
         let attribute = if trans_b {
             vec![int_attr("transB", 1)]
@@ -604,7 +647,11 @@ impl Graph {
     /// projection of the last axis.
     pub fn project(&mut self, x: &Value, name: &str, out: usize) -> Value {
         let k = *x.shape.last().unwrap_or(&1);
-        let w = self.weight(&format!("{name}.weight"), Role::Weight { fan_in: k }, &[k, out]);
+        let w = self.weight(
+            &format!("{name}.weight"),
+            Role::Weight { fan_in: k },
+            &[k, out],
+        );
         let mut shape = x.shape.clone();
         if let Some(l) = shape.last_mut() {
             *l = out;
@@ -626,12 +673,24 @@ impl Graph {
         let mut perm: Vec<usize> = (0..r).collect();
         perm.swap(r - 2, r - 1);
         let shape = perm.iter().map(|&p| x.shape[p]).collect();
-        self.node("Transpose", "", &[&x.name], vec![ints_attr("perm", &perm)], shape)
+        self.node(
+            "Transpose",
+            "",
+            &[&x.name],
+            vec![ints_attr("perm", &perm)],
+            shape,
+        )
     }
 
     /// `Softmax` over the last axis.
     pub fn softmax(&mut self, x: &Value) -> Value {
-        self.node("Softmax", "", &[&x.name], vec![int_attr("axis", -1)], x.shape.clone())
+        self.node(
+            "Softmax",
+            "",
+            &[&x.name],
+            vec![int_attr("axis", -1)],
+            x.shape.clone(),
+        )
     }
 
     /// Makes `outputs` the graph's outputs, each renamed to its given
@@ -744,7 +803,13 @@ pub fn resnet(
 /// parameters in 102 weight tensors (62 of them trained parameters, 40
 /// BatchNorm running statistics), 44.6 MiB of f32.
 pub fn resnet18(size: usize, seed: u64) -> Graph {
-    let (mut g, y) = resnet(Random::new(seed), size, &[64, 128, 256, 512], &[2, 2, 2, 2], 1000);
+    let (mut g, y) = resnet(
+        Random::new(seed),
+        size,
+        &[64, 128, 256, 512],
+        &[2, 2, 2, 2],
+        1000,
+    );
     g.set_outputs(&[("logits", &y)]);
     g
 }

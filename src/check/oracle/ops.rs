@@ -40,7 +40,10 @@
 //!   error carried as `|k| e`; an engine may compute the formula as written
 //!   or fold it (`x k + (B - mean k)`, into a conv's weights even): at most
 //!   eight roundings of terms no larger than `|k| (X + |mean|) + |B|`, so
-//!   `((1 + u_op)^2 (1 + u)^8 - 1)` times that.
+//!   `((1 + u_op)^2 (1 + u)^8 - 1)` times that. A conv whose output feeds a
+//!   BatchNormalization carries its float bound with one rounding more per
+//!   term (`W k` rounded), and is never taken as exact: folded, integer
+//!   weights are no longer integers.
 //! - **Softmax** over a row: perturbing every input by at most `E` moves
 //!   each output by a factor within `[exp(-2E), exp(2E)]`; the engine's
 //!   `x - max` rounds (`u |x - max|` more per input), its exp is within
