@@ -105,8 +105,9 @@ fn the_suite_catches_derived_tensor_defects() {
 }
 
 /// Correct engines that compute differently pass the real networks and
-/// the property test on them: the reference engine, and the same through
-/// the C ABI (the reference plugin, built as its own library).
+/// the property test on them: the reference engine, the same through the
+/// C ABI (the reference plugin, built as its own library), and an engine
+/// that folds BatchNorm into the conv before it and refolds on refit.
 #[test]
 fn correct_engines_pass_the_real_networks() {
     let only = [
@@ -116,12 +117,13 @@ fn correct_engines_pass_the_real_networks() {
         "bad_input",
         "model_based",
     ];
-    for spec in [
-        EngineSpec::Reference,
-        EngineSpec::Plugin(reference_plugin()),
-    ] {
-        let r = run(&spec, &only, 256);
-        assert!(failures(&r).is_empty(), "{spec}: {:#?}", failures(&r));
+    let plugin = EngineSpec::Plugin(reference_plugin());
+    let engines: [&dyn check::EngineFactory; 3] =
+        [&EngineSpec::Reference, &plugin, &refolding::Factory];
+    for spec in engines {
+        let spec_name = spec.name();
+        let r = run(spec, &only, 256);
+        assert!(failures(&r).is_empty(), "{spec_name}: {:#?}", failures(&r));
         assert!(r
             .outcomes
             .iter()
@@ -129,7 +131,7 @@ fn correct_engines_pass_the_real_networks() {
         let mb = detail(&r, "model_based", "-");
         // Every kind of generated model ran.
         for kind in ["conv chain", "residual CNN", "attention"] {
-            assert!(mb.contains(kind), "{spec}: {mb}");
+            assert!(mb.contains(kind), "{spec_name}: {mb}");
         }
     }
 }
@@ -161,4 +163,137 @@ fn resnet18_is_built_without_torch_and_refits() {
     let r = check::run(&EngineSpec::Reference, &c, &mut |_| {});
     assert!(!r.failed(), "{:#?}", failures(&r));
     assert!(detail(&r, "round_trip", "resnet18").contains("over 102 weight(s)"));
+}
+
+/// A correct engine that folds every BatchNorm into the conv before it, as
+/// TensorRT and ONNX Runtime do, and refolds on every refit: it computes
+/// `conv(x, W k) + b'` where the oracle computes `bn(conv(x, W))`.
+mod refolding {
+    use std::collections::HashMap;
+    use std::path::{Path, PathBuf};
+    use std::sync::{Arc, Mutex};
+
+    use prost::Message;
+    use refit_harness::check::EngineFactory;
+    use refit_harness::defects::derived::{rewrite, Derivation};
+    use refit_harness::engine::reference::{validate_weight, ReferenceEngine};
+    use refit_harness::engine::{BuildOptions, Context, Engine, EngineInfo, Refitter};
+    use refit_harness::model::{onnx, Model};
+    use refit_harness::{Result, Tensor, TensorInfo};
+
+    pub struct Factory;
+
+    struct Folding {
+        info: EngineInfo,
+        shared: Arc<Shared>,
+    }
+
+    struct Shared {
+        inner: ReferenceEngine,
+        path: PathBuf,
+        weights: Vec<TensorInfo>,
+        /// The model with the raw weights now served.
+        raw: Mutex<onnx::ModelProto>,
+    }
+
+    impl EngineFactory for Factory {
+        fn name(&self) -> String {
+            "reference-refolding".into()
+        }
+
+        fn open(&self, model: &Path, options: &BuildOptions) -> Result<Box<dyn Engine>> {
+            let bytes = std::fs::read(model).expect("read the model");
+            let weights = ReferenceEngine::from_bytes(&bytes, model, options)?
+                .weights()
+                .to_vec();
+            let (folded, _) = rewrite(Derivation::FoldsBatchNorm, &bytes, model)?;
+            let inner = ReferenceEngine::from_bytes(&folded, model, options)?;
+            let mut info = inner.info().clone();
+            info.name = self.name();
+            Ok(Box::new(Folding {
+                info,
+                shared: Arc::new(Shared {
+                    inner,
+                    path: model.to_path_buf(),
+                    weights,
+                    raw: Mutex::new(onnx::ModelProto::decode(&bytes[..]).expect("decode")),
+                }),
+            }))
+        }
+    }
+
+    impl Engine for Folding {
+        fn info(&self) -> &EngineInfo {
+            &self.info
+        }
+        fn inputs(&self) -> &[TensorInfo] {
+            self.shared.inner.inputs()
+        }
+        fn outputs(&self) -> &[TensorInfo] {
+            self.shared.inner.outputs()
+        }
+        fn weights(&self) -> &[TensorInfo] {
+            &self.shared.weights
+        }
+        fn context(&self) -> Result<Box<dyn Context>> {
+            self.shared.inner.context()
+        }
+        fn refitter(&self) -> Result<Box<dyn Refitter>> {
+            // Refused as the inner engine refuses it (built without refit).
+            self.shared.inner.refitter()?;
+            Ok(Box::new(Refolder {
+                shared: Arc::clone(&self.shared),
+                staged: HashMap::new(),
+            }))
+        }
+    }
+
+    struct Refolder {
+        shared: Arc<Shared>,
+        staged: HashMap<String, Vec<f32>>,
+    }
+
+    impl Refitter for Refolder {
+        fn set_named_weights(&mut self, name: &str, weights: &Tensor) -> Result<()> {
+            validate_weight(&self.shared.weights, name, weights)?;
+            self.staged.insert(name.into(), weights.to_f32_vec());
+            Ok(())
+        }
+        fn missing(&self) -> Result<Vec<String>> {
+            Ok(self
+                .shared
+                .weights
+                .iter()
+                .filter(|w| !self.staged.contains_key(&w.name))
+                .map(|w| w.name.clone())
+                .collect())
+        }
+        fn refit(&mut self) -> Result<()> {
+            let mut raw = self.shared.raw.lock().unwrap();
+            let before = raw.clone();
+            for t in &mut raw.graph.as_mut().unwrap().initializer {
+                if let Some(v) = self.staged.get(t.name.as_deref().unwrap_or("")) {
+                    t.raw_data = Some(v.iter().flat_map(|x| x.to_le_bytes()).collect());
+                    t.float_data.clear();
+                }
+            }
+            self.staged.clear();
+            let path = &self.shared.path;
+            let apply = || -> Result<()> {
+                let (folded, _) = rewrite(Derivation::FoldsBatchNorm, &raw.encode_to_vec(), path)?;
+                let folded = Model::from_bytes(&folded, path)?;
+                let mut r = self.shared.inner.refitter()?;
+                for i in folded.initializers() {
+                    let t = Tensor::f32(i.shape.clone(), i.values.clone());
+                    r.set_named_weights(&i.info.name, &t)?;
+                }
+                r.refit()
+            };
+            let result = apply();
+            if result.is_err() {
+                *raw = before;
+            }
+            result
+        }
+    }
 }
