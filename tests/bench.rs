@@ -14,6 +14,7 @@ fn tiny(dir: &std::path::Path) -> BenchConfig {
         sizes: vec![36, 4096],
         scratch: dir.to_path_buf(),
         options: Default::default(),
+        resnet18: Some(32),
     }
 }
 
@@ -47,6 +48,14 @@ fn a_short_sweep_writes_csv_plots_and_summary() {
         ("abi", "infer_seed_conv"),
         ("abi", "memcpy_16777216"),
         ("abi", "refit_16777216"),
+        ("resnet18", "memcpy_all"),
+        ("resnet18", "refit_all"),
+        ("resnet18", "refit_one_tensor"),
+        ("resnet18", "reload"),
+        ("resnet18", "infer_reference_32x32"),
+        ("resnet18", "oracle_32x32"),
+        ("latency", "infer_resnet18_32x32"),
+        ("latency", "infer_resnet18_32x32_w1_refit_all"),
     ] {
         let r = rows
             .iter()
@@ -86,6 +95,17 @@ fn a_short_sweep_writes_csv_plots_and_summary() {
             r.parameter,
             r.baseline
         );
+    }
+    // ResNet-18: refit of every weight against memcpy, one tensor and a
+    // reload; the oracle in reference-engine inferences; p99 under refit.
+    let md = bench::summary(&rows);
+    for headline in [
+        "- ResNet-18 (11.7 M parameters in 102 tensors, 44.6 MiB): a refit of every weight takes",
+        "reloading the engine instead costs",
+        "- The check oracle's expectation for ResNet-18 (32x32) costs",
+        "- ResNet-18 inference (32x32): p50",
+    ] {
+        assert!(md.contains(headline), "{headline} not in\n{md}");
     }
     // The ABI's overhead is measured against its in-process and memcpy
     // baselines whatever the engine under test.
@@ -434,6 +454,7 @@ fn a_slow_engine_gets_a_bounded_sweep_with_honest_samples() {
     let scratch = tempfile::tempdir().unwrap();
     let mut cfg = BenchConfig::new(true, scratch.path());
     cfg.sizes = vec![36, 4096];
+    cfg.resnet18 = Some(32);
     let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let rows = bench::run(&Slow(calls.clone()), &cfg, &mut |_| {}).unwrap();
     let n = calls.load(std::sync::atomic::Ordering::Relaxed);

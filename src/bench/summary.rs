@@ -11,6 +11,14 @@ pub const ABI_INFER_TARGET: f64 = 1.5;
 /// within.
 pub const ABI_REFIT_TARGET: f64 = 1.25;
 
+/// ResNet-18's refit of every weight, as a multiple of a memcpy of the
+/// same bytes, that the harness aims to stay within on the reference engine.
+pub const RESNET_REFIT_TARGET: f64 = 1.2;
+
+/// The check oracle's expectation on ResNet-18, in reference-engine
+/// inferences, that the harness aims to stay within.
+pub const RESNET_ORACLE_TARGET: f64 = 5.0;
+
 /// The Markdown summary: each headline ratio, and the plots.
 pub fn summary(rows: &[Row]) -> String {
     let engine = rows.first().map_or("", |r| r.engine.as_str());
@@ -95,6 +103,7 @@ pub fn summary(rows: &[Row]) -> String {
     if let Some(r) = find(rows, "oracle", "conv64_56x56_f32").and_then(Row::ratio) {
         s.push_str(&format!("- The check oracle's expectation for a 64-channel 3x3 conv over 56x56 (exact values and f32 bounds) costs {r:.2} engine inferences; each distinct expectation is computed once and then served from its cache.\n"));
     }
+    s.push_str(&resnet18_headlines(rows));
     let p99 = |p: &str| find(rows, "latency", p).and_then(|r| r.p99_ns);
     // The inference latency measured alone: conv_stack, or the model an
     // engine that cannot run it was measured on instead.
@@ -168,4 +177,57 @@ fn ratio_text(rows: &[Row], r: &Row) -> String {
     } else {
         format!("{x:.2}")
     }
+}
+
+/// The ResNet-18 headlines: refit of every weight against memcpy, one
+/// tensor and reload; the oracle's cost; inference under refit.
+fn resnet18_headlines(rows: &[Row]) -> String {
+    let over = |x: f64, target: f64| if x > target { ", OVER TARGET" } else { "" };
+    let mut s = String::new();
+    let r = |p: &str| find(rows, "resnet18", p);
+    if let (Some(all), Some(one), Some(reload)) =
+        (r("refit_all"), r("refit_one_tensor"), r("reload"))
+    {
+        if let (Some(m), Some(o), Some(rl)) = (all.ratio(), one.ratio(), reload.ratio()) {
+            let tensors = 102.0;
+            s.push_str(&format!(
+                "- ResNet-18 (11.7 M parameters in 102 tensors, 44.6 MiB): a refit of every weight takes {} = {m:.2}x a memcpy of the same bytes (target <= {RESNET_REFIT_TARGET}{}); one tensor of the same bytes {o:.2}x, so each tensor adds {} ({:.2}x in all); reloading the engine instead costs {rl:.1} refits of every weight.\n",
+                human(all.median_ns),
+                over(m, RESNET_REFIT_TARGET),
+                human(((all.median_ns - one.median_ns) / tensors).max(0.0)),
+                all.median_ns / one.median_ns,
+            ));
+        }
+    }
+    if let Some(o) = rows
+        .iter()
+        .find(|x| x.benchmark == "resnet18" && x.parameter.starts_with("oracle_"))
+    {
+        if let Some(ratio) = o.ratio() {
+            s.push_str(&format!(
+                "- The check oracle's expectation for ResNet-18 ({}) costs {ratio:.2} reference-engine inferences (target <= {RESNET_ORACLE_TARGET}{}).\n",
+                o.parameter.trim_start_matches("oracle_"),
+                over(ratio, RESNET_ORACLE_TARGET)
+            ));
+        }
+    }
+    let alone = rows.iter().find(|x| {
+        x.benchmark == "latency"
+            && x.parameter.starts_with("infer_resnet18_")
+            && x.baseline.is_empty()
+    });
+    if let Some(a) = alone {
+        let under = find(rows, "latency", &format!("{}_w1_refit_all", a.parameter));
+        if let (Some(p99), Some(u)) = (a.p99_ns, under.and_then(|u| u.p99_ns)) {
+            s.push_str(&format!(
+                "- ResNet-18 inference ({}): p50 {}, p99 {}; with a writer refitting every weight back to back, p99 {} ({:.2}x).\n",
+                a.parameter.trim_start_matches("infer_resnet18_"),
+                human(a.median_ns),
+                human(p99),
+                human(u),
+                u / p99
+            ));
+        }
+    }
+    s
 }

@@ -12,7 +12,7 @@ use crate::check::oracle::{Judge, Oracle};
 use crate::check::EngineFactory;
 use crate::engine::{BuildOptions, Context, Engine, Precision};
 use crate::fixtures;
-use crate::model::build::{ConvChain, ConvLayer};
+use crate::model::build::{self, ConvChain, ConvLayer};
 use crate::model::conv::ConvAttrs;
 use crate::spec::EngineSpec;
 use crate::tensor::Tensor;
@@ -34,6 +34,9 @@ pub struct BenchConfig {
     pub scratch: PathBuf,
     /// How engines are built (the engine's own options among them).
     pub options: BuildOptions,
+    /// The input size (`size` x `size`) of the ResNet-18 measurements
+    /// ([`build::resnet18`]); `None` leaves them out.
+    pub resnet18: Option<usize>,
 }
 
 impl BenchConfig {
@@ -50,6 +53,7 @@ impl BenchConfig {
             },
             scratch: scratch.to_path_buf(),
             options: BuildOptions::default(),
+            resnet18: Some(if quick { 64 } else { 112 }),
         }
     }
 }
@@ -673,6 +677,10 @@ pub fn run(
         Some(rl.0),
     );
     row("refit_vs_reload", "reload".into(), rl, "", None);
+    if let Some(size) = cfg.resnet18 {
+        let mut add = |r: Row| rows.push(r);
+        resnet18(spec, cfg, size, &mut add, &mut tail, &mut fallible, progress)?;
+    }
     rows.extend(tails);
     // Visibility is sampled once per refit, not in timed batches.
     for v in rows.iter_mut().filter(|r| r.benchmark == "visibility") {
@@ -682,6 +690,157 @@ pub fn run(
         Some(e) => Err(e),
         None => Ok(rows),
     }
+}
+
+/// The ResNet-18 measurements ([`build::resnet18`], random weights,
+/// 1x3x`size`x`size`), rows `resnet18/...` and `latency/...resnet18...`:
+///
+/// - `refit_all`: stage and refit every weight (102 tensors, 44.6 MiB),
+///   against `memcpy_all`, one copy of as many bytes;
+/// - `refit_one_tensor`: one tensor of the same bytes, against the same
+///   memcpy: `refit_all` over it is the per-tensor overhead;
+/// - `reload`: writing the model with new weights and building the engine
+///   again, against `refit_all`;
+/// - `oracle_SxS`: the check oracle's expectation (exact values and f32
+///   bounds), against `infer_reference_SxS`, one inference of the
+///   reference engine;
+/// - `latency/infer_resnet18_SxS`: inference alone, and (`_w1_refit_all`)
+///   while a writer refits every weight back to back, with p99.
+#[allow(clippy::too_many_arguments)]
+fn resnet18(
+    spec: &dyn EngineFactory,
+    cfg: &BenchConfig,
+    size: usize,
+    row: &mut dyn FnMut(Row),
+    tail: &mut dyn FnMut(&str, &[f64], &str, Option<f64>) -> Tail,
+    fallible: &mut dyn FnMut(Result<()>),
+    progress: &mut dyn FnMut(&str),
+) -> Result<()> {
+    let name = spec.name();
+    let mut add = |parameter: &str, t: (f64, f64, f64), baseline: &str, base: Option<f64>| {
+        row(Row {
+            engine: name.clone(),
+            benchmark: "resnet18".into(),
+            parameter: parameter.into(),
+            median_ns: t.0,
+            p10_ns: t.1,
+            p90_ns: t.2,
+            p99_ns: None,
+            max_ns: None,
+            samples: cfg.samples,
+            baseline: baseline.into(),
+            baseline_ns: base,
+        })
+    };
+    progress("resnet18/refit_all");
+    let bytes = build::resnet18(size, 18).to_bytes();
+    let (path, engine) = open(spec, cfg, "resnet18.onnx", &bytes)?;
+    let all = sets(engine.as_ref(), true);
+    let total: usize = all[0].iter().map(|(_, t)| t.numel() * 4).sum();
+    let mut k = 0;
+    let refit_all = time(cfg.samples, cfg.sample_time, || {
+        k += 1;
+        fallible(refit_to(engine.as_ref(), &all, k));
+    });
+    let src = vec![1.0f32; total / 4];
+    let mut dst = vec![0.0f32; total / 4];
+    let memcpy = time(cfg.samples, cfg.sample_time, || {
+        dst.copy_from_slice(black_box(&src));
+        black_box(&dst);
+    });
+    drop((src, dst));
+    add("memcpy_all", memcpy, "", None);
+    add("refit_all", refit_all, "resnet18/memcpy_all", Some(memcpy.0));
+
+    progress("resnet18/refit_one_tensor");
+    {
+        let (_, one) = open(spec, cfg, "sized.onnx", &sized_model(total).to_bytes())?;
+        let s = sets(one.as_ref(), false);
+        let mut k = 0;
+        let t = time(cfg.samples, cfg.sample_time, || {
+            k += 1;
+            fallible(refit_to(one.as_ref(), &s, k));
+        });
+        add("refit_one_tensor", t, "resnet18/memcpy_all", Some(memcpy.0));
+    }
+
+    progress("resnet18/reload");
+    let reload_path = cfg.scratch.join("resnet18_reload.onnx");
+    let reloaded = build::resnet18(size, 19).to_bytes();
+    let reload = time(cfg.samples, cfg.sample_time, || {
+        let r = std::fs::write(&reload_path, &reloaded)
+            .map_err(|error| Error::Io {
+                op: "write",
+                path: reload_path.clone(),
+                error,
+            })
+            .and_then(|()| {
+                spec.open(&reload_path, &cfg.options)
+                    .map(|e| drop(black_box(e)))
+            });
+        fallible(r);
+    });
+    drop(reloaded);
+    add("reload", reload, "resnet18/refit_all", Some(refit_all.0));
+
+    progress("resnet18/oracle");
+    let x = inputs(engine.as_ref());
+    {
+        let (_, reference) = baseline(&EngineSpec::Reference, cfg, "resnet18.onnx", &bytes)?;
+        let mut ctx = reference.context()?;
+        let mut out = Vec::new();
+        let inf = time(cfg.samples, cfg.sample_time, || {
+            fallible(infer_once(ctx.as_mut(), &x, &mut out))
+        });
+        add(&format!("infer_reference_{size}x{size}"), inf, "", None);
+        let oracle = Oracle::with_judge(crate::model::Model::load(&path)?, Judge::F32);
+        let t = time(cfg.samples, cfg.sample_time, || {
+            if let Err(reason) = oracle.evaluate(&x).map(|y| drop(black_box(y))) {
+                fallible(Err(Error::BenchFile {
+                    path: path.clone(),
+                    reason,
+                }));
+            }
+        });
+        add(
+            &format!("oracle_{size}x{size}"),
+            t,
+            &format!("resnet18/infer_reference_{size}x{size}"),
+            Some(inf.0),
+        );
+    }
+
+    progress("latency/resnet18");
+    let budget = cfg.sample_time * cfg.samples as u32;
+    let mut ctx = engine.context()?;
+    let mut out = Vec::new();
+    let alone = latencies(budget, 20, 100_000, || {
+        fallible(infer_once(ctx.as_mut(), &x, &mut out))
+    });
+    let label = format!("infer_resnet18_{size}x{size}");
+    let alone = tail(&label, &alone, "", None);
+    let stop = AtomicBool::new(false);
+    let under = std::thread::scope(|sc| {
+        sc.spawn(|| {
+            let mut k = 0;
+            while !stop.load(Ordering::Relaxed) {
+                k += 1;
+                let _ = refit_to(engine.as_ref(), &all, k);
+            }
+        });
+        let l = latencies(budget, 20, 100_000, || {
+            fallible(infer_once(ctx.as_mut(), &x, &mut out))
+        });
+        stop.store(true, Ordering::Relaxed);
+        l
+    });
+    tail(
+        &format!("{label}_w1_refit_all"),
+        &under,
+        &format!("latency/{label}"),
+        Some(alone.p50),
+    );
+    Ok(())
 }
 
 /// The null engine ([`crate::engine::null`]) in-process.
