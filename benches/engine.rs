@@ -12,6 +12,12 @@
 //!   that observes it;
 //! - `refit_vs_reload/<engine>`: refit of every weight against building the
 //!   engine afresh from a model file holding the new weights;
+//! - `resnet18/<engine>/refit_all` (every weight of ResNet-18, 102
+//!   tensors, 44.6 MiB, random weights from the crate's model builder)
+//!   against `resnet18/memcpy/<bytes>` (a copy of as many bytes) and
+//!   `resnet18/<engine>/refit_one_tensor` (one tensor of the same bytes:
+//!   the difference is the per-tensor overhead); left out when
+//!   `REFIT_BENCH_MAX_BYTES` is below its size;
 //! - `abi/...`: what the plugin ABI itself costs, whatever `REFIT_ENGINE`
 //!   is: seed inference of the reference engine through the loader (the
 //!   reference plugin linked into the binary) against the same engine
@@ -152,6 +158,58 @@ fn refit_beside_memcpy(
             black_box(&dst);
         })
     });
+}
+
+fn resnet18(c: &mut Criterion) {
+    let bytes = refit_harness::model::build::resnet18(32, 18).to_bytes();
+    let path = write("resnet18.onnx", &bytes);
+    drop(bytes);
+    let engine = open(&path);
+    let sets: Vec<Vec<(String, Tensor)>> = [1.0, 2.0]
+        .iter()
+        .map(|&v| {
+            (0..engine.weights().len())
+                .map(|i| {
+                    (
+                        engine.weights()[i].name.clone(),
+                        weight_tensor(engine.as_ref(), i, v),
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    let total: usize = sets[0].iter().map(|(_, t)| t.numel() * 4).sum();
+    if total > max_bytes() {
+        eprintln!("resnet18 left out: {total} bytes is over REFIT_BENCH_MAX_BYTES");
+        return;
+    }
+    let mut g = c.benchmark_group("resnet18");
+    g.sample_size(10);
+    g.throughput(Throughput::Bytes(total as u64));
+    let name = spec().to_string();
+    let mut k = 0;
+    g.bench_function(BenchmarkId::new(&name, "refit_all"), |b| {
+        b.iter(|| {
+            k += 1;
+            let mut r = engine.refitter().expect("refitter");
+            for (n, t) in &sets[k % 2] {
+                r.set_named_weights(n, t).expect("stage");
+            }
+            r.refit().expect("refit");
+        })
+    });
+    drop((sets, engine));
+    let one = open(&write(
+        "resnet18_one.onnx",
+        &bench::sized_model(total).to_bytes(),
+    ));
+    refit_beside_memcpy(
+        &mut g,
+        one.as_ref(),
+        BenchmarkId::new(&name, "refit_one_tensor"),
+        total,
+    );
+    g.finish();
 }
 
 fn refit_rate(c: &mut Criterion) {
@@ -361,6 +419,7 @@ criterion_group!(
     benches,
     abi,
     refit,
+    resnet18,
     refit_rate,
     infer,
     infer_under_refit,

@@ -679,7 +679,15 @@ pub fn run(
     row("refit_vs_reload", "reload".into(), rl, "", None);
     if let Some(size) = cfg.resnet18 {
         let mut add = |r: Row| rows.push(r);
-        resnet18(spec, cfg, size, &mut add, &mut tail, &mut fallible, progress)?;
+        resnet18(
+            spec,
+            cfg,
+            size,
+            &mut add,
+            &mut tail,
+            &mut fallible,
+            progress,
+        )?;
     }
     rows.extend(tails);
     // Visibility is sampled once per refit, not in timed batches.
@@ -691,6 +699,10 @@ pub fn run(
         None => Ok(rows),
     }
 }
+
+/// Records a per-call latency row: parameter, sorted latencies, baseline
+/// name and median.
+type TailRow<'a> = dyn FnMut(&str, &[f64], &str, Option<f64>) -> Tail + 'a;
 
 /// The ResNet-18 measurements ([`build::resnet18`], random weights,
 /// 1x3x`size`x`size`), rows `resnet18/...` and `latency/...resnet18...`:
@@ -712,7 +724,7 @@ fn resnet18(
     cfg: &BenchConfig,
     size: usize,
     row: &mut dyn FnMut(Row),
-    tail: &mut dyn FnMut(&str, &[f64], &str, Option<f64>) -> Tail,
+    tail: &mut TailRow<'_>,
     fallible: &mut dyn FnMut(Result<()>),
     progress: &mut dyn FnMut(&str),
 ) -> Result<()> {
@@ -750,7 +762,12 @@ fn resnet18(
     });
     drop((src, dst));
     add("memcpy_all", memcpy, "", None);
-    add("refit_all", refit_all, "resnet18/memcpy_all", Some(memcpy.0));
+    add(
+        "refit_all",
+        refit_all,
+        "resnet18/memcpy_all",
+        Some(memcpy.0),
+    );
 
     progress("resnet18/refit_one_tensor");
     {
