@@ -114,7 +114,7 @@ enum Command {
         /// include/refit_plugin.h).
         #[arg(long, default_value = "reference")]
         engine: String,
-        /// Fewer samples and weights up to 16 MiB: about 15 seconds on the
+        /// Fewer samples, weights up to 16 MiB, ResNet-18 at 64x64: about 30 s on the
         /// reference engine.
         #[arg(long)]
         quick: bool,

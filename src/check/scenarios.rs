@@ -40,7 +40,7 @@ pub(super) static ALL: &[Scenario] = &[
     },
     Scenario {
         name: "model_based",
-        proves: "arbitrary sequences of infer, stage, refit, invalid stage and empty refit on arbitrary conv shapes match the oracle after every step",
+        proves: "arbitrary sequences of infer, stage, refit, invalid stage and empty refit on arbitrary conv chains, residual CNNs and attention blocks match the oracle after every step",
         scope: Scope::Once,
         run: model_based::run,
     },

@@ -63,9 +63,12 @@
 //! failures for a gate that needs full coverage. What each scenario needs:
 //! `seed`, `stress_vendor` the seed model (one 3x3 2-D conv); the stress
 //! scenarios and `resources` 1x1 2-D convs with and without bias; the
-//! per-model scenarios whatever the given model uses; `model_based` 1-D and
-//! 2-D convs with groups, strides, dilations, pads or `auto_pad`, bias and
-//! Relu (refused draws are skipped and counted; all draws refused fails).
+//! per-model scenarios whatever the given model uses (by default the conv
+//! fixtures, a toy ResNet and a toy transformer block); `model_based` 1-D
+//! and 2-D convs with groups, strides, dilations, pads or `auto_pad`, bias
+//! and Relu, BatchNormalization, Clip, Add, MaxPool, AveragePool,
+//! GlobalAveragePool, Flatten, Gemm, MatMul, Transpose, Mul and Softmax
+//! (refused draws are skipped and counted; all draws refused fails).
 //!
 //! `check` and the test suite run each scenario in a child process: an
 //! engine that dies of a signal gets `CRASHED (SIGSEGV)` (or the signal it
@@ -85,7 +88,13 @@
 //! - `round_trip` (per model): weights A (the model's) -> B (all weights
 //!   new) -> A: B matches the oracle and A's outputs come back (bit for
 //!   bit, or within the bound for an engine whose rounding varies by run).
-//!   Catches layout confusion (transposed kernels), lost or stale weights.
+//!   Catches layout confusion (transposed kernels), lost or stale weights,
+//!   stale derived tensors (a BatchNorm folded at build and not refolded, a
+//!   pre-transposed Gemm weight, a dropped zero bias, fused projections
+//!   refitted into the wrong halves). A mismatch no stale weight explains
+//!   is localized: on a fresh engine the weights are refitted one at a
+//!   time and the first that goes wrong is named (also in `partial_refit`
+//!   and `bad_input`).
 //! - `partial_refit` (per model): `missing()` is right on a new refitter
 //!   and after each staging; a refit of every other weight changes exactly
 //!   those (`subset-accepted`) or is refused and changes nothing until the
@@ -99,9 +108,14 @@
 //!   and the engine serves exactly its previous weights afterwards. Catches
 //!   errors that still apply the weights, failed refits that half-apply,
 //!   wrong dtypes reinterpreted.
-//! - `model_based`: a property test (proptest). Arbitrary conv models (1 or
-//!   2 spatial dimensions, channels, groups, strides, pads or `auto_pad`,
-//!   dilations, bias, Relu, a second pointwise layer) and arbitrary
+//! - `model_based`: a property test (proptest). Arbitrary models: conv
+//!   chains (1 or 2 spatial dimensions, channels, groups, strides, pads or
+//!   `auto_pad`, dilations, bias, Relu, a second pointwise layer), residual
+//!   CNNs (convs with BatchNorm and Relu or Clip, residual blocks, max and
+//!   average pooling, a global-pooling Gemm head with or without `transB`)
+//!   and attention blocks (query, key and value MatMul projections, the
+//!   scaled scores' Softmax, a residual Add, Clip, a Gemm head), biases
+//!   sometimes all zero as built; and arbitrary
 //!   sequences of infer, stage, invalid stage, refit and empty refit run on
 //!   the engine and on a plain model of what it must serve; after every step
 //!   the outputs must be equal. `PROPTEST_CASES` sets the case count (64 by
