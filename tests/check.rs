@@ -127,7 +127,7 @@ fn check_writes_csv_markdown_and_junit() {
         ]
     );
     let rows: Vec<csv::StringRecord> = rdr.records().map(Result::unwrap).collect();
-    assert_eq!(rows.len(), 1 + 5, "seed once, round_trip per fixture model");
+    assert_eq!(rows.len(), 1 + 7, "seed once, round_trip per fixture model");
     assert!(rows.iter().all(|r| &r[0] == "defect:never_published"));
     let seed = rows.iter().find(|r| &r[1] == "seed").unwrap();
     assert_eq!(&seed[3], "FAIL");
@@ -140,7 +140,7 @@ fn check_writes_csv_markdown_and_junit() {
     assert!(md.contains("| seed | - | FAIL |"), "{md}");
     let xml = std::fs::read_to_string(dir.join("check.junit.xml")).unwrap();
     assert!(
-        xml.contains("<testsuites") && xml.contains("failures=\"6\""),
+        xml.contains("<testsuites") && xml.contains("failures=\"8\""),
         "{xml}"
     );
     assert!(xml.contains("defect:never_published/seed/-"), "{xml}");

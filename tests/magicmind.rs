@@ -57,8 +57,8 @@ fn run_with(lib: &Path, scenarios: &[&str], isolated: bool) -> check::CheckRepor
     check::run(&spec, &config, &mut |_| {})
 }
 
-/// The shim passes every scenario on the seed model and the conv fixtures
-/// but `resources` (the stand-in's "device" memory is host memory, so a
+/// The shim passes every scenario on the seed model and the fixtures (conv
+/// chains, a toy ResNet and a toy transformer block) but `resources` (the stand-in's "device" memory is host memory, so a
 /// refit there counts the device's copy too), and the seed's demos give
 /// what the vendor's do.
 #[test]
@@ -73,7 +73,7 @@ fn the_shim_passes_check_and_runs_the_vendor_demos() {
     let r = run(&lib, &all);
     let failed = failures(&r);
     assert!(failed.is_empty(), "{failed:#?}");
-    assert_eq!(r.outcomes.len(), 28, "{:#?}", r.outcomes.len());
+    assert_eq!(r.outcomes.len(), 36, "{:#?}", r.outcomes.len());
 
     let harness = env!("CARGO_BIN_EXE_refit-harness");
     let engine = format!("plugin:{}", lib.display());
