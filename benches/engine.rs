@@ -160,35 +160,32 @@ fn refit_beside_memcpy(
     });
 }
 
-fn resnet18(c: &mut Criterion) {
-    let bytes = refit_harness::model::build::resnet18(32, 18).to_bytes();
-    let path = write("resnet18.onnx", &bytes);
-    drop(bytes);
-    let engine = open(&path);
-    let sets: Vec<Vec<(String, Tensor)>> = [1.0, 2.0]
+/// Two sets of values (all 1, all 2) for every weight of `engine`.
+fn all_weights(engine: &dyn Engine) -> Vec<Vec<(String, Tensor)>> {
+    [1.0, 2.0]
         .iter()
         .map(|&v| {
             (0..engine.weights().len())
                 .map(|i| {
                     (
                         engine.weights()[i].name.clone(),
-                        weight_tensor(engine.as_ref(), i, v),
+                        weight_tensor(engine, i, v),
                     )
                 })
                 .collect()
         })
-        .collect();
-    let total: usize = sets[0].iter().map(|(_, t)| t.numel() * 4).sum();
-    if total > max_bytes() {
-        eprintln!("resnet18 left out: {total} bytes is over REFIT_BENCH_MAX_BYTES");
-        return;
-    }
-    let mut g = c.benchmark_group("resnet18");
-    g.sample_size(10);
-    g.throughput(Throughput::Bytes(total as u64));
-    let name = spec().to_string();
+        .collect()
+}
+
+/// Refits of every weight, alternating the two `sets`, as `id`.
+fn bench_refit_all(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    engine: &dyn Engine,
+    sets: &[Vec<(String, Tensor)>],
+    id: BenchmarkId,
+) {
     let mut k = 0;
-    g.bench_function(BenchmarkId::new(&name, "refit_all"), |b| {
+    g.bench_function(id, |b| {
         b.iter(|| {
             k += 1;
             let mut r = engine.refitter().expect("refitter");
@@ -198,6 +195,29 @@ fn resnet18(c: &mut Criterion) {
             r.refit().expect("refit");
         })
     });
+}
+
+fn resnet18(c: &mut Criterion) {
+    let bytes = refit_harness::model::build::resnet18(32, 18).to_bytes();
+    let path = write("resnet18.onnx", &bytes);
+    drop(bytes);
+    let engine = open(&path);
+    let sets = all_weights(engine.as_ref());
+    let total: usize = sets[0].iter().map(|(_, t)| t.numel() * 4).sum();
+    if total > max_bytes() {
+        eprintln!("resnet18 left out: {total} bytes is over REFIT_BENCH_MAX_BYTES");
+        return;
+    }
+    let mut g = c.benchmark_group("resnet18");
+    g.sample_size(10);
+    g.throughput(Throughput::Bytes(total as u64));
+    let name = spec().to_string();
+    bench_refit_all(
+        &mut g,
+        engine.as_ref(),
+        &sets,
+        BenchmarkId::new(&name, "refit_all"),
+    );
     drop((sets, engine));
     let one = open(&write(
         "resnet18_one.onnx",
@@ -340,29 +360,13 @@ fn refit_vs_reload(c: &mut Criterion) {
     let chain = fixtures::conv_wide();
     let path = write("conv_wide.onnx", &chain.to_bytes());
     let engine = open(&path);
-    let sets: Vec<Vec<(String, Tensor)>> = (1..=2)
-        .map(|v| {
-            (0..engine.weights().len())
-                .map(|i| {
-                    (
-                        engine.weights()[i].name.clone(),
-                        weight_tensor(engine.as_ref(), i, v as f32),
-                    )
-                })
-                .collect()
-        })
-        .collect();
-    let mut k = 0;
-    g.bench_function(BenchmarkId::new(&name, "refit"), |b| {
-        b.iter(|| {
-            k += 1;
-            let mut r = engine.refitter().expect("refitter");
-            for (n, t) in &sets[k % 2] {
-                r.set_named_weights(n, t).expect("stage");
-            }
-            r.refit().expect("refit");
-        })
-    });
+    let sets = all_weights(engine.as_ref());
+    bench_refit_all(
+        &mut g,
+        engine.as_ref(),
+        &sets,
+        BenchmarkId::new(&name, "refit"),
+    );
     // Reload: the new weights written into the model file, the engine built afresh.
     let mut reloaded = chain.clone();
     for l in &mut reloaded.layers {

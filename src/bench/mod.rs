@@ -53,6 +53,33 @@ pub struct Row {
 }
 
 impl Row {
+    /// A batch-timed row ([`sampler::time`]): median, p10 and p90 from
+    /// `t`, no tail figures; `baseline` names the row `baseline_ns` is the
+    /// median of (empty and `None` without one).
+    pub fn timed(
+        engine: &str,
+        benchmark: &str,
+        parameter: &str,
+        t: sampler::Stats,
+        samples: usize,
+        baseline: &str,
+        baseline_ns: Option<f64>,
+    ) -> Self {
+        Row {
+            engine: engine.into(),
+            benchmark: benchmark.into(),
+            parameter: parameter.into(),
+            median_ns: t.0,
+            p10_ns: t.1,
+            p90_ns: t.2,
+            p99_ns: None,
+            max_ns: None,
+            samples,
+            baseline: baseline.into(),
+            baseline_ns,
+        }
+    }
+
     /// `median / baseline`, when there is a baseline.
     pub fn ratio(&self) -> Option<f64> {
         self.baseline_ns

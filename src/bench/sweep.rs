@@ -254,19 +254,15 @@ pub fn run(
                    t: (f64, f64, f64),
                    baseline: &str,
                    baseline_ns: Option<f64>| {
-        rows.push(Row {
-            engine: name.clone(),
-            benchmark: benchmark.into(),
-            parameter,
-            median_ns: t.0,
-            p10_ns: t.1,
-            p90_ns: t.2,
-            p99_ns: None,
-            max_ns: None,
-            samples: cfg.samples,
-            baseline: baseline.into(),
+        rows.push(Row::timed(
+            &name,
+            benchmark,
+            &parameter,
+            t,
+            cfg.samples,
+            baseline,
             baseline_ns,
-        });
+        ));
     };
     // Per-call latencies: p50 as the median, with p99 and max.
     let mut tails: Vec<Row> = Vec::new();
@@ -611,14 +607,7 @@ pub fn run(
             ..Judge::F32
         };
         let oracle = Oracle::with_judge(model.clone(), judge);
-        let miss = time(cfg.samples, cfg.sample_time, || {
-            if let Err(reason) = oracle.evaluate(&x).map(|y| drop(black_box(y))) {
-                fallible(Err(Error::BenchFile {
-                    path: path.clone(),
-                    reason,
-                }));
-            }
-        });
+        let miss = time_oracle(&oracle, &x, &path, cfg, &mut fallible);
         row(
             "oracle",
             format!("conv64_56x56_{precision}"),
@@ -654,21 +643,13 @@ pub fn run(
         l.weight.iter_mut().for_each(|w| *w = 2.0);
         l.bias.iter_mut().for_each(|w| *w = 2.0);
     }
-    let bytes = reloaded.to_bytes();
-    let reload_path = cfg.scratch.join("conv_wide_reload.onnx");
-    let rl = time(cfg.samples, cfg.sample_time, || {
-        let r = std::fs::write(&reload_path, &bytes)
-            .map_err(|error| Error::Io {
-                op: "write",
-                path: reload_path.clone(),
-                error,
-            })
-            .and_then(|()| {
-                spec.open(&reload_path, &cfg.options)
-                    .map(|e| drop(black_box(e)))
-            });
-        fallible(r);
-    });
+    let rl = reload(
+        spec,
+        cfg,
+        "conv_wide_reload.onnx",
+        &reloaded.to_bytes(),
+        &mut fallible,
+    );
     row(
         "refit_vs_reload",
         "refit".into(),
@@ -698,6 +679,46 @@ pub fn run(
         Some(e) => Err(e),
         None => Ok(rows),
     }
+}
+
+/// The oracle's evaluation of `x` (uncached) on the model at `path`, timed.
+fn time_oracle(
+    oracle: &Oracle,
+    x: &[Tensor],
+    path: &Path,
+    cfg: &BenchConfig,
+    fallible: &mut dyn FnMut(Result<()>),
+) -> Stats {
+    time(cfg.samples, cfg.sample_time, || {
+        if let Err(reason) = oracle.evaluate(x).map(|y| drop(black_box(y))) {
+            fallible(Err(Error::BenchFile {
+                path: path.to_path_buf(),
+                reason,
+            }));
+        }
+    })
+}
+
+/// Reloading instead of refitting: writing the model `bytes` (new weights)
+/// as `name` and building the engine under test on it, timed.
+fn reload(
+    spec: &dyn EngineFactory,
+    cfg: &BenchConfig,
+    name: &str,
+    bytes: &[u8],
+    fallible: &mut dyn FnMut(Result<()>),
+) -> Stats {
+    let path = cfg.scratch.join(name);
+    time(cfg.samples, cfg.sample_time, || {
+        let r = std::fs::write(&path, bytes)
+            .map_err(|error| Error::Io {
+                op: "write",
+                path: path.clone(),
+                error,
+            })
+            .and_then(|()| spec.open(&path, &cfg.options).map(|e| drop(black_box(e))));
+        fallible(r);
+    })
 }
 
 /// Records a per-call latency row: parameter, sorted latencies, baseline
@@ -730,19 +751,15 @@ fn resnet18(
 ) -> Result<()> {
     let name = spec.name();
     let mut add = |parameter: &str, t: (f64, f64, f64), baseline: &str, base: Option<f64>| {
-        row(Row {
-            engine: name.clone(),
-            benchmark: "resnet18".into(),
-            parameter: parameter.into(),
-            median_ns: t.0,
-            p10_ns: t.1,
-            p90_ns: t.2,
-            p99_ns: None,
-            max_ns: None,
-            samples: cfg.samples,
-            baseline: baseline.into(),
-            baseline_ns: base,
-        })
+        row(Row::timed(
+            &name,
+            "resnet18",
+            parameter,
+            t,
+            cfg.samples,
+            baseline,
+            base,
+        ))
     };
     progress("resnet18/refit_all");
     let bytes = build::resnet18(size, 18).to_bytes();
@@ -782,23 +799,10 @@ fn resnet18(
     }
 
     progress("resnet18/reload");
-    let reload_path = cfg.scratch.join("resnet18_reload.onnx");
     let reloaded = build::resnet18(size, 19).to_bytes();
-    let reload = time(cfg.samples, cfg.sample_time, || {
-        let r = std::fs::write(&reload_path, &reloaded)
-            .map_err(|error| Error::Io {
-                op: "write",
-                path: reload_path.clone(),
-                error,
-            })
-            .and_then(|()| {
-                spec.open(&reload_path, &cfg.options)
-                    .map(|e| drop(black_box(e)))
-            });
-        fallible(r);
-    });
+    let rl = reload(spec, cfg, "resnet18_reload.onnx", &reloaded, fallible);
     drop(reloaded);
-    add("reload", reload, "resnet18/refit_all", Some(refit_all.0));
+    add("reload", rl, "resnet18/refit_all", Some(refit_all.0));
 
     progress("resnet18/oracle");
     let x = inputs(engine.as_ref());
@@ -811,14 +815,7 @@ fn resnet18(
         });
         add(&format!("infer_reference_{size}x{size}"), inf, "", None);
         let oracle = Oracle::with_judge(crate::model::Model::load(&path)?, Judge::F32);
-        let t = time(cfg.samples, cfg.sample_time, || {
-            if let Err(reason) = oracle.evaluate(&x).map(|y| drop(black_box(y))) {
-                fallible(Err(Error::BenchFile {
-                    path: path.clone(),
-                    reason,
-                }));
-            }
-        });
+        let t = time_oracle(&oracle, &x, &path, cfg, fallible);
         add(
             &format!("oracle_{size}x{size}"),
             t,

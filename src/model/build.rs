@@ -88,6 +88,20 @@ fn value_info(name: &str, shape: &[usize]) -> onnx::ValueInfoProto {
     }
 }
 
+/// A model of `graph`: opset 17, IR version 8, produced by refit-harness.
+fn model_proto(graph: onnx::GraphProto) -> onnx::ModelProto {
+    onnx::ModelProto {
+        ir_version: Some(8),
+        producer_name: Some("refit-harness".into()),
+        producer_version: None,
+        graph: Some(graph),
+        opset_import: vec![onnx::OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(17),
+        }],
+    }
+}
+
 impl ConvChain {
     /// The model as an ONNX protobuf message (opset 17, IR version 8).
     pub fn to_proto(&self) -> onnx::ModelProto {
@@ -161,23 +175,14 @@ impl ConvChain {
             c_in = l.c_out;
         }
         let output_shape = self.output_shape();
-        onnx::ModelProto {
-            ir_version: Some(8),
-            producer_name: Some("refit-harness".into()),
-            producer_version: None,
-            graph: Some(onnx::GraphProto {
-                node: nodes,
-                name: Some("conv_chain".into()),
-                initializer: inits,
-                input: vec![value_info(&self.input_name, &self.input_shape)],
-                output: vec![value_info(&self.output_name, &output_shape)],
-                sparse_initializer: Vec::new(),
-            }),
-            opset_import: vec![onnx::OperatorSetIdProto {
-                domain: Some(String::new()),
-                version: Some(17),
-            }],
-        }
+        model_proto(onnx::GraphProto {
+            node: nodes,
+            name: Some("conv_chain".into()),
+            initializer: inits,
+            input: vec![value_info(&self.input_name, &self.input_shape)],
+            output: vec![value_info(&self.output_name, &output_shape)],
+            sparse_initializer: Vec::new(),
+        })
     }
 
     /// The model's protobuf bytes.
@@ -711,23 +716,14 @@ impl Graph {
 
     /// The model as an ONNX protobuf message (opset 17, IR version 8).
     pub fn to_proto(&self) -> onnx::ModelProto {
-        onnx::ModelProto {
-            ir_version: Some(8),
-            producer_name: Some("refit-harness".into()),
-            producer_version: None,
-            graph: Some(onnx::GraphProto {
-                node: self.nodes.clone(),
-                name: Some("graph".into()),
-                initializer: self.inits.clone(),
-                input: self.inputs.clone(),
-                output: self.outputs.clone(),
-                sparse_initializer: Vec::new(),
-            }),
-            opset_import: vec![onnx::OperatorSetIdProto {
-                domain: Some(String::new()),
-                version: Some(17),
-            }],
-        }
+        model_proto(onnx::GraphProto {
+            node: self.nodes.clone(),
+            name: Some("graph".into()),
+            initializer: self.inits.clone(),
+            input: self.inputs.clone(),
+            output: self.outputs.clone(),
+            sparse_initializer: Vec::new(),
+        })
     }
 
     /// The model's protobuf bytes.
