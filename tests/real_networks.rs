@@ -27,7 +27,7 @@ const DERIVED: [(&str, &str, &[&str]); 4] = [
     (
         "zero_bias_dropped",
         "'fc.bias'",
-        &["bias (all zero)", "bias = values"],
+        &["(all zero)", "bias = values"],
     ),
     (
         "fused_halves_swapped",

@@ -614,6 +614,9 @@ impl Case {
             }
             if let Some(b) = &l.bias_name {
                 t += &format!(", bias {b}");
+                if l.bias.iter().all(|&x| x == 0.0) {
+                    t += " (all zero)";
+                }
             }
             if l.relu {
                 t += ", relu";

@@ -23,7 +23,10 @@
 //! summation order. Where every operand is an integer the operand format
 //! holds exactly and every partial sum stays within the accumulator's exact
 //! integers (`sum |w_i x_i| <= 2^24` in f32), any order gives the exact
-//! result, and the bound is 0: integer-valued checks stay bit-exact.
+//! result, and the bound is 0: integer-valued checks stay bit-exact. A
+//! nonzero bound is widened by half the smallest subnormal of the declared
+//! storage format ([`underflow`]): an output below the format's normal
+//! range is stored on its subnormal grid or flushed to 0.
 //!
 //! Every other op (Gemm, MatMul, elementwise arithmetic, BatchNormalization,
 //! the activation functions, Softmax, pooling, the moves) carries its
@@ -105,7 +108,10 @@ impl Judge {
         let diff = (expected - obs).abs();
         let allowed = match self.tolerance {
             Some(t) => t.abs + t.rel * expected.abs(),
-            None => bound * self.error_factor,
+            // A value below the storage format's normal range is stored on
+            // its subnormal grid (or flushed): half its smallest step more.
+            None if bound > 0.0 => bound * self.error_factor + underflow(self.precision),
+            None => 0.0,
         };
         let mismatch = || Mismatch {
             expected,
@@ -226,6 +232,17 @@ impl WorstRatio {
             0 => None,
             b => Some(f64::from_bits(b - 1)),
         }
+    }
+}
+
+/// Half the smallest subnormal of `p`'s storage format: what storing a
+/// value that underflows may change it by, whatever its bound (f16:
+/// 2^-25, about 3.0e-8; f32 and tf32: 2^-150; bf16: 2^-134).
+pub fn underflow(p: Precision) -> f64 {
+    match p {
+        Precision::F16 => 2f64.powi(-25),
+        Precision::Bf16 => 2f64.powi(-134),
+        _ => 2f64.powi(-150),
     }
 }
 
