@@ -69,10 +69,12 @@ fn models() -> Vec<(PathBuf, Vec<Tensor>)> {
     let scratch = root().join("target/onnxruntime-models");
     refit_harness::fixtures::write_all(&scratch).unwrap();
     let mut out = Vec::new();
-    for (name, chain) in refit_harness::fixtures::models() {
-        let n = chain.input_shape.iter().product();
+    for (name, _) in refit_harness::fixtures::models() {
+        let model = refit_harness::model::Model::load(&scratch.join(name)).unwrap();
+        let shape = model.inputs()[0].static_shape().unwrap();
+        let n = shape.iter().product();
         let x = Tensor::f32(
-            chain.input_shape.clone(),
+            shape,
             refit_harness::fixtures::pattern(n, 3)
                 .iter()
                 .map(|v| v / 7.0)
