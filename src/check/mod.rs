@@ -8,6 +8,7 @@
 //! `refit-harness check`; [`docs::contract`](crate::docs::contract) says
 //! what each one proves.
 
+pub mod differential;
 pub mod history;
 pub mod isolate;
 pub mod model_based;

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::subject::{bit_difference, compare, localize, must, Step, Subject};
-use super::{fail, model_based, resources, stress, Cx, Scenario, Scope, Verdict};
+use super::{differential, fail, model_based, resources, stress, Cx, Scenario, Scope, Verdict};
 use crate::engine::{BuildOptions, FailedRefit, NonFinite, Subset};
 use crate::tensor::{DType, Tensor, TensorData};
 
@@ -37,6 +37,18 @@ pub(super) static ALL: &[Scenario] = &[
         proves: "unknown name, wrong shape, dtype or byte count, empty and non-finite data, refit without enable_refit: a clear error each, and the previous weights keep serving",
         scope: Scope::PerModel,
         run: |cx, m| verdict(bad_input(cx, m)),
+    },
+    Scenario {
+        name: "warm_equals_cold",
+        proves: "an engine refitted A -> B serves what a fresh build with B serves (no oracle needed: any model the engine builds); staged buffers are poisoned before the refit",
+        scope: Scope::PerModel,
+        run: differential::warm_equals_cold,
+    },
+    Scenario {
+        name: "history_independence",
+        proves: "after 5 cycles A -> B -> A through one reused staging buffer per weight, the engine serves what a fresh build with A serves (no drift, no stale or cached state)",
+        scope: Scope::PerModel,
+        run: differential::history_independence,
     },
     Scenario {
         name: "model_based",

@@ -16,7 +16,7 @@ pub mod ops;
 mod parse;
 
 pub use ops::Op;
-pub use parse::{read_initializers, read_initializers_with, SUPPORTED_OPS};
+pub use parse::{read_initializers, read_initializers_with, with_weights, SUPPORTED_OPS};
 
 use std::path::{Path, PathBuf};
 

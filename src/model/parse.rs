@@ -1102,6 +1102,63 @@ pub fn read_initializers_with(path: &Path, scalar_weights: &[String]) -> Result<
     initializers_of(&graph, path, scalar_weights).map(|(w, _)| w)
 }
 
+/// The model at `path` with the initializers named in `weights` replaced
+/// by those values, every initializer stored in the file (external data
+/// read in): the bytes of a model a fresh build takes the new weights
+/// from, written anywhere. Names the model does not hold are an error.
+///
+/// # Errors
+/// [`Error::Io`], [`Error::MalformedModel`]; [`Error::InvalidGraph`] for
+/// external data that cannot be read or a name the model does not hold.
+pub fn with_weights(path: &Path, weights: &[(String, crate::tensor::Tensor)]) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(path).map_err(|error| Error::Io {
+        op: "read",
+        path: path.to_path_buf(),
+        error,
+    })?;
+    let mut proto = onnx::ModelProto::decode(&bytes[..]).map_err(|e| Error::MalformedModel {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let graph = proto.graph.as_mut().ok_or_else(|| Error::MalformedModel {
+        path: path.to_path_buf(),
+        reason: "the model has no graph".into(),
+    })?;
+    let bad = |reason: String| Error::InvalidGraph {
+        path: path.to_path_buf(),
+        reason,
+    };
+    for (name, _) in weights {
+        if !graph
+            .initializer
+            .iter()
+            .any(|t| t.name.as_ref() == Some(name))
+        {
+            return Err(bad(format!("no initializer '{name}'")));
+        }
+    }
+    for t in &mut graph.initializer {
+        let name = t.name.clone().unwrap_or_default();
+        let raw = match weights.iter().find(|(n, _)| *n == name) {
+            Some((_, w)) => Some(w.data.as_bytes().to_vec()),
+            None if t.data_location == Some(1) || !t.external_data.is_empty() => Some(
+                external_bytes(t, path).map_err(|e| bad(format!("initializer '{name}': {e}")))?,
+            ),
+            None => None,
+        };
+        if let Some(raw) = raw {
+            t.raw_data = Some(raw);
+            t.float_data.clear();
+            t.int32_data.clear();
+            t.int64_data.clear();
+            t.double_data.clear();
+            t.external_data.clear();
+            t.data_location = None;
+        }
+    }
+    Ok(proto.encode_to_vec())
+}
+
 /// Which initializers are weights: f32 and f16 tensors of rank 1 or more,
 /// and i32 tensors; everything else (INT64 shape operands, scalar float
 /// constants an exporter writes, doubles) is a constant no refit changes.
