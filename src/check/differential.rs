@@ -207,7 +207,8 @@ fn same(step: &str, contract: &Contract, warm: &[Tensor], cold: &[Tensor]) -> St
             } else {
                 self_tolerance(contract, f64::from(y), rms)
             };
-            if !(diff <= allowed) {
+            // A NaN on one side only is a difference beyond any tolerance.
+            if diff.is_nan() || diff > allowed {
                 let how = if allowed == 0.0 {
                     "bit for bit (the engine declares refit_bit_identical)".to_string()
                 } else {
