@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use super::subject::{ints, must, open_engine, probe_inputs, typed, Step};
 use super::{fail, Cx, Verdict};
-use crate::engine::{BuildOptions, Contract, Engine, Precision};
+use crate::engine::{BuildOptions, Context, Contract, Engine, Precision};
 use crate::tensor::Tensor;
 
 /// The value every staged buffer is overwritten with once
@@ -169,10 +169,13 @@ fn write_model(
     Ok(path)
 }
 
-fn infer(engine: &dyn Engine, step: &str, inputs: &[Tensor]) -> Step<Vec<Tensor>> {
+fn infer(ctx: &mut Box<dyn Context>, step: &str, inputs: &[Tensor]) -> Step<Vec<Tensor>> {
     crate::ffi::flight::step(step);
-    let mut ctx = must(&format!("{step}: create a context"), engine.context())?;
     must(step, ctx.infer(inputs))
+}
+
+fn context(engine: &dyn Engine) -> Step<Box<dyn Context>> {
+    must("create an inference context", engine.context())
 }
 
 /// Compares a refitted engine's outputs with a fresh build's: `Ok` with the
@@ -253,10 +256,12 @@ fn warm_cold(cx: &Cx<'_>, model: &Path) -> Step<Verdict> {
     let b = w.set(505);
     let cold_path = write_model(cx, model, "cold_b", &w, &b)?;
     let cold = open_engine(cx, &cold_path, &BuildOptions::default())?;
-    let cold_out = infer(cold.as_ref(), "infer on a fresh build with B", &inputs)?;
+    let cold_out = infer(&mut context(cold.as_ref())?, "infer on a fresh build with B", &inputs)?;
     drop(cold);
-    // Serve A first, with the inputs that follow.
-    infer(warm.as_ref(), "infer with the model's weights (A)", &inputs)?;
+    // Serve A first, with the inputs that follow, on the context that
+    // serves them after the refit.
+    let mut ctx = context(warm.as_ref())?;
+    infer(&mut ctx, "infer with the model's weights (A)", &inputs)?;
     let mut buffers = w.a.clone();
     refit(
         warm.as_ref(),
@@ -267,7 +272,7 @@ fn warm_cold(cx: &Cx<'_>, model: &Path) -> Step<Verdict> {
         true,
     )?;
     let step = "infer after refitting A -> B, against the fresh build with B";
-    let warm_out = infer(warm.as_ref(), step, &inputs)?;
+    let warm_out = infer(&mut ctx, step, &inputs)?;
     let worst = same(step, &contract, &warm_out, &cold_out)?;
     Ok(Verdict::Pass(format!(
         "A -> B over {} weight(s) equals a fresh build with B: {}",
@@ -284,9 +289,11 @@ pub(super) fn history_independence(cx: &Cx<'_>, model: &Path) -> Verdict {
 fn history(cx: &Cx<'_>, model: &Path) -> Step<Verdict> {
     let fresh = open_engine(cx, model, &BuildOptions::default())?;
     let inputs = probe_inputs(fresh.inputs(), 7);
-    let fresh_a = infer(fresh.as_ref(), "infer on a fresh build (A)", &inputs)?;
+    let fresh_a = infer(&mut context(fresh.as_ref())?, "infer on a fresh build (A)", &inputs)?;
     drop(fresh);
     let engine = open_engine(cx, model, &BuildOptions::default())?;
+    let mut ctx = context(engine.as_ref())?;
+    infer(&mut ctx, "infer with the model's weights (A)", &inputs)?;
     let w = Weights::read(engine.as_ref(), model)?;
     if w.names.is_empty() {
         return Ok(Verdict::Skip("the model has no refittable weights".into()));
@@ -306,7 +313,7 @@ fn history(cx: &Cx<'_>, model: &Path) -> Step<Verdict> {
             false,
         )?;
         let step = format!("cycle {c}: infer with B");
-        let out = infer(engine.as_ref(), &step, &inputs)?;
+        let out = infer(&mut ctx, &step, &inputs)?;
         match &first_b {
             None => first_b = Some(out),
             Some(b1) => {
@@ -323,7 +330,7 @@ fn history(cx: &Cx<'_>, model: &Path) -> Step<Verdict> {
             false,
         )?;
         let step = format!("cycle {c}: infer back at A, against a fresh build");
-        let out = infer(engine.as_ref(), &step, &inputs)?;
+        let out = infer(&mut ctx, &step, &inputs)?;
         worst = worst.max(same(&step, &contract, &out, &fresh_a)?);
     }
     Ok(Verdict::Pass(format!(
