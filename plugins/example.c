@@ -24,6 +24,12 @@
  * -DFAULT_STALE_BIAS: refit accepts a bias (a rank-1 weight) and never
  * applies it, as a runtime that dropped the bias at build would; the checks
  * then name the bias still served at its old version.
+ * -DFAULT_READS_AFTER_RETURN: set_named_weights keeps the caller's pointer
+ * and copies from it at refit, after the call returned (the caller may have
+ * reused the buffer by then).
+ * -DFAULT_SKIPS_SEEN_ADDRESS: set_named_weights skips a weight staged from
+ * the same address as the last time, taking it for the same data (a
+ * serving loop reuses one staging buffer).
  */
 #include <math.h>
 #include <stddef.h>
@@ -116,6 +122,9 @@ struct refit_engine {
     refit_tensor_desc weight_desc[MAX_ITEMS];
     int refit_enabled;
     pthread_rwlock_t lock;
+#ifdef FAULT_SKIPS_SEEN_ADDRESS
+    const void *seen[MAX_ITEMS];
+#endif
 };
 
 static int parse_ints(buf v, uint32_t wire, uint64_t scalar, int64_t *out, int *n, int cap) {
@@ -529,6 +538,9 @@ static refit_status infer(refit_context *c, const refit_tensor *in, uint32_t n, 
 struct refit_refitter {
     refit_engine *engine;
     float *staged[MAX_ITEMS];
+#ifdef FAULT_READS_AFTER_RETURN
+    const float *source[MAX_ITEMS];
+#endif
     const char *missing[MAX_ITEMS];
 };
 
@@ -582,9 +594,17 @@ static refit_status set_named_weights(refit_refitter *r, const char *name, const
     const float *v = t->data;
     for (size_t k = 0; k < w->count; k++)
         if (!isfinite(v[k])) return fail(REFIT_NON_FINITE, "weight '%s': holds a non-finite value", name);
+#ifdef FAULT_SKIPS_SEEN_ADDRESS
+    if (e->seen[i] == t->data) return REFIT_OK;
+    e->seen[i] = t->data;
+#endif
     float *copy = malloc(w->count * 4 + 1);
     if (!copy) return fail(REFIT_ERROR, "out of memory%s", NULL);
+#ifdef FAULT_READS_AFTER_RETURN
+    r->source[i] = v;
+#else
     memcpy(copy, v, w->count * 4);
+#endif
     free(r->staged[i]);
     r->staged[i] = copy;
     return REFIT_OK;
@@ -601,6 +621,10 @@ static refit_status missing(refit_refitter *r, const char *const **names, uint32
 
 static refit_status refit(refit_refitter *r) {
     refit_engine *e = r->engine;
+#ifdef FAULT_READS_AFTER_RETURN
+    for (uint32_t i = 0; i < e->n_weights; i++)
+        if (r->staged[i] && r->source[i]) memcpy(r->staged[i], r->source[i], e->weights[i].count * 4);
+#endif
 #ifdef FAULT_TORN
     /* In place, value by value, while inferences read them. */
     for (uint32_t i = 0; i < e->n_weights; i++) {

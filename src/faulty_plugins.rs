@@ -45,7 +45,8 @@ pub fn build(fault: &str, dir: &Path) -> Result<PathBuf, String> {
 
 /// The builds of `plugins/example.c`: `NONE` (the example shim, correct:
 /// 2-D convolutions, every other model refused as unsupported) and `TORN`
-/// (weights copied in place while inferences run, declaring atomic).
+/// (weights copied in place while inferences run, declaring atomic); the
+/// buffer faults are [`BUFFER_FAULTS`].
 pub const EXAMPLE_FAULTS: [&str; 2] = ["NONE", "TORN"];
 
 /// The repository's example plugin, `plugins/example.c`.
@@ -237,32 +238,77 @@ pub fn verdict(fault: &str, lib: &Path, scratch: &Path, harness: &Path) -> (bool
                 "HANG_INFER_WHILE_REFIT" => ("stress_vendor", "HUNG", &["infer", "refitter_refit"]),
                 _ => ("seed", "FAIL", &[]),
             };
-            let mut isolation =
-                check::Isolation::new(harness, EngineSpec::Plugin(lib.to_path_buf()).to_string());
-            isolation.timeout = HANG_TIMEOUT;
-            let config = CheckConfig {
-                models: vec![seed.clone()],
-                only: vec![scenario.into()],
-                regressions: None,
-                isolation: Some(isolation),
-                ..match CheckConfig::with_fixtures(scratch) {
-                    Ok(c) => c,
-                    Err(e) => return (false, e.to_string()),
-                }
-            };
-            let r = check::run(&EngineSpec::Plugin(lib.to_path_buf()), &config, &mut |_| {});
-            match r.outcomes.iter().find(|o| o.verdict.is_fail()) {
-                Some(o) => {
-                    let detail = o.verdict.detail();
-                    let right =
-                        o.verdict.label() == label && words.iter().all(|w| detail.contains(w));
-                    (
-                        right,
-                        format!("{} by {}: {detail}", o.verdict.label(), o.scenario),
-                    )
-                }
-                None => (false, format!("missed by {scenario}")),
-            }
+            caught_by(lib, &seed, scenario, label, words, scratch, harness)
         }
     }
+}
+
+/// Runs `scenario` on `model` against the plugin `lib` in a child process
+/// (with [`HANG_TIMEOUT`]); whether its first failure is `label` with every
+/// one of `words` in its evidence, and that row.
+fn caught_by(
+    lib: &Path,
+    model: &Path,
+    scenario: &str,
+    label: &str,
+    words: &[&str],
+    scratch: &Path,
+    harness: &Path,
+) -> (bool, String) {
+    let mut isolation =
+        check::Isolation::new(harness, EngineSpec::Plugin(lib.to_path_buf()).to_string());
+    isolation.timeout = HANG_TIMEOUT;
+    let config = CheckConfig {
+        models: vec![model.to_path_buf()],
+        only: vec![scenario.into()],
+        regressions: None,
+        isolation: Some(isolation),
+        ..match CheckConfig::with_fixtures(scratch) {
+            Ok(c) => c,
+            Err(e) => return (false, e.to_string()),
+        }
+    };
+    let r = check::run(&EngineSpec::Plugin(lib.to_path_buf()), &config, &mut |_| {});
+    match r.outcomes.iter().find(|o| o.verdict.is_fail()) {
+        Some(o) => {
+            let detail = o.verdict.detail();
+            let right = o.verdict.label() == label && words.iter().all(|w| detail.contains(w));
+            (
+                right,
+                format!("{} by {}: {detail}", o.verdict.label(), o.scenario),
+            )
+        }
+        None => (false, format!("missed by {scenario}")),
+    }
+}
+
+/// Builds of `plugins/example.c` that misuse the caller's staging buffers,
+/// each with the scenario that must catch it and words its evidence must
+/// hold: `READS_AFTER_RETURN` copies from the caller's pointer at refit,
+/// after `set_named_weights` returned; `SKIPS_SEEN_ADDRESS` skips a weight
+/// staged from the address it saw last time.
+pub const BUFFER_FAULTS: [(&str, &str, &str); 2] = [
+    (
+        "READS_AFTER_RETURN",
+        "warm_equals_cold",
+        "the engine read the caller's buffer after the call",
+    ),
+    ("SKIPS_SEEN_ADDRESS", "history_independence", "still at B"),
+];
+
+/// Whether the harness caught the example plugin built with the buffer
+/// fault `fault` ([`BUFFER_FAULTS`]), on conv_depthwise, and how.
+pub fn buffer_verdict(fault: &str, scratch: &Path, harness: &Path) -> (bool, String) {
+    let Some(&(_, scenario, words)) = BUFFER_FAULTS.iter().find(|(f, _, _)| *f == fault) else {
+        return (false, format!("no buffer fault {fault}"));
+    };
+    let lib = match build_example(fault, &scratch.join("c-plugins")) {
+        Ok(l) => l,
+        Err(e) => return (false, e),
+    };
+    let model = scratch.join("conv_depthwise.onnx");
+    if let Err(e) = std::fs::write(&model, crate::fixtures::conv_depthwise().to_bytes()) {
+        return (false, format!("cannot write {}: {e}", model.display()));
+    }
+    caught_by(&lib, &model, scenario, "FAIL", &[words], scratch, harness)
 }

@@ -362,6 +362,8 @@ macro_rules! conformance_suite {
             round_trip,
             partial_refit,
             bad_input,
+            warm_equals_cold,
+            history_independence,
             model_based,
             stress_r1w1,
             stress_r4w1,

@@ -283,6 +283,8 @@ fn selftest_catches_every_defect_and_passes_the_correct_engines() {
         ("abort_in_refit", "CRASHED by seed"),
         ("hang_in_refit", "HUNG by seed"),
         ("hang_infer_while_refit", "HUNG by stress_vendor"),
+        ("reads_after_return", "FAIL by warm_equals_cold"),
+        ("skips_seen_address", "FAIL by history_independence"),
         ("thread torn", "FAIL by stress_r1w1: race"),
         (
             "address use_after_free",

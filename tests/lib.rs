@@ -4,6 +4,7 @@ mod bench;
 mod check;
 mod common;
 mod conv_oracle;
+mod differential;
 mod errors;
 mod fixtures;
 mod fuzz;

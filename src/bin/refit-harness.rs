@@ -755,6 +755,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             lines.push(
+                "caller buffers (plugins/example.c, built with cc; on conv_depthwise):".to_string(),
+            );
+            for (fault, _, _) in faulty_plugins::BUFFER_FAULTS {
+                let (caught, how) = faulty_plugins::buffer_verdict(fault, scratch.path(), &harness);
+                m.ok &= caught;
+                let word = if caught { "caught" } else { "MISSED" };
+                let text = format!("{:22} {word}: {how}", fault.to_lowercase());
+                for (i, l) in report::wrap(&text, 114).into_iter().enumerate() {
+                    lines.push(format!("{}{l}", if i == 0 { "  " } else { "      " }));
+                }
+            }
+            lines.push(
                 "sanitizers (their runtime preloaded into the checks' children):".to_string(),
             );
             for sanitizer in [

@@ -229,6 +229,73 @@ fn same(step: &str, contract: &Contract, warm: &[Tensor], cold: &[Tensor]) -> St
     Ok(worst)
 }
 
+/// The weights at most this many are tried one by one in [`explain`].
+const ONE_BY_ONE: usize = 16;
+
+/// After a mismatch: tries fresh builds with every weight, then each one
+/// alone (up to [`ONE_BY_ONE`] weights), taken from `alt` instead of
+/// `base`; names the first whose outputs are the `observed` ones, bit for
+/// bit or within [`self_tolerance`].
+#[allow(clippy::too_many_arguments)]
+fn explain(
+    cx: &Cx<'_>,
+    model: &Path,
+    w: &Weights,
+    inputs: &[Tensor],
+    observed: &[Tensor],
+    contract: &Contract,
+    base: &[Tensor],
+    alt: &[Tensor],
+    what: &str,
+) -> String {
+    let n = w.names.len();
+    let all = if n == 1 {
+        format!("'{}' {what}", w.names[0])
+    } else {
+        format!("every weight {what}")
+    };
+    let mut tries: Vec<(String, Vec<Tensor>)> = vec![(all, alt.to_vec())];
+    if n > 1 && n <= ONE_BY_ONE {
+        for i in 0..n {
+            let mut set = base.to_vec();
+            set[i] = alt[i].clone();
+            tries.push((format!("'{}' {what}", w.names[i]), set));
+        }
+    }
+    let tried = tries.len();
+    for (k, (words, set)) in tries.into_iter().enumerate() {
+        let Ok(path) = write_model(cx, model, &format!("explain{k}"), w, &set) else {
+            break;
+        };
+        let Ok(e) = open_engine(cx, &path, &BuildOptions::default()) else {
+            break;
+        };
+        let Ok(mut ctx) = context(e.as_ref()) else {
+            break;
+        };
+        let Ok(out) = infer(&mut ctx, "explain the mismatch", inputs) else {
+            break;
+        };
+        if same("", contract, observed, &out).is_ok() {
+            return format!("; observed = a fresh build with {words}");
+        }
+    }
+    format!(
+        "; no fresh build explains it ({tried} tried: every weight, and each one alone, {what})"
+    )
+}
+
+/// Appends [`explain`]'s sentence to a failure's evidence.
+fn explained(v: Verdict, why: impl FnOnce() -> String) -> Verdict {
+    match v {
+        Verdict::Fail(mut e) => {
+            e.observed += &why();
+            Verdict::Fail(e)
+        }
+        v => v,
+    }
+}
+
 fn summary(worst: f64, contract: &Contract) -> String {
     if worst == 0.0 {
         "bit-identical".into()
@@ -256,7 +323,11 @@ fn warm_cold(cx: &Cx<'_>, model: &Path) -> Step<Verdict> {
     let b = w.set(505);
     let cold_path = write_model(cx, model, "cold_b", &w, &b)?;
     let cold = open_engine(cx, &cold_path, &BuildOptions::default())?;
-    let cold_out = infer(&mut context(cold.as_ref())?, "infer on a fresh build with B", &inputs)?;
+    let cold_out = infer(
+        &mut context(cold.as_ref())?,
+        "infer on a fresh build with B",
+        &inputs,
+    )?;
     drop(cold);
     // Serve A first, with the inputs that follow, on the context that
     // serves them after the refit.
@@ -273,7 +344,26 @@ fn warm_cold(cx: &Cx<'_>, model: &Path) -> Step<Verdict> {
     )?;
     let step = "infer after refitting A -> B, against the fresh build with B";
     let warm_out = infer(&mut ctx, step, &inputs)?;
-    let worst = same(step, &contract, &warm_out, &cold_out)?;
+    let worst = same(step, &contract, &warm_out, &cold_out).map_err(|v| {
+        explained(v, || {
+            let poison: Vec<Tensor> = b
+                .iter()
+                .map(|t| typed(t.dtype(), t.shape.clone(), &vec![POISON; t.numel()]))
+                .collect();
+            explain(
+                cx,
+                model,
+                &w,
+                &inputs,
+                &warm_out,
+                &contract,
+                &b,
+                &poison,
+                "holding what its staging buffer held after set_named_weights returned \
+                 (the harness's poison): the engine read the caller's buffer after the call",
+            )
+        })
+    })?;
     Ok(Verdict::Pass(format!(
         "A -> B over {} weight(s) equals a fresh build with B: {}",
         w.names.len(),
@@ -289,7 +379,11 @@ pub(super) fn history_independence(cx: &Cx<'_>, model: &Path) -> Verdict {
 fn history(cx: &Cx<'_>, model: &Path) -> Step<Verdict> {
     let fresh = open_engine(cx, model, &BuildOptions::default())?;
     let inputs = probe_inputs(fresh.inputs(), 7);
-    let fresh_a = infer(&mut context(fresh.as_ref())?, "infer on a fresh build (A)", &inputs)?;
+    let fresh_a = infer(
+        &mut context(fresh.as_ref())?,
+        "infer on a fresh build (A)",
+        &inputs,
+    )?;
     drop(fresh);
     let engine = open_engine(cx, model, &BuildOptions::default())?;
     let mut ctx = context(engine.as_ref())?;
@@ -331,7 +425,22 @@ fn history(cx: &Cx<'_>, model: &Path) -> Step<Verdict> {
         )?;
         let step = format!("cycle {c}: infer back at A, against a fresh build");
         let out = infer(&mut ctx, &step, &inputs)?;
-        worst = worst.max(same(&step, &contract, &out, &fresh_a)?);
+        let d = same(&step, &contract, &out, &fresh_a).map_err(|v| {
+            explained(v, || {
+                explain(
+                    cx,
+                    model,
+                    &w,
+                    &inputs,
+                    &out,
+                    &contract,
+                    &w.a,
+                    &b,
+                    "still at B: its refit back to A, staged from the buffer that held B, was not applied",
+                )
+            })
+        })?;
+        worst = worst.max(d);
     }
     Ok(Verdict::Pass(format!(
         "{CYCLES} cycles A -> B -> A over {} weight(s), one staging buffer per weight: A equals a fresh build and B the first cycle's B, {}",

@@ -108,6 +108,30 @@
 //!   and the engine serves exactly its previous weights afterwards. Catches
 //!   errors that still apply the weights, failed refits that half-apply,
 //!   wrong dtypes reinterpreted.
+//! - `warm_equals_cold` (per model): the engine built with the model's
+//!   weights (A) and refitted to new ones (B) serves what a fresh build
+//!   with B serves (B written into a copy of the model file, external data
+//!   inlined). No oracle is involved, so it runs on any model the engine
+//!   builds, ops the oracle lacks included (the oracle-based scenarios skip
+//!   such a model, naming the ops). Every staged buffer is overwritten
+//!   with a poison value right after `set_named_weights` returns and before
+//!   `refit`: an engine that reads the caller's buffer after the call
+//!   serves the poison, and the evidence says so. Catches stale or lost
+//!   weights, a result cache that outlives a refit (the inputs are the
+//!   same bytes before and after), buffer reads after the call.
+//! - `history_independence` (per model): five cycles A -> B -> A, each
+//!   weight staged from one buffer that keeps its address while its
+//!   contents change; back at A the engine serves what a fresh build with A
+//!   serves, and every B what the first B served. Catches drift over
+//!   repeated refits, a staging skipped because its address was seen
+//!   before, state kept from an earlier refit. Both differential scenarios
+//!   compare bit for bit when the engine declares `refit_bit_identical`,
+//!   otherwise within `256 u (|fresh| + rms)` times its error factor (`u`
+//!   the unit roundoff of its precision, `rms` that output's root mean
+//!   square; [`self_tolerance`](crate::check::differential::self_tolerance)),
+//!   and report the largest difference; a failure is explained by fresh
+//!   builds of the hypotheses (every weight, then each alone, holding the
+//!   poison, or still at B).
 //! - `model_based`: a property test (proptest). Arbitrary models: conv
 //!   chains (1 or 2 spatial dimensions, channels, groups, strides, pads or
 //!   `auto_pad`, dilations, bias, Relu, a second pointwise layer), residual
