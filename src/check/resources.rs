@@ -4,6 +4,7 @@
 //! allocating at the same time would blur the figures.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use super::subject::{ints, must, Step, Subject};
 use super::{fail, Cx, Verdict};
@@ -13,6 +14,13 @@ use crate::model::conv::ConvAttrs;
 use crate::tensor::Tensor;
 
 const MIB: f64 = 1024.0 * 1024.0;
+
+/// How long the refits measured for growth may take; a slow engine gets a
+/// verdict over the refits it managed.
+pub const BUDGET: Duration = Duration::from_secs(30);
+
+/// The fewest refits measured for growth, whatever the time.
+pub const MIN_REFITS: usize = 50;
 
 /// `VmRSS` and `VmHWM` in bytes.
 fn rss() -> Option<(u64, u64)> {
@@ -106,14 +114,32 @@ fn measure(cx: &Cx<'_>) -> Step<Verdict> {
         }
         must("refit", r.refit())
     };
-    for k in 0..warm {
-        refit_set(&s, k)?;
+    // Budgeted by time, as the stress scenarios are: a slow engine gets a
+    // verdict over the refits it managed (at least MIN_REFITS), never a
+    // timeout.
+    let start = Instant::now();
+    let mut warm_done = 0;
+    while warm_done < warm && (warm_done < 10 || start.elapsed() < BUDGET / 4) {
+        refit_set(&s, warm_done)?;
+        warm_done += 1;
     }
     let (rss0, _) = rss().unwrap_or_default();
-    for k in warm..warm + count {
-        refit_set(&s, k)?;
+    let mut done = 0;
+    while done < count && (done < MIN_REFITS || start.elapsed() < BUDGET) {
+        refit_set(&s, warm_done + done)?;
+        done += 1;
     }
     let (rss1, _) = rss().unwrap_or_default();
+    let took = start.elapsed().as_secs_f64();
+    let budgeted = if done < count {
+        format!(
+            " (of {count}: stopped at the {} s budget after {took:.1} s)",
+            BUDGET.as_secs()
+        )
+    } else {
+        String::new()
+    };
+    let count = done;
     let growth = rss1.saturating_sub(rss0) as f64;
     let limit = (8.0 * MIB).max(0.05 * (count * per_refit) as f64);
     let names: Vec<String> = changed.iter().map(|&i| s.info(i).name.clone()).collect();
@@ -125,7 +151,7 @@ fn measure(cx: &Cx<'_>) -> Step<Verdict> {
             ),
             format!("resident memory to grow by at most {:.1} MiB", limit / MIB),
             format!(
-                "it grew by {:.1} MiB ({:.0} bytes per refit)",
+                "it grew by {:.1} MiB ({:.0} bytes per refit){budgeted}",
                 growth / MIB,
                 growth / count as f64
             ),
@@ -133,7 +159,7 @@ fn measure(cx: &Cx<'_>) -> Step<Verdict> {
     }
     for &i in &changed {
         s.oracle
-            .set(s.map[i], ints(s.numel(i), ((warm + count - 1) % 4) as u64));
+            .set(s.map[i], ints(s.numel(i), ((warm_done + count - 1) % 4) as u64));
     }
     s.expect_oracle("infer after the refits")?;
 
@@ -158,8 +184,9 @@ fn measure(cx: &Cx<'_>) -> Step<Verdict> {
         let mut r = must("create a refitter", s.engine.refitter())?;
         if !reset_peak() {
             return Ok(Verdict::Pass(format!(
-                "{count} refits grew resident memory by {:.2} MiB; peak not measured (/proc/self/clear_refs is not writable)",
-                growth / MIB
+                "{count} refits{budgeted} grew resident memory by {:.2} MiB ({:.0} bytes per refit); peak not measured (/proc/self/clear_refs is not writable)",
+                growth / MIB,
+                growth / count as f64
             )));
         }
         let (before, _) = rss().unwrap_or_default();
@@ -189,8 +216,9 @@ fn measure(cx: &Cx<'_>) -> Step<Verdict> {
     }
     s.expect_oracle("infer after the measured refits")?;
     Ok(Verdict::Pass(format!(
-        "{count} refits grew resident memory by {:.2} MiB; peak during a refit: {}",
+        "{count} refits{budgeted} grew resident memory by {:.2} MiB ({:.0} bytes per refit); peak during a refit: {}",
         growth / MIB,
+        growth / count as f64,
         peaks.join(", ")
     )))
 }
