@@ -48,6 +48,8 @@ fn a_short_sweep_writes_csv_plots_and_summary() {
         ("abi", "infer_seed_conv"),
         ("abi", "memcpy_16777216"),
         ("abi", "refit_16777216"),
+        ("refit_tax", "infer_conv_stack_refit_disabled"),
+        ("refit_tax", "infer_conv_stack"),
         ("resnet18", "memcpy_all"),
         ("resnet18", "refit_all"),
         ("resnet18", "refit_one_tensor"),
@@ -104,6 +106,7 @@ fn a_short_sweep_writes_csv_plots_and_summary() {
         "reloading the engine instead costs",
         "- The check oracle's expectation for ResNet-18 (32x32) costs",
         "- ResNet-18 inference (32x32): p50",
+        "- The refittability tax: inference (conv_stack) on the engine built with refit takes",
     ] {
         assert!(md.contains(headline), "{headline} not in\n{md}");
     }

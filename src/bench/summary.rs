@@ -103,6 +103,16 @@ pub fn summary(rows: &[Row]) -> String {
     if let Some(r) = find(rows, "oracle", "conv64_56x56_f32").and_then(Row::ratio) {
         s.push_str(&format!("- The check oracle's expectation for a 64-channel 3x3 conv over 56x56 (exact values and f32 bounds) costs {r:.2} engine inferences; each distinct expectation is computed once and then served from its cache.\n"));
     }
+    if let Some(t) = rows
+        .iter()
+        .find(|r| r.benchmark == "refit_tax" && r.ratio().is_some())
+    {
+        s.push_str(&format!(
+            "- The refittability tax: inference ({}) on the engine built with refit takes {:.3}x the same engine built without it (samples alternating).\n",
+            t.parameter.trim_start_matches("infer_"),
+            t.ratio().unwrap_or(0.0)
+        ));
+    }
     s.push_str(&resnet18_headlines(rows));
     let p99 = |p: &str| find(rows, "latency", p).and_then(|r| r.p99_ns);
     // The inference latency measured alone: conv_stack, or the model an

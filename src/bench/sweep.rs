@@ -476,6 +476,43 @@ pub fn run(
     let x = inputs(engine.as_ref());
     let mut ctx = engine.context()?;
     let mut out = Vec::new();
+    // The refittability tax: the same model built without refit, samples
+    // alternating with the refittable build's.
+    progress(&format!("refit_tax/{label}"));
+    let plain = BuildOptions {
+        enable_refit: false,
+        ..cfg.options.clone()
+    };
+    match spec.open(&cfg.scratch.join(format!("{label}.onnx")), &plain) {
+        Ok(frozen) => {
+            let mut fctx = frozen.context()?;
+            let mut fout = Vec::new();
+            let mut ferr = None;
+            let (with, without) = time_pair(
+                cfg.samples,
+                cfg.sample_time,
+                || fallible(infer_once(ctx.as_mut(), &x, &mut out)),
+                || {
+                    if let Err(e) = infer_once(fctx.as_mut(), &x, &mut fout) {
+                        ferr.get_or_insert(e);
+                    }
+                },
+            );
+            fallible(ferr.map_or(Ok(()), Err));
+            let base = format!("infer_{label}_refit_disabled");
+            row("refit_tax", base.clone(), without, "", None);
+            row(
+                "refit_tax",
+                format!("infer_{label}"),
+                with,
+                &format!("refit_tax/{base}"),
+                Some(without.0),
+            );
+        }
+        Err(e) => progress(&format!(
+            "refit_tax/{label} skipped: no build without refit: {e}"
+        )),
+    }
     let none = time(cfg.samples, cfg.sample_time, || {
         fallible(infer_once(ctx.as_mut(), &x, &mut out))
     });

@@ -158,8 +158,10 @@ fn measure(cx: &Cx<'_>) -> Step<Verdict> {
         ));
     }
     for &i in &changed {
-        s.oracle
-            .set(s.map[i], ints(s.numel(i), ((warm_done + count - 1) % 4) as u64));
+        s.oracle.set(
+            s.map[i],
+            ints(s.numel(i), ((warm_done + count - 1) % 4) as u64),
+        );
     }
     s.expect_oracle("infer after the refits")?;
 
