@@ -315,6 +315,11 @@ impl Suite {
                 )),
             }
         }
+        if let Some(why) = report.refused_every_model() {
+            failures.push(format!(
+                "no model was judged: the engine refused every one as unsupported ({why})"
+            ));
+        }
         assert!(
             failures.is_empty(),
             "{} on {}:\n{}",

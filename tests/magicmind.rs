@@ -73,7 +73,7 @@ fn the_shim_passes_check_and_runs_the_vendor_demos() {
     let r = run(&lib, &all);
     let failed = failures(&r);
     assert!(failed.is_empty(), "{failed:#?}");
-    assert_eq!(r.outcomes.len(), 36, "{:#?}", r.outcomes.len());
+    assert_eq!(r.outcomes.len(), 50, "{:#?}", r.outcomes.len());
 
     let harness = env!("CARGO_BIN_EXE_refit-harness");
     let engine = format!("plugin:{}", lib.display());

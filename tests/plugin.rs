@@ -639,3 +639,44 @@ fn numerics_ext_is_read_when_present_and_defaults_otherwise() {
         Numerics::DEFAULT
     );
 }
+
+/// An engine that refuses every model it is given judged nothing: `check`
+/// exits 1 saying so, with the engine's reason (the suite's test fails on
+/// the same report); one model it can run among them is enough.
+#[test]
+fn an_engine_that_refuses_every_model_fails_the_run() {
+    let lib = example_plugin("NONE");
+    let engine = format!("plugin:{}", lib.display());
+    let dir = tempfile::tempdir().unwrap();
+    let conv1d = fixture("conv1d.onnx");
+    let run = |models: &[&std::path::Path]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_refit-harness"));
+        cmd.args(["check", "--engine", &engine, "--scenario", "round_trip"]);
+        for m in models {
+            cmd.arg("--model").arg(m);
+        }
+        cmd.arg("--report").arg(dir.path());
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&[&conv1d]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("no model was judged: the engine refused every one as unsupported")
+            && err.contains("2-D convolutions only"),
+        "{err}"
+    );
+    let (code, err) = run(&[&conv1d, &fixture("conv_stack.onnx")]);
+    assert_eq!(code, Some(0), "{err}");
+    // The report says the same to the suite, which fails its test on it.
+    let scratch = tempfile::tempdir().unwrap();
+    let mut c = refit_harness::check::CheckConfig::with_fixtures(scratch.path()).unwrap();
+    c.models = vec![conv1d.clone()];
+    c.only = vec!["round_trip".into(), "warm_equals_cold".into()];
+    let r = refit_harness::check::run(&EngineSpec::Plugin(lib.clone()), &c, &mut |_| {});
+    let why = r.refused_every_model().expect("every model refused");
+    assert!(why.contains("2-D convolutions only"), "{why}");
+}

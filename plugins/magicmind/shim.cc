@@ -517,13 +517,21 @@ refit_status EngineCreate(const char *model_path, const char *options_json, refi
   } release = {net, parser, cfg, builder};
   if (!net || !parser || !cfg || !builder) return Fail(REFIT_ERROR, "a MagicMind factory returned NULL");
   mm::Status st = parser->Parse(net, path);
-  if (!st.ok()) return Fail(REFIT_UNSUPPORTED, "IParser::Parse(" + path + "): " + StatusText(st));
+  // A model the SDK cannot parse or build is unsupported only with the
+  // SDK's reason; a failure without one is the SDK's (install, device) and
+  // an error.
+  if (!st.ok()) {
+    std::string why = StatusText(st);
+    return Fail(why.empty() ? REFIT_ERROR : REFIT_UNSUPPORTED, "IParser::Parse(" + path + "): " + (why.empty() ? "failed without a reason" : why));
+  }
   st = cfg->ParseFromString(config_text);
   if (!st.ok()) return Fail(REFIT_INVALID_ARGUMENT, "IBuilderConfig::ParseFromString(" + config_text + "): " + StatusText(st));
   e->model = builder->BuildModel("refit_harness", net, cfg);
   if (!e->model) {
     std::string why = mm_standin_last_build_error ? mm_standin_last_build_error() : "";
-    return Fail(REFIT_UNSUPPORTED, "IBuilder::BuildModel returned NULL for " + path + (why.empty() ? "" : ": " + why));
+    if (why.empty())
+      return Fail(REFIT_ERROR, "IBuilder::BuildModel returned NULL for " + path + " without a reason: the SDK cannot build (is it installed, is a device present?)");
+    return Fail(REFIT_UNSUPPORTED, "IBuilder::BuildModel returned NULL for " + path + ": " + why);
   }
   {
     std::lock_guard<std::mutex> g(e->create_lock);

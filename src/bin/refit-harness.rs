@@ -670,6 +670,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for p in files {
                 let _ = writeln!(out, "wrote {}", p.display());
             }
+            if let Some(why) = r.refused_every_model() {
+                eprintln!(
+                    "check: no model was judged: the engine refused every one as unsupported ({why}); \
+                     a feature the engine lacks is a skip, an engine that builds nothing is broken"
+                );
+                return Ok(ExitCode::from(1));
+            }
             if r.failed() {
                 return Ok(ExitCode::from(1));
             }

@@ -277,6 +277,9 @@ impl<'a> Cx<'a> {
     }
 }
 
+/// How a skip for a model the engine refused as unsupported begins.
+pub const ENGINE_REFUSED: &str = "the engine does not support";
+
 /// A named check.
 pub struct Scenario {
     /// Its name (`round_trip`).
@@ -354,6 +357,25 @@ impl CheckReport {
             }
         }
         c
+    }
+
+    /// When no per-model case was judged because the engine refused the
+    /// models as unsupported (every per-model outcome a skip, at least one
+    /// of them the engine's refusal): that refusal, with its reason. Such a
+    /// run proves nothing about the engine; `check` exits 1 on it and the
+    /// suite's test fails.
+    pub fn refused_every_model(&self) -> Option<String> {
+        let per_model: Vec<&Outcome> = self.outcomes.iter().filter(|o| o.model != "-").collect();
+        if !per_model
+            .iter()
+            .all(|o| matches!(o.verdict, Verdict::Skip(_)))
+        {
+            return None;
+        }
+        per_model
+            .iter()
+            .map(|o| o.verdict.detail())
+            .find(|d| d.starts_with(ENGINE_REFUSED))
     }
 
     /// The worst error / bound ratio over the whole run.

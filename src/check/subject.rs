@@ -327,7 +327,8 @@ pub(crate) fn open_engine(
     cx.factory.open(model, options).map_err(|e| {
         if e.is_unsupported() {
             Verdict::Skip(format!(
-                "the engine does not support {}: {e}",
+                "{} {}: {e}",
+                super::ENGINE_REFUSED,
                 model.file_name().map_or_else(
                     || model.display().to_string(),
                     |n| n.to_string_lossy().into_owned()

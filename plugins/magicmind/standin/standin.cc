@@ -504,6 +504,7 @@ struct Model : IModel {
 
 struct Builder : IBuilder {
   IModel *BuildModel(const std::string &, INetwork *net, IBuilderConfig *cfg) override {
+    last_build_error().clear();
     std::string why;
     const refit_plugin_api *api = Backend(&why);
     Network *n = dynamic_cast<Network *>(net);
