@@ -129,3 +129,27 @@ fn the_mistakes_a_shim_makes_on_a_device_are_caught() {
         "{failed:#?}"
     );
 }
+
+/// An SDK that cannot build anything (here the stand-in without its
+/// backend, as a missing install or device would be) is an error, not an
+/// unsupported model: `check` stops before any scenario with the SDK's
+/// failure instead of skipping every model.
+#[test]
+fn an_sdk_that_builds_nothing_is_an_error_not_a_skip() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = build(dir.path(), "");
+    let out = Command::new(env!("CARGO_BIN_EXE_refit-harness"))
+        .args(["check", "--engine"])
+        .arg(format!("plugin:{}", lib.display()))
+        .args(["--scenario", "round_trip", "--report"])
+        .arg(dir.path().join("report"))
+        .env("MM_STANDIN_BACKEND", dir.path().join("no-such-backend.so"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("without a reason: the SDK cannot build") && !err.contains("unsupported:"),
+        "{err}"
+    );
+}
