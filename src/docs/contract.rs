@@ -60,7 +60,12 @@
 //! An engine may refuse a model it cannot run (`Error::Unsupported`, a
 //! plugin's `REFIT_UNSUPPORTED`): the scenario is a skip with the engine's
 //! reason, counted in the summary; `check --fail-on-skip` turns skips into
-//! failures for a gate that needs full coverage. What each scenario needs:
+//! failures for a gate that needs full coverage. A run in which the engine
+//! refused every model it was given judged nothing: `check` exits 1 and the
+//! suite's test fails, with the engine's reason. `REFIT_UNSUPPORTED` is for
+//! a feature the engine lacks; an engine that cannot build at all (an SDK
+//! missing its install or device) must return an error, and an engine that
+//! cannot build the seed model stops the run before any scenario. What each scenario needs:
 //! `seed`, `stress_vendor` the seed model (one 3x3 2-D conv); the stress
 //! scenarios and `resources` 1x1 2-D convs with and without bias; the
 //! per-model scenarios whatever the given model uses (by default the conv
@@ -186,8 +191,11 @@
 //!   over thousands of refits (at most 8 MiB or 5% of the bytes refitted),
 //!   and the peak during one refit stays within 1.5x the changed bytes plus
 //!   4 MiB, in a model of 18 MiB: a refit of 64 KiB must not copy the
-//!   model. Run it in a process of its own (the CLI does; `cargo test` runs
-//!   it in a child process).
+//!   model. The growth is measured over up to 3000 refits within 30 s (at
+//!   least 50, whatever the time), so a slow but correct engine gets a
+//!   verdict over the refits it managed, with the growth per refit, never
+//!   a timeout. Run it in a process of its own (the CLI does; `cargo test`
+//!   runs it in a child process).
 //!
 //! ## The seeded defects
 //!
