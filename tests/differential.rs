@@ -77,6 +77,15 @@ fn buffer_misuse_is_caught_and_named() {
             "{fault}: {how}"
         );
     }
+    // Through the suite a vendor runs.
+    for (fault, scenario, words) in refit_harness::faulty_plugins::BUFFER_FAULTS {
+        let engine = format!("plugin:{}", example_plugin(fault).display());
+        let (ok, out) = this_binary(
+            &format!("check::under_test::{scenario}"),
+            &[("REFIT_ENGINE", engine.as_str())],
+        );
+        assert!(!ok && out.contains(words), "{fault}: {out}");
+    }
     // The same builds through `check`: the poison shows up only where the
     // harness poisons, and the address reuse only where it reuses.
     let lib = example_plugin("SKIPS_SEEN_ADDRESS");
