@@ -24,7 +24,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::subject::{ints, must, open_engine, probe_inputs, typed, Step};
+use super::subject::{ints, must, open_engine, probe_inputs, typed, value_scale, Step};
 use super::{fail, Cx, Verdict};
 use crate::engine::{BuildOptions, Context, Contract, Engine, Precision};
 use crate::tensor::Tensor;
@@ -92,12 +92,7 @@ impl Weights {
     /// built all positive (a BatchNorm variance).
     fn new_values(&self, i: usize, salt: u64) -> Tensor {
         let built = self.a[i].to_f32_vec();
-        let scale = if built.iter().all(|x| x.fract() == 0.0) {
-            1.0
-        } else {
-            let sum: f64 = built.iter().map(|&x| f64::from(x).powi(2)).sum();
-            ((sum / built.len().max(1) as f64).sqrt() / 2.0) as f32
-        };
+        let scale = value_scale(&built);
         let positive = !built.is_empty() && built.iter().all(|&x| x > 0.0);
         let v: Vec<f32> = ints(built.len(), salt * 31 + i as u64)
             .into_iter()

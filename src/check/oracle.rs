@@ -9,9 +9,9 @@
 //! engine is judged against fresh builds of itself instead
 //! ([`differential`](super::differential)): bit for bit where it declares
 //! `refit_bit_identical`, else within
-//! [`self_tolerance`](super::differential::self_tolerance), `256 u (|fresh|
-//! + rms)`, a bound on a different summation order at the output's own
-//! scale rather than a rigorous one.
+//! [`self_tolerance`](super::differential::self_tolerance), 256 units of
+//! roundoff of `|fresh| + rms`: a bound on a different summation order at
+//! the output's own scale rather than a rigorous one.
 //!
 //! ## The bound
 //! For one conv output `y = b + sum_i w_i x_i` over `n` terms, where the

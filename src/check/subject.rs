@@ -28,6 +28,18 @@ pub fn ints(len: usize, salt: u64) -> Vec<f32> {
         .collect()
 }
 
+/// What new integer values for a weight built with `built` are scaled by:
+/// 1 for an integer-valued weight, else half its RMS, so that new values
+/// are as large as the network's own.
+pub(crate) fn value_scale(built: &[f32]) -> f32 {
+    if built.iter().all(|x| x.fract() == 0.0) {
+        1.0
+    } else {
+        let sum: f64 = built.iter().map(|&x| f64::from(x).powi(2)).sum();
+        ((sum / built.len().max(1) as f64).sqrt() / 2.0) as f32
+    }
+}
+
 /// Integer-valued probe inputs for the model's inputs: symbolic
 /// dimensions become 2 (batch) or 8.
 pub(crate) fn probe_inputs(infos: &[TensorInfo], salt: u64) -> Vec<Tensor> {
@@ -121,14 +133,10 @@ impl Subject {
         let value_scales = map
             .iter()
             .map(|&k| {
-                let built = &parsed.initializers()[k].values;
-                let scale = if built.iter().all(|x| x.fract() == 0.0) {
-                    1.0
-                } else {
-                    let sum: f64 = built.iter().map(|&x| f64::from(x).powi(2)).sum();
-                    ((sum / built.len().max(1) as f64).sqrt() / 2.0) as f32
-                };
-                (scale, parsed.needs_positive(k))
+                (
+                    value_scale(&parsed.initializers()[k].values),
+                    parsed.needs_positive(k),
+                )
             })
             .collect();
         Ok(Subject {
