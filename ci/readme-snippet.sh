@@ -37,7 +37,7 @@ export CARGO_TARGET_DIR="$root/target/readme-snippet"
 echo "readme-snippet: the suite on the reference plugin"
 (cd "$crate" && REFIT_ENGINE="$good" cargo test --quiet 2>&1) > "$work/good.log" || true
 tail -3 "$work/good.log"
-grep -q "test result: ok. 13 passed" "$work/good.log" || { grep -A12 "^---- " "$work/good.log" >&2; echo "readme-snippet: expected 13 passing tests" >&2; exit 1; }
+grep -q "test result: ok. 15 passed" "$work/good.log" || { grep -A12 "^---- " "$work/good.log" >&2; echo "readme-snippet: expected 15 passing tests, one per scenario" >&2; exit 1; }
 
 echo "readme-snippet: the suite without REFIT_ENGINE (must fail, saying how to name one)"
 if (cd "$crate" && env -u REFIT_ENGINE cargo test --quiet -- --exact seed > "$work/unset.log" 2>&1); then
