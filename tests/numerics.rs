@@ -368,9 +368,12 @@ fn stress_scenarios_judge_f16_and_bf16_engines() {
             .outcomes
             .iter()
             .all(|o| matches!(o.verdict, Verdict::Pass(_))));
-        for (defect, scenario, finding) in [
-            ("in_place_copy", "stress_r1w1", "torn"),
-            ("no_writer_lock", "stress_disjoint", "lost"),
+        // An update one writer loses to the other's publish shows as lost,
+        // or, when a reader saw the lost version after its refit returned,
+        // as stale: either names the race.
+        for (defect, scenario, findings) in [
+            ("in_place_copy", "stress_r1w1", &["torn"][..]),
+            ("no_writer_lock", "stress_disjoint", &["lost", "stale"][..]),
         ] {
             let broken = F16Factory {
                 declared: format,
@@ -380,7 +383,10 @@ fn stress_scenarios_judge_f16_and_bf16_engines() {
             let r = stress(&broken, &[scenario]);
             let f = failures(&r);
             assert_eq!(f.len(), 1, "{format} {defect}: {:#?}", r.outcomes);
-            assert!(f[0].contains(finding), "{format} {defect}: {f:#?}");
+            assert!(
+                findings.iter().any(|w| f[0].contains(w)),
+                "{format} {defect}: {f:#?}"
+            );
         }
     }
 }
