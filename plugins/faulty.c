@@ -248,6 +248,11 @@ static refit_status refit(refit_refitter *r) {
 #ifdef FAULT_HANG_INFER_WHILE_REFIT
     pthread_mutex_lock(&gate);
     refit_waiting = 1;
+    /* The time the device takes to drain: an inference that starts now
+     * waits for the refit, still counted as running. */
+    pthread_mutex_unlock(&gate);
+    usleep(5000);
+    pthread_mutex_lock(&gate);
     while (running > 0) pthread_cond_wait(&changed, &gate);
     refit_waiting = 0;
     pthread_cond_broadcast(&changed);
