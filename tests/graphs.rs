@@ -295,7 +295,9 @@ fn a_scalar_parameter_is_refittable_when_listed() {
     let scratch = tempfile::tempdir().unwrap();
     let mut c = CheckConfig::with_fixtures(scratch.path()).unwrap();
     c.models = vec![m.clone()];
-    c.only = vec!["round_trip".into(), "partial_refit".into()];
+    c.only = ["round_trip", "partial_refit", "warm_equals_cold", "history_independence"]
+        .map(String::from)
+        .to_vec();
     let factory = check::SpecFactory {
         spec: EngineSpec::Reference,
         options: Some(listed.into()),

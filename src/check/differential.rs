@@ -64,10 +64,23 @@ struct Weights {
 
 impl Weights {
     fn read(engine: &dyn Engine, model: &Path) -> Step<Self> {
-        let inits = must(
+        let mut inits = must(
             "read the model's weights",
             crate::model::read_initializers(model),
         )?;
+        // Scalars the engine refits as weights (its `scalar_weights`).
+        let scalars: Vec<String> = engine
+            .weights()
+            .iter()
+            .filter(|w| w.shape.is_empty() && !inits.iter().any(|i| i.info.name == w.name))
+            .map(|w| w.name.clone())
+            .collect();
+        if !scalars.is_empty() {
+            inits = must(
+                "read the model's weights",
+                crate::model::read_initializers_with(model, &scalars),
+            )?;
+        }
         let mut names = Vec::new();
         let mut a = Vec::new();
         for w in engine.weights() {
