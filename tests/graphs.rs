@@ -295,9 +295,14 @@ fn a_scalar_parameter_is_refittable_when_listed() {
     let scratch = tempfile::tempdir().unwrap();
     let mut c = CheckConfig::with_fixtures(scratch.path()).unwrap();
     c.models = vec![m.clone()];
-    c.only = ["round_trip", "partial_refit", "warm_equals_cold", "history_independence"]
-        .map(String::from)
-        .to_vec();
+    c.only = [
+        "round_trip",
+        "partial_refit",
+        "warm_equals_cold",
+        "history_independence",
+    ]
+    .map(String::from)
+    .to_vec();
     let factory = check::SpecFactory {
         spec: EngineSpec::Reference,
         options: Some(listed.into()),
