@@ -350,6 +350,45 @@ fn the_gate_command_exits_1_on_a_regression_and_2_on_a_bad_file() {
         out.contains("TOO NOISY") && out.contains("samples each"),
         "{out}"
     );
+    // A regression beside a row too noisy to judge: exit 1, naming the
+    // regressed row; a change far beyond the noise is a regression even on
+    // a noisy row.
+    let mixed = dir.path().join("mixed.csv");
+    bench::write_csv(
+        &[
+            row("refit", "1024", 200.0, 0.02, "memcpy/1024", Some(100.0)),
+            row("memcpy", "1024", 100.0, 0.02, "", None),
+            row("infer", "seed_conv", 100.0, 0.4, "", None),
+        ],
+        &mixed,
+    )
+    .unwrap();
+    let with_infer = dir.path().join("b2.csv");
+    bench::write_csv(
+        &[
+            row("refit", "1024", 150.0, 0.02, "memcpy/1024", Some(100.0)),
+            row("memcpy", "1024", 100.0, 0.02, "", None),
+            row("infer", "seed_conv", 100.0, 0.02, "", None),
+        ],
+        &with_infer,
+    )
+    .unwrap();
+    let (code, out) = run(&[&with_infer, &mixed]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(
+            "1 benchmark(s) regressed beyond 10% + noise: refit/1024 (1 more too noisy to judge)"
+        ),
+        "{out}"
+    );
+    let slow = [
+        row("refit", "1024", 150.0, 0.02, "memcpy/1024", Some(100.0)),
+        row("memcpy", "1024", 100.0, 0.02, "", None),
+        row("infer", "seed_conv", 300.0, 0.4, "", None),
+    ];
+    let c = bench::gate(&bench::read_csv(&with_infer).unwrap(), &slow, 10.0);
+    let infer = c.iter().find(|c| c.name == "infer/seed_conv").unwrap();
+    assert!(infer.regressed && !infer.too_noisy, "{infer:?}");
     let (code, out) = run(&[&b, &bad]);
     assert_eq!(code, 2, "{out}");
     assert!(

@@ -19,8 +19,10 @@ pub struct Comparison {
     pub noise_pct: f64,
     /// Whether it got worse than the threshold beyond the noise.
     pub regressed: bool,
-    /// The noise alone exceeds the threshold: a change of that size could
-    /// not be told from noise, so the benchmark is not judged.
+    /// The noise alone exceeds the threshold and the change is not beyond
+    /// threshold plus noise: a change of the threshold's size could not be
+    /// told from noise, so the benchmark is not judged. A change beyond
+    /// threshold plus noise is [`Comparison::regressed`] however noisy.
     pub too_noisy: bool,
     /// About how many samples per measurement would bring the noise under
     /// the threshold (the spread of a median shrinks as one over the square
@@ -34,7 +36,8 @@ pub struct Comparison {
 /// noise of every measurement involved (each row's and, for a ratio, its
 /// baseline's p10-p90 spread, in both runs). A benchmark whose noise alone
 /// exceeds `max_regression_pct` is not judged ([`Comparison::too_noisy`]):
-/// it would let a slowdown of that size through.
+/// it would let a slowdown of that size through; unless it got slower
+/// than threshold plus noise, which is a regression however noisy.
 pub fn gate(before: &[Row], after: &[Row], max_regression_pct: f64) -> Vec<Comparison> {
     let noise_of = |rows: &[Row], r: &Row, with_baseline: bool| {
         let base = r
@@ -56,7 +59,8 @@ pub fn gate(before: &[Row], after: &[Row], max_regression_pct: f64) -> Vec<Compa
             let ratio = compared == "ratio";
             let change_pct = if x > 0.0 { (y - x) / x * 100.0 } else { 0.0 };
             let noise_pct = (noise_of(after, a, ratio) + noise_of(before, b, ratio)) * 100.0;
-            let too_noisy = noise_pct > max_regression_pct;
+            let regressed = change_pct > max_regression_pct + noise_pct;
+            let too_noisy = !regressed && noise_pct > max_regression_pct;
             let samples = a.samples.max(b.samples).max(1) as f64;
             let samples_needed = if too_noisy {
                 (samples * (noise_pct / max_regression_pct.max(1e-9)).powi(2)).ceil() as usize
@@ -70,7 +74,7 @@ pub fn gate(before: &[Row], after: &[Row], max_regression_pct: f64) -> Vec<Compa
                 after: y,
                 change_pct,
                 noise_pct,
-                regressed: !too_noisy && change_pct > max_regression_pct + noise_pct,
+                regressed,
                 too_noisy,
                 samples_needed,
             })

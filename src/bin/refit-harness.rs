@@ -893,6 +893,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 rows.len() - bad - noisy.len(),
                 noisy.len()
             );
+            // A regression is a regression, whatever else could not be
+            // judged: exit 1, naming the rows.
+            if bad > 0 {
+                let names: Vec<&str> = rows
+                    .iter()
+                    .filter(|c| c.regressed)
+                    .map(|c| c.name.as_str())
+                    .collect();
+                eprintln!(
+                    "error: {bad} benchmark(s) regressed beyond {max_regression}% + noise: {}{}",
+                    names.join(", "),
+                    if noisy.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({} more too noisy to judge)", noisy.len())
+                    }
+                );
+                return Ok(ExitCode::from(1));
+            }
             if let Some(worst) = noisy.iter().max_by_key(|c| c.samples_needed) {
                 eprintln!(
                     "error: {} benchmark(s) are noisier than the {max_regression}% they are held to (worst: {} at {:.1}%); measure with about {} samples each, or gate on instruction counts (ci/instructions.sh)",
@@ -902,9 +921,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     worst.samples_needed
                 );
                 return Ok(ExitCode::from(2));
-            }
-            if bad > 0 {
-                return Ok(ExitCode::from(1));
             }
         }
         Command::RefitLoop {
