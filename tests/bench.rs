@@ -572,3 +572,76 @@ fn a_model_the_engine_refuses_is_skipped_in_the_sweep() {
         "{md}"
     );
 }
+
+/// `gate --criterion`: criterion's own change estimates, a benchmark
+/// failing only when the whole confidence interval of its change lies
+/// above the threshold; no estimates, or a file that is not criterion's,
+/// exit 2 with the reason.
+#[test]
+fn the_gate_judges_criterion_change_estimates() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("criterion");
+    let bench = |id: &str, mean: f64, lo: f64, hi: f64| {
+        let d = root.join(id);
+        std::fs::create_dir_all(d.join("change")).unwrap();
+        std::fs::create_dir_all(d.join("new")).unwrap();
+        let ci = |p: f64, l: f64, h: f64| {
+            format!(
+                r#"{{"confidence_interval":{{"confidence_level":0.95,"lower_bound":{l},"upper_bound":{h}}},"point_estimate":{p},"standard_error":0.01}}"#
+            )
+        };
+        std::fs::write(
+            d.join("change/estimates.json"),
+            format!(
+                r#"{{"mean":{},"median":{}}}"#,
+                ci(mean, lo, hi),
+                ci(mean, lo, hi)
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("new/benchmark.json"),
+            format!(r#"{{"full_id":"{id}","directory_name":"{id}"}}"#),
+        )
+        .unwrap();
+    };
+    bench("refit/reference/36", 0.16, 0.12, 0.20);
+    bench("infer/reference/seed_conv", 0.12, -0.05, 0.30);
+    bench("refit/reference/4096", -0.02, -0.04, 0.01);
+    let gate = |dir: &std::path::Path| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_refit-harness"))
+            .args(["gate", "--criterion"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, out) = gate(&root);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("1 benchmark(s) regressed beyond 10%: refit/reference/36")
+            && out.contains("[+12.00%, +20.00%] @95%"),
+        "{out}"
+    );
+    // A wide interval reaching above the threshold is not a regression.
+    let c = refit_harness::bench::criterion_changes(&root, 10.0).unwrap();
+    let wide = c
+        .iter()
+        .find(|c| c.name == "infer/reference/seed_conv")
+        .unwrap();
+    assert!(!wide.regressed && wide.change_pct > 10.0, "{wide:?}");
+    let (code, out) = gate(dir.path().join("none").as_path());
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("no change estimates"), "{out}");
+    std::fs::write(root.join("refit/reference/36/change/estimates.json"), "{}").unwrap();
+    let (code, out) = gate(&root);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("estimates.json") && out.contains("/mean/point_estimate"),
+        "{out}"
+    );
+}

@@ -81,3 +81,102 @@ pub fn gate(before: &[Row], after: &[Row], max_regression_pct: f64) -> Vec<Compa
         })
         .collect()
 }
+
+/// One benchmark's change as criterion estimated it against a saved
+/// baseline (`cargo bench -- --baseline NAME`): the mean's relative change
+/// and its confidence interval, from `<id>/change/estimates.json`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CriterionChange {
+    /// Criterion's full id (`refit/reference/36`).
+    pub name: String,
+    /// The estimated change of the mean time, in percent (positive:
+    /// slower).
+    pub change_pct: f64,
+    /// The confidence interval of that change, in percent.
+    pub interval_pct: (f64, f64),
+    /// Its confidence level (0.95 by default).
+    pub confidence: f64,
+    /// The whole interval lies above the threshold.
+    pub regressed: bool,
+}
+
+/// Reads every change estimate criterion saved under `dir` (its output
+/// folder, `target/criterion`), judged against `max_regression_pct`: a
+/// benchmark regressed when the whole confidence interval of its change
+/// lies above the threshold. Criterion's own statistics, not redone. A
+/// benchmark criterion compared with nothing has no change file and is not
+/// listed.
+///
+/// # Errors
+/// [`Error::BenchFile`] for a change file that is not criterion's JSON.
+pub fn criterion_changes(
+    root: &std::path::Path,
+    max_regression_pct: f64,
+) -> crate::Result<Vec<CriterionChange>> {
+    let mut files = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if p.file_name().is_some_and(|n| n == "change") {
+                    let f = p.join("estimates.json");
+                    if f.is_file() {
+                        files.push(f);
+                    }
+                } else {
+                    stack.push(p);
+                }
+            }
+        }
+    }
+    files.sort();
+    let bad = |path: &std::path::Path, reason: String| crate::Error::BenchFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut out = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).map_err(|e| bad(&f, e.to_string()))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| bad(&f, e.to_string()))?;
+        let num = |ptr: &str| {
+            v.pointer(ptr)
+                .and_then(serde_json::Value::as_f64)
+                .ok_or_else(|| {
+                    bad(
+                        &f,
+                        format!("expected a number at {ptr} (criterion's change estimates)"),
+                    )
+                })
+        };
+        let (point, lo, hi) = (
+            num("/mean/point_estimate")?,
+            num("/mean/confidence_interval/lower_bound")?,
+            num("/mean/confidence_interval/upper_bound")?,
+        );
+        let confidence = num("/mean/confidence_interval/confidence_level")?;
+        // The benchmark's id, from criterion's benchmark.json beside it.
+        let dir = f.parent().and_then(std::path::Path::parent);
+        let name = dir
+            .and_then(|d| std::fs::read_to_string(d.join("new/benchmark.json")).ok())
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|j| j.get("full_id").and_then(|s| s.as_str()).map(String::from))
+            .or_else(|| {
+                dir.and_then(|d| d.strip_prefix(root).ok())
+                    .map(|p| p.display().to_string())
+            })
+            .unwrap_or_else(|| f.display().to_string());
+        out.push(CriterionChange {
+            name,
+            change_pct: point * 100.0,
+            interval_pct: (lo * 100.0, hi * 100.0),
+            confidence,
+            regressed: lo * 100.0 > max_regression_pct,
+        });
+    }
+    Ok(out)
+}

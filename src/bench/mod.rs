@@ -20,7 +20,7 @@ pub mod summary;
 pub mod sweep;
 
 pub use self::csv::{read_csv, write_csv, HEADER};
-pub use gate::{gate, Comparison};
+pub use gate::{criterion_changes, gate, Comparison, CriterionChange};
 pub use summary::summary;
 pub use sweep::{oracle_model, run, sized_model, with_writer, BenchConfig};
 

@@ -125,14 +125,28 @@ enum Command {
         out: Option<PathBuf>,
     },
     /// Compare two bench.csv runs; exit 1 if a benchmark got worse than the
-    /// threshold beyond its noise.
+    /// threshold beyond its noise. With --criterion, judge criterion's own
+    /// change estimates instead.
     Gate {
         /// The stored baseline run.
-        #[arg(long)]
-        baseline: PathBuf,
+        #[arg(
+            long,
+            required_unless_present = "criterion",
+            conflicts_with = "criterion"
+        )]
+        baseline: Option<PathBuf>,
         /// The current run.
+        #[arg(
+            long,
+            required_unless_present = "criterion",
+            conflicts_with = "criterion"
+        )]
+        current: Option<PathBuf>,
+        /// Criterion's output folder (`target/criterion`) after `cargo bench
+        /// -- --baseline NAME`: exit 1 if a benchmark's change, whole
+        /// confidence interval, lies above the threshold.
         #[arg(long)]
-        current: PathBuf,
+        criterion: Option<PathBuf>,
         /// Allowed slowdown in percent, on top of the runs' own noise.
         #[arg(long, default_value_t = 10.0, allow_negative_numbers = true)]
         max_regression: f64,
@@ -519,6 +533,54 @@ fn preflight(
 }
 
 /// Runs the check after its preflight; report files go under `report`.
+/// `gate --criterion DIR`: criterion's change estimates, each judged on
+/// its whole confidence interval.
+fn criterion_gate(dir: &std::path::Path, max_regression: f64) -> anyhow::Result<ExitCode> {
+    let changes = bench::criterion_changes(dir, max_regression)?;
+    anyhow::ensure!(
+        !changes.is_empty(),
+        "--criterion {}: no change estimates (run `cargo bench -- --baseline NAME` against a saved baseline first)",
+        dir.display()
+    );
+    println!(
+        "{:40} {:>9} {:>22}  verdict",
+        "benchmark (criterion)", "change", "interval"
+    );
+    for c in &changes {
+        println!(
+            "{:40} {:>+8.2}% {:>22}  {}",
+            c.name,
+            c.change_pct,
+            format!(
+                "[{:+.2}%, {:+.2}%] @{:.0}%",
+                c.interval_pct.0,
+                c.interval_pct.1,
+                c.confidence * 100.0
+            ),
+            if c.regressed { "REGRESSED" } else { "ok" }
+        );
+    }
+    let bad: Vec<&str> = changes
+        .iter()
+        .filter(|c| c.regressed)
+        .map(|c| c.name.as_str())
+        .collect();
+    println!(
+        "{} regressed (whole interval above {max_regression}%), {} not",
+        bad.len(),
+        changes.len() - bad.len()
+    );
+    if !bad.is_empty() {
+        eprintln!(
+            "error: {} benchmark(s) regressed beyond {max_regression}%: {}",
+            bad.len(),
+            bad.join(", ")
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run_check(
     spec: &EngineSpec,
     models: Vec<PathBuf>,
@@ -839,12 +901,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gate {
             baseline,
             current,
+            criterion,
             max_regression,
         } => {
             anyhow::ensure!(
                 max_regression.is_finite() && max_regression >= 0.0,
                 "--max-regression: expected a percentage >= 0, found {max_regression}"
             );
+            if let Some(dir) = criterion {
+                return criterion_gate(&dir, max_regression);
+            }
+            let (Some(baseline), Some(current)) = (baseline, current) else {
+                anyhow::bail!("gate: --baseline and --current, or --criterion");
+            };
             let before = bench::read_csv(&baseline)?;
             let after = bench::read_csv(&current)?;
             let rows = bench::gate(&before, &after, max_regression);
