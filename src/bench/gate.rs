@@ -108,7 +108,7 @@ pub struct CriterionChange {
 /// listed.
 ///
 /// # Errors
-/// [`Error::BenchFile`] for a change file that is not criterion's JSON.
+/// [`crate::Error::BenchFile`] for a change file that is not criterion's JSON.
 pub fn criterion_changes(
     root: &std::path::Path,
     max_regression_pct: f64,
