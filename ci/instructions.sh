@@ -11,8 +11,9 @@
 #
 # For each weight size it counts the instructions of 20 refits and of 20
 # copies of the same bytes, minus a run of 0 (start-up and model loading),
-# and writes bench.csv rows (benchmark refit_instructions, unit
-# instructions, baseline memcpy_instructions, ratio) that `gate` compares.
+# and of 20 inferences of the seed model, and writes bench.csv rows
+# (benchmark refit_instructions with baseline memcpy_instructions and
+# ratio, infer_instructions; unit instructions) that `gate` compares.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,4 +41,9 @@ for bytes in 36 4096 262144; do
   echo "$ENGINE,memcpy_instructions,$bytes,instructions,$copy,instructions,1,$copy,$copy,," >> "$OUT/bench.csv"
   echo "$bytes bytes: $refit instructions per refit, $copy per copy (ratio $ratio)"
 done
+# Inference of the seed model (36 bytes of weights), the serving path.
+base=$(count 36 0)
+infer=$(( ($(count 36 $COUNT --infer) - base) / COUNT ))
+echo "$ENGINE,infer_instructions,seed_conv,instructions,$infer,instructions,1,$infer,$infer,," >> "$OUT/bench.csv"
+echo "seed_conv: $infer instructions per inference"
 echo "wrote $OUT/bench.csv"

@@ -152,8 +152,9 @@ enum Command {
         max_regression: f64,
     },
     /// Run `count` refits of one weight of `bytes` bytes (or, with
-    /// --memcpy, `count` copies of the same bytes): the loop whose
-    /// instructions ci/instructions.sh counts under callgrind.
+    /// --memcpy, `count` copies of the same bytes; with --infer, `count`
+    /// inferences of that model, the seed model for 36 bytes): the loops
+    /// whose instructions ci/instructions.sh counts under callgrind.
     #[command(hide = true)]
     RefitLoop {
         /// The engine.
@@ -166,8 +167,11 @@ enum Command {
         #[arg(long)]
         count: usize,
         /// Copy the bytes instead of refitting them (the baseline).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "infer")]
         memcpy: bool,
+        /// Infer instead of refitting (an all-ones input, outputs reused).
+        #[arg(long)]
+        infer: bool,
     },
     /// Load the engine and build it on a model, exit 0, or print why not:
     /// `check`'s preflight, in a child process (with the sanitizer's
@@ -997,6 +1001,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bytes,
             count,
             memcpy,
+            infer,
         } => {
             let spec: EngineSpec = engine.parse()?;
             let scratch = tempfile::tempdir()?;
@@ -1010,8 +1015,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 refit_harness::Tensor::full(shape, 2.0),
             ];
             let mut dst = vec![0.0f32; bytes / 4];
+            let x: Vec<refit_harness::Tensor> = engine
+                .inputs()
+                .iter()
+                .map(|i| refit_harness::Tensor::full(i.static_shape().unwrap_or_default(), 1.0))
+                .collect();
+            let mut ctx = engine.context()?;
+            let mut out = Vec::new();
             for k in 0..count {
-                if memcpy {
+                if infer {
+                    ctx.infer_into(&x, &mut out)?;
+                    std::hint::black_box(&out);
+                } else if memcpy {
                     dst.copy_from_slice(tensors[k % 2].as_f32().unwrap_or_default());
                     std::hint::black_box(&dst);
                 } else {
