@@ -645,3 +645,22 @@ fn the_gate_judges_criterion_change_estimates() {
         "{out}"
     );
 }
+
+/// The loops `ci/instructions.sh` counts: refits, copies and inferences of
+/// the seed model; `--memcpy` and `--infer` exclude each other.
+#[test]
+fn the_counted_loops_run() {
+    let run = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_refit-harness"))
+            .args(["refit-loop", "--bytes", "36", "--count", "3"])
+            .args(extra)
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    assert_eq!(run(&[]), Some(0));
+    assert_eq!(run(&["--memcpy"]), Some(0));
+    assert_eq!(run(&["--infer"]), Some(0));
+    assert_eq!(run(&["--memcpy", "--infer"]), Some(2));
+}
