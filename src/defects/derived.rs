@@ -45,20 +45,6 @@ pub enum Route {
     Into(String),
 }
 
-fn f32_values(t: &onnx::TensorProto) -> Option<Vec<f32>> {
-    if t.data_type != Some(onnx::FLOAT) || !t.external_data.is_empty() {
-        return None;
-    }
-    match &t.raw_data {
-        Some(raw) => Some(
-            raw.chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-        ),
-        None => Some(t.float_data.clone()),
-    }
-}
-
 fn set_f32(t: &mut onnx::TensorProto, v: &[f32]) {
     t.raw_data = Some(v.iter().flat_map(|x| x.to_le_bytes()).collect());
     t.float_data.clear();
@@ -146,11 +132,11 @@ fn fold_batch_norm(g: &mut onnx::GraphProto, routes: &mut HashMap<String, Route>
                 .unwrap_or(1e-5);
             let param = |k: usize| {
                 let name = bn.input.get(k)?;
-                f32_values(&g.initializer[init_index(g, name)?])
+                g.initializer[init_index(g, name)?].f32_values()
             };
             let (scale, shift, mean, var) = (param(1)?, param(2)?, param(3)?, param(4)?);
             let w = init_index(g, conv.input.get(1)?)?;
-            let wv = f32_values(&g.initializer[w])?;
+            let wv = g.initializer[w].f32_values()?;
             let c = scale.len();
             if c == 0 || wv.len() % c != 0 || readers(g, conv.input.get(1)?) != 1 {
                 return None;
@@ -159,7 +145,7 @@ fn fold_batch_norm(g: &mut onnx::GraphProto, routes: &mut HashMap<String, Route>
             let per = wv.len() / c;
             let folded: Vec<f32> = wv.iter().enumerate().map(|(k, x)| x * s[k / per]).collect();
             let bias = match conv.input.get(2).and_then(|b| init_index(g, b)) {
-                Some(b) => f32_values(&g.initializer[b])?,
+                Some(b) => g.initializer[b].f32_values()?,
                 None => vec![0.0; c],
             };
             let fb: Vec<f32> = (0..c)
@@ -216,7 +202,7 @@ fn pack_gemm(g: &mut onnx::GraphProto, routes: &mut HashMap<String, Route>) {
         };
         let Some(k) = init_index(g, &b) else { continue };
         let t = &g.initializer[k];
-        let (Some(v), &[rows, cols]) = (f32_values(t), &t.dims[..]) else {
+        let (Some(v), &[rows, cols]) = (t.f32_values(), &t.dims[..]) else {
             continue;
         };
         if readers(g, &b) != 1 {
@@ -248,7 +234,9 @@ fn drop_zero_bias(g: &mut onnx::GraphProto, routes: &mut HashMap<String, Route>)
         }
         let b = n.input[2].clone();
         let Some(k) = init_index(g, &b) else { continue };
-        let zero = f32_values(&g.initializer[k]).is_some_and(|v| v.iter().all(|&x| x == 0.0));
+        let zero = g.initializer[k]
+            .f32_values()
+            .is_some_and(|v| v.iter().all(|&x| x == 0.0));
         if !zero || readers(g, &b) != 1 {
             continue;
         }

@@ -431,16 +431,10 @@ impl Graph {
 
     /// The values of weight `name`, if the graph has it.
     pub fn values(&self, name: &str) -> Option<Vec<f32>> {
-        let t = self
-            .inits
+        self.inits
             .iter()
-            .find(|t| t.name.as_deref() == Some(name))?;
-        let raw = t.raw_data.as_ref()?;
-        Some(
-            raw.chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-        )
+            .find(|t| t.name.as_deref() == Some(name))?
+            .f32_values()
     }
 
     /// The number of weight values.

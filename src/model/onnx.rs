@@ -22,6 +22,23 @@ pub const ATTR_STRING: i32 = 3;
 /// `AttributeProto.AttributeType.INTS`.
 pub const ATTR_INTS: i32 = 7;
 
+impl TensorProto {
+    /// The values of a FLOAT tensor stored in the message (`raw_data` or
+    /// `float_data`); `None` for another type or external data.
+    pub fn f32_values(&self) -> Option<Vec<f32>> {
+        if self.data_type != Some(FLOAT) || !self.external_data.is_empty() {
+            return None;
+        }
+        Some(match &self.raw_data {
+            Some(raw) => raw
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            None => self.float_data.clone(),
+        })
+    }
+}
+
 /// The name ONNX gives an element type, for messages.
 pub fn data_type_name(t: i32) -> &'static str {
     match t {
