@@ -11,6 +11,7 @@
 #   MAX_REGRESSION  allowed slowdown in percent beyond noise (default 10)
 #   OUT             report folder (default reports/bench-$RUNNER-<time>)
 #   QUICK=1         the one-minute sweep instead of the full one
+#   SAMPLES=N       samples per measurement (as `gate` advises)
 #   UPDATE_BASELINE=1  store this run as the runner's new baseline (after a
 #                   reviewed, intended change) instead of gating
 #   CRITERION=1     also run the criterion benches against (or, with
@@ -18,9 +19,11 @@
 #                   $RUNNER, for its per-benchmark change and confidence
 #                   interval (it reports; `gate` decides)
 #
-# `gate` exits 2 when a benchmark's noise alone exceeds MAX_REGRESSION (it
-# could not see a regression of that size): run the full sweep (not QUICK)
-# on a quiet runner, or use instruction counts.
+# `gate` exits 1 when a benchmark's change, its whole confidence interval,
+# lies above MAX_REGRESSION, and 2 when an interval is wider than it (a
+# regression of that size could not be seen): it says how many samples
+# would do (SAMPLES=N passes `bench --samples N`), or use instruction
+# counts. ci/gate-check.sh measures how often this runner judges.
 # Wall-clock gates belong on dedicated runners. On shared ones, gate on
 # instruction counts instead: ci/instructions.sh writes a bench.csv of
 # callgrind counts that the same `refit-harness gate` compares.
@@ -34,6 +37,7 @@ BASELINE="ci/baselines/$RUNNER.csv"
 
 quick=()
 [ "${QUICK:-0}" = 1 ] && quick=(--quick)
+[ -n "${SAMPLES:-}" ] && quick+=(--samples "$SAMPLES")
 cargo run --release --quiet -- bench --engine "$ENGINE" "${quick[@]}" --out "$OUT"
 
 if [ "${CRITERION:-0}" = 1 ]; then

@@ -9,12 +9,13 @@ use refit_harness::spec::EngineSpec;
 
 fn tiny(dir: &std::path::Path) -> BenchConfig {
     BenchConfig {
-        samples: 3,
+        samples: 6,
         sample_time: Duration::from_millis(3),
         sizes: vec![36, 4096],
         scratch: dir.to_path_buf(),
         options: Default::default(),
         resnet18: Some(32),
+        rounds: 2,
     }
 }
 
@@ -76,8 +77,36 @@ fn a_short_sweep_writes_csv_plots_and_summary() {
             .is_some(),
         "refit has its memcpy baseline"
     );
+    // Two rounds of three samples: each batch-timed row has the six, with
+    // the median's interval and each round's median; the baselines of the
+    // machine are marked.
+    for r in rows
+        .iter()
+        .filter(|r| !matches!(r.benchmark.as_str(), "latency" | "visibility"))
+    {
+        assert_eq!((r.samples, r.round_medians.len()), (6, 2), "{r:?}");
+        let (lo, hi) = r.median_ci.unwrap();
+        assert!(lo <= r.median_ns && r.median_ns <= hi, "{r:?}");
+    }
+    for (b, p, only) in [
+        ("memcpy", "36", true),
+        ("floor", "abi_infer_seed_conv", true),
+        ("abi", "infer_seed_conv_in_process", true),
+        ("resnet18", "memcpy_all", true),
+        ("refit", "36", false),
+        ("abi", "infer_seed_conv", false),
+        ("infer", "conv_wide", false),
+    ] {
+        let r = rows
+            .iter()
+            .find(|r| r.benchmark == b && r.parameter == p)
+            .unwrap();
+        assert_eq!(r.baseline_only, only, "{r:?}");
+    }
     // Every ratio divides by the row its baseline names, measured in the
-    // same run (a ratio over another measurement misleads the gate).
+    // same run (a ratio over another measurement misleads the gate), and
+    // carries its interval; alternated samples are paired, as many as the
+    // baseline's.
     for r in rows.iter().filter(|r| r.baseline_ns.is_some()) {
         let (b, p) = r.baseline.split_once('/').unwrap_or_else(|| {
             panic!(
@@ -96,6 +125,24 @@ fn a_short_sweep_writes_csv_plots_and_summary() {
             r.benchmark,
             r.parameter,
             r.baseline
+        );
+        let (lo, hi) = r.ratio_ci.unwrap();
+        assert!(
+            lo <= r.ratio().unwrap() && r.ratio().unwrap() <= hi,
+            "{r:?}"
+        );
+        assert!(!r.paired || r.samples == base.samples, "{r:?} {base:?}");
+    }
+    for p in [
+        "refit_rate/seed_conv",
+        "abi/infer_seed_conv",
+        "refit_tax/infer_conv_stack",
+        "visibility/seed_conv",
+    ] {
+        assert!(
+            rows.iter()
+                .any(|r| format!("{}/{}", r.benchmark, r.parameter) == p && r.paired),
+            "{p} not paired"
         );
     }
     // ResNet-18: refit of every weight against memcpy, one tensor and a
@@ -213,6 +260,8 @@ fn the_summary_flags_an_abi_ratio_over_its_target() {
     );
 }
 
+/// A row whose median, and ratio, have 95% intervals `spread` wide
+/// (relative), as p10-p90.
 fn row(
     benchmark: &str,
     parameter: &str,
@@ -221,6 +270,7 @@ fn row(
     baseline: &str,
     baseline_ns: Option<f64>,
 ) -> Row {
+    let ci = |v: f64| Some((v * (1.0 - spread / 2.0), v * (1.0 + spread / 2.0)));
     Row {
         engine: "reference".into(),
         benchmark: benchmark.into(),
@@ -228,11 +278,12 @@ fn row(
         median_ns: median,
         p10_ns: median * (1.0 - spread / 2.0),
         p90_ns: median * (1.0 + spread / 2.0),
-        p99_ns: None,
-        max_ns: None,
         samples: 10,
         baseline: baseline.into(),
         baseline_ns,
+        median_ci: ci(median),
+        ratio_ci: baseline_ns.and_then(|b| ci(median / b)),
+        ..Row::default()
     }
 }
 
@@ -266,17 +317,18 @@ fn the_gate_flags_a_ratio_that_got_worse_beyond_noise_only() {
             .is_some_and(|c| c.regressed && (c.change_pct - 33.3).abs() < 0.5),
         "{c:?}"
     );
-    // The same change inside 60% noise is not judged: noise above the
-    // 10% threshold would let a 10% slowdown through, so the gate says so
-    // and how many samples would do.
+    // A 13% change measured with 30% wide intervals is not judged: the
+    // change's interval is wider than the 10% threshold (a 10% slowdown
+    // could not be told from none), so the gate says so and how many
+    // samples would do.
     let noisy = vec![
-        row("refit", "1024", 200.0, 0.3, "memcpy/1024", Some(100.0)),
+        row("refit", "1024", 170.0, 0.3, "memcpy/1024", Some(100.0)),
         row("memcpy", "1024", 100.0, 0.3, "", None),
     ];
     let c = bench::gate(&before, &noisy, 10.0);
     assert!(c.iter().all(|c| !c.regressed && c.too_noisy), "{c:?}");
     assert!(c.iter().all(|c| c.samples_needed > 10), "{c:?}");
-    // Noise under the threshold is judged.
+    // Narrow intervals are judged.
     let quiet = vec![
         row("refit", "1024", 150.0, 0.01, "memcpy/1024", Some(100.0)),
         row("memcpy", "1024", 100.0, 0.01, "", None),
@@ -376,9 +428,7 @@ fn the_gate_command_exits_1_on_a_regression_and_2_on_a_bad_file() {
     let (code, out) = run(&[&with_infer, &mixed]);
     assert_eq!(code, 1, "{out}");
     assert!(
-        out.contains(
-            "1 benchmark(s) regressed beyond 10% + noise: refit/1024 (1 more too noisy to judge)"
-        ),
+        out.contains("1 benchmark(s) regressed beyond 10%: refit/1024 (1 more too noisy to judge)"),
         "{out}"
     );
     let slow = [
@@ -663,4 +713,371 @@ fn the_counted_loops_run() {
     assert_eq!(run(&["--memcpy"]), Some(0));
     assert_eq!(run(&["--infer"]), Some(0));
     assert_eq!(run(&["--memcpy", "--infer"]), Some(2));
+}
+
+mod statistics {
+    //! The bench's statistics on synthetic samples: intervals that cover
+    //! what they claim, narrow with more samples, see through a machine
+    //! that drifts when samples were paired, and a gate that judges the
+    //! change's interval with its multiple-comparison correction.
+
+    use rand::rngs::Xoshiro256PlusPlus;
+    use rand::{RngExt, SeedableRng};
+    use refit_harness::bench::sampler::Stats;
+    use refit_harness::bench::stats::{self, Estimate, Rounds};
+    use refit_harness::bench::{self, Row};
+
+    /// A standard normal draw (Box-Muller).
+    fn normal(rng: &mut Xoshiro256PlusPlus) -> f64 {
+        let (u, v): (f64, f64) = (rng.random(), rng.random());
+        (-2.0 * (1.0 - u).ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+    }
+
+    /// `n` timings whose median is `median`, log-normal with `sigma`.
+    fn timings(rng: &mut Xoshiro256PlusPlus, n: usize, median: f64, sigma: f64) -> Vec<f64> {
+        (0..n)
+            .map(|_| median * (sigma * normal(rng)).exp())
+            .collect()
+    }
+
+    fn width(i: (f64, f64)) -> f64 {
+        i.1 - i.0
+    }
+
+    #[test]
+    fn the_normal_quantile_and_the_correction() {
+        assert!((stats::normal_quantile(0.975) - 1.959_964).abs() < 1e-5);
+        assert!((stats::normal_quantile(0.5)).abs() < 1e-12);
+        assert!((stats::normal_quantile(0.0005) + 3.290_527).abs() < 1e-5);
+        assert!((stats::bonferroni(0.95, 10) - 0.995).abs() < 1e-12);
+        assert_eq!(stats::median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(stats::median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+
+    /// Over 400 synthetic runs of 15 samples, the 95% interval of the
+    /// median holds the true median about 95% of the time; so does the
+    /// order-statistic interval used above the bootstrap's sample count.
+    #[test]
+    fn median_intervals_cover_the_true_median() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+        for n in [15, 31, stats::BOOTSTRAP_MAX + 1] {
+            let trials = if n > 1000 { 200 } else { 400 };
+            let covered = (0..trials)
+                .filter(|_| {
+                    let t = timings(&mut rng, n, 1000.0, 0.1);
+                    let (lo, hi) = stats::median_interval(&Rounds::one(&t), stats::LEVEL);
+                    lo <= 1000.0 && 1000.0 <= hi
+                })
+                .count() as f64
+                / trials as f64;
+            assert!((0.89..=0.995).contains(&covered), "n = {n}: {covered}");
+        }
+    }
+
+    /// The spread of the samples stays; the median's interval narrows as
+    /// one over the square root of the samples.
+    #[test]
+    fn intervals_narrow_with_samples_where_the_spread_does_not() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(2);
+        let mean_width = |rng: &mut Xoshiro256PlusPlus, n: usize| {
+            (0..60)
+                .map(|_| {
+                    let t = timings(rng, n, 1000.0, 0.1);
+                    width(stats::median_interval(&Rounds::one(&t), 0.95))
+                })
+                .sum::<f64>()
+                / 60.0
+        };
+        let (w15, w60) = (mean_width(&mut rng, 15), mean_width(&mut rng, 60));
+        assert!((0.35..=0.7).contains(&(w60 / w15)), "{w15} -> {w60}");
+        let spread = |s: Stats| s.p90 - s.p10;
+        let s15 = spread(Stats::of(timings(&mut rng, 15, 1000.0, 0.1)));
+        let s240 = spread(Stats::of(timings(&mut rng, 240, 1000.0, 0.1)));
+        assert!(s240 > 0.6 * s15, "{s15} -> {s240}");
+    }
+
+    /// A machine that slows down twofold during the run, the measured
+    /// operation always 1.2x its baseline: alternated (paired) samples give
+    /// a narrow interval around 1.2, the same samples taken as independent
+    /// a wide one.
+    #[test]
+    fn a_paired_ratio_sees_through_a_drifting_machine() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
+        let n = 31;
+        let drift: Vec<f64> = (0..n).map(|i| 1.0 + i as f64 / n as f64).collect();
+        let a: Vec<f64> = drift
+            .iter()
+            .map(|d| 1.2 * d * (0.01 * normal(&mut rng)).exp())
+            .collect();
+        let b: Vec<f64> = drift
+            .iter()
+            .map(|d| d * (0.01 * normal(&mut rng)).exp())
+            .collect();
+        let paired = stats::ratio_interval(&Rounds::one(&a), &Rounds::one(&b), true, 0.95);
+        let unpaired = stats::ratio_interval(&Rounds::one(&a), &Rounds::one(&b), false, 0.95);
+        assert!(
+            paired.0 <= 1.2 && 1.2 <= paired.1 && width(paired) < 0.05,
+            "{paired:?}"
+        );
+        assert!(
+            width(unpaired) > 5.0 * width(paired),
+            "{unpaired:?} vs {paired:?}"
+        );
+        let r = Row::measured("e", "x", "a", &Stats::of(a.clone())).against(
+            "x/b",
+            &Stats::of(a),
+            &Stats::of(b),
+            true,
+        );
+        assert!(r.paired && r.ratio_ci == Some(paired), "{r:?}");
+    }
+
+    /// Samples taken in 4 rounds, one of which ran 30% slower (a burst of
+    /// load elsewhere): the two-stage bootstrap's interval spans the rounds,
+    /// where resampling the samples alone gives a narrow interval around
+    /// the figure the unlucky round pulled up. Rounds that agree keep it
+    /// about as narrow as the samples alone.
+    #[test]
+    fn a_slow_round_widens_the_interval() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(6);
+        let mut t = Vec::new();
+        for f in [1.0, 1.0, 1.3, 1.0] {
+            t.extend(timings(&mut rng, 6, 1000.0 * f, 0.01));
+        }
+        let rounds = Rounds {
+            samples: &t,
+            sizes: vec![6; 4],
+        };
+        let clustered = stats::median_interval(&rounds, 0.95);
+        let flat = stats::median_interval(&Rounds::one(&t), 0.95);
+        assert!(
+            clustered.1 > 1250.0 && width(clustered) > 3.0 * width(flat),
+            "{clustered:?} {flat:?}"
+        );
+        let even: Vec<f64> = timings(&mut rng, 24, 1000.0, 0.01);
+        let agree = stats::median_interval(
+            &Rounds {
+                samples: &even,
+                sizes: vec![6; 4],
+            },
+            0.95,
+        );
+        let alone = stats::median_interval(&Rounds::one(&even), 0.95);
+        assert!(
+            width(agree) < 2.0 * width(alone) && width(agree) < 20.0,
+            "{agree:?} {alone:?}"
+        );
+        // A ratio of two rows measured in the same rounds: the slow round
+        // slowed both, and paired samples see through it.
+        let b: Vec<f64> = t
+            .iter()
+            .map(|x| x / 1.1 * (0.005 * normal(&mut rng)).exp())
+            .collect();
+        let ratio = stats::ratio_interval(
+            &Rounds {
+                samples: &t,
+                sizes: vec![6; 4],
+            },
+            &Rounds {
+                samples: &b,
+                sizes: vec![6; 4],
+            },
+            true,
+            0.95,
+        );
+        assert!(
+            ratio.0 <= 1.1 && 1.1 <= ratio.1 && width(ratio) < 0.02,
+            "{ratio:?}"
+        );
+    }
+
+    /// A run of 20 rows, each its samples: `slow` makes the named rows that
+    /// much slower.
+    fn run(rng: &mut Xoshiro256PlusPlus, n: usize, sigma: f64, slow: &[(&str, f64)]) -> Vec<Row> {
+        (0..20)
+            .map(|i| {
+                let name = format!("op{i}");
+                let f = slow
+                    .iter()
+                    .find(|(s, _)| *s == name)
+                    .map_or(1.0, |(_, f)| *f);
+                let t = Stats::of(timings(rng, n, 1000.0 * f * (1 + i) as f64, sigma));
+                Row::measured("e", "bench", &name, &t)
+            })
+            .collect()
+    }
+
+    /// A/A: no regression and every row judged; A/B: the slowed rows, and
+    /// only they, regressed; rows too noisy at 15 samples are judged with
+    /// the samples the gate advises.
+    #[test]
+    fn the_gate_judges_the_changes_interval() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(4);
+        let before = run(&mut rng, 15, 0.02, &[]);
+        let same = run(&mut rng, 15, 0.02, &[]);
+        let c = bench::gate(&before, &same, 10.0);
+        assert_eq!(c.len(), 20);
+        assert!(c.iter().all(|c| !c.regressed && !c.too_noisy), "{c:#?}");
+        assert!(
+            (c[0].confidence - 0.9975).abs() < 1e-9,
+            "{}",
+            c[0].confidence
+        );
+        let slower = run(&mut rng, 15, 0.02, &[("op3", 1.3), ("op11", 1.5)]);
+        let c = bench::gate(&before, &slower, 10.0);
+        let regressed: Vec<&str> = c
+            .iter()
+            .filter(|c| c.regressed)
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(regressed, ["bench/op3", "bench/op11"], "{c:#?}");
+        let report = bench::gate::report(&c, 10.0);
+        assert_eq!(report.exit, 1);
+        assert!(
+            report.error.as_deref()
+                == Some("2 benchmark(s) regressed beyond 10%: bench/op3, bench/op11")
+                && report
+                    .table
+                    .contains("at 99.75%, so that all 20 hold together at 95%"),
+            "{report:?}"
+        );
+        // Noisy samples: intervals wider than the threshold, not judged;
+        // the advised samples narrow them to about the threshold.
+        let noisy = |rng: &mut Xoshiro256PlusPlus, n| run(rng, n, 0.15, &[]);
+        let c = bench::gate(&noisy(&mut rng, 15), &noisy(&mut rng, 15), 10.0);
+        assert!(c.iter().all(|c| c.too_noisy && !c.regressed), "{c:#?}");
+        let advised = c.iter().map(|c| c.samples_needed).max().unwrap();
+        assert!((60..5000).contains(&advised), "{advised}");
+        let report = bench::gate::report(&c, 10.0);
+        assert_eq!(report.exit, 2);
+        assert!(
+            report
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains(&format!("about {advised} samples each"))),
+            "{report:?}"
+        );
+        let c = bench::gate(&noisy(&mut rng, advised), &noisy(&mut rng, advised), 10.0);
+        let judged = c.iter().filter(|c| !c.too_noisy).count();
+        assert!(judged >= 16 && c.iter().all(|c| !c.regressed), "{c:#?}");
+    }
+
+    /// A baseline without intervals (a bench.csv from before they were
+    /// kept) is read and taken as exact, with a note; exact counts on both
+    /// sides are judged on their change alone.
+    #[test]
+    fn an_older_baseline_is_judged_as_a_point_estimate() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old.csv");
+        std::fs::write(
+            &old,
+            "engine,benchmark,parameter,statistic,value,unit,samples,p10,p90,baseline,ratio\n\
+             reference,infer,seed,median_time,1000.0,ns,7,990.0,1010.0,,\n\
+             reference,refit_instructions,36,instructions,2808,instructions,1,2808,2808,,\n",
+        )
+        .unwrap();
+        let before = bench::read_csv(&old).unwrap();
+        assert!(before.iter().all(|r| r.median_ci.is_none()));
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(5);
+        let mut after = vec![Row::measured(
+            "reference",
+            "infer",
+            "seed",
+            &Stats::of(timings(&mut rng, 15, 1010.0, 0.02)),
+        )];
+        after.push(Row {
+            benchmark: "refit_instructions".into(),
+            parameter: "36".into(),
+            median_ns: 3200.0,
+            ..Row::default()
+        });
+        let c = bench::gate(&before, &after, 10.0);
+        assert!(
+            c[0].baseline_exact && !c[0].current_exact && !c[0].too_noisy,
+            "{c:#?}"
+        );
+        assert!(
+            c[0].interval_pct.0 < 1.0 && c[0].interval_pct.1 > 1.0,
+            "{c:#?}"
+        );
+        assert!(
+            c[1].regressed && c[1].interval_pct.0 == c[1].interval_pct.1,
+            "{c:#?}"
+        );
+        let report = bench::gate::report(&c, 10.0);
+        assert!(
+            report
+                .table
+                .contains("note: 2 of the baseline's figures carry no confidence interval"),
+            "{}",
+            report.table
+        );
+        // Written and read back, the intervals and the pairing stay.
+        let path = dir.path().join("bench.csv");
+        let t = Stats::of(timings(&mut rng, 15, 1000.0, 0.02));
+        let b = Stats::of(timings(&mut rng, 15, 500.0, 0.02));
+        let rows = vec![
+            Row::measured("e", "x", "a", &t).against("x/b", &t, &b, true),
+            Row::measured("e", "x", "b", &b),
+        ];
+        bench::write_csv(&rows, &path).unwrap();
+        let back = bench::read_csv(&path).unwrap();
+        let close = |x: Option<(f64, f64)>, y: Option<(f64, f64)>| {
+            let (x, y) = (x.unwrap(), y.unwrap());
+            (x.0 - y.0).abs() <= 1e-4 * y.0 && (x.1 - y.1).abs() <= 1e-4 * y.1
+        };
+        assert!(back[0].paired && !back[1].paired);
+        assert!(close(back[0].ratio_ci, rows[0].ratio_ci), "{back:?}");
+        assert!(close(back[1].median_ci, rows[1].median_ci), "{back:?}");
+        assert_eq!(back[1].ratio_ci, None);
+        let e = Estimate {
+            value: 1.0,
+            interval: None,
+        };
+        assert_eq!(stats::change_interval(&e, &e, 3.0), (1.0, 1.0));
+    }
+}
+
+/// The reference engine's `slowdown` option (the slowed build
+/// `ci/gate-check.sh` gates against): a factor from 1 is taken and changes
+/// no result; anything else is refused naming the option.
+#[test]
+fn the_slowdown_option_is_checked_and_changes_no_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seed.onnx");
+    std::fs::write(&path, refit_harness::fixtures::seed_model().to_bytes()).unwrap();
+    let with = |json: &str| refit_harness::engine::BuildOptions {
+        engine_options: Some(json.into()),
+        ..Default::default()
+    };
+    for bad in [r#"{"slowdown": 0.5}"#, r#"{"slowdown": "2"}"#] {
+        let e = EngineSpec::Reference
+            .open(&path, &with(bad))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("slowdown: expected a factor from 1 to 1000"),
+            "{e}"
+        );
+    }
+    let slow = EngineSpec::Reference
+        .open(&path, &with(r#"{"slowdown": 2.5}"#))
+        .unwrap();
+    let x = vec![refit_harness::Tensor::full([1, 1, 3, 3], 1.0)];
+    assert_eq!(
+        slow.context().unwrap().infer(&x).unwrap()[0].to_f32_vec(),
+        [0.0]
+    );
+    let mut r = slow.refitter().unwrap();
+    r.set_named_weights(
+        &slow.weights()[0].name,
+        &refit_harness::Tensor::full([1, 1, 3, 3], 1.0),
+    )
+    .unwrap();
+    r.refit().unwrap();
+    assert_eq!(
+        slow.context().unwrap().infer(&x).unwrap()[0].to_f32_vec(),
+        [9.0]
+    );
 }

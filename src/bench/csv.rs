@@ -5,9 +5,11 @@ use std::path::Path;
 use super::{io_err, Row};
 use crate::{Error, Result};
 
-/// The CSV header of `bench.csv`. Files without the last two columns
-/// (`p99`, `max`: written since tails were measured) still read.
-pub const HEADER: [&str; 13] = [
+/// The CSV header of `bench.csv`. Files that end before `p99` and `max`
+/// (written since tails were measured) or before the intervals (`median_low`
+/// to `round_medians`) still read: their figures carry no interval, and the gate
+/// takes them as exact.
+pub const HEADER: [&str; 20] = [
     "engine",
     "benchmark",
     "parameter",
@@ -21,11 +23,22 @@ pub const HEADER: [&str; 13] = [
     "ratio",
     "p99",
     "max",
+    "median_low",
+    "median_high",
+    "ratio_low",
+    "ratio_high",
+    "paired",
+    "baseline_only",
+    "round_medians",
 ];
 
+/// The column counts of older `bench.csv` files that still read.
+const OLDER: [usize; 2] = [11, 13];
+
 /// Writes `bench.csv`: one row per measurement (`median_time` in ns, with
-/// p10, p90, the baseline and the ratio, and for per-call latencies p99
-/// and max).
+/// p10, p90, the baseline and the ratio, for per-call latencies p99 and
+/// max, and the 95% confidence intervals of the median and of the ratio,
+/// with whether the ratio's samples were paired).
 ///
 /// # Errors
 /// [`Error::Io`].
@@ -33,7 +46,7 @@ pub fn write_csv(rows: &[Row], path: &Path) -> Result<()> {
     let mut w = csv::Writer::from_path(path).map_err(|e| io_err(path, e.into()))?;
     w.write_record(HEADER).map_err(|e| io_err(path, e.into()))?;
     for r in rows {
-        let ratio = r.ratio().map(|x| format!("{x:.4}")).unwrap_or_default();
+        let ratio = r.ratio().map(significant).unwrap_or_default();
         w.write_record([
             r.engine.as_str(),
             &r.benchmark,
@@ -48,10 +61,44 @@ pub fn write_csv(rows: &[Row], path: &Path) -> Result<()> {
             &ratio,
             &r.p99_ns.map(|x| format!("{x:.1}")).unwrap_or_default(),
             &r.max_ns.map(|x| format!("{x:.1}")).unwrap_or_default(),
+            &r.median_ci
+                .map(|c| format!("{:.1}", c.0))
+                .unwrap_or_default(),
+            &r.median_ci
+                .map(|c| format!("{:.1}", c.1))
+                .unwrap_or_default(),
+            &r.ratio_ci.map(|c| significant(c.0)).unwrap_or_default(),
+            &r.ratio_ci.map(|c| significant(c.1)).unwrap_or_default(),
+            if r.ratio_ci.is_some() {
+                if r.paired {
+                    "true"
+                } else {
+                    "false"
+                }
+            } else {
+                ""
+            },
+            if r.baseline_only { "true" } else { "" },
+            &r.round_medians
+                .iter()
+                .map(|m| format!("{m:.1}"))
+                .collect::<Vec<_>>()
+                .join(";"),
         ])
         .map_err(|e| io_err(path, e.into()))?;
     }
     w.flush().map_err(|e| io_err(path, e))
+}
+
+/// `x` with six significant digits (at least four decimals): a ratio of
+/// 0.000123 keeps its digits.
+fn significant(x: f64) -> String {
+    let digits = if x.is_finite() && x != 0.0 {
+        (5 - x.abs().log10().floor() as i32).clamp(4, 12) as usize
+    } else {
+        4
+    };
+    format!("{x:.digits$}")
 }
 
 /// Reads a `bench.csv`.
@@ -66,7 +113,7 @@ pub fn read_csv(path: &Path) -> Result<Vec<Row>> {
     let mut rdr = csv::Reader::from_path(path).map_err(|e| bad(format!("cannot read: {e}")))?;
     let headers = rdr.headers().map_err(|e| bad(e.to_string()))?.clone();
     let found: Vec<&str> = headers.iter().collect();
-    if found != HEADER && found != HEADER[..11] {
+    if found != HEADER && !OLDER.iter().any(|&n| found == HEADER[..n]) {
         return Err(bad(format!(
             "expected the columns {}, found {}",
             HEADER.join(","),
@@ -100,6 +147,17 @@ pub fn read_csv(path: &Path) -> Result<Vec<Row>> {
             samples: r.samples,
             baseline: r.baseline,
             baseline_ns: r.ratio.filter(|x| *x > 0.0).map(|x| r.value / x),
+            median_ci: r.median_low.zip(r.median_high),
+            ratio_ci: r.ratio_low.zip(r.ratio_high),
+            paired: r.paired.unwrap_or(false),
+            baseline_only: r.baseline_only.unwrap_or(false),
+            round_medians: r
+                .round_medians
+                .split(';')
+                .filter(|m| !m.is_empty())
+                .map(str::parse)
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| bad(format!("row {}, column 'round_medians': {e}", i + 2)))?,
         });
     }
     Ok(rows)
@@ -121,4 +179,18 @@ struct CsvRow {
     p99: Option<f64>,
     #[serde(default)]
     max: Option<f64>,
+    #[serde(default)]
+    median_low: Option<f64>,
+    #[serde(default)]
+    median_high: Option<f64>,
+    #[serde(default)]
+    ratio_low: Option<f64>,
+    #[serde(default)]
+    ratio_high: Option<f64>,
+    #[serde(default)]
+    paired: Option<bool>,
+    #[serde(default)]
+    baseline_only: Option<bool>,
+    #[serde(default)]
+    round_medians: String,
 }

@@ -1,6 +1,14 @@
-//! The regression gate: two runs compared row by row, beyond their noise.
+//! The regression gate: two runs compared row by row, each change judged
+//! by its confidence interval, with a correction for judging many rows at
+//! once.
 
+use super::stats::{self, Estimate};
 use super::{find, Row};
+
+/// The confidence with which every row's verdict holds together: the
+/// chance that any row of an unchanged build is called regressed is at
+/// most 5%.
+pub const FAMILY_CONFIDENCE: f64 = 0.95;
 
 /// One compared measurement of `gate`.
 #[derive(Clone, Debug)]
@@ -15,69 +23,115 @@ pub struct Comparison {
     pub after: f64,
     /// Change in percent (positive: slower).
     pub change_pct: f64,
-    /// The noise allowance in percent (both runs' p10-p90 spread).
-    pub noise_pct: f64,
-    /// Whether it got worse than the threshold beyond the noise.
+    /// The change's confidence interval in percent, at
+    /// [`Comparison::confidence`].
+    pub interval_pct: (f64, f64),
+    /// Each row's confidence: [`FAMILY_CONFIDENCE`] shared among the rows
+    /// compared (Bonferroni).
+    pub confidence: f64,
+    /// The whole interval lies above the threshold.
     pub regressed: bool,
-    /// The noise alone exceeds the threshold and the change is not beyond
-    /// threshold plus noise: a change of the threshold's size could not be
-    /// told from noise, so the benchmark is not judged. A change beyond
-    /// threshold plus noise is [`Comparison::regressed`] however noisy.
+    /// The interval is wider than the threshold and lies not wholly above
+    /// it: a change of the threshold's size could not be told from none,
+    /// so the row is not judged.
     pub too_noisy: bool,
-    /// About how many samples per measurement would bring the noise under
-    /// the threshold (the spread of a median shrinks as one over the square
-    /// root of the samples).
+    /// About how many samples per measurement (in both runs) would narrow
+    /// the interval to the threshold: it narrows as one over the square
+    /// root of the samples.
     pub samples_needed: usize,
+    /// The baseline run's figure carries no interval (a `bench.csv` from
+    /// before intervals were kept, or an exact count): taken as exact.
+    pub baseline_exact: bool,
+    /// The same for the current run's figure.
+    pub current_exact: bool,
+    /// A baseline of the machine or the harness ([`Row::baseline_only`]):
+    /// its change is shown, not judged (never regressed nor too noisy).
+    pub baseline_only: bool,
 }
 
-/// Compares two runs row by row on ratios where both have a baseline (absolute
-/// times move from machine to machine), else on median time. A benchmark
-/// regresses when it got slower by more than `max_regression_pct` plus the
-/// noise of every measurement involved (each row's and, for a ratio, its
-/// baseline's p10-p90 spread, in both runs). A benchmark whose noise alone
-/// exceeds `max_regression_pct` is not judged ([`Comparison::too_noisy`]):
-/// it would let a slowdown of that size through; unless it got slower
-/// than threshold plus noise, which is a regression however noisy.
+/// A row's figure for the gate: its ratio with the ratio's interval where
+/// `ratio`, else its median time with the median's.
+fn estimate(r: &Row, ratio: bool) -> Estimate {
+    if ratio {
+        Estimate {
+            value: r.ratio().unwrap_or(0.0),
+            interval: r.ratio_ci,
+        }
+    } else {
+        Estimate {
+            value: r.median_ns,
+            interval: r.median_ci,
+        }
+    }
+}
+
+/// Compares two runs row by row on ratios where both have a baseline (a
+/// ratio to a same-run baseline holds where absolute times move with the
+/// machine), else on median time. Each change gets a confidence interval
+/// from both runs' intervals ([`stats::change_interval`]) at the
+/// confidence that makes all the rows' intervals hold together with
+/// [`FAMILY_CONFIDENCE`] (Bonferroni over the rows compared). A row
+/// regressed when its whole interval lies above `max_regression_pct`; it
+/// is not judged ([`Comparison::too_noisy`]) when its interval is wider
+/// than the threshold and not wholly above it. A figure without an
+/// interval (an older file, a count) is taken as exact. A row either run
+/// marks [`Row::baseline_only`] is shown and not judged, nor counted in the
+/// correction.
 pub fn gate(before: &[Row], after: &[Row], max_regression_pct: f64) -> Vec<Comparison> {
-    let noise_of = |rows: &[Row], r: &Row, with_baseline: bool| {
-        let base = r
-            .baseline
-            .split_once('/')
-            .and_then(|(b, p)| find(rows, b, p))
-            .filter(|_| with_baseline)
-            .map_or(0.0, Row::noise);
-        r.noise() + base
-    };
-    after
+    let pairs: Vec<(&Row, &Row)> = after
         .iter()
-        .filter_map(|a| {
-            let b = find(before, &a.benchmark, &a.parameter)?;
-            let (compared, x, y) = match (b.ratio(), a.ratio()) {
-                (Some(x), Some(y)) => ("ratio", x, y),
-                _ => ("time", b.median_ns, a.median_ns),
-            };
-            let ratio = compared == "ratio";
-            let change_pct = if x > 0.0 { (y - x) / x * 100.0 } else { 0.0 };
-            let noise_pct = (noise_of(after, a, ratio) + noise_of(before, b, ratio)) * 100.0;
-            let regressed = change_pct > max_regression_pct + noise_pct;
-            let too_noisy = !regressed && noise_pct > max_regression_pct;
-            let samples = a.samples.max(b.samples).max(1) as f64;
-            let samples_needed = if too_noisy {
-                (samples * (noise_pct / max_regression_pct.max(1e-9)).powi(2)).ceil() as usize
+        .filter_map(|a| Some((find(before, &a.benchmark, &a.parameter)?, a)))
+        .collect();
+    let judged = pairs
+        .iter()
+        .filter(|(b, a)| !(a.baseline_only || b.baseline_only))
+        .count();
+    let confidence = stats::bonferroni(FAMILY_CONFIDENCE, judged);
+    let z = stats::normal_quantile(0.5 + confidence / 2.0);
+    let threshold = max_regression_pct.max(0.0);
+    pairs
+        .into_iter()
+        .map(|(b, a)| {
+            let ratio = b.ratio().is_some() && a.ratio().is_some();
+            let (x, y) = (estimate(b, ratio), estimate(a, ratio));
+            let change_pct = if x.value > 0.0 {
+                (y.value - x.value) / x.value * 100.0
             } else {
-                a.samples.max(b.samples)
+                0.0
             };
-            Some(Comparison {
+            let (lo, hi) = stats::change_interval(&x, &y, z);
+            let interval_pct = ((lo - 1.0) * 100.0, (hi - 1.0) * 100.0);
+            let width = interval_pct.1 - interval_pct.0;
+            let baseline_only = a.baseline_only || b.baseline_only;
+            let regressed = !baseline_only && interval_pct.0 > threshold;
+            // A NaN width (no figure) is not judged either.
+            let judgeable = width <= threshold;
+            let too_noisy = !baseline_only && !regressed && !judgeable;
+            let samples = a.samples.max(b.samples).max(1);
+            let samples_needed = if too_noisy {
+                if width.is_finite() && threshold > 0.0 {
+                    (samples as f64 * (width / threshold).powi(2)).ceil() as usize
+                } else {
+                    usize::MAX
+                }
+            } else {
+                samples
+            };
+            Comparison {
                 name: format!("{}/{}", a.benchmark, a.parameter),
-                compared,
-                before: x,
-                after: y,
+                compared: if ratio { "ratio" } else { "time" },
+                before: x.value,
+                after: y.value,
                 change_pct,
-                noise_pct,
+                interval_pct,
+                confidence,
                 regressed,
                 too_noisy,
                 samples_needed,
-            })
+                baseline_exact: x.interval.is_none(),
+                current_exact: y.interval.is_none(),
+                baseline_only,
+            }
         })
         .collect()
 }
@@ -179,4 +233,143 @@ pub fn criterion_changes(
         });
     }
     Ok(out)
+}
+
+/// What `refit-harness gate` prints and how it exits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GateReport {
+    /// The table and its summary lines (standard output).
+    pub table: String,
+    /// The error line, if any (standard error).
+    pub error: Option<String>,
+    /// 0: every row judged and none regressed; 1: a row regressed (however
+    /// many others could not be judged); 2: none regressed but some could
+    /// not be judged.
+    pub exit: u8,
+}
+
+/// The gate's table of `rows` (from [`gate`]) against `max_regression_pct`,
+/// its summary and its exit code.
+pub fn report(rows: &[Comparison], max_regression_pct: f64) -> GateReport {
+    use std::fmt::Write as _;
+    let t = max_regression_pct;
+    let width = rows.iter().map(|c| c.name.len()).max().unwrap_or(9).max(9);
+    let confidence = rows.first().map_or(FAMILY_CONFIDENCE, |c| c.confidence);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:width$} {:>5} {:>12} {:>12} {:>8}  {:>18}  verdict",
+        "benchmark",
+        "on",
+        "baseline",
+        "current",
+        "change",
+        format!("interval @{:.2}%", confidence * 100.0),
+    );
+    // Ratios as `1.234x`, times in their unit.
+    let value = |c: &Comparison, v: f64| {
+        if c.compared == "ratio" {
+            format!("{v:.4}x")
+        } else if c.name.contains("instructions") {
+            format!("{v:.0} instr")
+        } else {
+            super::summary::human(v)
+        }
+    };
+    for c in rows {
+        let _ = writeln!(
+            out,
+            "{:width$} {:>5} {:>12} {:>12} {:>+7.1}%  {:>18}  {}",
+            c.name,
+            c.compared,
+            value(c, c.before),
+            value(c, c.after),
+            c.change_pct,
+            format!("[{:+.1}%, {:+.1}%]", c.interval_pct.0, c.interval_pct.1),
+            if c.regressed {
+                "REGRESSED"
+            } else if c.too_noisy {
+                "TOO NOISY"
+            } else if c.baseline_only {
+                "(baseline)"
+            } else {
+                "ok"
+            }
+        );
+    }
+    let bad: Vec<&str> = rows
+        .iter()
+        .filter(|c| c.regressed)
+        .map(|c| c.name.as_str())
+        .collect();
+    let noisy: Vec<&Comparison> = rows.iter().filter(|c| c.too_noisy).collect();
+    let baselines = rows.iter().filter(|c| c.baseline_only).count();
+    let judged = rows.len() - baselines;
+    let _ = writeln!(
+        out,
+        "{} regressed beyond {t}% (whole interval above it), {} within, {} too noisy to judge (interval wider than {t}%){}",
+        bad.len(),
+        judged - bad.len() - noisy.len(),
+        noisy.len(),
+        if baselines > 0 {
+            format!("; {baselines} baselines of the machine or the harness shown, not judged")
+        } else {
+            String::new()
+        }
+    );
+    let _ = writeln!(
+        out,
+        "each interval at {:.2}%, so that all {judged} hold together at {:.0}% (Bonferroni)",
+        confidence * 100.0,
+        FAMILY_CONFIDENCE * 100.0
+    );
+    let exact_before = rows.iter().filter(|c| c.baseline_exact).count();
+    let exact_after = rows.iter().filter(|c| c.current_exact).count();
+    if exact_before > 0 {
+        let _ = writeln!(
+            out,
+            "note: {exact_before} of the baseline's figures carry no confidence interval (a bench.csv from before intervals were kept, or exact counts): judged as exact, against the current run's interval alone"
+        );
+    }
+    if exact_after > 0 {
+        let _ = writeln!(
+            out,
+            "note: {exact_after} of the current run's figures carry no confidence interval: judged as exact"
+        );
+    }
+    if !bad.is_empty() {
+        let more = if noisy.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} more too noisy to judge)", noisy.len())
+        };
+        return GateReport {
+            table: out,
+            error: Some(format!(
+                "{} benchmark(s) regressed beyond {t}%: {}{more}",
+                bad.len(),
+                bad.join(", ")
+            )),
+            exit: 1,
+        };
+    }
+    if let Some(worst) = noisy.iter().max_by_key(|c| c.samples_needed) {
+        return GateReport {
+            table: out,
+            error: Some(format!(
+                "{} benchmark(s) could not be judged: the interval of their change is wider than the {t}% they are held to (widest: {} at [{:+.1}%, {:+.1}%]); measure with about {} samples each (`bench --samples`), or gate on instruction counts (ci/instructions.sh)",
+                noisy.len(),
+                worst.name,
+                worst.interval_pct.0,
+                worst.interval_pct.1,
+                worst.samples_needed
+            )),
+            exit: 2,
+        };
+    }
+    GateReport {
+        table: out,
+        error: None,
+        exit: 0,
+    }
 }

@@ -3,7 +3,8 @@
 //! plots and `summary.md`. Absolute times move from machine to machine;
 //! the ratios to the same-run baselines are what `gate` compares.
 //!
-//! Its parts: [`sampler`] (batched timing, medians and spreads), [`sweep`]
+//! Its parts: [`sampler`] (batched timing, medians and spreads), [`stats`]
+//! (confidence intervals of medians, ratios and changes), [`sweep`]
 //! (what is measured, beside which baseline), [`csv`] (`bench.csv` out and
 //! in), [`plots`] (SVG), [`summary`](mod@summary) (`summary.md`) and [`gate`](mod@gate) (the
 //! regression gate between two runs).
@@ -16,6 +17,7 @@ pub mod csv;
 pub mod gate;
 pub mod plots;
 pub mod sampler;
+pub mod stats;
 pub mod summary;
 pub mod sweep;
 
@@ -24,9 +26,9 @@ pub use gate::{criterion_changes, gate, Comparison, CriterionChange};
 pub use summary::summary;
 pub use sweep::{oracle_model, run, sized_model, with_writer, BenchConfig};
 
-/// One measurement: the median time of one operation, its spread, and the
-/// same-run baseline it is compared with.
-#[derive(Clone, Debug, PartialEq)]
+/// One measurement: the median time of one operation, its spread, its
+/// confidence interval, and the same-run baseline it is compared with.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Row {
     /// The engine.
     pub engine: String,
@@ -50,34 +52,71 @@ pub struct Row {
     pub baseline: String,
     /// The baseline's median, in nanoseconds.
     pub baseline_ns: Option<f64>,
+    /// The [`stats::LEVEL`] confidence interval of the median, in
+    /// nanoseconds (`None` in files written before intervals were kept).
+    pub median_ci: Option<(f64, f64)>,
+    /// The [`stats::LEVEL`] confidence interval of [`Row::ratio`].
+    pub ratio_ci: Option<(f64, f64)>,
+    /// The samples alternated with the baseline's ([`sampler::time_pair`]),
+    /// so the ratio's interval comes from paired samples.
+    pub paired: bool,
+    /// A baseline that measures the machine or the harness, not the engine
+    /// under test (a memcpy, the null engine's floor, the harness's own
+    /// reference engine): other rows are ratios to it, and `gate` shows its
+    /// change without judging it.
+    pub baseline_only: bool,
+    /// The median of each round's samples, in order (one for a sweep of one
+    /// round): how far the rounds agreed.
+    pub round_medians: Vec<f64>,
 }
 
 impl Row {
-    /// A batch-timed row ([`sampler::time`]): median, p10 and p90 from
-    /// `t`, no tail figures; `baseline` names the row `baseline_ns` is the
-    /// median of (empty and `None` without one).
-    pub fn timed(
-        engine: &str,
-        benchmark: &str,
-        parameter: &str,
-        t: sampler::Stats,
-        samples: usize,
-        baseline: &str,
-        baseline_ns: Option<f64>,
-    ) -> Self {
+    /// A row of the measurement `t`: median, p10, p90, the median's
+    /// interval; no baseline ([`Row::against`] adds one) and no tail
+    /// figures.
+    pub fn measured(engine: &str, benchmark: &str, parameter: &str, t: &sampler::Stats) -> Self {
         Row {
             engine: engine.into(),
             benchmark: benchmark.into(),
             parameter: parameter.into(),
-            median_ns: t.0,
-            p10_ns: t.1,
-            p90_ns: t.2,
-            p99_ns: None,
-            max_ns: None,
-            samples,
-            baseline: baseline.into(),
-            baseline_ns,
+            median_ns: t.median,
+            p10_ns: t.p10,
+            p90_ns: t.p90,
+            samples: t.samples.len(),
+            median_ci: Some(stats::median_interval(&t.by_round(), stats::LEVEL)),
+            round_medians: t.round_medians(),
+            ..Row::default()
         }
+    }
+
+    /// This row against the same-run baseline `name` (`benchmark/parameter`)
+    /// measured as `base`, its ratio's interval from the samples of both:
+    /// paired when `paired` (the two were sampled alternately).
+    #[must_use]
+    pub fn against(
+        mut self,
+        name: &str,
+        t: &sampler::Stats,
+        base: &sampler::Stats,
+        paired: bool,
+    ) -> Self {
+        self.baseline = name.into();
+        self.baseline_ns = Some(base.median);
+        self.ratio_ci = Some(stats::ratio_interval(
+            &t.by_round(),
+            &base.by_round(),
+            paired,
+            stats::LEVEL,
+        ));
+        self.paired = paired;
+        self
+    }
+
+    /// This row marked [`Row::baseline_only`].
+    #[must_use]
+    pub fn baseline_only(mut self) -> Self {
+        self.baseline_only = true;
+        self
     }
 
     /// `median / baseline`, when there is a baseline.
@@ -85,15 +124,6 @@ impl Row {
         self.baseline_ns
             .filter(|b| *b > 0.0)
             .map(|b| self.median_ns / b)
-    }
-
-    /// The relative spread `(p90 - p10) / median`: the run's noise.
-    pub fn noise(&self) -> f64 {
-        if self.median_ns > 0.0 {
-            (self.p90_ns - self.p10_ns) / self.median_ns
-        } else {
-            0.0
-        }
     }
 }
 

@@ -1,20 +1,96 @@
 //! Timing. [`time`]: batched, each sample runs the operation long enough
 //! to be measured, and a measurement is the median of its samples with
-//! their p10 and p90; [`time_pair`]: two operations, their samples
-//! alternating. [`latencies`]: every call timed on its own, for the tails
-//! (p99, max) that batching averages away.
+//! their p10 and p90, the samples kept for the median's confidence
+//! interval; [`time_pair`]: two operations, their samples alternating.
+//! [`latencies`]: every call timed on its own, for the tails (p99, max)
+//! that batching averages away.
 
 use std::time::{Duration, Instant};
 
-/// A measurement: (median, p10, p90) nanoseconds per operation.
-pub type Stats = (f64, f64, f64);
+use super::stats;
 
-/// Times `op` in `samples` batches, each long enough to take about
-/// `target`; returns (median, p10, p90) nanoseconds per operation.
+/// A measurement: nanoseconds per operation, one figure per sample, in
+/// the order taken, with their median, p10 and p90.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Stats {
+    /// The median sample.
+    pub median: f64,
+    /// 10th percentile.
+    pub p10: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// Every sample, in the order taken (for a pair, `a.samples[i]` was
+    /// taken beside `b.samples[i]`).
+    pub samples: Vec<f64>,
+    /// How many samples each round took, in order ([`stats::Rounds`]).
+    pub rounds: Vec<usize>,
+}
+
+impl Stats {
+    /// The statistics of `samples` (not empty), taken in one round.
+    pub fn of(samples: Vec<f64>) -> Stats {
+        let n = samples.len();
+        Stats::in_rounds(samples, vec![n])
+    }
+
+    /// The statistics of `samples` taken in rounds of `sizes` samples.
+    pub fn in_rounds(samples: Vec<f64>, sizes: Vec<usize>) -> Stats {
+        let mut sorted = samples.clone();
+        sorted.sort_by(f64::total_cmp);
+        Stats {
+            median: stats::median(&sorted),
+            p10: stats::quantile(&sorted, 0.1),
+            p90: stats::quantile(&sorted, 0.9),
+            samples,
+            rounds: sizes,
+        }
+    }
+
+    /// Each round's median.
+    pub fn round_medians(&self) -> Vec<f64> {
+        let mut rest = self.samples.as_slice();
+        let mut out = Vec::new();
+        for &n in &self.rounds {
+            let (a, b) = rest.split_at(n.min(rest.len()));
+            out.push(stats::median(a));
+            rest = b;
+        }
+        out
+    }
+
+    /// The samples with their rounds, for [`stats`]' intervals.
+    pub fn by_round(&self) -> stats::Rounds<'_> {
+        stats::Rounds {
+            samples: &self.samples,
+            sizes: self.rounds.clone(),
+        }
+    }
+}
+
+/// The fewest samples [`time`] and [`time_pair`] take, whatever the budget.
+pub const MIN_SAMPLES: usize = 3;
+
+/// Whether a measurement begun at `start` with `taken` samples goes on:
+/// up to `samples`, within the budget of `samples` x `target` (an
+/// operation slower than `target` is one call per sample, and takes fewer),
+/// and at least [`MIN_SAMPLES`].
+fn more(taken: usize, samples: usize, target: Duration, start: Instant) -> bool {
+    taken < MIN_SAMPLES
+        || (taken < samples && start.elapsed() < target.saturating_mul(samples as u32))
+}
+
+/// Times `op` in up to `samples` batches, each long enough to take about
+/// `target` (many short samples: their median ignores a disturbance that
+/// lasts less than half of them, where one long sample averages it in);
+/// nanoseconds per operation.
 pub fn time(samples: usize, target: Duration, mut op: impl FnMut()) -> Stats {
     let batch = calibrate(target, &mut op);
-    let mut per_op: Vec<f64> = (0..samples).map(|_| sample(batch, &mut op)).collect();
-    quantiles(&mut per_op)
+    let start = Instant::now();
+    let mut out = Vec::with_capacity(samples);
+    while more(out.len(), samples, target, start) {
+        out.push(sample(batch, &mut op));
+    }
+    Stats::of(out)
 }
 
 /// As [`time`] for two operations whose ratio is wanted: their samples
@@ -32,11 +108,12 @@ pub fn time_pair(
     let batch_a = calibrate(target, &mut a);
     let batch_b = calibrate(target, &mut b);
     let (mut sa, mut sb) = (Vec::with_capacity(samples), Vec::with_capacity(samples));
-    for _ in 0..samples {
+    let start = Instant::now();
+    while more(sa.len(), samples, target * 2, start) {
         sa.push(sample(batch_a, &mut a));
         sb.push(sample(batch_b, &mut b));
     }
-    (quantiles(&mut sa), quantiles(&mut sb))
+    (Stats::of(sa), Stats::of(sb))
 }
 
 /// The batch size that makes one sample of `op` take about `target`.
@@ -63,13 +140,6 @@ fn sample(batch: usize, op: &mut impl FnMut()) -> f64 {
         op();
     }
     t.elapsed().as_nanos() as f64 / batch as f64
-}
-
-/// (median, p10, p90) of samples (not empty).
-fn quantiles(samples: &mut [f64]) -> Stats {
-    samples.sort_by(f64::total_cmp);
-    let q = |p: f64| samples[((samples.len() - 1) as f64 * p).round() as usize];
-    (q(0.5), q(0.1), q(0.9))
 }
 
 /// Times each call of `op` on its own: at least `min_ops` calls, then on
@@ -111,9 +181,9 @@ pub struct Tail {
 impl Tail {
     /// The quantiles of `sorted` (ascending, not empty).
     pub fn of(sorted: &[f64]) -> Tail {
-        let q = |p: f64| sorted[((sorted.len() - 1) as f64 * p).round() as usize];
+        let q = |p: f64| stats::quantile(sorted, p);
         Tail {
-            p50: q(0.5),
+            p50: stats::median(sorted),
             p10: q(0.1),
             p90: q(0.9),
             p99: q(0.99),

@@ -169,8 +169,9 @@ pub fn human(ns: f64) -> String {
     }
 }
 
-/// `1.03`, or `1.03 (within noise)` when the ratio's spread (this row's
-/// p10-p90 against its baseline's p90-p10) includes 1.0.
+/// `1.03`, or `1.03 (within noise)` when the ratio's confidence interval
+/// includes 1.0 (for a row without one: when its p10-p90 against its
+/// baseline's p90-p10 does).
 fn ratio_text(rows: &[Row], r: &Row) -> String {
     let Some(x) = r.ratio() else {
         return String::new();
@@ -179,9 +180,15 @@ fn ratio_text(rows: &[Row], r: &Row) -> String {
         .baseline
         .split_once('/')
         .and_then(|(b, p)| find(rows, b, p));
-    let noise = base.is_some_and(|b| {
-        b.p90_ns > 0.0 && b.p10_ns > 0.0 && r.p10_ns / b.p90_ns <= 1.0 && r.p90_ns / b.p10_ns >= 1.0
-    });
+    let noise = match r.ratio_ci {
+        Some((lo, hi)) => lo <= 1.0 && hi >= 1.0,
+        None => base.is_some_and(|b| {
+            b.p90_ns > 0.0
+                && b.p10_ns > 0.0
+                && r.p10_ns / b.p90_ns <= 1.0
+                && r.p90_ns / b.p10_ns >= 1.0
+        }),
+    };
     if noise {
         format!("{x:.2} (within noise)")
     } else {

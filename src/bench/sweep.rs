@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::sampler::{latencies, time, time_pair, Stats, Tail};
+use super::sampler::{latencies, time, time_pair, Stats, Tail, MIN_SAMPLES};
 use super::Row;
 use crate::check::oracle::{Judge, Oracle};
 use crate::check::EngineFactory;
@@ -15,18 +15,34 @@ use crate::fixtures;
 use crate::model::build::{self, ConvChain, ConvLayer};
 use crate::model::conv::ConvAttrs;
 use crate::spec::EngineSpec;
-use crate::tensor::Tensor;
+use crate::tensor::{Aligned, Tensor};
 use crate::{Error, Result};
 
 /// The weight size of the plugin ABI's refit measurement: 16 MiB.
 pub const ABI_REFIT_BYTES: usize = 16 << 20;
 
+/// The rows that measure the machine or the harness rather than the engine
+/// under test, as (benchmark, parameter prefix): memcpy baselines, the null
+/// engine's floor, the reference engine the ABI and oracle rows divide by.
+/// They are [`Row::baseline_only`]: `gate` shows their change, the ratios
+/// to them carry the verdict.
+pub const BASELINES_ONLY: [(&str, &str); 6] = [
+    ("memcpy", ""),
+    ("floor", ""),
+    ("abi", "infer_seed_conv_in_process"),
+    ("abi", "memcpy_"),
+    ("resnet18", "memcpy_all"),
+    ("resnet18", "infer_reference_"),
+];
+
 /// How the sweep runs.
 #[derive(Clone, Debug)]
 pub struct BenchConfig {
-    /// Samples per measurement.
+    /// The most samples per measurement, over all rounds: each round takes
+    /// its share within the budget of its share x `sample_time`, and an
+    /// operation slower than that takes fewer ([`sampler::time`]).
     pub samples: usize,
-    /// Time per sample.
+    /// Time per sample (a batch of as many calls).
     pub sample_time: Duration,
     /// Weight sizes for the refit sweep, in bytes.
     pub sizes: Vec<usize>,
@@ -37,15 +53,19 @@ pub struct BenchConfig {
     /// The input size (`size` x `size`) of the ResNet-18 measurements
     /// ([`build::resnet18`]); `None` leaves them out.
     pub resnet18: Option<usize>,
+    /// How many times the sweep runs, each round taking its share of the
+    /// samples ([`run`]).
+    pub rounds: usize,
 }
 
 impl BenchConfig {
-    /// `quick`: about a minute (sizes up to 16 MiB); otherwise up to 256 MiB
-    /// with more samples.
+    /// `quick`: about a minute (sizes up to 16 MiB, up to 240 samples of
+    /// 2 ms in 6 rounds); otherwise up to 256 MiB, up to 480 samples of 3 ms
+    /// in 8 rounds.
     pub fn new(quick: bool, scratch: &Path) -> Self {
         BenchConfig {
-            samples: if quick { 7 } else { 15 },
-            sample_time: Duration::from_millis(if quick { 60 } else { 200 }),
+            samples: if quick { 240 } else { 480 },
+            sample_time: Duration::from_millis(if quick { 2 } else { 3 }),
             sizes: if quick {
                 vec![36, 4 << 10, 256 << 10, 16 << 20]
             } else {
@@ -54,6 +74,7 @@ impl BenchConfig {
             scratch: scratch.to_path_buf(),
             options: BuildOptions::default(),
             resnet18: Some(if quick { 64 } else { 112 }),
+            rounds: if quick { 6 } else { 8 },
         }
     }
 }
@@ -129,13 +150,26 @@ fn open_with(
     options: &BuildOptions,
 ) -> Result<(PathBuf, Box<dyn Engine>)> {
     let path = cfg.scratch.join(name);
-    std::fs::write(&path, bytes).map_err(|error| Error::Io {
-        op: "write",
-        path: path.clone(),
-        error,
-    })?;
+    write_synced(&path, bytes)?;
     let engine = spec.open(&path, options)?;
     Ok((path, engine))
+}
+
+/// Writes `bytes` to `path` and waits until they are on disk: the kernel
+/// writing tens of MiB back later, in the middle of another measurement,
+/// slows it by whole multiples on a small machine.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let io = |op: &'static str| {
+        move |error| Error::Io {
+            op,
+            path: path.to_path_buf(),
+            error,
+        }
+    };
+    std::fs::write(path, bytes).map_err(io("write"))?;
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(io("sync"))
 }
 
 /// A refit of `engine`'s first weight (`bytes` bytes), then a memcpy of as
@@ -156,8 +190,7 @@ fn refit_and_memcpy(
             err.get_or_insert(e);
         }
     });
-    let src = vec![1.0f32; bytes / 4];
-    let mut dst = vec![0.0f32; bytes / 4];
+    let (src, mut dst) = copy_buffers(bytes);
     let m = time(cfg.samples, cfg.sample_time, || {
         dst.copy_from_slice(black_box(&src));
         black_box(&dst);
@@ -166,6 +199,19 @@ fn refit_and_memcpy(
         Some(e) => Err(e),
         None => Ok((t, m)),
     }
+}
+
+/// The source and destination of a memcpy baseline of `bytes` bytes, both
+/// [`ALIGN`](crate::tensor::ALIGN)-aligned and written, as the engine's
+/// staged and published buffers are: where two buffers fall relative to
+/// each other can make a copy of a few KiB many times slower (a string
+/// copy meeting an unlucky offset), and fresh `Vec`s fall anywhere.
+fn copy_buffers(bytes: usize) -> (Aligned<f32>, Aligned<f32>) {
+    let n = bytes / 4;
+    (
+        Aligned::from_iter_len(n, std::iter::repeat(1.0)),
+        Aligned::from_iter_len(n, std::iter::repeat(0.0)),
+    )
 }
 
 /// One inference into `out`, whose buffers the engine may reuse: what a
@@ -236,9 +282,29 @@ pub fn with_writer<R>(engine: &dyn Engine, period: Option<Duration>, f: impl FnO
     })
 }
 
+/// One measurement of one round, before the rounds are merged: its
+/// samples (per-call latencies for a tail), and the baseline it is a ratio
+/// to, by name, with whether their samples alternated.
+struct Raw {
+    benchmark: String,
+    parameter: String,
+    samples: Vec<f64>,
+    /// Samples per round, once merged.
+    rounds: Vec<usize>,
+    baseline: Option<(String, bool)>,
+    tail: bool,
+}
+
 /// Runs the sweep on the engine `spec` builds (an [`EngineSpec`]
 /// or any [`EngineFactory`]); `progress` hears each measurement's name as it
 /// starts.
+///
+/// The sweep runs [`BenchConfig::rounds`] times, each taking its share of
+/// every measurement's samples, and a row's samples are those of every
+/// round: a burst of load from elsewhere on a shared machine, lasting
+/// seconds, then slows some samples of many rows rather than every sample
+/// of a few, and shows in their intervals rather than as a narrow interval
+/// around a wrong figure.
 ///
 /// # Errors
 /// An engine error, or a model that cannot be written.
@@ -247,42 +313,101 @@ pub fn run(
     cfg: &BenchConfig,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<Row>> {
+    let rounds = cfg.rounds.max(1);
+    let per_round = BenchConfig {
+        samples: cfg.samples.div_ceil(rounds).max(1),
+        ..cfg.clone()
+    };
+    let mut merged: Vec<Raw> = Vec::new();
+    for k in 1..=rounds {
+        let mut say = |m: &str| {
+            if rounds > 1 {
+                progress(&format!("{m} (round {k}/{rounds})"));
+            } else {
+                progress(m);
+            }
+        };
+        for mut r in round(spec, &per_round, &mut say)? {
+            r.rounds = vec![r.samples.len()];
+            match merged
+                .iter_mut()
+                .find(|m| m.benchmark == r.benchmark && m.parameter == r.parameter)
+            {
+                Some(m) => {
+                    m.rounds.push(r.samples.len());
+                    m.samples.extend(r.samples);
+                }
+                None => merged.push(r),
+            }
+        }
+    }
     let name = spec.name();
+    let stats: Vec<Stats> = merged
+        .iter()
+        .map(|r| Stats::in_rounds(r.samples.clone(), r.rounds.clone()))
+        .collect();
+    let rows = merged
+        .iter()
+        .zip(&stats)
+        .map(|(r, t)| {
+            let mut row = Row::measured(&name, &r.benchmark, &r.parameter, t);
+            if r.tail {
+                let mut sorted = r.samples.clone();
+                sorted.sort_by(f64::total_cmp);
+                let tail = Tail::of(&sorted);
+                row.p99_ns = Some(tail.p99);
+                row.max_ns = Some(tail.max);
+            }
+            let base = r.baseline.as_ref().and_then(|(b, paired)| {
+                let (bb, bp) = b.split_once('/')?;
+                let i = merged
+                    .iter()
+                    .position(|m| m.benchmark == bb && m.parameter == bp)?;
+                Some((b, &stats[i], *paired))
+            });
+            if let Some((b, bt, paired)) = base {
+                row = row.against(b, t, bt, paired);
+            }
+            row.baseline_only = BASELINES_ONLY
+                .iter()
+                .any(|(b, p)| row.benchmark == *b && row.parameter.starts_with(p));
+            row
+        })
+        .collect();
+    Ok(rows)
+}
+
+/// One round of the sweep: every measurement with `cfg.samples` samples.
+fn round(
+    spec: &dyn EngineFactory,
+    cfg: &BenchConfig,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<Raw>> {
     let mut rows = Vec::new();
-    let mut row = |benchmark: &str,
-                   parameter: String,
-                   t: (f64, f64, f64),
-                   baseline: &str,
-                   baseline_ns: Option<f64>| {
-        rows.push(Row::timed(
-            &name,
-            benchmark,
-            &parameter,
-            t,
-            cfg.samples,
-            baseline,
-            baseline_ns,
-        ));
+    // A row of `t`, against a same-run baseline (its name, its
+    // measurement, whether their samples alternated) or none.
+    let mut row = |benchmark: &str, parameter: String, t: &Stats, base: Against<'_>| {
+        rows.push(Raw {
+            benchmark: benchmark.into(),
+            parameter,
+            samples: t.samples.clone(),
+            rounds: Vec::new(),
+            baseline: base.map(|(b, _, paired)| (b.to_string(), paired)),
+            tail: false,
+        });
     };
     // Per-call latencies: p50 as the median, with p99 and max.
-    let mut tails: Vec<Row> = Vec::new();
+    let mut tails: Vec<Raw> = Vec::new();
     let budget = cfg.sample_time * cfg.samples as u32;
-    let mut tail = |parameter: &str, lat: &[f64], baseline: &str, baseline_ns: Option<f64>| {
-        let t = Tail::of(lat);
-        tails.push(Row {
-            engine: name.clone(),
+    let mut tail = |parameter: &str, lat: &[f64], base: Option<&str>| {
+        tails.push(Raw {
             benchmark: "latency".into(),
             parameter: parameter.into(),
-            median_ns: t.p50,
-            p10_ns: t.p10,
-            p90_ns: t.p90,
-            p99_ns: Some(t.p99),
-            max_ns: Some(t.max),
-            samples: lat.len(),
-            baseline: baseline.into(),
-            baseline_ns,
+            samples: lat.to_vec(),
+            rounds: Vec::new(),
+            baseline: base.map(|b| (b.to_string(), false)),
+            tail: true,
         });
-        t
     };
     let mut err = None;
     let mut fallible = |r: Result<()>| {
@@ -298,11 +423,10 @@ pub fn run(
         row(
             "refit",
             bytes.to_string(),
-            t,
-            &format!("memcpy/{bytes}"),
-            Some(m.0),
+            &t,
+            Some((&format!("memcpy/{bytes}"), &m, false)),
         );
-        row("memcpy", bytes.to_string(), m, "", None);
+        row("memcpy", bytes.to_string(), &m, None);
     }
 
     progress("refit_rate/seed_conv");
@@ -335,13 +459,12 @@ pub fn run(
         },
     );
     fallible(ierr.map_or(Ok(()), Err));
-    row("refit_rate", "infer_seed_conv".into(), i, "", None);
+    row("refit_rate", "infer_seed_conv".into(), &i, None);
     row(
         "refit_rate",
         "seed_conv".into(),
-        r,
-        "refit_rate/infer_seed_conv",
-        Some(i.0),
+        &r,
+        Some(("refit_rate/infer_seed_conv", &i, true)),
     );
 
     // The harness's own floor: the same calls on an engine that does no
@@ -369,8 +492,8 @@ pub fn run(
         let fi = time(cfg.samples, cfg.sample_time, || {
             fallible(infer_once(nctx.as_mut(), &x, &mut out))
         });
-        row("floor", format!("{kind}refit_seed_conv"), fr, "", None);
-        row("floor", format!("{kind}infer_seed_conv"), fi, "", None);
+        row("floor", format!("{kind}refit_seed_conv"), &fr, None);
+        row("floor", format!("{kind}infer_seed_conv"), &fi, None);
     }
 
     // The plugin ABI's own overhead, whatever the engine under test: the
@@ -404,13 +527,12 @@ pub fn run(
         },
     );
     fallible(verr.map_or(Ok(()), Err));
-    row("abi", "infer_seed_conv_in_process".into(), d, "", None);
+    row("abi", "infer_seed_conv_in_process".into(), &d, None);
     row(
         "abi",
         "infer_seed_conv".into(),
-        v,
-        "abi/infer_seed_conv_in_process",
-        Some(d.0),
+        &v,
+        Some(("abi/infer_seed_conv_in_process", &d, true)),
     );
     drop((dctx, vctx, direct, via));
     progress(&format!("abi/refit_{ABI_REFIT_BYTES}"));
@@ -421,13 +543,12 @@ pub fn run(
         &sized_model(ABI_REFIT_BYTES).to_bytes(),
     )?;
     let (r, m) = refit_and_memcpy(via.as_ref(), ABI_REFIT_BYTES, cfg)?;
-    row("abi", format!("memcpy_{ABI_REFIT_BYTES}"), m, "", None);
+    row("abi", format!("memcpy_{ABI_REFIT_BYTES}"), &m, None);
     row(
         "abi",
         format!("refit_{ABI_REFIT_BYTES}"),
-        r,
-        &format!("abi/memcpy_{ABI_REFIT_BYTES}"),
-        Some(m.0),
+        &r,
+        Some((&format!("abi/memcpy_{ABI_REFIT_BYTES}"), &m, false)),
     );
     drop(via);
 
@@ -448,7 +569,7 @@ pub fn run(
         let t = time(cfg.samples, cfg.sample_time, || {
             fallible(infer_once(ctx.as_mut(), &x, &mut out))
         });
-        row("infer", file.trim_end_matches(".onnx").into(), t, "", None);
+        row("infer", file.trim_end_matches(".onnx").into(), &t, None);
     }
 
     // Inference under refit, and its tails, on conv_stack, or on
@@ -500,13 +621,12 @@ pub fn run(
             );
             fallible(ferr.map_or(Ok(()), Err));
             let base = format!("infer_{label}_refit_disabled");
-            row("refit_tax", base.clone(), without, "", None);
+            row("refit_tax", base.clone(), &without, None);
             row(
                 "refit_tax",
                 format!("infer_{label}"),
-                with,
-                &format!("refit_tax/{base}"),
-                Some(without.0),
+                &with,
+                Some((&format!("refit_tax/{base}"), &without, true)),
             );
         }
         Err(e) => progress(&format!(
@@ -516,7 +636,7 @@ pub fn run(
     let none = time(cfg.samples, cfg.sample_time, || {
         fallible(infer_once(ctx.as_mut(), &x, &mut out))
     });
-    row("infer_under_refit", "none".into(), none, "", None);
+    row("infer_under_refit", "none".into(), &none, None);
     for (mode, period) in [
         ("w1_every_1ms", Some(Duration::from_millis(1))),
         ("w1_full_speed", None),
@@ -529,9 +649,8 @@ pub fn run(
         row(
             "infer_under_refit",
             mode.into(),
-            t,
-            "infer_under_refit/none",
-            Some(none.0),
+            &t,
+            Some(("infer_under_refit/none", &none, false)),
         );
     }
 
@@ -540,12 +659,12 @@ pub fn run(
                out: &mut Vec<Tensor>,
                fallible: &mut dyn FnMut(Result<()>)|
      -> Vec<f64> {
-        latencies(budget, 30, 200_000, || {
+        latencies(budget, min_calls(cfg, 30), 200_000, || {
             fallible(infer_once(ctx.as_mut(), &x, out))
         })
     };
     let alone = lat(&mut ctx, &mut out, &mut fallible);
-    let alone = tail(&format!("infer_{label}"), &alone, "", None);
+    tail(&format!("infer_{label}"), &alone, None);
     for (mode, period) in [
         ("w1_every_1ms", Some(Duration::from_millis(1))),
         ("w1_full_speed", None),
@@ -556,18 +675,17 @@ pub fn run(
         tail(
             &format!("infer_{label}_{mode}"),
             &l,
-            &format!("latency/infer_{label}"),
-            Some(alone.p50),
+            Some(&format!("latency/infer_{label}")),
         );
     }
     let (_, big) = open(spec, cfg, "sized.onnx", &sized_model(16 << 20).to_bytes())?;
     let s = sets(big.as_ref(), false);
     let mut k = 0;
-    let l = latencies(budget, 20, 100_000, || {
+    let l = latencies(budget, min_calls(cfg, 20), 100_000, || {
         k += 1;
         fallible(refit_to(big.as_ref(), &s, k));
     });
-    tail("refit_16777216", &l, "", None);
+    tail("refit_16777216", &l, None);
     drop(big);
 
     progress("visibility/seed_conv");
@@ -580,7 +698,8 @@ pub fn run(
     let mut waits: Vec<f64> = Vec::new();
     let mut plain: Vec<f64> = Vec::new();
     let deadline = Instant::now() + cfg.sample_time * cfg.samples as u32;
-    while waits.len() < 20 || (Instant::now() < deadline && waits.len() < 100_000) {
+    let cap = 100_000 / cfg.rounds.max(1);
+    while waits.len() < min_calls(cfg, 20) || (Instant::now() < deadline && waits.len() < cap) {
         v = if v >= 9.0 { 1.0 } else { v + 1.0 };
         let mut r = seed.refitter()?;
         r.set_named_weights(&seed.weights()[0].name, &Tensor::full([1, 1, 3, 3], v))?;
@@ -604,21 +723,15 @@ pub fn run(
         black_box(ctx.infer(&x)?);
         plain.push(t.elapsed().as_nanos() as f64);
     }
-    let quantiles = |w: &mut Vec<f64>| {
-        w.sort_by(f64::total_cmp);
-        let q = |p: f64| w[((w.len() - 1) as f64 * p).round() as usize];
-        (q(0.5), q(0.1), q(0.9))
-    };
-    let vis = quantiles(&mut waits);
-    let vis_infer = quantiles(&mut plain);
-    let vis_samples = waits.len();
-    row("visibility", "infer_seed_conv".into(), vis_infer, "", None);
+    // A wait and its inference were timed in the same iteration: paired.
+    let vis = Stats::of(waits);
+    let vis_infer = Stats::of(plain);
+    row("visibility", "infer_seed_conv".into(), &vis_infer, None);
     row(
         "visibility",
         "seed_conv".into(),
-        vis,
-        "visibility/infer_seed_conv",
-        Some(vis_infer.0),
+        &vis,
+        Some(("visibility/infer_seed_conv", &vis_infer, true)),
     );
 
     progress("oracle/conv64_56x56");
@@ -636,7 +749,7 @@ pub fn run(
     let inf = time(cfg.samples, cfg.sample_time, || {
         fallible(infer_once(ctx.as_mut(), &x, &mut out))
     });
-    row("infer", "conv64_56x56".into(), inf, "", None);
+    row("infer", "conv64_56x56".into(), &inf, None);
     let model = crate::model::Model::load(&path)?;
     for precision in [Precision::F32, Precision::F16] {
         let judge = Judge {
@@ -648,9 +761,8 @@ pub fn run(
         row(
             "oracle",
             format!("conv64_56x56_{precision}"),
-            miss,
-            "infer/conv64_56x56",
-            Some(inf.0),
+            &miss,
+            Some(("infer/conv64_56x56", &inf, false)),
         );
         if precision == Precision::F32 {
             let hit = time(cfg.samples, cfg.sample_time, || {
@@ -659,9 +771,8 @@ pub fn run(
             row(
                 "oracle_cached",
                 "conv64_56x56".into(),
-                hit,
-                "infer/conv64_56x56",
-                Some(inf.0),
+                &hit,
+                Some(("infer/conv64_56x56", &inf, false)),
             );
         }
     }
@@ -690,13 +801,12 @@ pub fn run(
     row(
         "refit_vs_reload",
         "refit".into(),
-        rf,
-        "refit_vs_reload/reload",
-        Some(rl.0),
+        &rf,
+        Some(("refit_vs_reload/reload", &rl, false)),
     );
-    row("refit_vs_reload", "reload".into(), rl, "", None);
+    row("refit_vs_reload", "reload".into(), &rl, None);
     if let Some(size) = cfg.resnet18 {
-        let mut add = |r: Row| rows.push(r);
+        let mut add = |r: Raw| rows.push(r);
         resnet18(
             spec,
             cfg,
@@ -708,14 +818,16 @@ pub fn run(
         )?;
     }
     rows.extend(tails);
-    // Visibility is sampled once per refit, not in timed batches.
-    for v in rows.iter_mut().filter(|r| r.benchmark == "visibility") {
-        v.samples = vis_samples;
-    }
     match err {
         Some(e) => Err(e),
         None => Ok(rows),
     }
+}
+
+/// The fewest per-call latencies a round takes: its share of `total`, at
+/// least [`MIN_SAMPLES`].
+fn min_calls(cfg: &BenchConfig, total: usize) -> usize {
+    total.div_ceil(cfg.rounds.max(1)).max(MIN_SAMPLES)
 }
 
 /// The oracle's evaluation of `x` (uncached) on the model at `path`, timed.
@@ -746,7 +858,7 @@ fn reload(
     fallible: &mut dyn FnMut(Result<()>),
 ) -> Stats {
     let path = cfg.scratch.join(name);
-    time(cfg.samples, cfg.sample_time, || {
+    let t = time(cfg.samples, cfg.sample_time, || {
         let r = std::fs::write(&path, bytes)
             .map_err(|error| Error::Io {
                 op: "write",
@@ -755,12 +867,20 @@ fn reload(
             })
             .and_then(|()| spec.open(&path, &cfg.options).map(|e| drop(black_box(e))));
         fallible(r);
-    })
+    });
+    // What the reloads left to write back, written now rather than during
+    // the next measurement.
+    fallible(write_synced(&path, bytes));
+    t
 }
 
-/// Records a per-call latency row: parameter, sorted latencies, baseline
-/// name and median.
-type TailRow<'a> = dyn FnMut(&str, &[f64], &str, Option<f64>) -> Tail + 'a;
+/// A same-run baseline for a row: its name (`benchmark/parameter`), its
+/// measurement, and whether the two were sampled alternately.
+type Against<'a> = Option<(&'a str, &'a Stats, bool)>;
+
+/// Records a per-call latency row: parameter, latencies, and the
+/// baseline's name.
+type TailRow<'a> = dyn FnMut(&str, &[f64], Option<&str>) + 'a;
 
 /// The ResNet-18 measurements ([`build::resnet18`], random weights,
 /// 1x3x`size`x`size`), rows `resnet18/...` and `latency/...resnet18...`:
@@ -781,22 +901,20 @@ fn resnet18(
     spec: &dyn EngineFactory,
     cfg: &BenchConfig,
     size: usize,
-    row: &mut dyn FnMut(Row),
+    row: &mut dyn FnMut(Raw),
     tail: &mut TailRow<'_>,
     fallible: &mut dyn FnMut(Result<()>),
     progress: &mut dyn FnMut(&str),
 ) -> Result<()> {
-    let name = spec.name();
-    let mut add = |parameter: &str, t: (f64, f64, f64), baseline: &str, base: Option<f64>| {
-        row(Row::timed(
-            &name,
-            "resnet18",
-            parameter,
-            t,
-            cfg.samples,
-            baseline,
-            base,
-        ))
+    let mut add = |parameter: &str, t: &Stats, base: Option<(&str, &Stats)>| {
+        row(Raw {
+            benchmark: "resnet18".into(),
+            parameter: parameter.into(),
+            samples: t.samples.clone(),
+            rounds: Vec::new(),
+            baseline: base.map(|(b, _)| (b.to_string(), false)),
+            tail: false,
+        })
     };
     progress("resnet18/refit_all");
     let bytes = build::resnet18(size, 18).to_bytes();
@@ -808,19 +926,17 @@ fn resnet18(
         k += 1;
         fallible(refit_to(engine.as_ref(), &all, k));
     });
-    let src = vec![1.0f32; total / 4];
-    let mut dst = vec![0.0f32; total / 4];
+    let (src, mut dst) = copy_buffers(total);
     let memcpy = time(cfg.samples, cfg.sample_time, || {
         dst.copy_from_slice(black_box(&src));
         black_box(&dst);
     });
     drop((src, dst));
-    add("memcpy_all", memcpy, "", None);
+    add("memcpy_all", &memcpy, None);
     add(
         "refit_all",
-        refit_all,
-        "resnet18/memcpy_all",
-        Some(memcpy.0),
+        &refit_all,
+        Some(("resnet18/memcpy_all", &memcpy)),
     );
 
     progress("resnet18/refit_one_tensor");
@@ -832,14 +948,18 @@ fn resnet18(
             k += 1;
             fallible(refit_to(one.as_ref(), &s, k));
         });
-        add("refit_one_tensor", t, "resnet18/memcpy_all", Some(memcpy.0));
+        add(
+            "refit_one_tensor",
+            &t,
+            Some(("resnet18/memcpy_all", &memcpy)),
+        );
     }
 
     progress("resnet18/reload");
     let reloaded = build::resnet18(size, 19).to_bytes();
     let rl = reload(spec, cfg, "resnet18_reload.onnx", &reloaded, fallible);
     drop(reloaded);
-    add("reload", rl, "resnet18/refit_all", Some(refit_all.0));
+    add("reload", &rl, Some(("resnet18/refit_all", &refit_all)));
 
     progress("resnet18/oracle");
     let x = inputs(engine.as_ref());
@@ -850,14 +970,13 @@ fn resnet18(
         let inf = time(cfg.samples, cfg.sample_time, || {
             fallible(infer_once(ctx.as_mut(), &x, &mut out))
         });
-        add(&format!("infer_reference_{size}x{size}"), inf, "", None);
+        add(&format!("infer_reference_{size}x{size}"), &inf, None);
         let oracle = Oracle::with_judge(crate::model::Model::load(&path)?, Judge::F32);
         let t = time_oracle(&oracle, &x, &path, cfg, fallible);
         add(
             &format!("oracle_{size}x{size}"),
-            t,
-            &format!("resnet18/infer_reference_{size}x{size}"),
-            Some(inf.0),
+            &t,
+            Some((&format!("resnet18/infer_reference_{size}x{size}"), &inf)),
         );
     }
 
@@ -865,11 +984,11 @@ fn resnet18(
     let budget = cfg.sample_time * cfg.samples as u32;
     let mut ctx = engine.context()?;
     let mut out = Vec::new();
-    let alone = latencies(budget, 20, 100_000, || {
+    let alone = latencies(budget, min_calls(cfg, 20), 100_000, || {
         fallible(infer_once(ctx.as_mut(), &x, &mut out))
     });
     let label = format!("infer_resnet18_{size}x{size}");
-    let alone = tail(&label, &alone, "", None);
+    tail(&label, &alone, None);
     let stop = AtomicBool::new(false);
     let under = std::thread::scope(|sc| {
         sc.spawn(|| {
@@ -879,7 +998,7 @@ fn resnet18(
                 let _ = refit_to(engine.as_ref(), &all, k);
             }
         });
-        let l = latencies(budget, 20, 100_000, || {
+        let l = latencies(budget, min_calls(cfg, 20), 100_000, || {
             fallible(infer_once(ctx.as_mut(), &x, &mut out))
         });
         stop.store(true, Ordering::Relaxed);
@@ -888,8 +1007,7 @@ fn resnet18(
     tail(
         &format!("{label}_w1_refit_all"),
         &under,
-        &format!("latency/{label}"),
-        Some(alone.p50),
+        Some(&format!("latency/{label}")),
     );
     Ok(())
 }

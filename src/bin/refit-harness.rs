@@ -118,6 +118,11 @@ enum Command {
         /// reference engine.
         #[arg(long)]
         quick: bool,
+        /// The most samples per measurement (default 200, or 400 without
+        /// --quick): the confidence intervals narrow as one over its square
+        /// root, as `gate`'s advice says when a change could not be judged.
+        #[arg(long)]
+        samples: Option<usize>,
         #[command(flatten)]
         options: EngineOptions,
         /// Report folder (default: reports/<timestamp>-bench).
@@ -147,7 +152,8 @@ enum Command {
         /// confidence interval, lies above the threshold.
         #[arg(long)]
         criterion: Option<PathBuf>,
-        /// Allowed slowdown in percent, on top of the runs' own noise.
+        /// Allowed slowdown in percent: a benchmark regressed when the
+        /// whole confidence interval of its change lies above it.
         #[arg(long, default_value_t = 10.0, allow_negative_numbers = true)]
         max_regression: f64,
     },
@@ -878,12 +884,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench {
             engine,
             quick,
+            samples,
             out,
             options,
         } => {
             let spec: EngineSpec = engine.parse()?;
             let scratch = tempfile::tempdir()?;
             let mut cfg = bench::BenchConfig::new(quick, scratch.path());
+            if let Some(n) = samples {
+                anyhow::ensure!(
+                    (5..=100_000).contains(&n),
+                    "--samples: expected 5 to 100000 samples per measurement, found {n}"
+                );
+                cfg.samples = n;
+            }
             cfg.options = options.build()?;
             let rows = bench::run(&spec, &cfg, &mut |m| eprintln!("  measuring {m}"))?;
             let dir = out.unwrap_or_else(|| {
@@ -927,73 +941,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 baseline.display(),
                 current.display()
             );
-            println!(
-                "{:32} {:>6} {:>12} {:>12} {:>9} {:>8}  verdict",
-                "benchmark", "on", "baseline", "current", "change", "noise"
-            );
-            // Ratios as `1.234x`, times in their unit.
-            let value = |c: &bench::Comparison, v: f64| {
-                if c.compared == "ratio" {
-                    format!("{v:.4}x")
-                } else if c.name.contains("instructions") {
-                    format!("{v:.0} instr")
-                } else {
-                    bench::summary::human(v)
-                }
-            };
-            for c in &rows {
-                println!(
-                    "{:32} {:>6} {:>12} {:>12} {:>+8.1}% {:>7.1}%  {}",
-                    c.name,
-                    c.compared,
-                    value(c, c.before),
-                    value(c, c.after),
-                    c.change_pct,
-                    c.noise_pct,
-                    if c.too_noisy {
-                        "TOO NOISY"
-                    } else if c.regressed {
-                        "REGRESSED"
-                    } else {
-                        "ok"
-                    }
-                );
+            let report = bench::gate::report(&rows, max_regression);
+            print!("{}", report.table);
+            if let Some(e) = &report.error {
+                eprintln!("error: {e}");
             }
-            let bad = rows.iter().filter(|c| c.regressed).count();
-            let noisy: Vec<&bench::Comparison> = rows.iter().filter(|c| c.too_noisy).collect();
-            println!(
-                "{bad} regressed beyond {max_regression}% + noise, {} within, {} too noisy to judge",
-                rows.len() - bad - noisy.len(),
-                noisy.len()
-            );
-            // A regression is a regression, whatever else could not be
-            // judged: exit 1, naming the rows.
-            if bad > 0 {
-                let names: Vec<&str> = rows
-                    .iter()
-                    .filter(|c| c.regressed)
-                    .map(|c| c.name.as_str())
-                    .collect();
-                eprintln!(
-                    "error: {bad} benchmark(s) regressed beyond {max_regression}% + noise: {}{}",
-                    names.join(", "),
-                    if noisy.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({} more too noisy to judge)", noisy.len())
-                    }
-                );
-                return Ok(ExitCode::from(1));
-            }
-            if let Some(worst) = noisy.iter().max_by_key(|c| c.samples_needed) {
-                eprintln!(
-                    "error: {} benchmark(s) are noisier than the {max_regression}% they are held to (worst: {} at {:.1}%); measure with about {} samples each, or gate on instruction counts (ci/instructions.sh)",
-                    noisy.len(),
-                    worst.name,
-                    worst.noise_pct,
-                    worst.samples_needed
-                );
-                return Ok(ExitCode::from(2));
+            if report.exit != 0 {
+                return Ok(ExitCode::from(report.exit));
             }
         }
         Command::RefitLoop {

@@ -12,6 +12,7 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use super::publish::Published;
 use super::{
@@ -92,9 +93,22 @@ struct Shared {
     retired: Mutex<Vec<Arc<Aligned<f32>>>>,
     weight_values: usize,
     declares: Declares,
+    /// The `slowdown` engine option (1: none).
+    slowdown: f64,
 }
 
 impl Shared {
+    /// With the `slowdown` option F: busy-waits until the operation begun
+    /// at `started` has taken F times as long as its work.
+    fn slow_down(&self, started: Instant) {
+        if self.slowdown > 1.0 {
+            let until = Instant::now() + started.elapsed().mul_f64(self.slowdown - 1.0);
+            while Instant::now() < until {
+                std::hint::spin_loop();
+            }
+        }
+    }
+
     /// An empty buffer with room for `len` values, reused from a retired
     /// snapshot where one of that size is no longer read.
     fn buffer(&self, len: usize) -> Aligned<f32> {
@@ -131,11 +145,15 @@ pub struct ReferenceEngine {
     shared: Arc<Shared>,
 }
 
-/// The built-in reference engine's engine options: any but one is an error
-/// naming it.
+/// The built-in reference engine's engine options: any other key is an
+/// error naming it.
 ///
-/// One key is taken: `"scalar_weights": ["name", ...]`, scalar float
-/// initializers to refit as weights (by default scalars are constants).
+/// - `"scalar_weights": ["name", ...]`: scalar float initializers to refit
+///   as weights (by default scalars are constants);
+/// - `"slowdown": F` (a number >= 1): every refit and every inference
+///   busy-waits until it has taken F times as long as its work: a slower
+///   build of the same engine, for trying a regression gate on
+///   (`ci/gate-check.sh`).
 fn refuse_options(options: &BuildOptions) -> Result<Vec<String>> {
     let Some(text) = &options.engine_options else {
         return Ok(Vec::new());
@@ -144,10 +162,29 @@ fn refuse_options(options: &BuildOptions) -> Result<Vec<String>> {
     let v = serde_json::Value::Object(map);
     crate::engine::refuse_unknown_options(
         &v,
-        &["scalar_weights"],
+        &["scalar_weights", "slowdown"],
         "the built-in reference engine",
     )?;
+    if let Some(f) = v.get("slowdown") {
+        if !f.as_f64().is_some_and(|f| (1.0..=1000.0).contains(&f)) {
+            return Err(Error::BadEngineOptions(format!(
+                "slowdown: expected a factor from 1 to 1000, found {f}"
+            )));
+        }
+    }
     scalar_weights(&v)
+}
+
+/// The `slowdown` option's factor (1 without it; validated by
+/// [`refuse_options`]).
+fn slowdown(options: &BuildOptions) -> f64 {
+    options
+        .engine_options
+        .as_deref()
+        .and_then(|t| crate::engine::parse_engine_options(t).ok())
+        .and_then(|m| m.get("slowdown").and_then(serde_json::Value::as_f64))
+        .filter(|f| *f >= 1.0)
+        .unwrap_or(1.0)
 }
 
 /// The `scalar_weights` option: a list of initializer names.
@@ -243,6 +280,7 @@ impl ReferenceEngine {
                 retired: Mutex::new(Vec::new()),
                 weight_values: model.initializers().iter().map(|i| i.values.len()).sum(),
                 declares,
+                slowdown: slowdown(options),
                 model,
             }),
         }
@@ -284,6 +322,7 @@ impl Engine for ReferenceEngine {
             return Err(Error::RefitDisabled);
         }
         Ok(Box::new(ReferenceRefitter {
+            started: Instant::now(),
             staged: vec![None; self.shared.weights.len()],
             shared: Arc::clone(&self.shared),
         }))
@@ -304,6 +343,7 @@ impl Context for ReferenceContext {
     }
 
     fn infer_into(&mut self, inputs: &[Tensor], outputs: &mut Vec<Tensor>) -> Result<()> {
+        let started = Instant::now();
         let model = &self.shared.model;
         let plan = model.plan_cached(&mut self.plan, inputs)?;
         let snapshot = self.shared.current.load();
@@ -314,12 +354,16 @@ impl Context for ReferenceContext {
             &mut self.scratch,
             outputs,
         );
+        self.shared.slow_down(started);
         Ok(())
     }
 }
 
 struct ReferenceRefitter {
     shared: Arc<Shared>,
+    /// When the refitter was made: a refit's work is its staging and its
+    /// publication (for the `slowdown` option).
+    started: Instant,
     staged: Vec<Option<Aligned<f32>>>,
 }
 
@@ -479,6 +523,8 @@ impl Refitter for ReferenceRefitter {
                 .collect(),
         });
         self.shared.retire(replaced);
+        self.shared.slow_down(self.started);
+        self.started = Instant::now();
         Ok(())
     }
 }
