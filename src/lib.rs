@@ -52,8 +52,10 @@
 //! `refit-harness = { ..., default-features = false }`.
 //!
 //! ## Limitations
-//! The reference engine runs `Conv` (1 to 3 spatial dimensions) and `Relu`
-//! only, in f32 (f16 models are widened), on the host.
+//! The reference engine and the oracle run the ONNX subset of [`model`]
+//! only, in f32 (f16 models are widened), on the host; a model with any
+//! other op is refused by both, and only the differential scenarios
+//! (`warm_equals_cold`, `history_independence`) judge an engine on it.
 //!
 //! ## Example
 //! ```

@@ -399,7 +399,7 @@ fn the_gate_command_exits_1_on_a_regression_and_2_on_a_bad_file() {
     let (code, out) = run(&[&b, &noisy]);
     assert_eq!(code, 2, "{out}");
     assert!(
-        out.contains("TOO NOISY") && out.contains("samples each"),
+        out.contains("TOO NOISY") && out.contains("samples each in") && out.contains("--rounds"),
         "{out}"
     );
     // A regression beside a row too noisy to judge: exit 1, naming the
@@ -954,7 +954,7 @@ mod statistics {
             report
                 .error
                 .as_deref()
-                .is_some_and(|e| e.contains(&format!("about {advised} samples each"))),
+                .is_some_and(|e| e.contains(&format!("about {advised} samples each in"))),
             "{report:?}"
         );
         let c = bench::gate(&noisy(&mut rng, advised), &noisy(&mut rng, advised), 10.0);

@@ -36,9 +36,14 @@ pub struct Comparison {
     /// so the row is not judged.
     pub too_noisy: bool,
     /// About how many samples per measurement (in both runs) would narrow
-    /// the interval to the threshold: it narrows as one over the square
-    /// root of the samples.
+    /// the interval to the threshold, taken in [`Comparison::rounds_needed`]
+    /// rounds: the interval narrows as one over the square root of the
+    /// samples, and of the rounds when the rounds disagree.
     pub samples_needed: usize,
+    /// About how many rounds those samples take (as many per round as
+    /// now): the rounds, not the samples within one, are the independent
+    /// units ([`super::stats::Rounds`]).
+    pub rounds_needed: usize,
     /// The baseline run's figure carries no interval (a `bench.csv` from
     /// before intervals were kept, or an exact count): taken as exact.
     pub baseline_exact: bool,
@@ -108,15 +113,20 @@ pub fn gate(before: &[Row], after: &[Row], max_regression_pct: f64) -> Vec<Compa
             let judgeable = width <= threshold;
             let too_noisy = !baseline_only && !regressed && !judgeable;
             let samples = a.samples.max(b.samples).max(1);
-            let samples_needed = if too_noisy {
+            let rounds = a.round_medians.len().max(b.round_medians.len()).max(1);
+            // How many times as many samples and rounds (capped: a figure
+            // without an interval at all advises nothing sensible).
+            let factor = if too_noisy {
                 if width.is_finite() && threshold > 0.0 {
-                    (samples as f64 * (width / threshold).powi(2)).ceil() as usize
+                    (width / threshold).powi(2).min(1e6)
                 } else {
-                    usize::MAX
+                    1e6
                 }
             } else {
-                samples
+                1.0
             };
+            let samples_needed = (samples as f64 * factor).ceil() as usize;
+            let rounds_needed = (rounds as f64 * factor).ceil() as usize;
             Comparison {
                 name: format!("{}/{}", a.benchmark, a.parameter),
                 compared: if ratio { "ratio" } else { "time" },
@@ -128,6 +138,7 @@ pub fn gate(before: &[Row], after: &[Row], max_regression_pct: f64) -> Vec<Compa
                 regressed,
                 too_noisy,
                 samples_needed,
+                rounds_needed,
                 baseline_exact: x.interval.is_none(),
                 current_exact: y.interval.is_none(),
                 baseline_only,
@@ -357,12 +368,15 @@ pub fn report(rows: &[Comparison], max_regression_pct: f64) -> GateReport {
         return GateReport {
             table: out,
             error: Some(format!(
-                "{} benchmark(s) could not be judged: the interval of their change is wider than the {t}% they are held to (widest: {} at [{:+.1}%, {:+.1}%]); measure with about {} samples each (`bench --samples`), or gate on instruction counts (ci/instructions.sh)",
+                "{} benchmark(s) could not be judged: the interval of their change is wider than the {t}% they are held to (widest: {} at [{:+.1}%, {:+.1}%]); measure with about {} samples each in {} rounds (`bench --samples {} --rounds {}`), or gate on instruction counts (ci/instructions.sh)",
                 noisy.len(),
                 worst.name,
                 worst.interval_pct.0,
                 worst.interval_pct.1,
-                worst.samples_needed
+                worst.samples_needed,
+                worst.rounds_needed,
+                worst.samples_needed,
+                worst.rounds_needed
             )),
             exit: 2,
         };

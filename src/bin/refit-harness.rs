@@ -123,6 +123,11 @@ enum Command {
         /// root, as `gate`'s advice says when a change could not be judged.
         #[arg(long)]
         samples: Option<usize>,
+        /// Rounds the sweep runs in, each taking its share of the samples
+        /// (default 6, or 8 without --quick): a round that ran slow widens
+        /// the intervals less, the more rounds there are.
+        #[arg(long)]
+        rounds: Option<usize>,
         #[command(flatten)]
         options: EngineOptions,
         /// Report folder (default: reports/<timestamp>-bench).
@@ -885,6 +890,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             engine,
             quick,
             samples,
+            rounds,
             out,
             options,
         } => {
@@ -897,6 +903,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "--samples: expected 5 to 100000 samples per measurement, found {n}"
                 );
                 cfg.samples = n;
+            }
+            if let Some(r) = rounds {
+                anyhow::ensure!(
+                    (1..=1000).contains(&r),
+                    "--rounds: expected 1 to 1000 rounds, found {r}"
+                );
+                cfg.rounds = r;
             }
             cfg.options = options.build()?;
             let rows = bench::run(&spec, &cfg, &mut |m| eprintln!("  measuring {m}"))?;
