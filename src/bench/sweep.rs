@@ -40,7 +40,7 @@ pub const BASELINES_ONLY: [(&str, &str); 6] = [
 pub struct BenchConfig {
     /// The most samples per measurement, over all rounds: each round takes
     /// its share within the budget of its share x `sample_time`, and an
-    /// operation slower than that takes fewer ([`sampler::time`]).
+    /// operation slower than that takes fewer ([`time`]).
     pub samples: usize,
     /// Time per sample (a batch of as many calls).
     pub sample_time: Duration,
