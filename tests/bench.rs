@@ -134,10 +134,19 @@ fn a_short_sweep_writes_csv_plots_and_summary() {
         assert!(!r.paired || r.samples == base.samples, "{r:?} {base:?}");
     }
     for p in [
+        "refit/36",
         "refit_rate/seed_conv",
         "abi/infer_seed_conv",
+        "abi/refit_16777216",
         "refit_tax/infer_conv_stack",
+        "infer_under_refit/w1_every_1ms",
+        "infer_under_refit/w1_full_speed",
         "visibility/seed_conv",
+        "oracle/conv64_56x56_f16",
+        "oracle_cached/conv64_56x56",
+        "refit_vs_reload/refit",
+        "resnet18/refit_all",
+        "resnet18/oracle_32x32",
     ] {
         assert!(
             rows.iter()

@@ -105,15 +105,33 @@ pub fn time_pair(
     mut a: impl FnMut(),
     mut b: impl FnMut(),
 ) -> (Stats, Stats) {
-    let batch_a = calibrate(target, &mut a);
-    let batch_b = calibrate(target, &mut b);
-    let (mut sa, mut sb) = (Vec::with_capacity(samples), Vec::with_capacity(samples));
+    let mut s = time_alternating(samples, target, &mut [&mut a, &mut b]).into_iter();
+    let (sa, sb) = (s.next(), s.next());
+    (sa.unwrap_or_default(), sb.unwrap_or_default())
+}
+
+/// As [`time_pair`] for any number of operations: one sample of each in
+/// turn, so `result[i].samples[k]` were all taken together.
+pub fn time_alternating(
+    samples: usize,
+    target: Duration,
+    ops: &mut [&mut dyn FnMut()],
+) -> Vec<Stats> {
+    let batches: Vec<usize> = ops.iter_mut().map(|op| calibrate(target, op)).collect();
+    let mut out: Vec<Vec<f64>> = vec![Vec::with_capacity(samples); ops.len()];
     let start = Instant::now();
-    while more(sa.len(), samples, target * 2, start) {
-        sa.push(sample(batch_a, &mut a));
-        sb.push(sample(batch_b, &mut b));
+    let per_turn = target.saturating_mul(ops.len().max(1) as u32);
+    while more(
+        out.first().map_or(samples, Vec::len),
+        samples,
+        per_turn,
+        start,
+    ) {
+        for ((op, batch), o) in ops.iter_mut().zip(&batches).zip(&mut out) {
+            o.push(sample(*batch, op));
+        }
     }
-    (Stats::of(sa), Stats::of(sb))
+    out.into_iter().map(Stats::of).collect()
 }
 
 /// The batch size that makes one sample of `op` take about `target`.

@@ -1,12 +1,13 @@
 //! The sweep: every measurement, each beside the baseline it is compared
 //! with in the same run.
 
+use std::cell::RefCell;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
-use super::sampler::{latencies, time, time_pair, Stats, Tail, MIN_SAMPLES};
+use super::sampler::{latencies, time, time_alternating, time_pair, Stats, Tail, MIN_SAMPLES};
 use super::Row;
 use crate::check::oracle::{Judge, Oracle};
 use crate::check::EngineFactory;
@@ -172,10 +173,9 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
         .map_err(io("sync"))
 }
 
-/// A refit of `engine`'s first weight (`bytes` bytes), then a memcpy of as
-/// many bytes. Not alternated ([`time_pair`]): on this kind of machine a
-/// memcpy sample (wide vector stores) slows the refit sample after it by
-/// 10-30%, which would be the alternation's cost, not the engine's.
+/// A refit of `engine`'s first weight (`bytes` bytes) and a memcpy of as
+/// many bytes, a sample of each in turn ([`time_pair`]): a machine that
+/// slows for a while slows both alike, and their ratio holds.
 fn refit_and_memcpy(
     engine: &dyn Engine,
     bytes: usize,
@@ -184,17 +184,21 @@ fn refit_and_memcpy(
     let s = sets(engine, false);
     let mut k = 0;
     let mut err = None;
-    let t = time(cfg.samples, cfg.sample_time, || {
-        k += 1;
-        if let Err(e) = refit_to(engine, &s, k) {
-            err.get_or_insert(e);
-        }
-    });
     let (src, mut dst) = copy_buffers(bytes);
-    let m = time(cfg.samples, cfg.sample_time, || {
-        dst.copy_from_slice(black_box(&src));
-        black_box(&dst);
-    });
+    let (t, m) = time_pair(
+        cfg.samples,
+        cfg.sample_time,
+        || {
+            k += 1;
+            if let Err(e) = refit_to(engine, &s, k) {
+                err.get_or_insert(e);
+            }
+        },
+        || {
+            dst.copy_from_slice(black_box(&src));
+            black_box(&dst);
+        },
+    );
     match err {
         Some(e) => Err(e),
         None => Ok((t, m)),
@@ -253,6 +257,54 @@ fn sets(engine: &dyn Engine, all: bool) -> Vec<Vec<(String, Tensor)>> {
                 .collect()
         })
         .collect()
+}
+
+/// [`with_switched_writer`]'s modes: no refits.
+const WRITER_IDLE: u8 = 0;
+/// A refit every millisecond.
+const WRITER_EVERY_MS: u8 = 1;
+/// Refits back to back.
+const WRITER_FLAT_OUT: u8 = 2;
+/// The thread ends.
+const WRITER_STOP: u8 = 3;
+
+/// Runs `f` beside a thread that refits `engine`'s first weight,
+/// alternating two values, as the mode `f` sets says at each moment:
+/// [`WRITER_IDLE`], [`WRITER_EVERY_MS`] or [`WRITER_FLAT_OUT`]; so a
+/// measurement can take its samples with and without a writer in turn.
+/// Refit errors in the background are ignored: the measurement is of `f`.
+fn with_switched_writer<R>(engine: &dyn Engine, f: impl FnOnce(&AtomicU8) -> R) -> R {
+    let mode = AtomicU8::new(WRITER_IDLE);
+    let s = sets(engine, false);
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            let mut k = 0;
+            let mut next = Instant::now();
+            loop {
+                match mode.load(Ordering::Relaxed) {
+                    WRITER_STOP => break,
+                    WRITER_FLAT_OUT => {
+                        k += 1;
+                        let _ = refit_to(engine, &s, k);
+                    }
+                    WRITER_EVERY_MS => {
+                        let now = Instant::now();
+                        if now >= next {
+                            k += 1;
+                            let _ = refit_to(engine, &s, k);
+                            next = now + Duration::from_millis(1);
+                        } else {
+                            std::thread::sleep(next - now);
+                        }
+                    }
+                    _ => std::thread::sleep(Duration::from_micros(100)),
+                }
+            }
+        });
+        let out = f(&mode);
+        mode.store(WRITER_STOP, Ordering::Relaxed);
+        out
+    })
 }
 
 /// Runs `f` while a background thread refits `engine`'s first weight,
@@ -424,7 +476,7 @@ fn round(
             "refit",
             bytes.to_string(),
             &t,
-            Some((&format!("memcpy/{bytes}"), &m, false)),
+            Some((&format!("memcpy/{bytes}"), &m, true)),
         );
         row("memcpy", bytes.to_string(), &m, None);
     }
@@ -548,7 +600,7 @@ fn round(
         "abi",
         format!("refit_{ABI_REFIT_BYTES}"),
         &r,
-        Some((&format!("abi/memcpy_{ABI_REFIT_BYTES}"), &m, false)),
+        Some((&format!("abi/memcpy_{ABI_REFIT_BYTES}"), &m, true)),
     );
     drop(via);
 
@@ -633,24 +685,41 @@ fn round(
             "refit_tax/{label} skipped: no build without refit: {e}"
         )),
     }
-    let none = time(cfg.samples, cfg.sample_time, || {
-        fallible(infer_once(ctx.as_mut(), &x, &mut out))
-    });
-    row("infer_under_refit", "none".into(), &none, None);
-    for (mode, period) in [
-        ("w1_every_1ms", Some(Duration::from_millis(1))),
-        ("w1_full_speed", None),
-    ] {
-        let t = with_writer(engine.as_ref(), period, || {
-            time(cfg.samples, cfg.sample_time, || {
-                fallible(infer_once(ctx.as_mut(), &x, &mut out))
-            })
+    // Inference alone, with a writer every millisecond and with one flat
+    // out, a sample of each in turn: a machine that slows for a while
+    // slows all three alike.
+    let modes = {
+        let errs = RefCell::new(None);
+        let state = RefCell::new((&mut ctx, &mut out));
+        let modes = with_switched_writer(engine.as_ref(), |mode| {
+            let run = |m: u8| {
+                mode.store(m, Ordering::Relaxed);
+                let mut s = state.borrow_mut();
+                let (c, o) = &mut *s;
+                if let Err(e) = infer_once(c.as_mut(), &x, o) {
+                    errs.borrow_mut().get_or_insert(e);
+                }
+            };
+            time_alternating(
+                cfg.samples,
+                cfg.sample_time,
+                &mut [
+                    &mut || run(WRITER_IDLE),
+                    &mut || run(WRITER_EVERY_MS),
+                    &mut || run(WRITER_FLAT_OUT),
+                ],
+            )
         });
+        fallible(errs.into_inner().map_or(Ok(()), Err));
+        modes
+    };
+    row("infer_under_refit", "none".into(), &modes[0], None);
+    for (mode, t) in [("w1_every_1ms", &modes[1]), ("w1_full_speed", &modes[2])] {
         row(
             "infer_under_refit",
             mode.into(),
-            &t,
-            Some(("infer_under_refit/none", &none, false)),
+            t,
+            Some(("infer_under_refit/none", &modes[0], true)),
         );
     }
 
@@ -746,63 +815,92 @@ fn round(
     )];
     let mut ctx = engine.context()?;
     let mut out = Vec::new();
-    let inf = time(cfg.samples, cfg.sample_time, || {
-        fallible(infer_once(ctx.as_mut(), &x, &mut out))
-    });
-    row("infer", "conv64_56x56".into(), &inf, None);
     let model = crate::model::Model::load(&path)?;
-    for precision in [Precision::F32, Precision::F16] {
-        let judge = Judge {
-            precision,
-            ..Judge::F32
+    let judged = |precision| {
+        Oracle::with_judge(
+            model.clone(),
+            Judge {
+                precision,
+                ..Judge::F32
+            },
+        )
+    };
+    let (o32, o16) = (judged(Precision::F32), judged(Precision::F16));
+    // One inference, each oracle's evaluation and a cached answer, a sample
+    // of each in turn.
+    let t = {
+        let errs = RefCell::new(None);
+        let note = |r: Result<()>| {
+            if let Err(e) = r {
+                errs.borrow_mut().get_or_insert(e);
+            }
         };
-        let oracle = Oracle::with_judge(model.clone(), judge);
-        let miss = time_oracle(&oracle, &x, &path, cfg, &mut fallible);
+        let t = time_alternating(
+            cfg.samples,
+            cfg.sample_time,
+            &mut [
+                &mut || note(infer_once(ctx.as_mut(), &x, &mut out)),
+                &mut || note(evaluate(&o32, &x, &path)),
+                &mut || note(evaluate(&o16, &x, &path)),
+                &mut || drop(black_box(o32.infer(&x))),
+            ],
+        );
+        fallible(errs.into_inner().map_or(Ok(()), Err));
+        t
+    };
+    let inf = &t[0];
+    row("infer", "conv64_56x56".into(), inf, None);
+    for (precision, miss) in [(Precision::F32, &t[1]), (Precision::F16, &t[2])] {
         row(
             "oracle",
             format!("conv64_56x56_{precision}"),
-            &miss,
-            Some(("infer/conv64_56x56", &inf, false)),
+            miss,
+            Some(("infer/conv64_56x56", inf, true)),
         );
-        if precision == Precision::F32 {
-            let hit = time(cfg.samples, cfg.sample_time, || {
-                drop(black_box(oracle.infer(&x)));
-            });
-            row(
-                "oracle_cached",
-                "conv64_56x56".into(),
-                &hit,
-                Some(("infer/conv64_56x56", &inf, false)),
-            );
-        }
     }
+    row(
+        "oracle_cached",
+        "conv64_56x56".into(),
+        &t[3],
+        Some(("infer/conv64_56x56", inf, true)),
+    );
 
     progress("refit_vs_reload/conv_wide");
     let chain = fixtures::conv_wide();
     let (_, wide) = open(spec, cfg, "conv_wide.onnx", &chain.to_bytes())?;
     let s = sets(wide.as_ref(), true);
     let mut k = 0;
-    let rf = time(cfg.samples, cfg.sample_time, || {
-        k += 1;
-        fallible(refit_to(wide.as_ref(), &s, k));
-    });
     let mut reloaded = chain.clone();
     for l in &mut reloaded.layers {
         l.weight.iter_mut().for_each(|w| *w = 2.0);
         l.bias.iter_mut().for_each(|w| *w = 2.0);
     }
-    let rl = reload(
-        spec,
-        cfg,
-        "conv_wide_reload.onnx",
-        &reloaded.to_bytes(),
-        &mut fallible,
+    let (reload_path, reloaded) = (
+        cfg.scratch.join("conv_wide_reload.onnx"),
+        reloaded.to_bytes(),
     );
+    // A refit and a reload, a sample of each in turn.
+    let mut rerr = None;
+    let (rf, rl) = time_pair(
+        cfg.samples,
+        cfg.sample_time,
+        || {
+            k += 1;
+            fallible(refit_to(wide.as_ref(), &s, k));
+        },
+        || {
+            if let Err(e) = reload_once(spec, cfg, &reload_path, &reloaded) {
+                rerr.get_or_insert(e);
+            }
+        },
+    );
+    fallible(rerr.map_or(Ok(()), Err));
+    fallible(write_synced(&reload_path, &reloaded));
     row(
         "refit_vs_reload",
         "refit".into(),
         &rf,
-        Some(("refit_vs_reload/reload", &rl, false)),
+        Some(("refit_vs_reload/reload", &rl, true)),
     );
     row("refit_vs_reload", "reload".into(), &rl, None);
     if let Some(size) = cfg.resnet18 {
@@ -830,22 +928,32 @@ fn min_calls(cfg: &BenchConfig, total: usize) -> usize {
     total.div_ceil(cfg.rounds.max(1)).max(MIN_SAMPLES)
 }
 
-/// The oracle's evaluation of `x` (uncached) on the model at `path`, timed.
-fn time_oracle(
-    oracle: &Oracle,
-    x: &[Tensor],
-    path: &Path,
+/// The oracle's evaluation of `x` (uncached) on the model at `path`.
+fn evaluate(oracle: &Oracle, x: &[Tensor], path: &Path) -> Result<()> {
+    oracle
+        .evaluate(x)
+        .map(|y| drop(black_box(y)))
+        .map_err(|reason| Error::BenchFile {
+            path: path.to_path_buf(),
+            reason,
+        })
+}
+
+/// One reload: the model `bytes` (new weights) written to `path` and the
+/// engine under test built on it.
+fn reload_once(
+    spec: &dyn EngineFactory,
     cfg: &BenchConfig,
-    fallible: &mut dyn FnMut(Result<()>),
-) -> Stats {
-    time(cfg.samples, cfg.sample_time, || {
-        if let Err(reason) = oracle.evaluate(x).map(|y| drop(black_box(y))) {
-            fallible(Err(Error::BenchFile {
-                path: path.to_path_buf(),
-                reason,
-            }));
-        }
-    })
+    path: &Path,
+    bytes: &[u8],
+) -> Result<()> {
+    std::fs::write(path, bytes)
+        .map_err(|error| Error::Io {
+            op: "write",
+            path: path.to_path_buf(),
+            error,
+        })
+        .and_then(|()| spec.open(path, &cfg.options).map(|e| drop(black_box(e))))
 }
 
 /// Reloading instead of refitting: writing the model `bytes` (new weights)
@@ -859,14 +967,7 @@ fn reload(
 ) -> Stats {
     let path = cfg.scratch.join(name);
     let t = time(cfg.samples, cfg.sample_time, || {
-        let r = std::fs::write(&path, bytes)
-            .map_err(|error| Error::Io {
-                op: "write",
-                path: path.clone(),
-                error,
-            })
-            .and_then(|()| spec.open(&path, &cfg.options).map(|e| drop(black_box(e))));
-        fallible(r);
+        fallible(reload_once(spec, cfg, &path, bytes));
     });
     // What the reloads left to write back, written now rather than during
     // the next measurement.
@@ -906,13 +1007,13 @@ fn resnet18(
     fallible: &mut dyn FnMut(Result<()>),
     progress: &mut dyn FnMut(&str),
 ) -> Result<()> {
-    let mut add = |parameter: &str, t: &Stats, base: Option<(&str, &Stats)>| {
+    let mut add = |parameter: &str, t: &Stats, base: Against<'_>| {
         row(Raw {
             benchmark: "resnet18".into(),
             parameter: parameter.into(),
             samples: t.samples.clone(),
             rounds: Vec::new(),
-            baseline: base.map(|(b, _)| (b.to_string(), false)),
+            baseline: base.map(|(b, _, paired)| (b.to_string(), paired)),
             tail: false,
         })
     };
@@ -922,21 +1023,26 @@ fn resnet18(
     let all = sets(engine.as_ref(), true);
     let total: usize = all[0].iter().map(|(_, t)| t.numel() * 4).sum();
     let mut k = 0;
-    let refit_all = time(cfg.samples, cfg.sample_time, || {
-        k += 1;
-        fallible(refit_to(engine.as_ref(), &all, k));
-    });
     let (src, mut dst) = copy_buffers(total);
-    let memcpy = time(cfg.samples, cfg.sample_time, || {
-        dst.copy_from_slice(black_box(&src));
-        black_box(&dst);
-    });
+    // Both copy 44.6 MiB, far beyond any cache: a sample of each in turn.
+    let (refit_all, memcpy) = time_pair(
+        cfg.samples,
+        cfg.sample_time,
+        || {
+            k += 1;
+            fallible(refit_to(engine.as_ref(), &all, k));
+        },
+        || {
+            dst.copy_from_slice(black_box(&src));
+            black_box(&dst);
+        },
+    );
     drop((src, dst));
     add("memcpy_all", &memcpy, None);
     add(
         "refit_all",
         &refit_all,
-        Some(("resnet18/memcpy_all", &memcpy)),
+        Some(("resnet18/memcpy_all", &memcpy, true)),
     );
 
     progress("resnet18/refit_one_tensor");
@@ -951,7 +1057,7 @@ fn resnet18(
         add(
             "refit_one_tensor",
             &t,
-            Some(("resnet18/memcpy_all", &memcpy)),
+            Some(("resnet18/memcpy_all", &memcpy, false)),
         );
     }
 
@@ -959,7 +1065,11 @@ fn resnet18(
     let reloaded = build::resnet18(size, 19).to_bytes();
     let rl = reload(spec, cfg, "resnet18_reload.onnx", &reloaded, fallible);
     drop(reloaded);
-    add("reload", &rl, Some(("resnet18/refit_all", &refit_all)));
+    add(
+        "reload",
+        &rl,
+        Some(("resnet18/refit_all", &refit_all, false)),
+    );
 
     progress("resnet18/oracle");
     let x = inputs(engine.as_ref());
@@ -967,16 +1077,30 @@ fn resnet18(
         let (_, reference) = baseline(&EngineSpec::Reference, cfg, "resnet18.onnx", &bytes)?;
         let mut ctx = reference.context()?;
         let mut out = Vec::new();
-        let inf = time(cfg.samples, cfg.sample_time, || {
-            fallible(infer_once(ctx.as_mut(), &x, &mut out))
-        });
-        add(&format!("infer_reference_{size}x{size}"), &inf, None);
         let oracle = Oracle::with_judge(crate::model::Model::load(&path)?, Judge::F32);
-        let t = time_oracle(&oracle, &x, &path, cfg, fallible);
+        // An inference and the oracle's evaluation, a sample of each in
+        // turn.
+        let mut oerr = None;
+        let (inf, t) = time_pair(
+            cfg.samples,
+            cfg.sample_time,
+            || fallible(infer_once(ctx.as_mut(), &x, &mut out)),
+            || {
+                if let Err(e) = evaluate(&oracle, &x, &path) {
+                    oerr.get_or_insert(e);
+                }
+            },
+        );
+        fallible(oerr.map_or(Ok(()), Err));
+        add(&format!("infer_reference_{size}x{size}"), &inf, None);
         add(
             &format!("oracle_{size}x{size}"),
             &t,
-            Some((&format!("resnet18/infer_reference_{size}x{size}"), &inf)),
+            Some((
+                &format!("resnet18/infer_reference_{size}x{size}"),
+                &inf,
+                true,
+            )),
         );
     }
 

@@ -85,9 +85,9 @@ fn main() -> refit_harness::Result<()> {
         );
         println!(
             "| inference, {name} | {} | {} | {:.3} |",
-            human(to.0),
-            human(tr.0),
-            to.0 / tr.0
+            human(to.median),
+            human(tr.median),
+            to.median / tr.median
         );
     }
 
@@ -112,7 +112,7 @@ fn main() -> refit_harness::Result<()> {
             std::fs::write(&path, &bytes).expect("write");
             drop(spec.open(&path, &options).expect("reload"));
         });
-        refit.push((rf.0, rl.0));
+        refit.push((rf.median, rl.median));
     }
     let ((of, ol), (rf, rl)) = (refit[0], refit[1]);
     println!(
