@@ -387,3 +387,54 @@ pub fn report(rows: &[Comparison], max_regression_pct: f64) -> GateReport {
         exit: 0,
     }
 }
+
+/// `gate --criterion`'s table of criterion's change estimates (from
+/// [`criterion_changes`]), its summary and its exit code: 1 when any
+/// benchmark's whole interval lies above `max_regression_pct`, else 0.
+pub fn criterion_report(changes: &[CriterionChange], max_regression_pct: f64) -> GateReport {
+    use std::fmt::Write as _;
+    let t = max_regression_pct;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:40} {:>9} {:>22}  verdict",
+        "benchmark (criterion)", "change", "interval"
+    );
+    for c in changes {
+        let _ = writeln!(
+            out,
+            "{:40} {:>+8.2}% {:>22}  {}",
+            c.name,
+            c.change_pct,
+            format!(
+                "[{:+.2}%, {:+.2}%] @{:.0}%",
+                c.interval_pct.0,
+                c.interval_pct.1,
+                c.confidence * 100.0
+            ),
+            if c.regressed { "REGRESSED" } else { "ok" }
+        );
+    }
+    let bad: Vec<&str> = changes
+        .iter()
+        .filter(|c| c.regressed)
+        .map(|c| c.name.as_str())
+        .collect();
+    let _ = writeln!(
+        out,
+        "{} regressed (whole interval above {t}%), {} not",
+        bad.len(),
+        changes.len() - bad.len()
+    );
+    GateReport {
+        table: out,
+        error: (!bad.is_empty()).then(|| {
+            format!(
+                "{} benchmark(s) regressed beyond {t}%: {}",
+                bad.len(),
+                bad.join(", ")
+            )
+        }),
+        exit: u8::from(!bad.is_empty()),
+    }
+}

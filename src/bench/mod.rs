@@ -4,7 +4,8 @@
 //! the ratios to the same-run baselines are what `gate` compares.
 //!
 //! Its parts: [`sampler`] (batched timing, medians and spreads), [`stats`]
-//! (confidence intervals of medians, ratios and changes), [`sweep`]
+//! (confidence intervals of medians, ratios and changes), [`loops`] (the
+//! loops instruction counts are taken of), [`sweep`]
 //! (what is measured, beside which baseline), [`csv`] (`bench.csv` out and
 //! in), [`plots`] (SVG), [`summary`](mod@summary) (`summary.md`) and [`gate`](mod@gate) (the
 //! regression gate between two runs).
@@ -15,6 +16,7 @@ use crate::{Error, Result};
 
 pub mod csv;
 pub mod gate;
+pub mod loops;
 pub mod plots;
 pub mod sampler;
 pub mod stats;

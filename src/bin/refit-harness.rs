@@ -557,43 +557,12 @@ fn criterion_gate(dir: &std::path::Path, max_regression: f64) -> anyhow::Result<
         "--criterion {}: no change estimates (run `cargo bench -- --baseline NAME` against a saved baseline first)",
         dir.display()
     );
-    println!(
-        "{:40} {:>9} {:>22}  verdict",
-        "benchmark (criterion)", "change", "interval"
-    );
-    for c in &changes {
-        println!(
-            "{:40} {:>+8.2}% {:>22}  {}",
-            c.name,
-            c.change_pct,
-            format!(
-                "[{:+.2}%, {:+.2}%] @{:.0}%",
-                c.interval_pct.0,
-                c.interval_pct.1,
-                c.confidence * 100.0
-            ),
-            if c.regressed { "REGRESSED" } else { "ok" }
-        );
+    let report = bench::gate::criterion_report(&changes, max_regression);
+    print!("{}", report.table);
+    if let Some(e) = &report.error {
+        eprintln!("error: {e}");
     }
-    let bad: Vec<&str> = changes
-        .iter()
-        .filter(|c| c.regressed)
-        .map(|c| c.name.as_str())
-        .collect();
-    println!(
-        "{} regressed (whole interval above {max_regression}%), {} not",
-        bad.len(),
-        changes.len() - bad.len()
-    );
-    if !bad.is_empty() {
-        eprintln!(
-            "error: {} benchmark(s) regressed beyond {max_regression}%: {}",
-            bad.len(),
-            bad.join(", ")
-        );
-        return Ok(ExitCode::from(1));
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(ExitCode::from(report.exit))
 }
 
 fn run_check(
@@ -972,36 +941,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let spec: EngineSpec = engine.parse()?;
             let scratch = tempfile::tempdir()?;
-            let path = scratch.path().join("sized.onnx");
-            std::fs::write(&path, bench::sized_model(bytes).to_bytes())?;
-            let engine = spec.open(&path, &BuildOptions::default())?;
-            let w = &engine.weights()[0];
-            let shape = w.static_shape().unwrap_or_default();
-            let tensors = [
-                refit_harness::Tensor::full(shape.clone(), 1.0),
-                refit_harness::Tensor::full(shape, 2.0),
-            ];
-            let mut dst = vec![0.0f32; bytes / 4];
-            let x: Vec<refit_harness::Tensor> = engine
-                .inputs()
-                .iter()
-                .map(|i| refit_harness::Tensor::full(i.static_shape().unwrap_or_default(), 1.0))
-                .collect();
-            let mut ctx = engine.context()?;
-            let mut out = Vec::new();
-            for k in 0..count {
-                if infer {
-                    ctx.infer_into(&x, &mut out)?;
-                    std::hint::black_box(&out);
-                } else if memcpy {
-                    dst.copy_from_slice(tensors[k % 2].as_f32().unwrap_or_default());
-                    std::hint::black_box(&dst);
-                } else {
-                    let mut r = engine.refitter()?;
-                    r.set_named_weights(&w.name, &tensors[k % 2])?;
-                    r.refit()?;
-                }
-            }
+            let what = if infer {
+                bench::loops::Loop::Infer
+            } else if memcpy {
+                bench::loops::Loop::Memcpy
+            } else {
+                bench::loops::Loop::Refit
+            };
+            bench::loops::run(&spec, scratch.path(), bytes, count, what)?;
         }
         Command::Demo {
             engine,
