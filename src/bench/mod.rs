@@ -114,13 +114,6 @@ impl Row {
         self
     }
 
-    /// This row marked [`Row::baseline_only`].
-    #[must_use]
-    pub fn baseline_only(mut self) -> Self {
-        self.baseline_only = true;
-        self
-    }
-
     /// `median / baseline`, when there is a baseline.
     pub fn ratio(&self) -> Option<f64> {
         self.baseline_ns
