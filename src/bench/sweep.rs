@@ -205,6 +205,33 @@ fn refit_and_memcpy(
     }
 }
 
+/// [`time_pair`] of two operations that can fail: the first error of
+/// either goes to `fallible` once the measurement ends.
+fn time_pair_fallible(
+    cfg: &BenchConfig,
+    mut a: impl FnMut() -> Result<()>,
+    mut b: impl FnMut() -> Result<()>,
+    fallible: &mut dyn FnMut(Result<()>),
+) -> (Stats, Stats) {
+    let (mut ea, mut eb) = (None, None);
+    let t = time_pair(
+        cfg.samples,
+        cfg.sample_time,
+        || {
+            if let Err(e) = a() {
+                ea.get_or_insert(e);
+            }
+        },
+        || {
+            if let Err(e) = b() {
+                eb.get_or_insert(e);
+            }
+        },
+    );
+    fallible(ea.or(eb).map_or(Ok(()), Err));
+    t
+}
+
 /// The source and destination of a memcpy baseline of `bytes` bytes, both
 /// [`ALIGN`](crate::tensor::ALIGN)-aligned and written, as the engine's
 /// staged and published buffers are: where two buffers fall relative to
@@ -341,8 +368,6 @@ struct Raw {
     benchmark: String,
     parameter: String,
     samples: Vec<f64>,
-    /// Samples per round, once merged.
-    rounds: Vec<usize>,
     baseline: Option<(String, bool)>,
     tail: bool,
 }
@@ -370,7 +395,10 @@ pub fn run(
         samples: cfg.samples.div_ceil(rounds).max(1),
         ..cfg.clone()
     };
+    // Each measurement's samples of every round, and how many each round
+    // took.
     let mut merged: Vec<Raw> = Vec::new();
+    let mut sizes: Vec<Vec<usize>> = Vec::new();
     for k in 1..=rounds {
         let mut say = |m: &str| {
             if rounds > 1 {
@@ -379,24 +407,27 @@ pub fn run(
                 progress(m);
             }
         };
-        for mut r in round(spec, &per_round, &mut say)? {
-            r.rounds = vec![r.samples.len()];
+        for r in round(spec, &per_round, &mut say)? {
             match merged
-                .iter_mut()
-                .find(|m| m.benchmark == r.benchmark && m.parameter == r.parameter)
+                .iter()
+                .position(|m| m.benchmark == r.benchmark && m.parameter == r.parameter)
             {
-                Some(m) => {
-                    m.rounds.push(r.samples.len());
-                    m.samples.extend(r.samples);
+                Some(i) => {
+                    sizes[i].push(r.samples.len());
+                    merged[i].samples.extend(r.samples);
                 }
-                None => merged.push(r),
+                None => {
+                    sizes.push(vec![r.samples.len()]);
+                    merged.push(r);
+                }
             }
         }
     }
     let name = spec.name();
     let stats: Vec<Stats> = merged
         .iter()
-        .map(|r| Stats::in_rounds(r.samples.clone(), r.rounds.clone()))
+        .zip(sizes)
+        .map(|(r, n)| Stats::in_rounds(r.samples.clone(), n))
         .collect();
     let rows = merged
         .iter()
@@ -443,7 +474,6 @@ fn round(
             benchmark: benchmark.into(),
             parameter,
             samples: t.samples.clone(),
-            rounds: Vec::new(),
             baseline: base.map(|(b, _, paired)| (b.to_string(), paired)),
             tail: false,
         });
@@ -456,7 +486,6 @@ fn round(
             benchmark: "latency".into(),
             parameter: parameter.into(),
             samples: lat.to_vec(),
-            rounds: Vec::new(),
             baseline: base.map(|b| (b.to_string(), false)),
             tail: true,
         });
@@ -496,21 +525,15 @@ fn round(
     // Its baseline, one inference, sampled in the same loop (alternating):
     // a ratio of two measurements taken at different times moves with the
     // machine.
-    let mut ierr = None;
-    let (r, i) = time_pair(
-        cfg.samples,
-        cfg.sample_time,
+    let (r, i) = time_pair_fallible(
+        cfg,
         || {
             k += 1;
-            fallible(refit_to(seed.as_ref(), &s, k));
+            refit_to(seed.as_ref(), &s, k)
         },
-        || {
-            if let Err(e) = infer_once(ctx.as_mut(), &x, &mut out) {
-                ierr.get_or_insert(e);
-            }
-        },
+        || infer_once(ctx.as_mut(), &x, &mut out),
+        &mut fallible,
     );
-    fallible(ierr.map_or(Ok(()), Err));
     row("refit_rate", "infer_seed_conv".into(), &i, None);
     row(
         "refit_rate",
@@ -567,18 +590,12 @@ fn round(
     )?;
     let (mut dctx, mut vctx) = (direct.context()?, via.context()?);
     let (mut dout, mut vout) = (Vec::new(), Vec::new());
-    let mut verr = None;
-    let (d, v) = time_pair(
-        cfg.samples,
-        cfg.sample_time,
-        || fallible(infer_once(dctx.as_mut(), &x, &mut dout)),
-        || {
-            if let Err(e) = infer_once(vctx.as_mut(), &x, &mut vout) {
-                verr.get_or_insert(e);
-            }
-        },
+    let (d, v) = time_pair_fallible(
+        cfg,
+        || infer_once(dctx.as_mut(), &x, &mut dout),
+        || infer_once(vctx.as_mut(), &x, &mut vout),
+        &mut fallible,
     );
-    fallible(verr.map_or(Ok(()), Err));
     row("abi", "infer_seed_conv_in_process".into(), &d, None);
     row(
         "abi",
@@ -660,18 +677,12 @@ fn round(
         Ok(frozen) => {
             let mut fctx = frozen.context()?;
             let mut fout = Vec::new();
-            let mut ferr = None;
-            let (with, without) = time_pair(
-                cfg.samples,
-                cfg.sample_time,
-                || fallible(infer_once(ctx.as_mut(), &x, &mut out)),
-                || {
-                    if let Err(e) = infer_once(fctx.as_mut(), &x, &mut fout) {
-                        ferr.get_or_insert(e);
-                    }
-                },
+            let (with, without) = time_pair_fallible(
+                cfg,
+                || infer_once(ctx.as_mut(), &x, &mut out),
+                || infer_once(fctx.as_mut(), &x, &mut fout),
+                &mut fallible,
             );
-            fallible(ferr.map_or(Ok(()), Err));
             let base = format!("infer_{label}_refit_disabled");
             row("refit_tax", base.clone(), &without, None);
             row(
@@ -880,21 +891,15 @@ fn round(
         reloaded.to_bytes(),
     );
     // A refit and a reload, a sample of each in turn.
-    let mut rerr = None;
-    let (rf, rl) = time_pair(
-        cfg.samples,
-        cfg.sample_time,
+    let (rf, rl) = time_pair_fallible(
+        cfg,
         || {
             k += 1;
-            fallible(refit_to(wide.as_ref(), &s, k));
+            refit_to(wide.as_ref(), &s, k)
         },
-        || {
-            if let Err(e) = reload_once(spec, cfg, &reload_path, &reloaded) {
-                rerr.get_or_insert(e);
-            }
-        },
+        || reload_once(spec, cfg, &reload_path, &reloaded),
+        &mut fallible,
     );
-    fallible(rerr.map_or(Ok(()), Err));
     fallible(write_synced(&reload_path, &reloaded));
     row(
         "refit_vs_reload",
@@ -1012,7 +1017,6 @@ fn resnet18(
             benchmark: "resnet18".into(),
             parameter: parameter.into(),
             samples: t.samples.clone(),
-            rounds: Vec::new(),
             baseline: base.map(|(b, _, paired)| (b.to_string(), paired)),
             tail: false,
         })
@@ -1080,18 +1084,12 @@ fn resnet18(
         let oracle = Oracle::with_judge(crate::model::Model::load(&path)?, Judge::F32);
         // An inference and the oracle's evaluation, a sample of each in
         // turn.
-        let mut oerr = None;
-        let (inf, t) = time_pair(
-            cfg.samples,
-            cfg.sample_time,
-            || fallible(infer_once(ctx.as_mut(), &x, &mut out)),
-            || {
-                if let Err(e) = evaluate(&oracle, &x, &path) {
-                    oerr.get_or_insert(e);
-                }
-            },
+        let (inf, t) = time_pair_fallible(
+            cfg,
+            || infer_once(ctx.as_mut(), &x, &mut out),
+            || evaluate(&oracle, &x, &path),
+            fallible,
         );
-        fallible(oerr.map_or(Ok(()), Err));
         add(&format!("infer_reference_{size}x{size}"), &inf, None);
         add(
             &format!("oracle_{size}x{size}"),

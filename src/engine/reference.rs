@@ -98,10 +98,17 @@ struct Shared {
 }
 
 impl Shared {
+    /// When an operation starts: read only with the `slowdown` option, so
+    /// the serving path reads no clock without it.
+    fn start(&self) -> Option<Instant> {
+        (self.slowdown > 1.0).then(Instant::now)
+    }
+
     /// With the `slowdown` option F: busy-waits until the operation begun
-    /// at `started` has taken F times as long as its work.
-    fn slow_down(&self, started: Instant) {
-        if self.slowdown > 1.0 {
+    /// at `started` ([`Shared::start`]) has taken F times as long as its
+    /// work.
+    fn slow_down(&self, started: Option<Instant>) {
+        if let Some(started) = started {
             let until = Instant::now() + started.elapsed().mul_f64(self.slowdown - 1.0);
             while Instant::now() < until {
                 std::hint::spin_loop();
@@ -322,7 +329,7 @@ impl Engine for ReferenceEngine {
             return Err(Error::RefitDisabled);
         }
         Ok(Box::new(ReferenceRefitter {
-            started: Instant::now(),
+            started: self.shared.start(),
             staged: vec![None; self.shared.weights.len()],
             shared: Arc::clone(&self.shared),
         }))
@@ -343,7 +350,7 @@ impl Context for ReferenceContext {
     }
 
     fn infer_into(&mut self, inputs: &[Tensor], outputs: &mut Vec<Tensor>) -> Result<()> {
-        let started = Instant::now();
+        let started = self.shared.start();
         let model = &self.shared.model;
         let plan = model.plan_cached(&mut self.plan, inputs)?;
         let snapshot = self.shared.current.load();
@@ -363,7 +370,7 @@ struct ReferenceRefitter {
     shared: Arc<Shared>,
     /// When the refitter was made: a refit's work is its staging and its
     /// publication (for the `slowdown` option).
-    started: Instant,
+    started: Option<Instant>,
     staged: Vec<Option<Aligned<f32>>>,
 }
 
@@ -524,7 +531,7 @@ impl Refitter for ReferenceRefitter {
         });
         self.shared.retire(replaced);
         self.shared.slow_down(self.started);
-        self.started = Instant::now();
+        self.started = self.shared.start();
         Ok(())
     }
 }
