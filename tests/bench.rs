@@ -103,6 +103,30 @@ fn a_short_sweep_writes_csv_plots_and_summary() {
             .unwrap();
         assert_eq!(r.baseline_only, only, "{r:?}");
     }
+    // Rows bound by the core carry a figure in machine units (a fixed
+    // piece of arithmetic sampled beside them); copies, refits and reloads
+    // do not.
+    for (b, p, units) in [
+        ("infer", "conv_wide", true),
+        ("infer", "seed_conv", true),
+        ("latency", "infer_conv_stack", true),
+        ("visibility", "infer_seed_conv", true),
+        ("refit_rate", "infer_seed_conv", true),
+        ("refit", "36", false),
+        ("memcpy", "36", false),
+        ("refit_vs_reload", "reload", false),
+        ("latency", "refit_16777216", false),
+        ("resnet18", "refit_one_tensor", false),
+    ] {
+        let r = rows
+            .iter()
+            .find(|r| r.benchmark == b && r.parameter == p)
+            .unwrap();
+        assert_eq!(r.machine.is_some(), units, "{r:?}");
+        if let (Some(m), Some((lo, hi))) = (r.machine, r.machine_ci) {
+            assert!(m > 0.0 && lo <= m && m <= hi, "{r:?}");
+        }
+    }
     // Every ratio divides by the row its baseline names, measured in the
     // same run (a ratio over another measurement misleads the gate), and
     // carries its interval; alternated samples are paired, as many as the
@@ -832,13 +856,198 @@ mod statistics {
             width(unpaired) > 5.0 * width(paired),
             "{unpaired:?} vs {paired:?}"
         );
+        // A row's paired ratio: the median of the pairs' ratios, its
+        // interval theirs.
         let r = Row::measured("e", "x", "a", &Stats::of(a.clone())).against(
             "x/b",
             &Stats::of(a),
             &Stats::of(b),
             true,
         );
-        assert!(r.paired && r.ratio_ci == Some(paired), "{r:?}");
+        let (lo, hi) = r.ratio_ci.unwrap();
+        assert!(
+            r.paired && lo <= 1.2 && 1.2 <= hi && hi - lo < 0.05,
+            "{r:?}"
+        );
+    }
+
+    /// Three pairs in five taken in stretches where the machine slowed the
+    /// operation 2.4x and its baseline 2x (work of different kinds slows
+    /// by different factors), the operation 1.5x its baseline at full
+    /// speed: over every pair the ratio reads 1.8, the slow stretches'.
+    /// With the machine unit sampled beside them, the pairs taken at full
+    /// speed give 1.5, with a narrow interval.
+    #[test]
+    fn a_paired_ratio_is_read_at_full_speed() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(7);
+        let n = 40;
+        let slow: Vec<bool> = (0..n).map(|i| i % 5 < 3).collect();
+        let noisy = |rng: &mut Xoshiro256PlusPlus, x: f64| x * (0.01 * normal(rng)).exp();
+        let (mut a, mut b, mut units) = (Vec::new(), Vec::new(), Vec::new());
+        for &s in &slow {
+            b.push(noisy(&mut rng, if s { 200.0 } else { 100.0 }));
+            a.push(noisy(&mut rng, if s { 360.0 } else { 150.0 }));
+            units.push(noisy(&mut rng, if s { 22.0 } else { 10.0 }));
+        }
+        let (ta, tb) = (Stats::of(a), Stats::of(b));
+        let all = Row::measured("e", "x", "a", &ta).against("x/b", &ta, &tb, true);
+        assert!((all.ratio().unwrap() - 1.8).abs() < 0.03, "{all:?}");
+        let with = |t: &Stats| Stats {
+            units: units.clone(),
+            ..t.clone()
+        };
+        let (ta, tb) = (with(&ta), with(&tb));
+        let r = Row::measured("e", "x", "a", &ta).against("x/b", &ta, &tb, true);
+        let (lo, hi) = r.ratio_ci.unwrap();
+        assert!(
+            r.paired
+                && (r.ratio().unwrap() - 1.5).abs() < 0.02
+                && lo <= 1.5
+                && 1.5 <= hi
+                && hi - lo < 0.04,
+            "{r:?}"
+        );
+        // Not paired: the ratio of the two medians.
+        let u = Row::measured("e", "x", "a", &ta).against("x/b", &ta, &tb, false);
+        assert!(
+            !u.paired && u.ratio() == Some(ta.median / tb.median),
+            "{u:?}"
+        );
+    }
+
+    /// `n` samples of an operation of `work` machine units, with the unit
+    /// batch beside each: one in `slow_every` taken in a stretch where the
+    /// operation ran `op_slow` times slower and the unit `unit_slow` times.
+    fn in_stretches(
+        rng: &mut Xoshiro256PlusPlus,
+        n: usize,
+        work: f64,
+        slow: &dyn Fn(usize) -> bool,
+        op_slow: f64,
+        unit_slow: f64,
+    ) -> Stats {
+        let (mut samples, mut units) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            let (fo, fu) = if slow(i) {
+                (op_slow, unit_slow)
+            } else {
+                (1.0, 1.0)
+            };
+            let unit = 10.0 * fu * (0.01 * normal(rng)).exp();
+            units.push(unit);
+            samples.push(work * 10.0 * fo * (0.01 * normal(rng)).exp());
+        }
+        Stats {
+            units,
+            ..Stats::of(samples)
+        }
+    }
+
+    /// Half to four fifths of the samples taken in stretches where the
+    /// operation ran 2x slower and the machine unit 2.4x: every sample
+    /// over its unit would read 83 units, not 100. Kept to the samples
+    /// taken at full speed (the unit within 25% of its fastest tenth), the
+    /// figure is 100 units with a narrow interval, whatever the share of
+    /// slow stretches (as long as a tenth ran at full speed).
+    #[test]
+    fn machine_units_are_read_at_full_speed() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(8);
+        for every in [2, 3, 5] {
+            let slow = move |i: usize| i % every != 0;
+            let t = in_stretches(&mut rng, 60, 100.0, &slow, 2.0, 2.4);
+            let fast = t.at_full_speed();
+            assert!(
+                fast.iter().enumerate().all(|(i, f)| *f != slow(i)),
+                "every {every}: {fast:?}"
+            );
+            let r = Row::measured("e", "infer", "x", &t);
+            let (m, (lo, hi)) = (r.machine.unwrap(), r.machine_ci.unwrap());
+            assert!(
+                (m - 100.0).abs() < 1.5 && lo <= m && m <= hi && hi - lo < 3.0,
+                "every {every}: {r:?}"
+            );
+        }
+        // Without units, no machine figure; every sample is at full speed.
+        let plain = Stats::of(vec![1.0, 2.0, 3.0]);
+        assert_eq!(plain.at_full_speed(), vec![true; 3]);
+        assert_eq!(Row::measured("e", "x", "y", &plain).machine, None);
+    }
+
+    /// Keeping some samples keeps their rounds (one left empty is dropped)
+    /// and the units beside them; too few kept keeps everything.
+    #[test]
+    fn kept_samples_keep_their_rounds() {
+        let t = Stats {
+            units: vec![1.0, 1.0, 9.0, 9.0, 1.0, 1.0, 1.0],
+            ..Stats::in_rounds(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0], vec![2, 2, 3])
+        };
+        let keep = t.at_full_speed();
+        assert_eq!(keep, [true, true, false, false, true, true, true]);
+        let k = t.kept(&keep);
+        assert_eq!(k.samples, [1.0, 2.0, 5.0, 6.0, 7.0]);
+        assert_eq!(k.rounds, [2, 3]);
+        assert_eq!(k.units, [1.0; 5]);
+        assert_eq!(k.round_medians(), [1.5, 6.0]);
+        let few = [true, false, false, false, false, false, true];
+        assert_eq!(t.kept(&few), t);
+    }
+
+    /// The gate compares a row on its paired ratio, else on machine units,
+    /// else on an unpaired ratio, else on time: a second run on a machine
+    /// half as fast (every time doubled, the machine units as before)
+    /// regresses nothing; an engine 1.5x slower in machine units does.
+    #[test]
+    fn the_gate_reads_machine_units_where_there_is_no_paired_ratio() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(9);
+        let row = |rng: &mut Xoshiro256PlusPlus, name: &str, speed: f64, work: f64| {
+            let t = in_stretches(rng, 30, work, &|_| false, 1.0, 1.0);
+            let t = Stats {
+                units: t.units.iter().map(|u| u * speed).collect(),
+                ..Stats::of(t.samples.iter().map(|s| s * speed).collect())
+            };
+            Row::measured("e", "infer", name, &t)
+        };
+        let before = vec![
+            row(&mut rng, "a", 1.0, 100.0),
+            row(&mut rng, "b", 1.0, 50.0),
+        ];
+        let halved = vec![
+            row(&mut rng, "a", 2.0, 100.0),
+            row(&mut rng, "b", 2.0, 50.0),
+        ];
+        let c = bench::gate(&before, &halved, 10.0);
+        assert!(
+            c.iter()
+                .all(|c| c.compared == "machine" && !c.regressed && !c.too_noisy),
+            "{c:#?}"
+        );
+        let slower = vec![
+            row(&mut rng, "a", 1.0, 150.0),
+            row(&mut rng, "b", 1.0, 50.0),
+        ];
+        let c = bench::gate(&before, &slower, 10.0);
+        assert!(c[0].regressed && !c[1].regressed, "{c:#?}");
+        assert!(
+            bench::gate::report(&c, 10.0).table.contains(" u "),
+            "machine units are shown as such"
+        );
+        // Paired ratios come first; an unpaired ratio yields to machine
+        // units; time is the last resort.
+        let b = &before[0];
+        let mut paired = b.clone();
+        paired.baseline_ns = Some(1.0);
+        paired.paired = true;
+        let mut unpaired = paired.clone();
+        unpaired.paired = false;
+        let mut bare = b.clone();
+        bare.machine = None;
+        assert_eq!(bench::gate::basis(&paired, &paired), "ratio");
+        assert_eq!(bench::gate::basis(&unpaired, &unpaired), "machine");
+        assert_eq!(bench::gate::basis(b, b), "machine");
+        assert_eq!(bench::gate::basis(&bare, b), "time");
+        let mut old_ratio = bare.clone();
+        old_ratio.baseline_ns = Some(1.0);
+        assert_eq!(bench::gate::basis(&old_ratio, &unpaired), "ratio");
     }
 
     /// Samples taken in 4 rounds, one of which ran 30% slower (a burst of
@@ -1025,9 +1234,11 @@ mod statistics {
         let path = dir.path().join("bench.csv");
         let t = Stats::of(timings(&mut rng, 15, 1000.0, 0.02));
         let b = Stats::of(timings(&mut rng, 15, 500.0, 0.02));
+        let u = in_stretches(&mut rng, 15, 30.0, &|i| i % 3 == 0, 2.0, 2.2);
         let rows = vec![
             Row::measured("e", "x", "a", &t).against("x/b", &t, &b, true),
             Row::measured("e", "x", "b", &b),
+            Row::measured("e", "x", "c", &u),
         ];
         bench::write_csv(&rows, &path).unwrap();
         let back = bench::read_csv(&path).unwrap();
@@ -1037,8 +1248,31 @@ mod statistics {
         };
         assert!(back[0].paired && !back[1].paired);
         assert!(close(back[0].ratio_ci, rows[0].ratio_ci), "{back:?}");
+        assert!(
+            (back[0].ratio().unwrap() - rows[0].ratio().unwrap()).abs() < 1e-4,
+            "{back:?}"
+        );
         assert!(close(back[1].median_ci, rows[1].median_ci), "{back:?}");
         assert_eq!(back[1].ratio_ci, None);
+        assert!(close(back[2].machine_ci, rows[2].machine_ci), "{back:?}");
+        assert!(
+            (back[2].machine.unwrap() - rows[2].machine.unwrap()).abs() < 1e-4 * 30.0,
+            "{back:?}"
+        );
+        assert_eq!(back[0].machine, None);
+        // A file of the 20 columns before machine units still reads.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let cut: String = text
+            .lines()
+            .map(|l| l.split(',').take(20).collect::<Vec<_>>().join(",") + "\n")
+            .collect();
+        let older = dir.path().join("older.csv");
+        std::fs::write(&older, cut).unwrap();
+        let back = bench::read_csv(&older).unwrap();
+        assert!(
+            back[2].machine.is_none() && back[0].ratio_ci.is_some(),
+            "{back:?}"
+        );
         let e = Estimate {
             value: 1.0,
             interval: None,

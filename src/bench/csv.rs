@@ -6,10 +6,11 @@ use super::{io_err, Row};
 use crate::{Error, Result};
 
 /// The CSV header of `bench.csv`. Files that end before `p99` and `max`
-/// (written since tails were measured) or before the intervals (`median_low`
-/// to `round_medians`) still read: their figures carry no interval, and the gate
-/// takes them as exact.
-pub const HEADER: [&str; 20] = [
+/// (written since tails were measured), before the intervals (`median_low`
+/// to `round_medians`: their figures carry no interval, and the gate takes
+/// them as exact) or before machine units (`machine` to `machine_high`)
+/// still read.
+pub const HEADER: [&str; 23] = [
     "engine",
     "benchmark",
     "parameter",
@@ -30,15 +31,19 @@ pub const HEADER: [&str; 20] = [
     "paired",
     "baseline_only",
     "round_medians",
+    "machine",
+    "machine_low",
+    "machine_high",
 ];
 
 /// The column counts of older `bench.csv` files that still read.
-const OLDER: [usize; 2] = [11, 13];
+const OLDER: [usize; 3] = [11, 13, 20];
 
 /// Writes `bench.csv`: one row per measurement (`median_time` in ns, with
 /// p10, p90, the baseline and the ratio, for per-call latencies p99 and
-/// max, and the 95% confidence intervals of the median and of the ratio,
-/// with whether the ratio's samples were paired).
+/// max, the 95% confidence intervals of the median and of the ratio,
+/// with whether the ratio's samples were paired, and the median in machine
+/// units with its interval).
 ///
 /// # Errors
 /// [`Error::Io`].
@@ -84,6 +89,9 @@ pub fn write_csv(rows: &[Row], path: &Path) -> Result<()> {
                 .map(|m| format!("{m:.1}"))
                 .collect::<Vec<_>>()
                 .join(";"),
+            &r.machine.map(significant).unwrap_or_default(),
+            &r.machine_ci.map(|c| significant(c.0)).unwrap_or_default(),
+            &r.machine_ci.map(|c| significant(c.1)).unwrap_or_default(),
         ])
         .map_err(|e| io_err(path, e.into()))?;
     }
@@ -147,6 +155,7 @@ pub fn read_csv(path: &Path) -> Result<Vec<Row>> {
             samples: r.samples,
             baseline: r.baseline,
             baseline_ns: r.ratio.filter(|x| *x > 0.0).map(|x| r.value / x),
+            ratio_value: r.ratio,
             median_ci: r.median_low.zip(r.median_high),
             ratio_ci: r.ratio_low.zip(r.ratio_high),
             paired: r.paired.unwrap_or(false),
@@ -158,6 +167,8 @@ pub fn read_csv(path: &Path) -> Result<Vec<Row>> {
                 .map(str::parse)
                 .collect::<std::result::Result<_, _>>()
                 .map_err(|e| bad(format!("row {}, column 'round_medians': {e}", i + 2)))?,
+            machine: r.machine,
+            machine_ci: r.machine_low.zip(r.machine_high),
         });
     }
     Ok(rows)
@@ -193,4 +204,10 @@ struct CsvRow {
     baseline_only: Option<bool>,
     #[serde(default)]
     round_medians: String,
+    #[serde(default)]
+    machine: Option<f64>,
+    #[serde(default)]
+    machine_low: Option<f64>,
+    #[serde(default)]
+    machine_high: Option<f64>,
 }

@@ -15,7 +15,8 @@ pub const FAMILY_CONFIDENCE: f64 = 0.95;
 pub struct Comparison {
     /// `benchmark/parameter`.
     pub name: String,
-    /// What is compared: `ratio` where both runs have a baseline, else `time`.
+    /// What is compared ([`basis`]): `ratio`, `machine` (the median in
+    /// machine units) or `time`.
     pub compared: &'static str,
     /// Baseline run's figure.
     pub before: f64,
@@ -54,25 +55,46 @@ pub struct Comparison {
     pub baseline_only: bool,
 }
 
-/// A row's figure for the gate: its ratio with the ratio's interval where
-/// `ratio`, else its median time with the median's.
-fn estimate(r: &Row, ratio: bool) -> Estimate {
-    if ratio {
-        Estimate {
-            value: r.ratio().unwrap_or(0.0),
-            interval: r.ratio_ci,
-        }
+/// What the gate compares of a row measured in both runs, the first that
+/// both have of: the ratio to a baseline sampled alternately with it
+/// (`ratio`; a machine slowing down moves both sides alike); the median in
+/// machine units (`machine`, [`Row::machine`]; sampled alternately with a
+/// fixed piece of work); a ratio to a baseline measured at another moment
+/// (`ratio`); the median time (`time`).
+pub fn basis(before: &Row, after: &Row) -> &'static str {
+    let ratio = before.ratio().is_some() && after.ratio().is_some();
+    let machine = before.machine.is_some() && after.machine.is_some();
+    if ratio && (before.paired && after.paired || !machine) {
+        "ratio"
+    } else if machine {
+        "machine"
     } else {
-        Estimate {
-            value: r.median_ns,
-            interval: r.median_ci,
-        }
+        "time"
     }
 }
 
-/// Compares two runs row by row on ratios where both have a baseline (a
-/// ratio to a same-run baseline holds where absolute times move with the
-/// machine), else on median time. Each change gets a confidence interval
+/// A row's figure for the gate on `basis` ([`basis`]), with its interval.
+fn estimate(r: &Row, basis: &str) -> Estimate {
+    match basis {
+        "ratio" => Estimate {
+            value: r.ratio().unwrap_or(0.0),
+            interval: r.ratio_ci,
+        },
+        "machine" => Estimate {
+            value: r.machine.unwrap_or(0.0),
+            interval: r.machine_ci,
+        },
+        _ => Estimate {
+            value: r.median_ns,
+            interval: r.median_ci,
+        },
+    }
+}
+
+/// Compares two runs row by row on ratios to same-run baselines or on
+/// machine units, where both runs have them, else on median time
+/// ([`basis`]): a figure relative to something measured beside it holds
+/// where absolute times move with the machine. Each change gets a confidence interval
 /// from both runs' intervals ([`stats::change_interval`]) at the
 /// confidence that makes all the rows' intervals hold together with
 /// [`FAMILY_CONFIDENCE`] (Bonferroni over the rows compared). A row
@@ -97,8 +119,8 @@ pub fn gate(before: &[Row], after: &[Row], max_regression_pct: f64) -> Vec<Compa
     pairs
         .into_iter()
         .map(|(b, a)| {
-            let ratio = b.ratio().is_some() && a.ratio().is_some();
-            let (x, y) = (estimate(b, ratio), estimate(a, ratio));
+            let on = basis(b, a);
+            let (x, y) = (estimate(b, on), estimate(a, on));
             let change_pct = if x.value > 0.0 {
                 (y.value - x.value) / x.value * 100.0
             } else {
@@ -129,7 +151,7 @@ pub fn gate(before: &[Row], after: &[Row], max_regression_pct: f64) -> Vec<Compa
             let rounds_needed = (rounds as f64 * factor).ceil() as usize;
             Comparison {
                 name: format!("{}/{}", a.benchmark, a.parameter),
-                compared: if ratio { "ratio" } else { "time" },
+                compared: on,
                 before: x.value,
                 after: y.value,
                 change_pct,
@@ -269,7 +291,7 @@ pub fn report(rows: &[Comparison], max_regression_pct: f64) -> GateReport {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:width$} {:>5} {:>12} {:>12} {:>8}  {:>18}  verdict",
+        "{:width$} {:>7} {:>12} {:>12} {:>8}  {:>18}  verdict",
         "benchmark",
         "on",
         "baseline",
@@ -277,10 +299,12 @@ pub fn report(rows: &[Comparison], max_regression_pct: f64) -> GateReport {
         "change",
         format!("interval @{:.2}%", confidence * 100.0),
     );
-    // Ratios as `1.234x`, times in their unit.
+    // Ratios as `1.234x`, machine units as `1.234 u`, times in their unit.
     let value = |c: &Comparison, v: f64| {
         if c.compared == "ratio" {
             format!("{v:.4}x")
+        } else if c.compared == "machine" {
+            format!("{v:.4} u")
         } else if c.name.contains("instructions") {
             format!("{v:.0} instr")
         } else {
@@ -290,7 +314,7 @@ pub fn report(rows: &[Comparison], max_regression_pct: f64) -> GateReport {
     for c in rows {
         let _ = writeln!(
             out,
-            "{:width$} {:>5} {:>12} {:>12} {:>+7.1}%  {:>18}  {}",
+            "{:width$} {:>7} {:>12} {:>12} {:>+7.1}%  {:>18}  {}",
             c.name,
             c.compared,
             value(c, c.before),

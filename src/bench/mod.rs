@@ -1,9 +1,11 @@
 //! `refit-harness bench`: refit and inference measured as a sweep, each
 //! beside a baseline taken in the same run, written as `bench.csv`, SVG
 //! plots and `summary.md`. Absolute times move from machine to machine;
-//! the ratios to the same-run baselines are what `gate` compares.
+//! the ratios to the same-run baselines, and figures in machine units
+//! ([`Row::machine`]), are what `gate` compares.
 //!
-//! Its parts: [`sampler`] (batched timing, medians and spreads), [`stats`]
+//! Its parts: [`sampler`] (batched timing, medians and spreads, the
+//! machine unit sampled beside them), [`stats`]
 //! (confidence intervals of medians, ratios and changes), [`loops`] (the
 //! loops instruction counts are taken of), [`sweep`]
 //! (what is measured, beside which baseline), [`csv`] (`bench.csv` out and
@@ -54,6 +56,10 @@ pub struct Row {
     pub baseline: String,
     /// The baseline's median, in nanoseconds.
     pub baseline_ns: Option<f64>,
+    /// The ratio to the baseline where it is not `median_ns / baseline_ns`:
+    /// for paired samples, the median of each sample over the baseline's
+    /// beside it ([`sampler::Stats::per`]); as read from `bench.csv`.
+    pub ratio_value: Option<f64>,
     /// The [`stats::LEVEL`] confidence interval of the median, in
     /// nanoseconds (`None` in files written before intervals were kept).
     pub median_ci: Option<(f64, f64)>,
@@ -70,14 +76,27 @@ pub struct Row {
     /// The median of each round's samples, in order (one for a sweep of one
     /// round): how far the rounds agreed.
     pub round_medians: Vec<f64>,
+    /// The median in machine units: the median of each sample over a batch
+    /// of [`sampler::machine_unit`] taken beside it, so a figure that holds
+    /// when the whole machine slows or speeds up between (or within) runs.
+    /// `None` for rows measured without it.
+    pub machine: Option<f64>,
+    /// The [`stats::LEVEL`] confidence interval of [`Row::machine`].
+    pub machine_ci: Option<(f64, f64)>,
 }
 
 impl Row {
     /// A row of the measurement `t`: median, p10, p90, the median's
-    /// interval; no baseline ([`Row::against`] adds one) and no tail
-    /// figures.
+    /// interval, and in machine units where `t` has them
+    /// ([`sampler::Stats::units`]); no baseline ([`Row::against`] adds one)
+    /// and no tail figures.
     pub fn measured(engine: &str, benchmark: &str, parameter: &str, t: &sampler::Stats) -> Self {
+        let machine = t.in_units();
         Row {
+            machine: machine.as_ref().map(|m| m.median),
+            machine_ci: machine
+                .as_ref()
+                .map(|m| stats::median_interval(&m.by_round(), stats::LEVEL)),
             engine: engine.into(),
             benchmark: benchmark.into(),
             parameter: parameter.into(),
@@ -104,21 +123,37 @@ impl Row {
     ) -> Self {
         self.baseline = name.into();
         self.baseline_ns = Some(base.median);
-        self.ratio_ci = Some(stats::ratio_interval(
-            &t.by_round(),
-            &base.by_round(),
-            paired,
-            stats::LEVEL,
-        ));
-        self.paired = paired;
+        match t.per(base).filter(|_| paired) {
+            // Paired: the median of the pairs' ratios (those taken at full
+            // speed where the machine unit was sampled beside them), its
+            // interval from them (rounds drawn, then pairs within).
+            Some(r) => {
+                let r = r.kept(&t.at_full_speed());
+                self.ratio_value = Some(r.median);
+                self.ratio_ci = Some(stats::median_interval(&r.by_round(), stats::LEVEL));
+                self.paired = true;
+            }
+            None => {
+                self.ratio_ci = Some(stats::ratio_interval(
+                    &t.by_round(),
+                    &base.by_round(),
+                    false,
+                    stats::LEVEL,
+                ));
+                self.paired = false;
+            }
+        }
         self
     }
 
-    /// `median / baseline`, when there is a baseline.
+    /// The ratio to the baseline, when there is one: the paired median
+    /// ([`Row::ratio_value`]) or `median / baseline`.
     pub fn ratio(&self) -> Option<f64> {
-        self.baseline_ns
-            .filter(|b| *b > 0.0)
-            .map(|b| self.median_ns / b)
+        self.ratio_value.or_else(|| {
+            self.baseline_ns
+                .filter(|b| *b > 0.0)
+                .map(|b| self.median_ns / b)
+        })
     }
 }
 

@@ -3,8 +3,13 @@
 //! their p10 and p90, the samples kept for the median's confidence
 //! interval; [`time_pair`]: two operations, their samples alternating.
 //! [`latencies`]: every call timed on its own, for the tails (p99, max)
-//! that batching averages away.
+//! that batching averages away. [`machine_unit`]: a fixed piece of work
+//! sampled beside a measurement ([`time_in_units`], [`latencies`]), so its
+//! figure can be read in units of what the machine did at that moment
+//! ([`Stats::in_units`]) and kept to the samples taken at full speed
+//! ([`Stats::at_full_speed`]).
 
+use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use super::stats;
@@ -24,6 +29,9 @@ pub struct Stats {
     pub samples: Vec<f64>,
     /// How many samples each round took, in order ([`stats::Rounds`]).
     pub rounds: Vec<usize>,
+    /// Nanoseconds per [`machine_unit`] in a batch sampled beside each
+    /// sample, in the same order ([`time_in_units`]); empty when none was.
+    pub units: Vec<f64>,
 }
 
 impl Stats {
@@ -43,6 +51,68 @@ impl Stats {
             p90: stats::quantile(&sorted, 0.9),
             samples,
             rounds: sizes,
+            units: Vec::new(),
+        }
+    }
+
+    /// The samples in machine units, each over the [`machine_unit`] batch
+    /// sampled beside it ([`Stats::per`]), of those taken at full speed
+    /// ([`Stats::at_full_speed`]); `None` without units.
+    pub fn in_units(&self) -> Option<Stats> {
+        if self.units.len() != self.samples.len() || self.units.is_empty() {
+            return None;
+        }
+        let units = Stats::in_rounds(self.units.clone(), self.rounds.clone());
+        Some(self.per(&units)?.kept(&self.at_full_speed()))
+    }
+
+    /// Which samples were taken while the machine ran at full speed: the
+    /// [`machine_unit`] batch beside them took at most [`FULL_SPEED`]
+    /// times the fastest tenth of the batches. All of them without units.
+    ///
+    /// A shared machine runs in stretches at another speed (seconds at half
+    /// speed, when the host gives the core to someone else), and the work
+    /// under test and the unit beside it do not slow by exactly the same
+    /// factor there (a convolution 2x, the unit 2-2.5x), so a figure over
+    /// every sample moves with how much of the run fell in such stretches.
+    /// At full speed both are steady from run to run.
+    pub fn at_full_speed(&self) -> Vec<bool> {
+        if self.units.len() != self.samples.len() || self.units.is_empty() {
+            return vec![true; self.samples.len()];
+        }
+        let mut sorted = self.units.clone();
+        sorted.sort_by(f64::total_cmp);
+        let fast = stats::quantile(&sorted, 0.1) * FULL_SPEED;
+        self.units.iter().map(|u| *u <= fast).collect()
+    }
+
+    /// The samples where `keep` holds, in their rounds (a round left
+    /// without any dropped), units with them; all of them when fewer than
+    /// [`MIN_SAMPLES`] would be left.
+    pub fn kept(&self, keep: &[bool]) -> Stats {
+        if keep.len() != self.samples.len() || keep.iter().filter(|k| **k).count() < MIN_SAMPLES {
+            return self.clone();
+        }
+        let has_units = self.units.len() == self.samples.len();
+        let (mut samples, mut units, mut sizes) = (Vec::new(), Vec::new(), Vec::new());
+        let mut at = 0;
+        for &n in &self.rounds {
+            let end = (at + n).min(self.samples.len());
+            let before = samples.len();
+            for (i, _) in keep[at..end].iter().enumerate().filter(|(_, k)| **k) {
+                samples.push(self.samples[at + i]);
+                if has_units {
+                    units.push(self.units[at + i]);
+                }
+            }
+            if samples.len() > before {
+                sizes.push(samples.len() - before);
+            }
+            at = end;
+        }
+        Stats {
+            units,
+            ..Stats::in_rounds(samples, sizes)
         }
     }
 
@@ -58,6 +128,30 @@ impl Stats {
         out
     }
 
+    /// Each sample over the one `base` took beside it (`base` sampled
+    /// alternately with this one, as [`time_pair`] and
+    /// [`time_alternating`] do), in the same rounds; `None` when the two do
+    /// not pair up. The median of these ratios cancels what moved both
+    /// samples of a pair alike (a machine slowed for a while), where the
+    /// ratio of the two medians does not once a slow stretch holds about
+    /// half the samples.
+    pub fn per(&self, base: &Stats) -> Option<Stats> {
+        if self.samples.len() != base.samples.len()
+            || self.rounds != base.rounds
+            || self.samples.is_empty()
+            || base.samples.iter().any(|b| *b <= 0.0 || !b.is_finite())
+        {
+            return None;
+        }
+        let ratios = self
+            .samples
+            .iter()
+            .zip(&base.samples)
+            .map(|(a, b)| a / b)
+            .collect();
+        Some(Stats::in_rounds(ratios, self.rounds.clone()))
+    }
+
     /// The samples with their rounds, for [`stats`]' intervals.
     pub fn by_round(&self) -> stats::Rounds<'_> {
         stats::Rounds {
@@ -66,6 +160,11 @@ impl Stats {
         }
     }
 }
+
+/// A sample was taken at full speed when the [`machine_unit`] batch
+/// beside it took at most this many times the fastest tenth of them
+/// ([`Stats::at_full_speed`]).
+pub const FULL_SPEED: f64 = 1.25;
 
 /// The fewest samples [`time`] and [`time_pair`] take, whatever the budget.
 pub const MIN_SAMPLES: usize = 3;
@@ -134,6 +233,58 @@ pub fn time_alternating(
     out.into_iter().map(Stats::of).collect()
 }
 
+/// A fixed piece of work the machine's speed at a moment is read from:
+/// `y += a * x` over 1024 floats that stay in the first-level cache, the
+/// loads, multiplies, adds and stores of a convolution's inner loop
+/// (about a microsecond). Sampled beside a measurement ([`time_in_units`],
+/// [`latencies`]), the measurement's figure over it ([`Stats::per`]) is
+/// its time in units of this work: a stretch in which the host gives this
+/// machine less of a core moves both alike, a slower engine moves only the
+/// measurement. (Of the kernels tried on a shared 2-core VM whose slow
+/// stretches made inference 2x slower, this one slowed as inference did;
+/// a dot product that keeps its sums in registers slowed 1.4x, integer
+/// arithmetic 1.1x.)
+pub fn machine_unit() {
+    thread_local! {
+        static VECTORS: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = std::cell::RefCell::new((
+            (0..1024).map(|i| (i % 7) as f32 * 0.25).collect(),
+            vec![0.0; 1024],
+        ));
+    }
+    VECTORS.with_borrow_mut(|(x, y)| {
+        let a = black_box(0.5f32);
+        for (yv, xv) in y.iter_mut().zip(black_box(x.as_slice())) {
+            *yv = *yv * 0.5 + a * xv;
+        }
+        black_box(&*y);
+    });
+}
+
+/// As [`time_alternating`], with a batch of [`machine_unit`] (a quarter
+/// of `target`) sampled in each turn after the operations: every result
+/// carries the units' samples ([`Stats::units`]), so each can be read in
+/// machine units and at full speed ([`Stats::at_full_speed`]).
+pub fn time_in_units(samples: usize, target: Duration, ops: &mut [&mut dyn FnMut()]) -> Vec<Stats> {
+    let batches: Vec<usize> = ops.iter_mut().map(|op| calibrate(target, op)).collect();
+    let unit = calibrate(target / 4, &mut machine_unit);
+    let mut out: Vec<Vec<f64>> = vec![Vec::with_capacity(samples); ops.len()];
+    let mut units = Vec::with_capacity(samples);
+    let start = Instant::now();
+    let per_turn = target.saturating_mul(ops.len().max(1) as u32) + target / 4;
+    while more(units.len(), samples, per_turn, start) {
+        for ((op, batch), o) in ops.iter_mut().zip(&batches).zip(&mut out) {
+            o.push(sample(*batch, op));
+        }
+        units.push(sample(unit, &mut machine_unit));
+    }
+    out.into_iter()
+        .map(|s| Stats {
+            units: units.clone(),
+            ..Stats::of(s)
+        })
+        .collect()
+}
+
 /// The batch size that makes one sample of `op` take about `target`.
 fn calibrate(target: Duration, op: &mut impl FnMut()) -> usize {
     let mut batch = 1usize;
@@ -161,24 +312,46 @@ fn sample(batch: usize, op: &mut impl FnMut()) -> f64 {
 }
 
 /// Times each call of `op` on its own: at least `min_ops` calls, then on
-/// until `budget` has passed or `max_ops` calls were made. Returns the
-/// per-call nanoseconds, sorted. Each figure includes reading the clock
-/// twice (tens of nanoseconds).
-pub fn latencies(
-    budget: Duration,
-    min_ops: usize,
-    max_ops: usize,
-    mut op: impl FnMut(),
-) -> Vec<f64> {
+/// until `budget` has passed or `max_ops` calls were made; each call is
+/// followed by a batch of [`machine_unit`] about as long as one call, timed
+/// on its own ([`Stats::units`]), so each latency can also be read in
+/// units of what the machine did beside it. The samples are per-call
+/// nanoseconds in the order taken (the tails' quantiles: [`Tail`]); each
+/// includes reading the clock twice (tens of nanoseconds).
+pub fn latencies(budget: Duration, min_ops: usize, max_ops: usize, mut op: impl FnMut()) -> Stats {
+    // The batch: units in one call's time, from a few calls.
+    let t = Instant::now();
+    for _ in 0..3 {
+        op();
+    }
+    let batch = unit_batch(t.elapsed() / 3);
+    // Twice the calls' budget: each call has its batch beside it.
+    let budget = budget.saturating_mul(2);
     let start = Instant::now();
-    let mut out = Vec::with_capacity(max_ops.min(1 << 20));
-    while out.len() < min_ops || (out.len() < max_ops && start.elapsed() < budget) {
+    let mut calls = Vec::with_capacity(max_ops.min(1 << 20));
+    let mut units = Vec::with_capacity(max_ops.min(1 << 20));
+    while calls.len() < min_ops || (calls.len() < max_ops && start.elapsed() < budget) {
         let t = Instant::now();
         op();
-        out.push(t.elapsed().as_nanos() as f64);
+        calls.push(t.elapsed().as_nanos() as f64);
+        units.push(unit_sample(batch));
     }
-    out.sort_by(f64::total_cmp);
-    out
+    Stats {
+        units,
+        ..Stats::of(calls)
+    }
+}
+
+/// How many [`machine_unit`]s take about `like` (at least one).
+pub fn unit_batch(like: Duration) -> usize {
+    let per_ms = calibrate(Duration::from_millis(1), &mut machine_unit);
+    let per_unit = Duration::from_millis(1).as_secs_f64() / per_ms as f64;
+    ((like.as_secs_f64() / per_unit) as usize).clamp(1, 1 << 20)
+}
+
+/// Nanoseconds per [`machine_unit`] over one batch of `batch`.
+pub fn unit_sample(batch: usize) -> f64 {
+    sample(batch, &mut machine_unit)
 }
 
 /// Quantiles of sorted per-call latencies.

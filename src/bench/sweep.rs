@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
-use super::sampler::{latencies, time, time_alternating, time_pair, Stats, Tail, MIN_SAMPLES};
+use super::sampler::{
+    latencies, time, time_in_units, unit_batch, unit_sample, Stats, Tail, MIN_SAMPLES,
+};
 use super::Row;
 use crate::check::oracle::{Judge, Oracle};
 use crate::check::EngineFactory;
@@ -36,6 +38,25 @@ pub const BASELINES_ONLY: [(&str, &str); 6] = [
     ("resnet18", "infer_reference_"),
 ];
 
+/// The rows bound by memory bandwidth or the disk rather than the core, as
+/// (benchmark, parameter prefix): copies, refits, reloads. They carry no
+/// figure in machine units ([`Row::machine`]): the unit
+/// ([`machine_unit`](super::sampler::machine_unit)) is arithmetic in the
+/// first-level cache and does not slow when another tenant takes the
+/// memory bus. Their samples are still kept to those taken at full speed
+/// where their ratio is paired.
+pub const NOT_IN_UNITS: [(&str, &str); 9] = [
+    ("memcpy", ""),
+    ("refit", ""),
+    ("abi", "memcpy_"),
+    ("abi", "refit_"),
+    ("resnet18", "memcpy_all"),
+    ("resnet18", "refit_"),
+    ("resnet18", "reload"),
+    ("refit_vs_reload", ""),
+    ("latency", "refit_"),
+];
+
 /// How the sweep runs.
 #[derive(Clone, Debug)]
 pub struct BenchConfig {
@@ -60,9 +81,9 @@ pub struct BenchConfig {
 }
 
 impl BenchConfig {
-    /// `quick`: about a minute (sizes up to 16 MiB, up to 240 samples of
-    /// 2 ms in 6 rounds); otherwise up to 256 MiB, up to 480 samples of 3 ms
-    /// in 8 rounds.
+    /// `quick`: about a minute and a half (sizes up to 16 MiB, up to 240
+    /// samples of 2 ms in 6 rounds); otherwise up to 256 MiB, up to 480
+    /// samples of 3 ms in 8 rounds.
     pub fn new(quick: bool, scratch: &Path) -> Self {
         BenchConfig {
             samples: if quick { 240 } else { 480 },
@@ -174,8 +195,9 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// A refit of `engine`'s first weight (`bytes` bytes) and a memcpy of as
-/// many bytes, a sample of each in turn ([`time_pair`]): a machine that
-/// slows for a while slows both alike, and their ratio holds.
+/// many bytes, a sample of each in turn, and of the machine unit
+/// ([`time_in_units`]): a machine that slows for a while slows both, and
+/// their ratio is taken at full speed.
 fn refit_and_memcpy(
     engine: &dyn Engine,
     bytes: usize,
@@ -185,28 +207,34 @@ fn refit_and_memcpy(
     let mut k = 0;
     let mut err = None;
     let (src, mut dst) = copy_buffers(bytes);
-    let (t, m) = time_pair(
+    let mut t = time_in_units(
         cfg.samples,
         cfg.sample_time,
-        || {
-            k += 1;
-            if let Err(e) = refit_to(engine, &s, k) {
-                err.get_or_insert(e);
-            }
-        },
-        || {
-            dst.copy_from_slice(black_box(&src));
-            black_box(&dst);
-        },
+        &mut [
+            &mut || {
+                k += 1;
+                if let Err(e) = refit_to(engine, &s, k) {
+                    err.get_or_insert(e);
+                }
+            },
+            &mut || {
+                dst.copy_from_slice(black_box(&src));
+                black_box(&dst);
+            },
+        ],
     );
     match err {
         Some(e) => Err(e),
-        None => Ok((t, m)),
+        None => {
+            let m = t.pop().unwrap_or_default();
+            Ok((t.pop().unwrap_or_default(), m))
+        }
     }
 }
 
-/// [`time_pair`] of two operations that can fail: the first error of
-/// either goes to `fallible` once the measurement ends.
+/// Two operations that can fail, a sample of each in turn and of the
+/// machine unit ([`time_in_units`]): the first error of either goes to
+/// `fallible` once the measurement ends.
 fn time_pair_fallible(
     cfg: &BenchConfig,
     mut a: impl FnMut() -> Result<()>,
@@ -214,20 +242,18 @@ fn time_pair_fallible(
     fallible: &mut dyn FnMut(Result<()>),
 ) -> (Stats, Stats) {
     let (mut ea, mut eb) = (None, None);
-    let t = time_pair(
-        cfg.samples,
-        cfg.sample_time,
-        || {
-            if let Err(e) = a() {
-                ea.get_or_insert(e);
-            }
-        },
-        || {
-            if let Err(e) = b() {
-                eb.get_or_insert(e);
-            }
-        },
-    );
+    let mut a = || {
+        if let Err(e) = a() {
+            ea.get_or_insert(e);
+        }
+    };
+    let mut b = || {
+        if let Err(e) = b() {
+            eb.get_or_insert(e);
+        }
+    };
+    let mut s = time_in_units(cfg.samples, cfg.sample_time, &mut [&mut a, &mut b]).into_iter();
+    let t = (s.next().unwrap_or_default(), s.next().unwrap_or_default());
     fallible(ea.or(eb).map_or(Ok(()), Err));
     t
 }
@@ -368,6 +394,8 @@ struct Raw {
     benchmark: String,
     parameter: String,
     samples: Vec<f64>,
+    /// [`Stats::units`] of `samples` (empty when none were taken).
+    units: Vec<f64>,
     baseline: Option<(String, bool)>,
     tail: bool,
 }
@@ -415,6 +443,7 @@ pub fn run(
                 Some(i) => {
                     sizes[i].push(r.samples.len());
                     merged[i].samples.extend(r.samples);
+                    merged[i].units.extend(r.units);
                 }
                 None => {
                     sizes.push(vec![r.samples.len()]);
@@ -427,7 +456,10 @@ pub fn run(
     let stats: Vec<Stats> = merged
         .iter()
         .zip(sizes)
-        .map(|(r, n)| Stats::in_rounds(r.samples.clone(), n))
+        .map(|(r, n)| Stats {
+            units: r.units.clone(),
+            ..Stats::in_rounds(r.samples.clone(), n)
+        })
         .collect();
     let rows = merged
         .iter()
@@ -451,9 +483,15 @@ pub fn run(
             if let Some((b, bt, paired)) = base {
                 row = row.against(b, t, bt, paired);
             }
-            row.baseline_only = BASELINES_ONLY
-                .iter()
-                .any(|(b, p)| row.benchmark == *b && row.parameter.starts_with(p));
+            let listed = |list: &[(&str, &str)]| {
+                list.iter()
+                    .any(|(b, p)| row.benchmark == *b && row.parameter.starts_with(p))
+            };
+            row.baseline_only = listed(&BASELINES_ONLY);
+            if listed(&NOT_IN_UNITS) {
+                row.machine = None;
+                row.machine_ci = None;
+            }
             row
         })
         .collect();
@@ -474,6 +512,7 @@ fn round(
             benchmark: benchmark.into(),
             parameter,
             samples: t.samples.clone(),
+            units: t.units.clone(),
             baseline: base.map(|(b, _, paired)| (b.to_string(), paired)),
             tail: false,
         });
@@ -481,11 +520,12 @@ fn round(
     // Per-call latencies: p50 as the median, with p99 and max.
     let mut tails: Vec<Raw> = Vec::new();
     let budget = cfg.sample_time * cfg.samples as u32;
-    let mut tail = |parameter: &str, lat: &[f64], base: Option<&str>| {
+    let mut tail = |parameter: &str, lat: &Stats, base: Option<&str>| {
         tails.push(Raw {
             benchmark: "latency".into(),
             parameter: parameter.into(),
-            samples: lat.to_vec(),
+            samples: lat.samples.clone(),
+            units: lat.units.clone(),
             baseline: base.map(|b| (b.to_string(), false)),
             tail: true,
         });
@@ -635,10 +675,13 @@ fn round(
         let x = inputs(engine.as_ref());
         let mut ctx = engine.context()?;
         let mut out = Vec::new();
-        let t = time(cfg.samples, cfg.sample_time, || {
-            fallible(infer_once(ctx.as_mut(), &x, &mut out))
-        });
-        row("infer", file.trim_end_matches(".onnx").into(), &t, None);
+        // In machine units too: a batch of the fixed work in each turn.
+        let t = time_in_units(
+            cfg.samples,
+            cfg.sample_time,
+            &mut [&mut || fallible(infer_once(ctx.as_mut(), &x, &mut out))],
+        );
+        row("infer", file.trim_end_matches(".onnx").into(), &t[0], None);
     }
 
     // Inference under refit, and its tails, on conv_stack, or on
@@ -711,7 +754,7 @@ fn round(
                     errs.borrow_mut().get_or_insert(e);
                 }
             };
-            time_alternating(
+            time_in_units(
                 cfg.samples,
                 cfg.sample_time,
                 &mut [
@@ -738,7 +781,7 @@ fn round(
     let lat = |ctx: &mut Box<dyn crate::engine::Context>,
                out: &mut Vec<Tensor>,
                fallible: &mut dyn FnMut(Result<()>)|
-     -> Vec<f64> {
+     -> Stats {
         latencies(budget, min_calls(cfg, 30), 200_000, || {
             fallible(infer_once(ctx.as_mut(), &x, out))
         })
@@ -777,6 +820,13 @@ fn round(
     // same loop, so the ratio reads in inferences.
     let mut waits: Vec<f64> = Vec::new();
     let mut plain: Vec<f64> = Vec::new();
+    // Beside each inference, a batch of the machine unit as long.
+    let mut units: Vec<f64> = Vec::new();
+    let batch = {
+        let t = Instant::now();
+        black_box(ctx.infer(&x)?);
+        unit_batch(t.elapsed())
+    };
     let deadline = Instant::now() + cfg.sample_time * cfg.samples as u32;
     let cap = 100_000 / cfg.rounds.max(1);
     while waits.len() < min_calls(cfg, 20) || (Instant::now() < deadline && waits.len() < cap) {
@@ -802,10 +852,17 @@ fn round(
         let t = Instant::now();
         black_box(ctx.infer(&x)?);
         plain.push(t.elapsed().as_nanos() as f64);
+        units.push(unit_sample(batch));
     }
     // A wait and its inference were timed in the same iteration: paired.
-    let vis = Stats::of(waits);
-    let vis_infer = Stats::of(plain);
+    let vis = Stats {
+        units: units.clone(),
+        ..Stats::of(waits)
+    };
+    let vis_infer = Stats {
+        units,
+        ..Stats::of(plain)
+    };
     row("visibility", "infer_seed_conv".into(), &vis_infer, None);
     row(
         "visibility",
@@ -846,7 +903,7 @@ fn round(
                 errs.borrow_mut().get_or_insert(e);
             }
         };
-        let t = time_alternating(
+        let t = time_in_units(
             cfg.samples,
             cfg.sample_time,
             &mut [
@@ -886,10 +943,8 @@ fn round(
         l.weight.iter_mut().for_each(|w| *w = 2.0);
         l.bias.iter_mut().for_each(|w| *w = 2.0);
     }
-    let (reload_path, reloaded) = (
-        cfg.scratch.join("conv_wide_reload.onnx"),
-        reloaded.to_bytes(),
-    );
+    let reload_path = cfg.scratch.join("conv_wide_reload.onnx");
+    write_synced(&reload_path, &reloaded.to_bytes())?;
     // A refit and a reload, a sample of each in turn.
     let (rf, rl) = time_pair_fallible(
         cfg,
@@ -897,10 +952,9 @@ fn round(
             k += 1;
             refit_to(wide.as_ref(), &s, k)
         },
-        || reload_once(spec, cfg, &reload_path, &reloaded),
+        || reload_once(spec, cfg, &reload_path),
         &mut fallible,
     );
-    fallible(write_synced(&reload_path, &reloaded));
     row(
         "refit_vs_reload",
         "refit".into(),
@@ -944,40 +998,34 @@ fn evaluate(oracle: &Oracle, x: &[Tensor], path: &Path) -> Result<()> {
         })
 }
 
-/// One reload: the model `bytes` (new weights) written to `path` and the
-/// engine under test built on it.
-fn reload_once(
-    spec: &dyn EngineFactory,
-    cfg: &BenchConfig,
-    path: &Path,
-    bytes: &[u8],
-) -> Result<()> {
-    std::fs::write(path, bytes)
-        .map_err(|error| Error::Io {
-            op: "write",
-            path: path.to_path_buf(),
-            error,
-        })
-        .and_then(|()| spec.open(path, &cfg.options).map(|e| drop(black_box(e))))
+/// One reload: the engine under test built again on the model at `path`
+/// (new weights, written beforehand: how fast the disk takes a file is the
+/// machine's, not the engine's, and varies from run to run with what the
+/// kernel has left to write back).
+fn reload_once(spec: &dyn EngineFactory, cfg: &BenchConfig, path: &Path) -> Result<()> {
+    spec.open(path, &cfg.options).map(|e| drop(black_box(e)))
 }
 
-/// Reloading instead of refitting: writing the model `bytes` (new weights)
-/// as `name` and building the engine under test on it, timed.
+/// Reloading instead of refitting: the model `bytes` (new weights) written
+/// as `name` once, then the engine under test built on it, timed.
+///
+/// # Errors
+/// The model cannot be written.
 fn reload(
     spec: &dyn EngineFactory,
     cfg: &BenchConfig,
     name: &str,
     bytes: &[u8],
     fallible: &mut dyn FnMut(Result<()>),
-) -> Stats {
+) -> Result<Stats> {
     let path = cfg.scratch.join(name);
-    let t = time(cfg.samples, cfg.sample_time, || {
-        fallible(reload_once(spec, cfg, &path, bytes));
-    });
-    // What the reloads left to write back, written now rather than during
-    // the next measurement.
-    fallible(write_synced(&path, bytes));
-    t
+    write_synced(&path, bytes)?;
+    Ok(time_in_units(
+        cfg.samples,
+        cfg.sample_time,
+        &mut [&mut || fallible(reload_once(spec, cfg, &path))],
+    )
+    .swap_remove(0))
 }
 
 /// A same-run baseline for a row: its name (`benchmark/parameter`), its
@@ -986,7 +1034,7 @@ type Against<'a> = Option<(&'a str, &'a Stats, bool)>;
 
 /// Records a per-call latency row: parameter, latencies, and the
 /// baseline's name.
-type TailRow<'a> = dyn FnMut(&str, &[f64], Option<&str>) + 'a;
+type TailRow<'a> = dyn FnMut(&str, &Stats, Option<&str>) + 'a;
 
 /// The ResNet-18 measurements ([`build::resnet18`], random weights,
 /// 1x3x`size`x`size`), rows `resnet18/...` and `latency/...resnet18...`:
@@ -995,8 +1043,8 @@ type TailRow<'a> = dyn FnMut(&str, &[f64], Option<&str>) + 'a;
 ///   against `memcpy_all`, one copy of as many bytes;
 /// - `refit_one_tensor`: one tensor of the same bytes, against the same
 ///   memcpy: `refit_all` over it is the per-tensor overhead;
-/// - `reload`: writing the model with new weights and building the engine
-///   again, against `refit_all`;
+/// - `reload`: building the engine again on the model with new weights
+///   (written beforehand), against `refit_all`;
 /// - `oracle_SxS`: the check oracle's expectation (exact values and f32
 ///   bounds), against `infer_reference_SxS`, one inference of the
 ///   reference engine;
@@ -1017,6 +1065,7 @@ fn resnet18(
             benchmark: "resnet18".into(),
             parameter: parameter.into(),
             samples: t.samples.clone(),
+            units: t.units.clone(),
             baseline: base.map(|(b, _, paired)| (b.to_string(), paired)),
             tail: false,
         })
@@ -1026,53 +1075,61 @@ fn resnet18(
     let (path, engine) = open(spec, cfg, "resnet18.onnx", &bytes)?;
     let all = sets(engine.as_ref(), true);
     let total: usize = all[0].iter().map(|(_, t)| t.numel() * 4).sum();
-    let mut k = 0;
+    let (mut k, mut j) = (0, 0);
     let (src, mut dst) = copy_buffers(total);
-    // Both copy 44.6 MiB, far beyond any cache: a sample of each in turn.
-    let (refit_all, memcpy) = time_pair(
+    // One tensor of as many bytes as all of them.
+    let (_, one) = open(spec, cfg, "sized.onnx", &sized_model(total).to_bytes())?;
+    let s = sets(one.as_ref(), false);
+    progress("resnet18/refit_one_tensor");
+    // All three copy 44.6 MiB, far beyond any cache: a sample of each in
+    // turn.
+    let errs = RefCell::new(None);
+    let note = |r: Result<()>| {
+        if let Err(e) = r {
+            errs.borrow_mut().get_or_insert(e);
+        }
+    };
+    let t = time_in_units(
         cfg.samples,
         cfg.sample_time,
-        || {
-            k += 1;
-            fallible(refit_to(engine.as_ref(), &all, k));
-        },
-        || {
-            dst.copy_from_slice(black_box(&src));
-            black_box(&dst);
-        },
+        &mut [
+            &mut || {
+                k += 1;
+                note(refit_to(engine.as_ref(), &all, k));
+            },
+            &mut || {
+                dst.copy_from_slice(black_box(&src));
+                black_box(&dst);
+            },
+            &mut || {
+                j += 1;
+                note(refit_to(one.as_ref(), &s, j));
+            },
+        ],
     );
-    drop((src, dst));
-    add("memcpy_all", &memcpy, None);
+    fallible(errs.into_inner().map_or(Ok(()), Err));
+    drop((src, dst, s, one));
+    let (refit_all, memcpy, refit_one) = (&t[0], &t[1], &t[2]);
+    add("memcpy_all", memcpy, None);
     add(
         "refit_all",
-        &refit_all,
-        Some(("resnet18/memcpy_all", &memcpy, true)),
+        refit_all,
+        Some(("resnet18/memcpy_all", memcpy, true)),
     );
-
-    progress("resnet18/refit_one_tensor");
-    {
-        let (_, one) = open(spec, cfg, "sized.onnx", &sized_model(total).to_bytes())?;
-        let s = sets(one.as_ref(), false);
-        let mut k = 0;
-        let t = time(cfg.samples, cfg.sample_time, || {
-            k += 1;
-            fallible(refit_to(one.as_ref(), &s, k));
-        });
-        add(
-            "refit_one_tensor",
-            &t,
-            Some(("resnet18/memcpy_all", &memcpy, false)),
-        );
-    }
+    add(
+        "refit_one_tensor",
+        refit_one,
+        Some(("resnet18/memcpy_all", memcpy, true)),
+    );
 
     progress("resnet18/reload");
     let reloaded = build::resnet18(size, 19).to_bytes();
-    let rl = reload(spec, cfg, "resnet18_reload.onnx", &reloaded, fallible);
+    let rl = reload(spec, cfg, "resnet18_reload.onnx", &reloaded, fallible)?;
     drop(reloaded);
     add(
         "reload",
         &rl,
-        Some(("resnet18/refit_all", &refit_all, false)),
+        Some(("resnet18/refit_all", refit_all, false)),
     );
 
     progress("resnet18/oracle");
