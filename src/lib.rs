@@ -31,8 +31,10 @@
 //! - [`ffi`]: the plugin ABI (`include/refit_plugin.h`): the loader
 //!   ([`ffi::plugin`]), its C types ([`ffi::sys`]), and the reference
 //!   engine behind it ([`ffi::export`], built as the `reference_plugin`
-//!   example), and [`ffi::flight`]: the ABI calls in flight in a
-//!   scenario's child process, for crash and hang reports.
+//!   example).
+//! - [`flight`]: the flight recorder, the step a scenario's child process
+//!   is on and the engine calls in flight, for crash and hang reports (OS
+//!   code: a signal handler that writes with `write(2)` alone).
 //! - [`defects`]: the seeded-defect engines `selftest` must catch;
 //!   [`selftest`] builds the catalogue matrix; [`faulty_plugins`] builds
 //!   the faulty C plugins.
@@ -86,6 +88,8 @@ pub mod faulty_plugins;
 #[allow(unsafe_code)]
 pub mod ffi;
 pub mod fixtures;
+#[allow(unsafe_code)]
+pub mod flight;
 pub mod io;
 pub mod model;
 pub mod report;

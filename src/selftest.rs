@@ -1,7 +1,12 @@
 //! The self-test's verdict: every seeded defect caught by at least one
-//! scenario, and the correct engines passing everything.
+//! scenario, and the correct engines passing everything; and the faults
+//! only a real plugin or a sanitizer shows ([`faults`]).
 
+use std::path::Path;
+
+use crate::check::isolate::Sanitizer;
 use crate::check::{scenarios, CheckReport, Verdict};
+use crate::{faulty_plugins, report};
 
 /// The defect x scenario matrix, as text and Markdown, and the verdict.
 #[derive(Clone, Debug)]
@@ -23,6 +28,85 @@ impl Matrix {
             "selftest: FAILED"
         }
     }
+}
+
+impl Matrix {
+    /// Adds the lines of [`faults`] to both texts, and their verdict.
+    pub fn add_faults(&mut self, faults: &Faults) {
+        let lines = faults.lines.join("\n");
+        self.ok &= faults.ok;
+        self.text.push_str(&(lines.clone() + "\n"));
+        self.markdown.push_str(&format!("\n```\n{lines}\n```\n"));
+    }
+}
+
+/// What [`faults`] found: one line (or several, wrapped) per fault, under
+/// a heading per kind, and whether every fault tried was caught.
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    /// The lines, as printed.
+    pub lines: Vec<String>,
+    /// Every fault tried was caught (a fault skipped for want of a
+    /// compiler or a sanitizer runtime does not count against it).
+    pub ok: bool,
+}
+
+impl Faults {
+    /// One fault's line, wrapped to the console: `label caught: how` or
+    /// `label MISSED: how`.
+    fn verdict(&mut self, label: &str, caught: bool, how: &str) {
+        self.ok &= caught;
+        let word = if caught { "caught" } else { "MISSED" };
+        for (i, l) in report::wrap(&format!("{label} {word}: {how}"), 114)
+            .into_iter()
+            .enumerate()
+        {
+            self.lines
+                .push(format!("{}{l}", if i == 0 { "  " } else { "      " }));
+        }
+    }
+}
+
+/// The faults of real plugins, each run under the harness (`harness`, this
+/// program, for the child processes) with `scratch` for the libraries it
+/// builds: the plugin faults of `plugins/faulty.c`, the caller-buffer
+/// faults of `plugins/example.c`, both built with `cc`, and the races and
+/// memory errors a sanitizer's runtime catches. A fault whose compiler or
+/// runtime is missing is listed as skipped, with the reason.
+pub fn faults(scratch: &Path, harness: &Path) -> Faults {
+    let mut f = Faults {
+        lines: vec!["plugin faults (plugins/faulty.c, built with cc):".to_string()],
+        ok: true,
+    };
+    for fault in faulty_plugins::FAULTS {
+        let label = format!("{:22}", fault.to_lowercase());
+        match faulty_plugins::build(fault, &scratch.join("c-plugins")) {
+            Ok(lib) => {
+                let (caught, how) = faulty_plugins::verdict(fault, &lib, scratch, harness);
+                f.verdict(&label, caught, &how);
+            }
+            Err(e) => f.lines.push(format!("  {label} skipped: {e}")),
+        }
+    }
+    f.lines
+        .push("caller buffers (plugins/example.c, built with cc; on conv_depthwise):".to_string());
+    for (fault, _, _) in faulty_plugins::BUFFER_FAULTS {
+        let (caught, how) = faulty_plugins::buffer_verdict(fault, scratch, harness);
+        f.verdict(&format!("{:22}", fault.to_lowercase()), caught, &how);
+    }
+    f.lines
+        .push("sanitizers (their runtime preloaded into the checks' children):".to_string());
+    for sanitizer in [Sanitizer::Thread, Sanitizer::Address] {
+        let (_, fault, _) = faulty_plugins::sanitizer_defect(sanitizer);
+        let label = format!("{} {}", sanitizer.name(), fault.to_lowercase());
+        if let Err(e) = sanitizer.runtime() {
+            f.lines.push(format!("  {label} skipped: {e}"));
+            continue;
+        }
+        let (caught, how) = faulty_plugins::sanitizer_verdict(sanitizer, scratch, harness);
+        f.verdict(&label, caught, &how);
+    }
+    f
 }
 
 /// Whether an engine name is one of the correct engines (which must pass).
@@ -135,23 +219,10 @@ pub fn matrix(reports: &[CheckReport]) -> Matrix {
     Matrix { text, markdown, ok }
 }
 
-/// A scenario's column name in the console matrix (at most 4 characters).
+/// A scenario's column name in the console matrix ([`crate::check::Scenario::short`]).
 fn abbreviate(name: &str) -> String {
-    match name {
-        "seed" => "seed",
-        "refittable_parity" => "par",
-        "round_trip" => "rt",
-        "partial_refit" => "part",
-        "bad_input" => "bad",
-        "model_based" => "mb",
-        "stress_r1w1" => "r1w1",
-        "stress_r4w1" => "r4w1",
-        "stress_r4w2" => "r4w2",
-        "stress_cores_w1" => "core",
-        "stress_disjoint" => "disj",
-        "stress_vendor" => "vend",
-        "resources" => "res",
-        other => return other.chars().take(4).collect(),
-    }
-    .to_string()
+    scenarios()
+        .iter()
+        .find(|s| s.name == name)
+        .map_or_else(|| name.chars().take(4).collect(), |s| s.short.to_string())
 }

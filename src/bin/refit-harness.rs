@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use refit_harness::defects::Defect;
 use refit_harness::engine::{BuildOptions, Engine};
 use refit_harness::spec::EngineSpec;
-use refit_harness::{bench, check, demo, faulty_plugins, fixtures, io, report, selftest};
+use refit_harness::{bench, check, demo, fixtures, io, report, selftest};
 
 /// Proves an inference engine's weight refit is correct.
 #[derive(Parser)]
@@ -789,63 +789,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 reports.push(r);
             }
             let mut m = selftest::matrix(&reports);
-            // The plugin faults, where a C compiler is at hand.
-            let harness = std::env::current_exe()?;
-            let mut lines = vec!["plugin faults (plugins/faulty.c, built with cc):".to_string()];
-            for fault in faulty_plugins::FAULTS {
-                match faulty_plugins::build(fault, &scratch.path().join("c-plugins")) {
-                    Ok(lib) => {
-                        let (caught, how) =
-                            faulty_plugins::verdict(fault, &lib, scratch.path(), &harness);
-                        m.ok &= caught;
-                        let word = if caught { "caught" } else { "MISSED" };
-                        let text = format!("{:22} {word}: {how}", fault.to_lowercase());
-                        for (i, l) in report::wrap(&text, 114).into_iter().enumerate() {
-                            lines.push(format!("{}{l}", if i == 0 { "  " } else { "      " }));
-                        }
-                    }
-                    Err(e) => lines.push(format!("  {:22} skipped: {e}", fault.to_lowercase())),
-                }
-            }
-            lines.push(
-                "caller buffers (plugins/example.c, built with cc; on conv_depthwise):".to_string(),
-            );
-            for (fault, _, _) in faulty_plugins::BUFFER_FAULTS {
-                let (caught, how) = faulty_plugins::buffer_verdict(fault, scratch.path(), &harness);
-                m.ok &= caught;
-                let word = if caught { "caught" } else { "MISSED" };
-                let text = format!("{:22} {word}: {how}", fault.to_lowercase());
-                for (i, l) in report::wrap(&text, 114).into_iter().enumerate() {
-                    lines.push(format!("{}{l}", if i == 0 { "  " } else { "      " }));
-                }
-            }
-            lines.push(
-                "sanitizers (their runtime preloaded into the checks' children):".to_string(),
-            );
-            for sanitizer in [
-                check::isolate::Sanitizer::Thread,
-                check::isolate::Sanitizer::Address,
-            ] {
-                let (_, fault, _) = faulty_plugins::sanitizer_defect(sanitizer);
-                let label = format!("{} {}", sanitizer.name(), fault.to_lowercase());
-                if let Err(e) = sanitizer.runtime() {
-                    lines.push(format!("  {label} skipped: {e}"));
-                    continue;
-                }
-                let (caught, how) =
-                    faulty_plugins::sanitizer_verdict(sanitizer, scratch.path(), &harness);
-                m.ok &= caught;
-                let word = if caught { "caught" } else { "MISSED" };
-                for (i, l) in report::wrap(&format!("{label} {word}: {how}"), 114)
-                    .into_iter()
-                    .enumerate()
-                {
-                    lines.push(format!("{}{l}", if i == 0 { "  " } else { "      " }));
-                }
-            }
-            m.text.push_str(&(lines.join("\n") + "\n"));
-            m.markdown
-                .push_str(&format!("\n```\n{}\n```\n", lines.join("\n")));
+            // The plugin faults, where a C compiler is at hand, and the
+            // sanitizers' catches, where their runtime is.
+            m.add_faults(&selftest::faults(scratch.path(), &std::env::current_exe()?));
             print!("{}", m.text);
             println!("{}", m.verdict_line());
             std::fs::create_dir_all(&dir)?;

@@ -133,7 +133,7 @@ fn refit(
     values: &[Tensor],
     poison: bool,
 ) -> Step<()> {
-    crate::ffi::flight::step(step);
+    crate::flight::step(step);
     let mut r = must(&format!("{step}: create a refitter"), engine.refitter())?;
     for ((name, buf), v) in names.iter().zip(buffers.iter_mut()).zip(values) {
         buf.data.assign(v.data.values());
@@ -178,7 +178,7 @@ fn write_model(
 }
 
 fn infer(ctx: &mut Box<dyn Context>, step: &str, inputs: &[Tensor]) -> Step<Vec<Tensor>> {
-    crate::ffi::flight::step(step);
+    crate::flight::step(step);
     must(step, ctx.infer(inputs))
 }
 

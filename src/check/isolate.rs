@@ -5,7 +5,7 @@
 //! scenario starts the harness binary again (`refit-harness run-item`),
 //! which runs that one scenario and prints its outcome as one line. The
 //! child announces its steps and, on a fatal signal or the parent's
-//! SIGTERM, the engine calls in flight ([`crate::ffi::flight`]). A child killed
+//! SIGTERM, the engine calls in flight ([`crate::flight`]). A child killed
 //! by a signal, or gone without an outcome, is [`Verdict::Crashed`]; one
 //! past [`Isolation::timeout`] is sent SIGTERM (SIGKILL 2 s later) and is
 //! [`Verdict::Hung`]. Either names the step and the calls in flight, with
@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 
 use super::{plan, run_one, stress, CheckConfig, Cx, Evidence, Tolerance, Verdict};
 use crate::engine::{BuildOptions, Contract};
-use crate::ffi::flight::{CALL_MARK, SIGNAL_MARK, STEP_MARK};
+use crate::flight::{CALL_MARK, SIGNAL_MARK, STEP_MARK};
 use crate::spec::EngineSpec;
 
 /// Starts the line a child prints its outcome on.
@@ -392,7 +392,7 @@ pub fn child_run(
     item: usize,
     contract: bool,
 ) -> ExitCode {
-    crate::ffi::flight::enable();
+    crate::flight::enable();
     let fail = |why: String| {
         eprintln!("refit-harness child: {why}");
         ExitCode::from(2)
@@ -415,7 +415,7 @@ pub fn child_run(
         return fail(format!("item {item} of {}", plan.len()));
     };
     let declared = if contract {
-        crate::ffi::flight::step("open the first model to read the contract");
+        crate::flight::step("open the first model to read the contract");
         config.models.first().and_then(|m| {
             factory
                 .open(m, &BuildOptions::default())
@@ -611,7 +611,7 @@ pub(super) fn run_child(
         if start.elapsed() >= iso.timeout {
             hung = true;
             let pid = child.id();
-            crate::ffi::flight::kill_group(pid, libc::SIGTERM);
+            crate::flight::kill_group(pid, libc::SIGTERM);
             let grace = Instant::now();
             while grace.elapsed() < Duration::from_secs(2) {
                 if let Ok(Some(_)) = child.try_wait() {
@@ -620,7 +620,7 @@ pub(super) fn run_child(
                 std::thread::sleep(Duration::from_millis(10));
             }
             // The group may outlive its leader.
-            crate::ffi::flight::kill_group(pid, libc::SIGKILL);
+            crate::flight::kill_group(pid, libc::SIGKILL);
             break child.wait().ok();
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -629,7 +629,7 @@ pub(super) fn run_child(
     if !hung {
         // Anything the child left behind in its group (threads are gone
         // with it; processes it started are not).
-        crate::ffi::flight::kill_group(child.id(), libc::SIGKILL);
+        crate::flight::kill_group(child.id(), libc::SIGKILL);
     }
     if let Some(h) = stdout {
         let _ = h.join();

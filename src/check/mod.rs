@@ -284,17 +284,20 @@ pub const ENGINE_REFUSED: &str = "the engine does not support";
 pub struct Scenario {
     /// Its name (`round_trip`).
     pub name: &'static str,
+    /// Its column in the self-test's console matrix (at most 4 characters).
+    pub short: &'static str,
     /// What it proves, one line.
     pub proves: &'static str,
     /// Once or per model.
     pub scope: Scope,
-    run: fn(&Cx<'_>, &Path) -> Verdict,
+    /// Runs it: the scenario itself (its name), the context, the model.
+    run: fn(&Scenario, &Cx<'_>, &Path) -> Verdict,
 }
 
 impl Scenario {
     /// Runs the scenario; `model` is ignored by [`Scope::Once`] scenarios.
     pub fn run(&self, cx: &Cx<'_>, model: &Path) -> Verdict {
-        (self.run)(cx, model)
+        (self.run)(self, cx, model)
     }
 }
 

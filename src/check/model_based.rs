@@ -747,8 +747,8 @@ pub fn run_case(cx: &Cx<'_>, case: &Case, path: &Path, explain: bool) -> Result<
     };
     for (step, op) in case.ops.iter().enumerate() {
         let at = |what: String| format!("step {} ({}): {what}", step + 1, op.text(&names));
-        if crate::ffi::flight::enabled() {
-            crate::ffi::flight::step(&format!(
+        if crate::flight::enabled() {
+            crate::flight::step(&format!(
                 "model_based case on {}, step {} ({})",
                 path.display(),
                 step + 1,

@@ -656,7 +656,7 @@ pub(super) fn scenario(cx: &Cx<'_>, name: &str, readers: usize, writers: usize) 
         max_reads: 1 << 20,
     };
     let label = format!("r{readers}w{writers}");
-    crate::ffi::flight::step(&format!(
+    crate::flight::step(&format!(
         "race {readers} inference and {writers} refit thread(s) on stress.onnx"
     ));
     let run = race(
@@ -699,7 +699,7 @@ pub(super) fn vendor(cx: &Cx<'_>) -> Verdict {
         .first()
         .map(|w| w.name.clone())
         .unwrap_or_default();
-    crate::ffi::flight::step(&format!(
+    crate::flight::step(&format!(
         "the vendor's pattern: 2 readers, {refits} refits {} ms apart",
         interval.as_millis()
     ));
@@ -935,7 +935,7 @@ pub(super) fn disjoint(cx: &Cx<'_>) -> Verdict {
     let duration = Duration::from_millis(cx.config.stress_ms);
     let versions = code.max_version(DISJOINT_CHANNELS);
     let pause = (duration / 1024).max(Duration::from_micros(50));
-    crate::ffi::flight::step("2 writers refitting the weight and the bias at once, 2 readers");
+    crate::flight::step("2 writers refitting the weight and the bias at once, 2 readers");
     let x = Tensor::full([1, 1, 1, 1], 1.0);
     let base = Instant::now();
     let stop = AtomicBool::new(false);

@@ -202,7 +202,7 @@ impl Subject {
     /// with no oracle work in between) compares every output with the
     /// oracle.
     pub fn expect_oracle(&mut self, step: &str) -> Step<Vec<Tensor>> {
-        crate::ffi::flight::step(step);
+        crate::flight::step(step);
         let observed = must(step, self.ctx.infer(&self.inputs))?;
         let expected = self.expected()?;
         compare(step, &expected, &observed, &self.oracle, &self.inputs)?;
@@ -213,7 +213,7 @@ impl Subject {
     /// for bit, or, for an engine whose rounding varies from run to run,
     /// within the oracle's bound for the weights that must still be served.
     pub fn expect_unchanged(&mut self, step: &str, before: &[Tensor]) -> Step<()> {
-        crate::ffi::flight::step(step);
+        crate::flight::step(step);
         let observed = must(step, self.ctx.infer(&self.inputs))?;
         match bit_difference(before, &observed) {
             Some(d) => {
@@ -252,7 +252,7 @@ impl Subject {
     /// ([`Subject::complete`]), and refits; every call must succeed. The
     /// oracle follows.
     pub fn refit(&mut self, step: &str, set: &[(usize, Vec<f32>)]) -> Step<()> {
-        crate::ffi::flight::step(step);
+        crate::flight::step(step);
         let set = self.complete(set);
         let mut r = must(
             &format!("{step}: create a refitter"),
@@ -325,8 +325,8 @@ pub(crate) fn open_engine(
     model: &Path,
     options: &BuildOptions,
 ) -> Step<Box<dyn Engine>> {
-    if crate::ffi::flight::enabled() {
-        crate::ffi::flight::step(&format!(
+    if crate::flight::enabled() {
+        crate::flight::step(&format!(
             "build the engine on {} (enable_refit {})",
             model.display(),
             options.enable_refit

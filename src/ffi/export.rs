@@ -66,20 +66,12 @@ struct Desc {
     dims: Vec<i64>,
 }
 
-fn c_dtype(d: DType) -> sys::refit_dtype {
-    match d {
-        DType::F32 => sys::REFIT_F32,
-        DType::F16 => sys::REFIT_F16,
-        DType::I32 => sys::REFIT_I32,
-    }
-}
-
 fn descs(infos: &[TensorInfo]) -> Vec<Desc> {
     infos
         .iter()
         .map(|i| Desc {
             name: CString::new(i.name.clone()).unwrap_or_default(),
-            dtype: c_dtype(i.dtype),
+            dtype: sys::dtype_code(i.dtype),
             dims: i.shape.iter().map(|d| d.map_or(-1, |d| d as i64)).collect(),
         })
         .collect()
@@ -180,16 +172,11 @@ unsafe fn c_tensor<'a>(t: *const refit_tensor) -> Result<CTensor<'a>, (refit_sta
     }
     // SAFETY: non-NULL, valid per the contract.
     let t = unsafe { &*t };
-    let dtype = match t.dtype {
-        sys::REFIT_F32 => DType::F32,
-        sys::REFIT_F16 => DType::F16,
-        sys::REFIT_I32 => DType::I32,
-        other => {
-            return Err((
-                sys::REFIT_DTYPE_MISMATCH,
-                format!("unknown dtype code {other}"),
-            ))
-        }
+    let Some(dtype) = sys::dtype_of(t.dtype) else {
+        return Err((
+            sys::REFIT_DTYPE_MISMATCH,
+            format!("unknown dtype code {}", t.dtype),
+        ));
     };
     if (t.rank > 0 && t.dims.is_null()) || (t.byte_len > 0 && t.data.is_null()) {
         return Err(invalid("dims or data"));
@@ -561,7 +548,7 @@ unsafe extern "C" fn infer(
         for t in &c.outputs {
             let bytes = t.data.as_bytes();
             c.views.push(refit_tensor {
-                dtype: c_dtype(t.dtype()),
+                dtype: sys::dtype_code(t.dtype()),
                 rank: t.shape.len() as u32,
                 dims: c.dims[at..].as_ptr(),
                 data: bytes.as_ptr().cast(),

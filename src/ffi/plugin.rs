@@ -18,7 +18,7 @@ use crate::engine::{
     Numerics, Precision, Refitter, Subset,
 };
 use crate::error::LoadError;
-use crate::tensor::{DType, Tensor, TensorData, TensorInfo};
+use crate::tensor::{Tensor, TensorData, TensorInfo};
 use crate::{Error, Result};
 
 /// The table with every slot checked non-NULL.
@@ -244,7 +244,7 @@ impl Plugin {
         let options_c =
             CString::new(options.options_json()?).map_err(|_| bad_arg("the options"))?;
         let mut handle = ptr::null_mut();
-        let _in_flight = crate::ffi::flight::call("engine_create");
+        let _in_flight = crate::flight::call("engine_create");
         // SAFETY: valid NUL-terminated strings borrowed for the call, and an
         // out-pointer to a local.
         self.check("engine_create", unsafe {
@@ -305,7 +305,7 @@ unsafe impl Sync for Owned {}
 
 impl Drop for Owned {
     fn drop(&mut self) {
-        let _in_flight = crate::ffi::flight::call("engine_destroy");
+        let _in_flight = crate::flight::call("engine_destroy");
         // SAFETY: the handle came from engine_create and is destroyed once.
         unsafe { (self.plugin.api.engine_destroy)(self.handle) }
     }
@@ -321,23 +321,6 @@ unsafe fn owned_str(p: *const c_char) -> String {
     }
     // SAFETY: per this function's contract.
     unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
-}
-
-fn dtype_of(d: sys::refit_dtype) -> Option<DType> {
-    match d {
-        sys::REFIT_F32 => Some(DType::F32),
-        sys::REFIT_F16 => Some(DType::F16),
-        sys::REFIT_I32 => Some(DType::I32),
-        _ => None,
-    }
-}
-
-fn c_dtype(d: DType) -> sys::refit_dtype {
-    match d {
-        DType::F32 => sys::REFIT_F32,
-        DType::F16 => sys::REFIT_F16,
-        DType::I32 => sys::REFIT_I32,
-    }
 }
 
 impl Owned {
@@ -360,7 +343,7 @@ impl Owned {
             non_finite: 0,
             refit_enabled: 0,
         };
-        let _in_flight = crate::ffi::flight::call("engine_describe");
+        let _in_flight = crate::flight::call("engine_describe");
         // SAFETY: a live engine handle and an out-pointer to a local.
         self.plugin.check("engine_describe", unsafe {
             (self.plugin.api.engine_describe)(self.handle, &mut info)
@@ -424,7 +407,7 @@ impl Owned {
             allowance_rel: d.allowance.map(|a| a.rel),
             allowance_abs: d.allowance.map(|a| a.abs),
         };
-        let _in_flight = crate::ffi::flight::call("engine_numerics_ext");
+        let _in_flight = crate::flight::call("engine_numerics_ext");
         // SAFETY: a live engine handle and an out-pointer to a local whose
         // struct_size says how much the plugin may write.
         self.plugin
@@ -465,7 +448,7 @@ impl Owned {
             precision: sys::REFIT_PRECISION_F32,
             error_factor: 1.0,
         };
-        let _in_flight = crate::ffi::flight::call("engine_numerics");
+        let _in_flight = crate::flight::call("engine_numerics");
         // SAFETY: a live engine handle and an out-pointer to a local.
         self.plugin
             .check("engine_numerics", unsafe { f(self.handle, &mut out) })?;
@@ -500,7 +483,7 @@ impl Owned {
         item: sys::DescribeFn,
     ) -> Result<Vec<TensorInfo>> {
         let mut n = 0u32;
-        let _in_flight = crate::ffi::flight::call(call);
+        let _in_flight = crate::flight::call(call);
         // SAFETY: a live engine handle and an out-pointer to a local.
         self.plugin
             .check(call, unsafe { count(self.handle, &mut n) })?;
@@ -515,7 +498,7 @@ impl Owned {
                 // SAFETY: as above; the index is below the count.
                 self.plugin
                     .check(call, unsafe { item(self.handle, i, &mut d) })?;
-                let dtype = dtype_of(d.dtype).ok_or_else(|| {
+                let dtype = sys::dtype_of(d.dtype).ok_or_else(|| {
                     self.malformed(call, format!("item {i} has dtype code {}", d.dtype))
                 })?;
                 if d.rank > 0 && d.dims.is_null() {
@@ -572,7 +555,7 @@ impl Engine for PluginEngine {
     fn context(&self) -> Result<Box<dyn Context>> {
         let e = &self.inner.engine;
         let mut handle = ptr::null_mut();
-        let _in_flight = crate::ffi::flight::call("context_create");
+        let _in_flight = crate::flight::call("context_create");
         // SAFETY: a live engine handle and an out-pointer to a local.
         e.plugin.check("context_create", unsafe {
             (e.plugin.api.context_create)(e.handle, &mut handle)
@@ -593,7 +576,7 @@ impl Engine for PluginEngine {
     fn refitter(&self) -> Result<Box<dyn Refitter>> {
         let e = &self.inner.engine;
         let mut handle = ptr::null_mut();
-        let _in_flight = crate::ffi::flight::call("refitter_create");
+        let _in_flight = crate::flight::call("refitter_create");
         // SAFETY: a live engine handle and an out-pointer to a local.
         e.plugin.check("refitter_create", unsafe {
             (e.plugin.api.refitter_create)(e.handle, &mut handle)
@@ -652,7 +635,7 @@ impl<'a> AlignedBytes<'a> {
 fn c_tensor(t: &Tensor, dims: &[i64], data: &AlignedBytes<'_>) -> refit_tensor {
     let (ptr, len) = data.bytes();
     refit_tensor {
-        dtype: c_dtype(t.dtype()),
+        dtype: sys::dtype_code(t.dtype()),
         rank: dims.len() as u32,
         dims: dims.as_ptr(),
         data: ptr.cast(),
@@ -679,7 +662,7 @@ unsafe impl Send for PluginContext {}
 
 impl Drop for PluginContext {
     fn drop(&mut self) {
-        let _in_flight = crate::ffi::flight::call("context_destroy");
+        let _in_flight = crate::flight::call("context_destroy");
         // SAFETY: the handle came from context_create and is destroyed once,
         // before the engine (this holds an Arc of it).
         unsafe { (self.inner.engine.plugin.api.context_destroy)(self.handle) }
@@ -716,7 +699,7 @@ impl Context for PluginContext {
             };
             let rank = t.shape.len();
             self.c_inputs.push(refit_tensor {
-                dtype: c_dtype(t.dtype()),
+                dtype: sys::dtype_code(t.dtype()),
                 rank: rank as u32,
                 dims: self.dims[at..].as_ptr(),
                 data: data.0.cast(),
@@ -727,7 +710,7 @@ impl Context for PluginContext {
         let c_inputs = &self.c_inputs;
         let mut out: *const refit_tensor = ptr::null();
         let mut n = 0u32;
-        let _in_flight = crate::ffi::flight::call("infer");
+        let _in_flight = crate::flight::call("infer");
         // SAFETY: the input views borrow live tensors and dims for the call;
         // out-pointers to locals.
         e.plugin.check("infer", unsafe {
@@ -750,7 +733,7 @@ impl Context for PluginContext {
         };
         outputs.truncate(outs.len());
         for (i, t) in outs.iter().enumerate() {
-            let dtype = dtype_of(t.dtype).ok_or_else(|| {
+            let dtype = sys::dtype_of(t.dtype).ok_or_else(|| {
                 e.malformed("infer", format!("output {i} has dtype code {}", t.dtype))
             })?;
             if t.rank > 0 && t.dims.is_null() {
@@ -811,7 +794,7 @@ unsafe impl Send for PluginRefitter {}
 
 impl Drop for PluginRefitter {
     fn drop(&mut self) {
-        let _in_flight = crate::ffi::flight::call("refitter_destroy");
+        let _in_flight = crate::flight::call("refitter_destroy");
         // SAFETY: the handle came from refitter_create and is destroyed once,
         // before the engine.
         unsafe { (self.inner.engine.plugin.api.refitter_destroy)(self.handle) }
@@ -828,7 +811,7 @@ impl Refitter for PluginRefitter {
         let dims = c_dims(weights);
         let data = AlignedBytes::new(weights.data.as_bytes());
         let t = c_tensor(weights, &dims, &data);
-        let _in_flight = crate::ffi::flight::call("refitter_set_named_weights");
+        let _in_flight = crate::flight::call("refitter_set_named_weights");
         // SAFETY: the name and tensor view borrow live data for the call.
         e.plugin.check("refitter_set_named_weights", unsafe {
             (e.plugin.api.refitter_set_named_weights)(self.handle, name_c.as_ptr(), &t)
@@ -839,7 +822,7 @@ impl Refitter for PluginRefitter {
         let e = &self.inner.engine;
         let mut names: *const *const c_char = ptr::null();
         let mut n = 0u32;
-        let _in_flight = crate::ffi::flight::call("refitter_missing");
+        let _in_flight = crate::flight::call("refitter_missing");
         // SAFETY: out-pointers to locals; a live refitter handle.
         let status = unsafe { (e.plugin.api.refitter_missing)(self.handle, &mut names, &mut n) };
         e.plugin.check("refitter_missing", status)?;
@@ -858,7 +841,7 @@ impl Refitter for PluginRefitter {
 
     fn refit(&mut self) -> Result<()> {
         let e = &self.inner.engine;
-        let _in_flight = crate::ffi::flight::call("refitter_refit");
+        let _in_flight = crate::flight::call("refitter_refit");
         // SAFETY: a live refitter handle.
         e.plugin.check("refitter_refit", unsafe {
             (e.plugin.api.refitter_refit)(self.handle)

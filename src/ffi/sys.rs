@@ -21,6 +21,27 @@ pub const REFIT_F32: refit_dtype = 1;
 pub const REFIT_F16: refit_dtype = 2;
 pub const REFIT_I32: refit_dtype = 3;
 
+/// The ABI's code of `d`.
+pub fn dtype_code(d: crate::tensor::DType) -> refit_dtype {
+    use crate::tensor::DType;
+    match d {
+        DType::F32 => REFIT_F32,
+        DType::F16 => REFIT_F16,
+        DType::I32 => REFIT_I32,
+    }
+}
+
+/// The element type of the ABI's code `d`, if it is one.
+pub fn dtype_of(d: refit_dtype) -> Option<crate::tensor::DType> {
+    use crate::tensor::DType;
+    match d {
+        REFIT_F32 => Some(DType::F32),
+        REFIT_F16 => Some(DType::F16),
+        REFIT_I32 => Some(DType::I32),
+        _ => None,
+    }
+}
+
 pub const REFIT_PLUGIN_ABI_VERSION: u32 = 1;
 pub const ENTRY_POINT: &[u8] = b"refit_plugin_get_api\0";
 
