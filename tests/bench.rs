@@ -1180,6 +1180,41 @@ mod statistics {
         assert!(judged >= 16 && c.iter().all(|c| !c.regressed), "{c:#?}");
     }
 
+    /// A run that spent four rounds of six in a stretch at half speed: its
+    /// median (88 us) sits at the top of its interval (43-90 us), and the
+    /// interval of the change from a quiet run's 43 us reaches down to no
+    /// change at all on that side: too noisy, not regressed (an interval
+    /// centred on the figure, as wide below as above, called it +103%
+    /// [+11%, +272%], REGRESSED, on this machine). The same figure with an
+    /// interval around it is a regression.
+    #[test]
+    fn a_median_at_the_end_of_its_interval_is_judged_by_that_side() {
+        let z = stats::normal_quantile(0.5 + stats::bonferroni(0.95, 38) / 2.0);
+        let quiet = Estimate {
+            value: 43388.5,
+            interval: Some((42118.4, 44556.9)),
+        };
+        let mostly_slow = Estimate {
+            value: 88107.9,
+            interval: Some((42973.9, 89827.6)),
+        };
+        let (lo, hi) = stats::change_interval(&quiet, &mostly_slow, z);
+        assert!(lo < 1.0 && hi > 2.0, "{lo} {hi}");
+        let slower = Estimate {
+            value: 88107.9,
+            interval: Some((86000.0, 89827.6)),
+        };
+        let (lo, _) = stats::change_interval(&quiet, &slower, z);
+        assert!(lo > 1.9, "{lo}");
+        // Symmetric intervals: as wide either side.
+        let a = Estimate {
+            value: 100.0,
+            interval: Some((90.0, 100.0 * 100.0 / 90.0)),
+        };
+        let (lo, hi) = stats::change_interval(&a, &a, 1.96);
+        assert!((lo * hi - 1.0).abs() < 1e-9, "{lo} {hi}");
+    }
+
     /// A baseline without intervals (a bench.csv from before they were
     /// kept) is read and taken as exact, with a note; exact counts on both
     /// sides are judged on their change alone.

@@ -287,14 +287,19 @@ pub struct Estimate {
 }
 
 impl Estimate {
-    /// The standard error of the figure's logarithm implied by its
-    /// interval (0 without one).
-    fn log_se(&self) -> f64 {
+    /// The standard errors of the figure's logarithm below and above it
+    /// implied by its interval (0 without one): a percentile bootstrap's
+    /// interval is not symmetric about its figure (a median that sits at
+    /// one end of its interval when most of a run fell in a slow stretch),
+    /// and each side keeps its own width.
+    fn log_se(&self) -> (f64, f64) {
         match self.interval {
-            Some((lo, hi)) if lo > 0.0 && hi >= lo => {
-                (hi.ln() - lo.ln()) / (2.0 * normal_quantile(0.5 + LEVEL / 2.0))
+            Some((lo, hi)) if lo > 0.0 && hi >= lo && self.value > 0.0 => {
+                let z = normal_quantile(0.5 + LEVEL / 2.0);
+                let v = self.value.ln();
+                ((v - lo.ln()).max(0.0) / z, (hi.ln() - v).max(0.0) / z)
             }
-            _ => 0.0,
+            _ => (0.0, 0.0),
         }
     }
 }
@@ -302,15 +307,20 @@ impl Estimate {
 /// The interval of `after / before` at the confidence whose two-sided
 /// normal quantile is `z` (`normal_quantile(0.5 + level / 2)`): on
 /// the log scale, the two estimates' standard errors (from their
-/// [`LEVEL`] intervals) combined as independent. A figure without an
-/// interval counts as exact.
+/// [`LEVEL`] intervals) combined as independent, each side of the change
+/// from the sides that move it that way (its lower end from how far
+/// `after` may lie below its figure and `before` above). A figure without
+/// an interval counts as exact.
 pub fn change_interval(before: &Estimate, after: &Estimate, z: f64) -> (f64, f64) {
     if before.value <= 0.0 || after.value <= 0.0 {
         return (f64::NAN, f64::NAN);
     }
     let d = after.value.ln() - before.value.ln();
-    let se = before.log_se().hypot(after.log_se());
-    ((d - z * se).exp(), (d + z * se).exp())
+    let ((b_below, b_above), (a_below, a_above)) = (before.log_se(), after.log_se());
+    (
+        (d - z * a_below.hypot(b_above)).exp(),
+        (d + z * a_above.hypot(b_below)).exp(),
+    )
 }
 
 /// The confidence each of `m` intervals needs so that all `m` hold
