@@ -40,7 +40,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    println!("{:>6} {:>12} {:>12} {:>8}", "s", "infer us", "units us", "ratio");
+    println!(
+        "{:>6} {:>12} {:>12} {:>8}",
+        "s", "infer us", "units us", "ratio"
+    );
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(secs) {
         let window = Instant::now();

@@ -76,7 +76,7 @@ impl EngineFactory for SpecFactory {
 }
 
 /// What a check found wrong: the step, and what was expected and observed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Evidence {
     /// The step that went wrong.
     pub step: String,
@@ -86,8 +86,10 @@ pub struct Evidence {
     pub observed: String,
 }
 
-/// A scenario's verdict.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A scenario's verdict (on the wire between a child and its parent:
+/// `{"kind": "fail", "detail": {"step": ..}}`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", content = "detail", rename_all = "lowercase")]
 pub enum Verdict {
     /// The engine kept its contract; what was checked.
     Pass(String),
@@ -151,8 +153,9 @@ pub fn fail(
     })
 }
 
-/// How a check runs.
-#[derive(Clone, Debug)]
+/// How a check runs (sent to each child process as JSON, its serde form,
+/// all but [`CheckConfig::isolation`]).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct CheckConfig {
     /// Models for the per-model scenarios.
     pub models: Vec<PathBuf>,
@@ -186,6 +189,7 @@ pub struct CheckConfig {
     /// How a person replays the seeds saved in
     /// [`CheckConfig::regressions`], said after the file's name when a case
     /// fails (`None`: the `refit-harness check --regressions` command).
+    #[serde(default)]
     pub replay: Option<String>,
     /// The engine's own build options, a JSON object passed through to
     /// every build (`--engine-options`); used by the child processes of
@@ -194,10 +198,12 @@ pub struct CheckConfig {
     /// Where stress scenarios draw their timelines
     /// (`timeline_<scenario>.svg`); `None`: not drawn. `check` puts them in
     /// its report folder.
+    #[serde(default)]
     pub plots: Option<PathBuf>,
     /// Run each scenario in a child process, so that a crash or a hang is a
     /// verdict ([`Verdict::Crashed`], [`Verdict::Hung`]); `None`: in this
     /// process, with the factory given to [`run`].
+    #[serde(skip)]
     pub isolation: Option<Isolation>,
 }
 

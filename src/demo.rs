@@ -7,25 +7,65 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use anyhow::{ensure, Context as _};
-
 use crate::check::history::{self, History, Read};
 use crate::engine::{refit_all, Engine};
 use crate::tensor::Tensor;
 
+/// Why a demo stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// The engine does not serve the seed model.
+    #[error("the demos need the seed model (one 3x3 conv kernel); this engine has weights {0:?}")]
+    NotTheSeedModel(Vec<String>),
+    /// An inference gave other than one value.
+    #[error("the seed model's output has one value; found {0}")]
+    OutputCount(usize),
+    /// An engine call failed; `step` says which.
+    #[error("{step}: {error}")]
+    Engine {
+        /// The demo's step (`refit to all-3`).
+        step: String,
+        /// The engine's error (in the message, so not also a source a
+        /// reporter would print twice).
+        error: crate::Error,
+    },
+    /// The output could not be written.
+    #[error("writing the demo's output: {0}")]
+    Output(std::io::Error),
+    /// A thread of the multi-thread demo panicked (the engine's call
+    /// panicked in it).
+    #[error("the {0} thread panicked")]
+    Panicked(&'static str),
+}
+
+impl From<std::io::Error> for DemoError {
+    fn from(e: std::io::Error) -> Self {
+        DemoError::Output(e)
+    }
+}
+
+/// An engine call's error, with the step it was made in.
+fn at(step: impl Into<String>) -> impl FnOnce(crate::Error) -> DemoError {
+    move |error| DemoError::Engine {
+        step: step.into(),
+        error,
+    }
+}
+
 /// The seed model's single weight: its name and shape, checked.
-fn seed_weight(engine: &dyn Engine) -> anyhow::Result<(String, Vec<usize>)> {
+fn seed_weight(engine: &dyn Engine) -> Result<(String, Vec<usize>), DemoError> {
     let w = engine.weights();
-    ensure!(
-        w.len() == 1
-            && w[0]
-                .static_shape()
-                .is_some_and(|s| s.iter().product::<usize>() == 9),
-        "the demos need the seed model (one 3x3 conv kernel); this engine has weights {:?}",
-        w.iter()
-            .map(|w| format!("{} {}", w.name, w.shape_text()))
-            .collect::<Vec<_>>()
-    );
+    let seed = w.len() == 1
+        && w[0]
+            .static_shape()
+            .is_some_and(|s| s.iter().product::<usize>() == 9);
+    if !seed {
+        return Err(DemoError::NotTheSeedModel(
+            w.iter()
+                .map(|w| format!("{} {}", w.name, w.shape_text()))
+                .collect(),
+        ));
+    }
     Ok((w[0].name.clone(), w[0].static_shape().unwrap_or_default()))
 }
 
@@ -35,15 +75,13 @@ pub fn seed_input() -> Tensor {
 }
 
 /// Infers once on the all-ones input and returns the single result.
-fn infer_one(ctx: &mut dyn crate::Context, x: &Tensor) -> anyhow::Result<f32> {
-    let out = ctx.infer(std::slice::from_ref(x))?;
+fn infer_one(ctx: &mut dyn crate::Context, x: &Tensor) -> Result<f32, DemoError> {
+    let out = ctx.infer(std::slice::from_ref(x)).map_err(at("infer"))?;
     let v = out.first().map(Tensor::to_f32_vec).unwrap_or_default();
-    ensure!(
-        v.len() == 1,
-        "the seed model's output has one value; found {}",
-        v.len()
-    );
-    Ok(v[0])
+    match v[..] {
+        [one] => Ok(one),
+        _ => Err(DemoError::OutputCount(v.len())),
+    }
 }
 
 fn grid_line(row: usize, label: &str, values: &[f32]) -> String {
@@ -81,16 +119,16 @@ fn print_step(
 ///
 /// # Errors
 /// The engine does not serve the seed model, or an engine call fails.
-pub fn single_thread(engine: &dyn Engine, out: &mut dyn Write) -> anyhow::Result<[f32; 2]> {
+pub fn single_thread(engine: &dyn Engine, out: &mut dyn Write) -> Result<[f32; 2], DemoError> {
     let (name, shape) = seed_weight(engine)?;
     let x = seed_input();
-    let mut ctx = engine.context()?;
+    let mut ctx = engine.context().map_err(at("create a context"))?;
     let before = infer_one(ctx.as_mut(), &x)?;
     let zeros = vec![0.0; 9];
     print_step(out, &x.to_f32_vec(), &zeros, before)?;
     writeln!(out, "--- weight refit ---")?;
     let ones = Tensor::full(shape, 1.0);
-    refit_all(engine, [(name.as_str(), &ones)]).context("refit to all ones")?;
+    refit_all(engine, [(name.as_str(), &ones)]).map_err(at("refit to all ones"))?;
     let after = infer_one(ctx.as_mut(), &x)?;
     print_step(out, &x.to_f32_vec(), &ones.to_f32_vec(), after)?;
     Ok([before, after])
@@ -102,16 +140,17 @@ pub fn single_thread(engine: &dyn Engine, out: &mut dyn Write) -> anyhow::Result
 ///
 /// # Errors
 /// The engine does not serve the seed model, or an engine call fails.
-pub fn sweep(engine: &dyn Engine) -> anyhow::Result<Vec<f32>> {
+pub fn sweep(engine: &dyn Engine) -> Result<Vec<f32>, DemoError> {
     let (name, shape) = seed_weight(engine)?;
     let x = seed_input();
-    let mut ctx = engine.context()?;
+    let mut ctx = engine.context().map_err(at("create a context"))?;
     (0..10)
         .map(|k| {
             refit_all(
                 engine,
                 [(name.as_str(), &Tensor::full(shape.clone(), k as f32))],
-            )?;
+            )
+            .map_err(at(format!("refit to all-{k}")))?;
             infer_one(ctx.as_mut(), &x)
         })
         .collect()
@@ -162,13 +201,14 @@ pub fn multi_thread(
     engine: &dyn Engine,
     interval: Duration,
     out: &mut (dyn Write + Send),
-) -> anyhow::Result<MultiThreadRun> {
+) -> Result<MultiThreadRun, DemoError> {
     let (name, shape) = seed_weight(engine)?;
     let out = Mutex::new(out);
-    let say = |line: String| -> anyhow::Result<()> {
+    let say = |line: String| -> Result<(), DemoError> {
+        // A thread that panicked while writing left whole lines behind.
         let mut o = out
             .lock()
-            .map_err(|_| anyhow::anyhow!("output lock poisoned"))?;
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         writeln!(o, "{line}")?;
         Ok(())
     };
@@ -178,8 +218,8 @@ pub fn multi_thread(
     let base = Instant::now();
     let clock = || base.elapsed().as_nanos() as u64;
     let (reader, writer) = std::thread::scope(|s| {
-        let reader = s.spawn(|| -> anyhow::Result<(Vec<f32>, Vec<Read>)> {
-            let mut ctx = engine.context()?;
+        let reader = s.spawn(|| -> Result<(Vec<f32>, Vec<Read>), DemoError> {
+            let mut ctx = engine.context().map_err(at("create a context"))?;
             let x = seed_input();
             let mut results = Vec::new();
             let mut reads = Vec::new();
@@ -210,16 +250,16 @@ pub fn multi_thread(
                 std::thread::sleep(period);
             }
         });
-        let writer = s.spawn(|| -> anyhow::Result<Vec<history::Write>> {
+        let writer = s.spawn(|| -> Result<Vec<history::Write>, DemoError> {
             first_read.wait();
             let mut writes = Vec::new();
             let result = (0..10u64).try_for_each(|k| {
                 std::thread::sleep(if k == 0 { period } else { interval });
-                let mut r = engine.refitter()?;
+                let mut r = engine.refitter().map_err(at("create a refitter"))?;
                 r.set_named_weights(&name, &Tensor::full(shape.clone(), k as f32))
-                    .with_context(|| format!("stage all-{k}"))?;
+                    .map_err(at(format!("stage all-{k}")))?;
                 let start = clock();
-                r.refit().with_context(|| format!("refit to all-{k}"))?;
+                r.refit().map_err(at(format!("refit to all-{k}")))?;
                 let end = clock();
                 if k > 0 {
                     writes.push(history::Write {
@@ -237,9 +277,8 @@ pub fn multi_thread(
         });
         (reader.join(), writer.join())
     });
-    let (results, reads) =
-        reader.map_err(|_| anyhow::anyhow!("the inference thread panicked"))??;
-    let writes = writer.map_err(|_| anyhow::anyhow!("the refit thread panicked"))??;
+    let (results, reads) = reader.map_err(|_| DemoError::Panicked("inference"))??;
+    let writes = writer.map_err(|_| DemoError::Panicked("refit"))??;
     let mut distinct: Vec<f32> = Vec::new();
     for &v in &results {
         if distinct.last() != Some(&v) && !distinct.contains(&v) {

@@ -20,9 +20,10 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde::Deserialize as _;
+use serde_json::Value;
 
-use super::{plan, run_one, stress, CheckConfig, Cx, Evidence, Tolerance, Verdict};
+use super::{plan, run_one, CheckConfig, Cx, Evidence, Verdict};
 use crate::engine::{BuildOptions, Contract};
 use crate::flight::{CALL_MARK, SIGNAL_MARK, STEP_MARK};
 use crate::spec::EngineSpec;
@@ -212,30 +213,10 @@ pub fn engine_options_from_env() -> Result<Option<String>, String> {
     }
 }
 
-fn path_text(p: &Path) -> Value {
-    Value::String(p.to_string_lossy().into_owned())
-}
-
-/// The configuration a child needs, as JSON.
+/// The configuration a child needs, as JSON ([`CheckConfig`]'s serde
+/// form; the isolation settings stay with the parent).
 pub fn config_json(c: &CheckConfig) -> Value {
-    json!({
-        "models": c.models.iter().map(|m| path_text(m)).collect::<Vec<_>>(),
-        "cases": c.cases,
-        "seconds": c.seconds,
-        "tolerance": c.tolerance.map(|t| json!({"abs": t.abs, "rel": t.rel})),
-        "scratch": path_text(&c.scratch),
-        "only": c.only,
-        "stress_ms": c.stress_ms,
-        "live": c.live,
-        "stress_cap_ms": c.stress_cap_ms,
-        "min_power": [c.min_power.inferences, c.min_power.refits, c.min_power.overlapped],
-        "allow_inconclusive": c.allow_inconclusive,
-        "fail_on_skip": c.fail_on_skip,
-        "regressions": c.regressions.as_deref().map(path_text),
-        "replay": c.replay,
-        "engine_options": c.engine_options,
-        "plots": c.plots.as_deref().map(path_text),
-    })
+    serde_json::to_value(c).unwrap_or(Value::Null)
 }
 
 /// Reads what [`config_json`] wrote.
@@ -243,112 +224,45 @@ pub fn config_json(c: &CheckConfig) -> Value {
 /// # Errors
 /// A message naming the field that is missing or of the wrong type.
 pub fn config_from_json(v: &Value) -> Result<CheckConfig, String> {
-    let field = |k: &str| v.get(k).ok_or_else(|| format!("no '{k}'"));
-    let u64_of = |k: &str| {
-        field(k)?
-            .as_u64()
-            .ok_or_else(|| format!("'{k}' not a count"))
-    };
-    let bool_of = |k: &str| {
-        field(k)?
-            .as_bool()
-            .ok_or_else(|| format!("'{k}' not a bool"))
-    };
-    let str_of = |x: &Value, k: &str| {
-        x.as_str()
-            .map(str::to_string)
-            .ok_or_else(|| format!("'{k}' not a string"))
-    };
-    let list = |k: &str| -> Result<Vec<String>, String> {
-        field(k)?
-            .as_array()
-            .ok_or_else(|| format!("'{k}' not a list"))?
-            .iter()
-            .map(|x| str_of(x, k))
-            .collect()
-    };
-    let power: Vec<usize> = field("min_power")?
-        .as_array()
-        .ok_or("'min_power' not a list")?
-        .iter()
-        .map(|x| x.as_u64().map(|n| n as usize))
-        .collect::<Option<_>>()
-        .filter(|p: &Vec<usize>| p.len() == 3)
-        .ok_or("'min_power' not three counts")?;
-    let tolerance = match field("tolerance")? {
-        Value::Null => None,
-        t => Some(Tolerance {
-            abs: t["abs"].as_f64().ok_or("'tolerance.abs' not a number")?,
-            rel: t["rel"].as_f64().ok_or("'tolerance.rel' not a number")?,
-        }),
-    };
-    Ok(CheckConfig {
-        models: list("models")?.into_iter().map(PathBuf::from).collect(),
-        cases: u64_of("cases")? as u32,
-        seconds: field("seconds")?.as_f64().ok_or("'seconds' not a number")?,
-        tolerance,
-        scratch: PathBuf::from(str_of(field("scratch")?, "scratch")?),
-        only: list("only")?,
-        stress_ms: u64_of("stress_ms")?,
-        live: bool_of("live")?,
-        stress_cap_ms: u64_of("stress_cap_ms")?,
-        min_power: stress::Power {
-            inferences: power[0],
-            refits: power[1],
-            overlapped: power[2],
-        },
-        allow_inconclusive: bool_of("allow_inconclusive")?,
-        fail_on_skip: bool_of("fail_on_skip")?,
-        regressions: match field("regressions")? {
-            Value::Null => None,
-            r => Some(PathBuf::from(str_of(r, "regressions")?)),
-        },
-        replay: match v.get("replay") {
-            None | Some(Value::Null) => None,
-            Some(r) => Some(str_of(r, "replay")?),
-        },
-        engine_options: match field("engine_options")? {
-            Value::Null => None,
-            o => Some(str_of(o, "engine_options")?),
-        },
-        plots: match v.get("plots") {
-            None | Some(Value::Null) => None,
-            Some(p) => Some(PathBuf::from(str_of(p, "plots")?)),
-        },
-        isolation: None,
-    })
+    CheckConfig::deserialize(v).map_err(|e| e.to_string())
 }
 
-fn verdict_json(v: &Verdict) -> Value {
-    let evidence = |kind: &str, e: &Evidence| json!({"kind": kind, "step": e.step, "expected": e.expected, "observed": e.observed});
-    match v {
-        Verdict::Pass(d) => json!({"kind": "pass", "detail": d}),
-        Verdict::Skip(d) => json!({"kind": "skip", "detail": d}),
-        Verdict::Inconclusive(d) => json!({"kind": "inconclusive", "detail": d}),
-        Verdict::Fail(e) => evidence("fail", e),
-        Verdict::Crashed(e) => evidence("crashed", e),
-        Verdict::Hung(e) => evidence("hung", e),
+/// A child's outcome line, after [`OUTCOME_MARK`].
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Outcome {
+    verdict: Verdict,
+    /// The worst error / allowed error: a number, or `"inf"` (JSON has no
+    /// infinity) for a failed exact expectation.
+    #[serde(with = "ratio_wire")]
+    error_ratio: Option<f64>,
+}
+
+/// An error ratio on the wire: a number, or `"inf"`.
+mod ratio_wire {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Wire {
+        Number(f64),
+        Text(String),
     }
-}
 
-fn verdict_from_json(v: &Value) -> Option<Verdict> {
-    let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
-    let evidence = || {
-        Some(Evidence {
-            step: text("step")?,
-            expected: text("expected")?,
-            observed: text("observed")?,
+    pub fn serialize<S: Serializer>(r: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+        match r {
+            Some(r) if r.is_infinite() => Wire::Text("inf".into()).serialize(s),
+            Some(r) => Wire::Number(*r).serialize(s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+        Ok(match Option::<Wire>::deserialize(d)? {
+            Some(Wire::Number(r)) => Some(r),
+            Some(Wire::Text(t)) if t == "inf" => Some(f64::INFINITY),
+            _ => None,
         })
-    };
-    Some(match v.get("kind")?.as_str()? {
-        "pass" => Verdict::Pass(text("detail")?),
-        "skip" => Verdict::Skip(text("detail")?),
-        "inconclusive" => Verdict::Inconclusive(text("detail")?),
-        "fail" => Verdict::Fail(evidence()?),
-        "crashed" => Verdict::Crashed(evidence()?),
-        "hung" => Verdict::Hung(evidence()?),
-        _ => return None,
-    })
+    }
 }
 
 /// What a child reported, or what became of it.
@@ -432,28 +346,15 @@ pub fn child_run(
     }
     let cx = Cx::new(factory, &config);
     let verdict = run_one(scenario, &cx, model.as_deref().unwrap_or(Path::new("")));
-    let line = json!({
-        "verdict": verdict_json(&verdict),
-        "error_ratio": ratio_json(cx.worst.take()),
-    });
+    let line = serde_json::to_string(&Outcome {
+        verdict,
+        error_ratio: cx.worst.take(),
+    })
+    .unwrap_or_default();
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "\n{OUTCOME_MARK}{line}");
     let _ = out.flush();
     ExitCode::SUCCESS
-}
-
-/// An error ratio on the wire: a number, or `"inf"` (JSON has no
-/// infinity) for a failed exact expectation.
-fn ratio_json(r: Option<f64>) -> Value {
-    match r {
-        Some(r) if r.is_infinite() => Value::from("inf"),
-        r => json!(r),
-    }
-}
-
-fn ratio_from_json(v: &Value) -> Option<f64> {
-    v.as_f64()
-        .or_else(|| (v.as_str() == Some("inf")).then_some(f64::INFINITY))
 }
 
 fn config_path_hint(p: &Path) -> String {
@@ -467,7 +368,7 @@ struct Heard {
     in_flight: Vec<(String, u64)>,
     signal: Option<i32>,
     contract: Option<Contract>,
-    outcome: Option<Value>,
+    outcome: Option<Outcome>,
 }
 
 fn signal_name(sig: i32) -> String {
@@ -635,7 +536,7 @@ pub(super) fn run_child(
         let _ = h.join();
     }
     let (err_bytes, head) = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
-    let heard = std::mem::take(&mut *heard.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut heard = std::mem::take(&mut *heard.lock().unwrap_or_else(|p| p.into_inner()));
     let sanitizer_report = iso
         .sanitizer
         .and_then(|_| sanitizer_summary(&String::from_utf8_lossy(&head)));
@@ -654,14 +555,12 @@ pub(super) fn run_child(
         };
     }
     if !hung {
-        if let Some(o) = &heard.outcome {
-            if let Some(verdict) = o.get("verdict").and_then(verdict_from_json) {
-                return ChildResult {
-                    verdict,
-                    error_ratio: o.get("error_ratio").and_then(ratio_from_json),
-                    contract: heard.contract,
-                };
-            }
+        if let Some(o) = heard.outcome.take() {
+            return ChildResult {
+                verdict: o.verdict,
+                error_ratio: o.error_ratio,
+                contract: heard.contract,
+            };
         }
     }
     let step = heard
@@ -806,4 +705,78 @@ fn clean_header(line: &str) -> String {
         h = format!("{}{after}", &h[..i]);
     }
     h
+}
+
+#[cfg(test)]
+mod tests {
+    //! The wire between a child and its parent.
+
+    use super::*;
+    use crate::check::{stress, Tolerance};
+
+    #[test]
+    fn a_config_crosses_whole_but_for_isolation() {
+        let c = CheckConfig {
+            models: vec![PathBuf::from("/m/a.onnx")],
+            cases: 7,
+            seconds: 2.5,
+            tolerance: Some(Tolerance {
+                abs: 1e-3,
+                rel: 1e-2,
+            }),
+            scratch: "/tmp/s".into(),
+            only: vec!["seed".into()],
+            regressions: Some("/r.txt".into()),
+            replay: None,
+            stress_ms: 50,
+            stress_cap_ms: 1000,
+            min_power: stress::Power::MINIMUM,
+            allow_inconclusive: true,
+            fail_on_skip: false,
+            live: false,
+            engine_options: Some(r#"{"slowdown": 2}"#.into()),
+            plots: Some("/p".into()),
+            isolation: Some(Isolation::new("/bin/true", "reference")),
+        };
+        let back = config_from_json(&config_json(&c)).unwrap();
+        assert!(back.isolation.is_none());
+        assert_eq!(
+            format!(
+                "{:?}",
+                CheckConfig {
+                    isolation: None,
+                    ..c
+                }
+            ),
+            format!("{back:?}")
+        );
+        let mut v = config_json(&back);
+        v.as_object_mut().unwrap().remove("cases");
+        let e = config_from_json(&v).unwrap_err();
+        assert!(e.contains("cases"), "{e}");
+    }
+
+    #[test]
+    fn an_outcome_crosses_with_its_verdict_and_an_infinite_ratio() {
+        for (verdict, ratio) in [
+            (Verdict::Pass("ok".into()), Some(0.25)),
+            (
+                Verdict::Fail(Evidence {
+                    step: "refit".into(),
+                    expected: "9".into(),
+                    observed: "0".into(),
+                }),
+                Some(f64::INFINITY),
+            ),
+            (Verdict::Skip("no model".into()), None),
+        ] {
+            let line = serde_json::to_string(&Outcome {
+                verdict: verdict.clone(),
+                error_ratio: ratio,
+            })
+            .unwrap();
+            let back: Outcome = serde_json::from_str(&line).unwrap();
+            assert_eq!((back.verdict, back.error_ratio), (verdict, ratio), "{line}");
+        }
+    }
 }

@@ -61,7 +61,7 @@ use crate::tensor::Tensor;
 
 /// Fixed output tolerances, overriding the derived bound
 /// (`check --abs-tolerance / --rel-tolerance`).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Tolerance {
     /// Absolute tolerance.
     pub abs: f64,

@@ -174,7 +174,7 @@ pub fn model(code: Code) -> ConvChain {
 }
 
 /// What a stress run achieved: the power it had to find a race.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Power {
     /// Inferences completed.
     pub inferences: usize,
