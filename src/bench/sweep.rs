@@ -83,7 +83,7 @@ pub struct BenchConfig {
 impl BenchConfig {
     /// `quick`: about a minute and a half (sizes up to 16 MiB, up to 240
     /// samples of 2 ms in 6 rounds); otherwise up to 256 MiB, up to 480
-    /// samples of 3 ms in 8 rounds.
+    /// samples of 3 ms in 16 rounds.
     pub fn new(quick: bool, scratch: &Path) -> Self {
         BenchConfig {
             samples: if quick { 240 } else { 480 },
@@ -96,7 +96,7 @@ impl BenchConfig {
             scratch: scratch.to_path_buf(),
             options: BuildOptions::default(),
             resnet18: Some(if quick { 64 } else { 112 }),
-            rounds: if quick { 6 } else { 8 },
+            rounds: if quick { 6 } else { 16 },
         }
     }
 }
@@ -310,6 +310,25 @@ fn sets(engine: &dyn Engine, all: bool) -> Vec<Vec<(String, Tensor)>> {
                 .collect()
         })
         .collect()
+}
+
+/// The first error of operations timed together, each of which can fail
+/// (shared by their closures, which the sampler holds at once).
+#[derive(Default)]
+struct FirstError(RefCell<Option<Error>>);
+
+impl FirstError {
+    /// Keeps `r`'s error if it is the first.
+    fn note(&self, r: Result<()>) {
+        if let Err(e) = r {
+            self.0.borrow_mut().get_or_insert(e);
+        }
+    }
+
+    /// The first error, if any.
+    fn into_result(self) -> Result<()> {
+        self.0.into_inner().map_or(Ok(()), Err)
+    }
 }
 
 /// [`with_switched_writer`]'s modes: no refits.
@@ -743,16 +762,14 @@ fn round(
     // out, a sample of each in turn: a machine that slows for a while
     // slows all three alike.
     let modes = {
-        let errs = RefCell::new(None);
+        let errs = FirstError::default();
         let state = RefCell::new((&mut ctx, &mut out));
         let modes = with_switched_writer(engine.as_ref(), |mode| {
             let run = |m: u8| {
                 mode.store(m, Ordering::Relaxed);
                 let mut s = state.borrow_mut();
                 let (c, o) = &mut *s;
-                if let Err(e) = infer_once(c.as_mut(), &x, o) {
-                    errs.borrow_mut().get_or_insert(e);
-                }
+                errs.note(infer_once(c.as_mut(), &x, o));
             };
             time_in_units(
                 cfg.samples,
@@ -764,7 +781,7 @@ fn round(
                 ],
             )
         });
-        fallible(errs.into_inner().map_or(Ok(()), Err));
+        fallible(errs.into_result());
         modes
     };
     row("infer_under_refit", "none".into(), &modes[0], None);
@@ -897,12 +914,8 @@ fn round(
     // One inference, each oracle's evaluation and a cached answer, a sample
     // of each in turn.
     let t = {
-        let errs = RefCell::new(None);
-        let note = |r: Result<()>| {
-            if let Err(e) = r {
-                errs.borrow_mut().get_or_insert(e);
-            }
-        };
+        let errs = FirstError::default();
+        let note = |r| errs.note(r);
         let t = time_in_units(
             cfg.samples,
             cfg.sample_time,
@@ -913,7 +926,7 @@ fn round(
                 &mut || drop(black_box(o32.infer(&x))),
             ],
         );
-        fallible(errs.into_inner().map_or(Ok(()), Err));
+        fallible(errs.into_result());
         t
     };
     let inf = &t[0];
@@ -1083,12 +1096,8 @@ fn resnet18(
     progress("resnet18/refit_one_tensor");
     // All three copy 44.6 MiB, far beyond any cache: a sample of each in
     // turn.
-    let errs = RefCell::new(None);
-    let note = |r: Result<()>| {
-        if let Err(e) = r {
-            errs.borrow_mut().get_or_insert(e);
-        }
-    };
+    let errs = FirstError::default();
+    let note = |r| errs.note(r);
     let t = time_in_units(
         cfg.samples,
         cfg.sample_time,
@@ -1107,7 +1116,7 @@ fn resnet18(
             },
         ],
     );
-    fallible(errs.into_inner().map_or(Ok(()), Err));
+    fallible(errs.into_result());
     drop((src, dst, s, one));
     let (refit_all, memcpy, refit_one) = (&t[0], &t[1], &t[2]);
     add("memcpy_all", memcpy, None);
