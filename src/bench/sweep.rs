@@ -83,7 +83,7 @@ pub struct BenchConfig {
 impl BenchConfig {
     /// `quick`: about a minute and a half (sizes up to 16 MiB, up to 240
     /// samples of 2 ms in 6 rounds); otherwise up to 256 MiB, up to 480
-    /// samples of 3 ms in 16 rounds.
+    /// samples of 3 ms in 8 rounds.
     pub fn new(quick: bool, scratch: &Path) -> Self {
         BenchConfig {
             samples: if quick { 240 } else { 480 },
@@ -96,7 +96,7 @@ impl BenchConfig {
             scratch: scratch.to_path_buf(),
             options: BuildOptions::default(),
             resnet18: Some(if quick { 64 } else { 112 }),
-            rounds: if quick { 6 } else { 16 },
+            rounds: if quick { 6 } else { 8 },
         }
     }
 }

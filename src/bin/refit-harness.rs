@@ -124,7 +124,7 @@ enum Command {
         #[arg(long)]
         samples: Option<usize>,
         /// Rounds the sweep runs in, each taking its share of the samples
-        /// (default 6, or 16 without --quick): a round that ran slow widens
+        /// (default 6, or 8 without --quick): a round that ran slow widens
         /// the intervals less, the more rounds there are.
         #[arg(long)]
         rounds: Option<usize>,
