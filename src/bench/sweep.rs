@@ -38,7 +38,7 @@ pub const BASELINES_ONLY: [(&str, &str); 6] = [
     ("resnet18", "infer_reference_"),
 ];
 
-/// The rows bound by memory bandwidth or the disk rather than the core, as
+/// The rows bound by memory bandwidth rather than the core, as
 /// (benchmark, parameter prefix): copies, refits, reloads. They carry no
 /// figure in machine units ([`Row::machine`]): the unit
 /// ([`machine_unit`](super::sampler::machine_unit)) is arithmetic in the
