@@ -13,9 +13,9 @@
 use std::time::{Duration, Instant};
 
 use refit_harness::bench::sampler::{unit_batch, unit_sample};
+use refit_harness::bench::sweep::ones_inputs;
 use refit_harness::engine::BuildOptions;
 use refit_harness::spec::EngineSpec;
-use refit_harness::tensor::Tensor;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let secs: u64 = match std::env::args().nth(1) {
@@ -26,11 +26,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = dir.path().join("conv_stack.onnx");
     std::fs::write(&path, refit_harness::fixtures::conv_stack().to_bytes())?;
     let engine = EngineSpec::Reference.open(&path, &BuildOptions::default())?;
-    let x: Vec<Tensor> = engine
-        .inputs()
-        .iter()
-        .map(|i| Tensor::full(i.static_shape().unwrap_or_default(), 1.0))
-        .collect();
+    let x = ones_inputs(engine.as_ref());
     let mut ctx = engine.context()?;
     let mut out = Vec::new();
     let t = Instant::now();

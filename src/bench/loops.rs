@@ -5,7 +5,7 @@
 use std::hint::black_box;
 use std::path::Path;
 
-use super::sweep::sized_model;
+use super::sweep::{ones_inputs, sized_model};
 use crate::check::EngineFactory;
 use crate::engine::BuildOptions;
 use crate::tensor::Tensor;
@@ -45,11 +45,7 @@ pub fn run(
     let shape = w.static_shape().unwrap_or_default();
     let tensors = [Tensor::full(shape.clone(), 1.0), Tensor::full(shape, 2.0)];
     let mut dst = vec![0.0f32; bytes / 4];
-    let x: Vec<Tensor> = engine
-        .inputs()
-        .iter()
-        .map(|i| Tensor::full(i.static_shape().unwrap_or_default(), 1.0))
-        .collect();
+    let x = ones_inputs(engine.as_ref());
     let mut ctx = engine.context()?;
     let mut out = Vec::new();
     for k in 0..count {

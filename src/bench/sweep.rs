@@ -280,7 +280,9 @@ fn infer_once(ctx: &mut dyn Context, x: &[Tensor], out: &mut Vec<Tensor>) -> Res
     Ok(())
 }
 
-fn inputs(engine: &dyn Engine) -> Vec<Tensor> {
+/// One all-ones tensor per input of `engine`, of its static shape: what
+/// every timed inference is given.
+pub fn ones_inputs(engine: &dyn Engine) -> Vec<Tensor> {
     engine
         .inputs()
         .iter()
@@ -576,7 +578,7 @@ fn round(
         "seed_conv.onnx",
         &fixtures::seed_model().to_bytes(),
     )?;
-    let x = inputs(seed.as_ref());
+    let x = ones_inputs(seed.as_ref());
     let mut ctx = seed.context()?;
     let mut out = Vec::new();
     let s = sets(seed.as_ref(), false);
@@ -691,7 +693,7 @@ fn round(
             }
             Err(e) => return Err(e),
         };
-        let x = inputs(engine.as_ref());
+        let x = ones_inputs(engine.as_ref());
         let mut ctx = engine.context()?;
         let mut out = Vec::new();
         // In machine units too: a batch of the fixed work in each turn.
@@ -725,7 +727,7 @@ fn round(
         Err(e) => return Err(e),
     };
     progress(&format!("infer_under_refit/{label}"));
-    let x = inputs(engine.as_ref());
+    let x = ones_inputs(engine.as_ref());
     let mut ctx = engine.context()?;
     let mut out = Vec::new();
     // The refittability tax: the same model built without refit, samples
@@ -831,7 +833,7 @@ fn round(
     progress("visibility/seed_conv");
     let mut v = 0.0f32;
     let mut ctx = seed.context()?;
-    let x = inputs(seed.as_ref());
+    let x = ones_inputs(seed.as_ref());
     // Timed from refit() returning to the first inference that shows it;
     // its baseline, one inference once the refit shows, is timed in the
     // same loop, so the ratio reads in inferences.
@@ -1142,7 +1144,7 @@ fn resnet18(
     );
 
     progress("resnet18/oracle");
-    let x = inputs(engine.as_ref());
+    let x = ones_inputs(engine.as_ref());
     {
         let (_, reference) = baseline(&EngineSpec::Reference, cfg, "resnet18.onnx", &bytes)?;
         let mut ctx = reference.context()?;
