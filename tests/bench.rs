@@ -361,6 +361,21 @@ fn the_gate_flags_a_ratio_that_got_worse_beyond_noise_only() {
     let c = bench::gate(&before, &noisy, 10.0);
     assert!(c.iter().all(|c| !c.regressed && c.too_noisy), "{c:?}");
     assert!(c.iter().all(|c| c.samples_needed > 10), "{c:?}");
+    // As wide, a third faster: the whole interval lies below the
+    // threshold, so whatever the change is, it is no regression beyond 10%.
+    let faster = vec![
+        row("refit", "1024", 100.0, 0.3, "memcpy/1024", Some(100.0)),
+        row("memcpy", "1024", 100.0, 0.3, "", None),
+    ];
+    let c = bench::gate(&before, &faster, 10.0);
+    let refit = c.iter().find(|c| c.name == "refit/1024").unwrap();
+    assert!(
+        !refit.regressed
+            && !refit.too_noisy
+            && refit.interval_pct.1 - refit.interval_pct.0 > 10.0
+            && refit.interval_pct.1 < 10.0,
+        "{refit:?}"
+    );
     // Narrow intervals are judged.
     let quiet = vec![
         row("refit", "1024", 150.0, 0.01, "memcpy/1024", Some(100.0)),
@@ -1159,11 +1174,18 @@ mod statistics {
                     .contains("at 99.75%, so that all 20 hold together at 95%"),
             "{report:?}"
         );
-        // Noisy samples: intervals wider than the threshold, not judged;
-        // the advised samples narrow them to about the threshold.
+        // Noisy samples: intervals wider than the threshold, not judged
+        // where they reach above it (judged where they lie wholly below
+        // it); the advised samples narrow them to about the threshold.
         let noisy = |rng: &mut Xoshiro256PlusPlus, n| run(rng, n, 0.15, &[]);
         let c = bench::gate(&noisy(&mut rng, 15), &noisy(&mut rng, 15), 10.0);
-        assert!(c.iter().all(|c| c.too_noisy && !c.regressed), "{c:#?}");
+        assert!(
+            c.iter().all(|c| !c.regressed
+                && c.interval_pct.1 - c.interval_pct.0 > 10.0
+                && c.too_noisy == (c.interval_pct.1 > 10.0)),
+            "{c:#?}"
+        );
+        assert!(c.iter().filter(|c| c.too_noisy).count() >= 15, "{c:#?}");
         let advised = c.iter().map(|c| c.samples_needed).max().unwrap();
         assert!((60..5000).contains(&advised), "{advised}");
         let report = bench::gate::report(&c, 10.0);

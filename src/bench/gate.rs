@@ -32,9 +32,12 @@ pub struct Comparison {
     pub confidence: f64,
     /// The whole interval lies above the threshold.
     pub regressed: bool,
-    /// The interval is wider than the threshold and lies not wholly above
-    /// it: a change of the threshold's size could not be told from none,
-    /// so the row is not judged.
+    /// The interval is wider than the threshold and reaches above it
+    /// without lying wholly above it: a change of the threshold's size could
+    /// not be told from none, so the row is not judged. An interval wider
+    /// than the threshold that lies wholly at or below it is judged: the
+    /// change is not a regression beyond the threshold, at the row's
+    /// confidence, whatever else it may be.
     pub too_noisy: bool,
     /// About how many samples per measurement (in both runs) would narrow
     /// the interval to the threshold, taken in [`Comparison::rounds_needed`]
@@ -99,8 +102,10 @@ fn estimate(r: &Row, basis: &str) -> Estimate {
 /// confidence that makes all the rows' intervals hold together with
 /// [`FAMILY_CONFIDENCE`] (Bonferroni over the rows compared). A row
 /// regressed when its whole interval lies above `max_regression_pct`; it
-/// is not judged ([`Comparison::too_noisy`]) when its interval is wider
-/// than the threshold and not wholly above it. A figure without an
+/// is within when its whole interval lies at or below the threshold, or the
+/// interval is no wider than the threshold; else it is not judged
+/// ([`Comparison::too_noisy`]): wider than the threshold and reaching
+/// across it. A figure without an
 /// interval (an older file, a count) is taken as exact. A row either run
 /// marks [`Row::baseline_only`] is shown and not judged, nor counted in the
 /// correction.
@@ -131,8 +136,10 @@ pub fn gate(before: &[Row], after: &[Row], max_regression_pct: f64) -> Vec<Compa
             let width = interval_pct.1 - interval_pct.0;
             let baseline_only = a.baseline_only || b.baseline_only;
             let regressed = !baseline_only && interval_pct.0 > threshold;
-            // A NaN width (no figure) is not judged either.
-            let judgeable = width <= threshold;
+            // A NaN width (no figure) is not judged either. An interval
+            // wholly at or below the threshold answers the gate's question
+            // (no regression beyond it) however wide it is.
+            let judgeable = width <= threshold || interval_pct.1 <= threshold;
             let too_noisy = !baseline_only && !regressed && !judgeable;
             let samples = a.samples.max(b.samples).max(1);
             let rounds = a.round_medians.len().max(b.round_medians.len()).max(1);
@@ -342,7 +349,7 @@ pub fn report(rows: &[Comparison], max_regression_pct: f64) -> GateReport {
     let judged = rows.len() - baselines;
     let _ = writeln!(
         out,
-        "{} regressed beyond {t}% (whole interval above it), {} within, {} too noisy to judge (interval wider than {t}%){}",
+        "{} regressed beyond {t}% (whole interval above it), {} within, {} too noisy to judge (interval wider than {t}% and reaching above it){}",
         bad.len(),
         judged - bad.len() - noisy.len(),
         noisy.len(),
@@ -392,7 +399,7 @@ pub fn report(rows: &[Comparison], max_regression_pct: f64) -> GateReport {
         return GateReport {
             table: out,
             error: Some(format!(
-                "{} benchmark(s) could not be judged: the interval of their change is wider than the {t}% they are held to (widest: {} at [{:+.1}%, {:+.1}%]); measure with about {} samples each in {} rounds (`bench --samples {} --rounds {}`), or gate on instruction counts (ci/instructions.sh)",
+                "{} benchmark(s) could not be judged: the interval of their change is wider than the {t}% they are held to and reaches above it (widest: {} at [{:+.1}%, {:+.1}%]); measure with about {} samples each in {} rounds (`bench --samples {} --rounds {}`), or gate on instruction counts (ci/instructions.sh)",
                 noisy.len(),
                 worst.name,
                 worst.interval_pct.0,
