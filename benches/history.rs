@@ -3,7 +3,7 @@
 //! number of timestamps, the least any checker must do.
 
 use criterion::{criterion_group, BatchSize, Criterion, Throughput};
-use refit_harness::check::history::{check, History, Read, Write};
+use refit_harness::history::{check, History, Read, Write};
 use std::hint::black_box;
 
 /// A valid history of `ops` operations: a refit every 100 inferences.

@@ -9,10 +9,8 @@
 //! what each one proves.
 
 pub mod differential;
-pub mod history;
 pub mod isolate;
 pub mod model_based;
-pub mod oracle;
 mod resources;
 mod scenarios;
 pub mod stress;
@@ -23,10 +21,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::engine::{BuildOptions, Contract, Engine};
+pub use crate::oracle::{Judge, Tolerance};
 use crate::spec::EngineSpec;
 use crate::Result;
 pub use isolate::Isolation;
-pub use oracle::{Judge, Tolerance};
 pub use subject::ints;
 
 /// Builds engines of one kind over any model: the engine under test.
@@ -178,7 +176,7 @@ pub struct CheckConfig {
     /// [`CheckConfig::min_power`] or [`CheckConfig::stress_cap_ms`].
     pub stress_cap_ms: u64,
     /// The least a stress run must achieve to prove anything.
-    pub min_power: stress::Power,
+    pub min_power: crate::history::Power,
     /// Turn an inconclusive stress run into a skip instead of a failure.
     pub allow_inconclusive: bool,
     /// Turn every skip into a failure: a gate that needs full coverage.
@@ -232,7 +230,7 @@ impl CheckConfig {
             replay: None,
             stress_ms: 500,
             stress_cap_ms: 10_000,
-            min_power: stress::Power::MINIMUM,
+            min_power: crate::history::Power::MINIMUM,
             allow_inconclusive: false,
             fail_on_skip: false,
             live: false,
@@ -269,7 +267,7 @@ pub struct Cx<'a> {
     /// The worst error / allowed error of the scenario's comparisons with
     /// the oracle, whichever thread made them (the oracles it opens report
     /// here).
-    pub worst: std::sync::Arc<oracle::WorstRatio>,
+    pub worst: std::sync::Arc<crate::oracle::WorstRatio>,
 }
 
 impl<'a> Cx<'a> {
@@ -414,15 +412,6 @@ pub enum Progress<'a> {
     Done(&'a Outcome),
 }
 
-/// The message a panic carried.
-pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into())
-}
-
 /// Runs one scenario: a panic (in the harness or in an engine written in
 /// Rust) is a failure with its message, and the run goes on; the config's
 /// overrides apply to skips and inconclusive runs.
@@ -432,7 +421,7 @@ fn run_one(s: &Scenario, cx: &Cx<'_>, model: &Path) -> Verdict {
             fail(
                 format!("run {}", s.name),
                 "the scenario to finish",
-                format!("panic: {}", panic_message(p.as_ref())),
+                format!("panic: {}", crate::race::panic_message(p.as_ref())),
             )
         });
     match verdict {

@@ -3,12 +3,12 @@
 //! reader racing a writer that sweeps the kernel through all-0 .. all-9.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::check::history::{self, History, Read};
 use crate::engine::{refit_all, Engine};
+use crate::history::{self, History, Read};
+use crate::race::{Race, RaceError, Refit, Role, Span, Until};
 use crate::tensor::Tensor;
 
 /// Why a demo stopped.
@@ -36,6 +36,18 @@ pub enum DemoError {
     /// panicked in it).
     #[error("the {0} thread panicked")]
     Panicked(&'static str),
+}
+
+impl From<RaceError> for DemoError {
+    fn from(e: RaceError) -> Self {
+        match e {
+            RaceError::Engine { step, error } => DemoError::Engine { step, error },
+            RaceError::Panicked { role, .. } => DemoError::Panicked(match role {
+                Role::Inference => "inference",
+                Role::Refit => "refit",
+            }),
+        }
+    }
 }
 
 impl From<std::io::Error> for DemoError {
@@ -212,73 +224,62 @@ pub fn multi_thread(
         writeln!(o, "{line}")?;
         Ok(())
     };
-    let done = AtomicBool::new(false);
-    let first_read = std::sync::Barrier::new(2);
     let period = interval / 5;
-    let base = Instant::now();
-    let clock = || base.elapsed().as_nanos() as u64;
-    let (reader, writer) = std::thread::scope(|s| {
-        let reader = s.spawn(|| -> Result<(Vec<f32>, Vec<Read>), DemoError> {
-            let mut ctx = engine.context().map_err(at("create a context"))?;
-            let x = seed_input();
-            let mut results = Vec::new();
-            let mut reads = Vec::new();
-            let mut first = true;
-            loop {
-                let last = done.load(Ordering::Acquire);
-                let start = clock();
-                let v = infer_one(ctx.as_mut(), &x);
-                let end = clock();
-                if first {
-                    first_read.wait();
-                    first = false;
-                }
-                let v = v?;
-                say(format!("[infer] result: {v}"))?;
-                results.push(v);
-                let value =
-                    ((0.0..=81.0).contains(&v) && v % 9.0 == 0.0).then_some((v / 9.0) as u64);
-                reads.push(Read {
-                    thread: 0,
-                    start,
-                    end,
-                    value,
-                });
-                if last {
-                    return Ok((results, reads));
-                }
-                std::thread::sleep(period);
-            }
-        });
-        let writer = s.spawn(|| -> Result<Vec<history::Write>, DemoError> {
-            first_read.wait();
-            let mut writes = Vec::new();
-            let result = (0..10u64).try_for_each(|k| {
-                std::thread::sleep(if k == 0 { period } else { interval });
-                let mut r = engine.refitter().map_err(at("create a refitter"))?;
-                r.set_named_weights(&name, &Tensor::full(shape.clone(), k as f32))
-                    .map_err(at(format!("stage all-{k}")))?;
-                let start = clock();
-                r.refit().map_err(at(format!("refit to all-{k}")))?;
-                let end = clock();
-                if k > 0 {
-                    writes.push(history::Write {
-                        thread: 1,
-                        start,
-                        end,
-                        version: k,
-                    });
-                }
-                say(format!("[refit] kernel -> all {k}"))
-            });
-            std::thread::sleep(period);
-            done.store(true, Ordering::Release);
-            result.map(|()| writes)
-        });
-        (reader.join(), writer.join())
-    });
-    let (results, reads) = reader.map_err(|_| DemoError::Panicked("inference"))??;
-    let writes = writer.map_err(|_| DemoError::Panicked("refit"))??;
+    let race = Race {
+        engine,
+        input: seed_input(),
+        readers: 1,
+        writers: 1,
+        quiesced: false,
+        read_pause: period,
+        max_reads: usize::MAX,
+        writers_after_first_read: true,
+        until: Until {
+            duration: None,
+            power: None,
+            linger: period,
+        },
+    };
+    let results = Mutex::new(Vec::new());
+    let decode = |at: Span, y: &[Tensor]| -> Result<Read, DemoError> {
+        let v = match y.first().map(Tensor::to_f32_vec).unwrap_or_default()[..] {
+            [one] => one,
+            ref other => return Err(DemoError::OutputCount(other.len())),
+        };
+        say(format!("[infer] result: {v}"))?;
+        results
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(v);
+        Ok(Read {
+            thread: at.thread,
+            start: at.start,
+            end: at.end,
+            value: ((0.0..=81.0).contains(&v) && v % 9.0 == 0.0).then_some((v / 9.0) as u64),
+        })
+    };
+    let plan = |_: usize, k: usize| {
+        (k < 10).then(|| Refit {
+            version: k as u64,
+            label: format!("all-{k}"),
+            weights: vec![(name.clone(), Tensor::full(shape.clone(), k as f32))],
+            before: if k == 0 { period } else { interval },
+            staged: Duration::ZERO,
+            after: Duration::ZERO,
+        })
+    };
+    let committed = |w: &history::Write| say(format!("[refit] kernel -> all {}", w.version));
+    let raced = race.run(decode, plan, committed, &|_| {});
+    if let Some(e) = raced.errors.into_iter().next() {
+        return Err(e);
+    }
+    let results = results
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let reads = raced.reads;
+    // The model's own kernel is version 0: the refit to all-0 writes it
+    // again and is no new version.
+    let writes: Vec<history::Write> = raced.writes.into_iter().filter(|w| w.version > 0).collect();
     let mut distinct: Vec<f32> = Vec::new();
     for &v in &results {
         if distinct.last() != Some(&v) && !distinct.contains(&v) {

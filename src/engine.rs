@@ -58,7 +58,7 @@ pub enum NonFinite {
 }
 
 /// The arithmetic an engine computes in: what the oracle's error bound
-/// assumes (see [`check::oracle`](crate::check::oracle)).
+/// assumes (see [`oracle`](crate::oracle)).
 ///
 /// Each precision names the format operands (weights and activations) are
 /// rounded to before they are multiplied, the format products are summed

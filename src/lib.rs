@@ -16,11 +16,13 @@
 //!   [`reference`](engine::reference) engine (pure Rust, the engine the
 //!   harness tests itself against).
 //! - [`check`]: the named scenarios, run against any engine, giving pass,
-//!   fail (with evidence), skip, crashed or hung; their **oracle**
-//!   ([`check::oracle`]) evaluates the model in f64 with a rigorous error
-//!   bound for the engine's declared precision, independently of every
-//!   engine; the history checker ([`check::history`]) and the stress runs
+//!   fail (with evidence), skip, crashed or hung; the stress runs
 //!   ([`check::stress`]); child-process isolation ([`check::isolate`]).
+//! - [`oracle`]: the model evaluated in f64 with a rigorous error bound for
+//!   the engine's declared precision, independently of every engine; the
+//!   [`history`] checker, which judges a concurrent run's operations; the
+//!   [`race`] driver, which records them. The checks, the benches and the
+//!   demos share them.
 //! - [`suite`]: the checks as one `#[test]` per scenario in a vendor's
 //!   crate ([`conformance_suite!`]).
 //! - [`docs`]: the contract and what each scenario proves.
@@ -90,8 +92,11 @@ pub mod ffi;
 pub mod fixtures;
 #[allow(unsafe_code)]
 pub mod flight;
+pub mod history;
 pub mod io;
 pub mod model;
+pub mod oracle;
+pub mod race;
 pub mod report;
 pub mod selftest;
 pub mod spec;

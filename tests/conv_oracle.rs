@@ -1,5 +1,5 @@
 //! The reference engine's conv against the plain f64 oracle
-//! (`refit_harness::check::oracle`, naive loops written from the ONNX
+//! (`refit_harness::oracle`, naive loops written from the ONNX
 //! definition), on many shapes and attributes. PyTorch's own outputs
 //! (`tests/pytorch.rs`) cross-check both.
 
@@ -7,10 +7,10 @@ use proptest::prelude::*;
 use rstest::rstest;
 
 use refit_harness::check::ints;
-use refit_harness::check::oracle::conv_f64;
 use refit_harness::engine::BuildOptions;
 use refit_harness::model::build::{ConvChain, ConvLayer};
 use refit_harness::model::conv::{AutoPad, ConvAttrs};
+use refit_harness::oracle::conv_f64;
 use refit_harness::Tensor;
 
 use crate::common::{engine_of, infer1};

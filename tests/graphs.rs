@@ -8,10 +8,10 @@
 
 use std::path::PathBuf;
 
-use refit_harness::check::oracle::{first_mismatch, Judge, Oracle};
 use refit_harness::check::{self, CheckConfig, Verdict};
 use refit_harness::engine::{refit_all, BuildOptions};
 use refit_harness::model::{onnx, Model};
+use refit_harness::oracle::{first_mismatch, Judge, Oracle};
 use refit_harness::spec::EngineSpec;
 use refit_harness::{io, Tensor};
 

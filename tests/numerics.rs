@@ -5,12 +5,12 @@
 
 use std::path::{Path, PathBuf};
 
-use refit_harness::check::oracle::{Judge, Oracle};
 use refit_harness::check::{self, CheckConfig, CheckReport, EngineFactory, Verdict};
 use refit_harness::engine::{BuildOptions, Context, Engine, EngineInfo, Precision, Refitter};
 use refit_harness::model::build::{ConvChain, ConvLayer};
 use refit_harness::model::conv::ConvAttrs;
 use refit_harness::model::Model;
+use refit_harness::oracle::{Judge, Oracle};
 use refit_harness::spec::EngineSpec;
 use refit_harness::{Result, Tensor, TensorData, TensorInfo};
 

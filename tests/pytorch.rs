@@ -73,7 +73,7 @@ fn real_networks_agree_with_pytorch_within_the_bound(#[case] model: &str, #[case
 /// export, each within the oracle's f32 bound, before and after refitting
 /// the weight set in `refit`.
 fn agree_within_the_bound(model: &str, exporter: &str, refit: &str) {
-    use refit_harness::check::oracle::{first_mismatch, Judge, Oracle};
+    use refit_harness::oracle::{first_mismatch, Judge, Oracle};
     let f = |s: &str| fixture(&format!("pytorch/{model}_{s}"));
     let path = f(&format!("{exporter}.onnx"));
     let engine = EngineSpec::Reference

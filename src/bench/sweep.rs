@@ -11,12 +11,12 @@ use super::sampler::{
     latencies, time, time_in_units, unit_batch, unit_sample, Stats, Tail, MIN_SAMPLES,
 };
 use super::Row;
-use crate::check::oracle::{Judge, Oracle};
 use crate::check::EngineFactory;
 use crate::engine::{BuildOptions, Context, Engine, Precision};
 use crate::fixtures;
 use crate::model::build::{self, ConvChain, ConvLayer};
 use crate::model::conv::ConvAttrs;
+use crate::oracle::{Judge, Oracle};
 use crate::spec::EngineSpec;
 use crate::tensor::{Aligned, Tensor};
 use crate::{Error, Result};

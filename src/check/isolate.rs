@@ -712,7 +712,7 @@ mod tests {
     //! The wire between a child and its parent.
 
     use super::*;
-    use crate::check::{stress, Tolerance};
+    use crate::check::Tolerance;
 
     #[test]
     fn a_config_crosses_whole_but_for_isolation() {
@@ -730,7 +730,7 @@ mod tests {
             replay: None,
             stress_ms: 50,
             stress_cap_ms: 1000,
-            min_power: stress::Power::MINIMUM,
+            min_power: crate::history::Power::MINIMUM,
             allow_inconclusive: true,
             fail_on_skip: false,
             live: false,

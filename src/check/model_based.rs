@@ -9,7 +9,7 @@
 //! residual Add, a Gemm head). Weights and inputs are integers, so conv,
 //! Gemm and MatMul outputs compare exactly where the engine's precision
 //! allows, and the rest within the oracle's bound (see
-//! [`oracle`](super::oracle)). Biases are sometimes all zero, as freshly
+//! [`oracle`](crate::oracle)). Biases are sometimes all zero, as freshly
 //! initialized networks have them. The case count
 //! is `PROPTEST_CASES` (see [`CheckConfig`](super::CheckConfig)); models the
 //! engine refuses as unsupported are skipped and counted. Failing cases
@@ -24,13 +24,13 @@ use std::time::Instant;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError, TestError, TestRunner};
 
-use super::oracle::{Judge, Oracle};
 use super::subject::{compare, ints, probe_inputs, typed};
 use super::{fail, Cx, Verdict};
 use crate::engine::{BuildOptions, FailedRefit, NonFinite, Subset};
 use crate::model::build::{Conv2d, ConvChain, ConvLayer, Graph, Integers, Value, ZeroBias};
 use crate::model::conv::{AutoPad, ConvAttrs};
 use crate::model::Model;
+use crate::oracle::{Judge, Oracle};
 use crate::tensor::{Tensor, TensorData};
 
 /// The ways a staging can be invalid.

@@ -3,10 +3,10 @@
 
 use std::path::Path;
 
-use super::oracle::{Expected, Judge, Oracle};
 use super::{fail, Cx, Verdict};
 use crate::engine::{BuildOptions, Context, Engine, Subset};
 use crate::model::Model;
+use crate::oracle::{Expected, Judge, Oracle};
 use crate::tensor::{DType, Tensor, TensorData, TensorInfo};
 
 /// A step's result: the value, or the verdict that ends the scenario.

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use super::history::History;
+use crate::history::History;
 
 /// Reads kept per reader thread (evenly spaced), so that a run of a
 /// million inferences still draws quickly; every bad read is kept.

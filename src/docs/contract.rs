@@ -32,13 +32,13 @@
 //!
 //! ## The scenarios
 //!
-//! Every comparison is against the plain [oracle](crate::check::oracle): the
+//! Every comparison is against the plain [oracle](crate::oracle): the
 //! model evaluated in f64 with loops written from the ONNX operator
 //! definitions, with, per output element, a rigorous bound on the rounding
 //! error of any summation order at the engine's declared precision
 //! (`gamma_n * sum |w x|` per dot product, each op's own roundings and the
 //! engine's declared allowance for its functions, carried through every
-//! later op: [`oracle::ops`](crate::check::oracle::ops)), times the
+//! later op: [`oracle::ops`](crate::oracle::ops)), times the
 //! engine's error factor. Where every operand is a small integer and every
 //! partial sum stays below 2^24, the bound is 0 and outputs must match bit
 //! for bit. A failure shows the exact value, the bound, the observed error
@@ -49,7 +49,7 @@
 //! fixed tolerance. Oracle evaluations are cached per weight version and
 //! input.
 //!
-//! A mismatch ends with a diagnosis ([`Oracle::explain`](crate::check::oracle::Oracle::explain)):
+//! A mismatch ends with a diagnosis ([`Oracle::explain`](crate::oracle::Oracle::explain)):
 //! the observed output is compared with the oracle's for every weight at its
 //! previous version, each weight alone at its previous version, and each
 //! weight alone at its build version, and the first that matches is named
@@ -163,7 +163,7 @@
 //!   every weight version gives a distinct output that a mix of versions
 //!   cannot imitate ([`stress`](crate::check::stress)). Every operation is
 //!   recorded on one monotonic clock and the
-//!   [history checker](crate::check::history) finds torn, stale, lost and
+//!   [history checker](crate::history) finds torn, stale, lost and
 //!   non-monotone results, checks linearizability with two writers, and,
 //!   for `quiesced` engines, that no inference overlapped a refit. Catches
 //!   weights copied in place, late publication, lost updates between two

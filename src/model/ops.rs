@@ -3,7 +3,7 @@
 //! shapes ([`output_shape`]), and its evaluation in f32 ([`eval`]).
 //!
 //! Evaluation is plain f32 arithmetic in a fixed order: what a simple CPU
-//! engine does. The plain oracle ([`crate::check::oracle`]) evaluates the
+//! engine does. The plain oracle ([`crate::oracle`]) evaluates the
 //! same definitions in f64 with its own loops, sharing none of this code.
 
 use super::conv::{self, ConvAttrs, ConvGeometry};

@@ -420,3 +420,227 @@ pub fn check(h: &History, quiesced: bool, keep: usize) -> Findings {
     }
     rec.findings
 }
+
+/// What a stress run achieved: the power it had to find a race.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Power {
+    /// Inferences completed.
+    pub inferences: usize,
+    /// Refits completed.
+    pub refits: usize,
+    /// Refits during which at least one inference was running.
+    pub overlapped: usize,
+}
+
+impl Power {
+    /// The least a stress run must achieve by default.
+    pub const MINIMUM: Power = Power {
+        inferences: 200,
+        refits: 20,
+        overlapped: 10,
+    };
+
+    /// Whether this reaches `min` in every figure.
+    pub fn reaches(&self, min: &Power) -> bool {
+        self.inferences >= min.inferences
+            && self.refits >= min.refits
+            && self.overlapped >= min.overlapped
+    }
+
+    /// The power of a recorded history: refits overlapped by an inference
+    /// are counted exactly from the recorded intervals.
+    pub fn of(h: &History) -> Power {
+        let mut threads: std::collections::BTreeMap<u32, Vec<(u64, u64)>> = Default::default();
+        for r in &h.reads {
+            threads.entry(r.thread).or_default().push((r.start, r.end));
+        }
+        for v in threads.values_mut() {
+            v.sort_unstable();
+        }
+        let overlapped = h
+            .writes
+            .iter()
+            .filter(|w| {
+                threads.values().any(|reads| {
+                    // A thread's inferences run one after another: the last
+                    // one starting before the refit ends is the only
+                    // candidate to overlap it.
+                    let i = reads.partition_point(|&(start, _)| start < w.end);
+                    i > 0 && reads[i - 1].1 > w.start
+                })
+            })
+            .count();
+        Power {
+            inferences: h.reads.len(),
+            refits: h.writes.len(),
+            overlapped,
+        }
+    }
+}
+
+impl std::fmt::Display for Power {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} inferences, {} refits, {} refits overlapped by an inference",
+            self.inferences, self.refits, self.overlapped
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Histories built by hand: every kind of violation is found, a clean
+    //! one has none, and the power counts refits overlapped.
+
+    use super::*;
+
+    fn r(thread: u32, start: u64, end: u64, value: Option<u64>) -> Read {
+        Read {
+            thread,
+            start,
+            end,
+            value,
+        }
+    }
+
+    fn w(thread: u32, start: u64, end: u64, version: u64) -> Write {
+        Write {
+            thread,
+            start,
+            end,
+            version,
+        }
+    }
+
+    fn kinds(h: &History, quiesced: bool) -> Vec<Kind> {
+        let f = check(h, quiesced, 5);
+        let mut k: Vec<Kind> = f
+            .counts
+            .iter()
+            .filter(|(_, &n)| n > 0)
+            .map(|(k, _)| *k)
+            .collect();
+        k.sort();
+        k
+    }
+
+    #[test]
+    fn a_clean_single_writer_history_passes() {
+        let h = History {
+            initial: 0,
+            writes: vec![w(9, 100, 110, 1), w(9, 200, 210, 2)],
+            reads: vec![
+                r(0, 10, 20, Some(0)),
+                r(0, 105, 108, Some(1)),
+                r(0, 120, 130, Some(1)),
+                r(1, 205, 215, Some(2)),
+                r(1, 220, 230, Some(2)),
+            ],
+        };
+        assert_eq!(kinds(&h, false), []);
+        assert_eq!(check(&h, false, 5).versions_observed, 3);
+    }
+
+    #[test]
+    fn each_kind_is_found() {
+        let base = |reads: Vec<Read>| History {
+            initial: 0,
+            writes: vec![w(9, 100, 110, 1), w(9, 200, 210, 2)],
+            reads,
+        };
+        // Torn: a value that decodes to no version, or to one never written.
+        assert_eq!(
+            kinds(&base(vec![r(0, 120, 130, None)]), false),
+            [Kind::Torn]
+        );
+        assert_eq!(
+            kinds(&base(vec![r(0, 120, 130, Some(7))]), false),
+            [Kind::Torn]
+        );
+        // Stale: began after v2 returned, observed v1.
+        let k = kinds(&base(vec![r(0, 220, 230, Some(1))]), false);
+        assert!(k.contains(&Kind::Stale), "{k:?}");
+        // Non-monotone: one thread sees v2 then v1 (both reads during v2's refit, so not stale).
+        let k = kinds(
+            &base(vec![r(0, 201, 202, Some(2)), r(0, 203, 204, Some(1))]),
+            false,
+        );
+        assert!(k.contains(&Kind::NonMonotone), "{k:?}");
+        // Lost: observed v2 before its refit began.
+        let k = kinds(&base(vec![r(0, 150, 160, Some(2))]), false);
+        assert!(k.contains(&Kind::Lost), "{k:?}");
+        // Lost: v1 returned, a read in the quiet gap after it saw v0, v1 never observed.
+        let k = kinds(
+            &base(vec![r(0, 150, 160, Some(0)), r(0, 220, 230, Some(2))]),
+            false,
+        );
+        assert!(k.contains(&Kind::Lost) && k.contains(&Kind::Stale), "{k:?}");
+        // Overlap under a quiesced contract.
+        assert_eq!(
+            kinds(&base(vec![r(0, 105, 115, Some(1))]), true),
+            [Kind::Overlap]
+        );
+        assert_eq!(kinds(&base(vec![r(0, 105, 115, Some(1))]), false), []);
+    }
+
+    #[test]
+    fn two_writers_not_linearizable() {
+        // v1 and v2 refits overlap; reader A sees v2 then v1 later, reader B sees
+        // v1 then v2 later: no single order of v1 and v2 explains both.
+        let h = History {
+            initial: 0,
+            writes: vec![w(8, 100, 200, 1), w(9, 100, 200, 2)],
+            reads: vec![
+                r(0, 110, 120, Some(1)),
+                r(0, 300, 310, Some(2)),
+                r(1, 130, 140, Some(2)),
+                r(1, 320, 330, Some(1)),
+            ],
+        };
+        let k = kinds(&h, false);
+        assert!(k.contains(&Kind::NotLinearizable), "{k:?}");
+        // The same reads in an order one linearization explains pass.
+        let ok = History {
+            initial: 0,
+            writes: h.writes.clone(),
+            reads: vec![
+                r(0, 110, 120, Some(1)),
+                r(0, 300, 310, Some(2)),
+                r(1, 130, 140, Some(2)),
+                r(1, 320, 330, Some(2)),
+            ],
+        };
+        assert_eq!(kinds(&ok, false), []);
+    }
+
+    #[test]
+    fn power_counts_the_refits_an_inference_overlapped() {
+        // v1's refit [100, 110] overlaps thread 0's inference [105, 108];
+        // v2's [200, 210] overlaps nothing (thread 1 ran before and after).
+        let h = History {
+            initial: 0,
+            writes: vec![w(9, 100, 110, 1), w(9, 200, 210, 2)],
+            reads: vec![
+                r(0, 105, 108, Some(1)),
+                r(1, 150, 199, Some(1)),
+                r(1, 211, 220, Some(2)),
+            ],
+        };
+        let p = Power::of(&h);
+        assert_eq!(
+            p,
+            Power {
+                inferences: 3,
+                refits: 2,
+                overlapped: 1
+            }
+        );
+        assert!(p.reaches(&Power {
+            inferences: 3,
+            refits: 2,
+            overlapped: 1
+        }));
+        assert!(!p.reaches(&Power::MINIMUM));
+    }
+}

@@ -7,9 +7,9 @@
 //!
 //! Where no oracle can evaluate a model (an op outside its set), the
 //! engine is judged against fresh builds of itself instead
-//! ([`differential`](super::differential)): bit for bit where it declares
+//! ([`differential`](crate::check::differential)): bit for bit where it declares
 //! `refit_bit_identical`, else within
-//! [`self_tolerance`](super::differential::self_tolerance), 256 units of
+//! [`self_tolerance`](crate::check::differential::self_tolerance), 256 units of
 //! roundoff of `|fresh| + rms`: a bound on a different summation order at
 //! the output's own scale rather than a rigorous one.
 //!
