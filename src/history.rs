@@ -141,6 +141,18 @@ impl Findings {
         self.counts.values().sum()
     }
 
+    /// The first `n` violations kept, `[kind] evidence` each, joined by
+    /// `; `.
+    pub fn first(&self, n: usize) -> String {
+        let first: Vec<String> = self
+            .examples
+            .iter()
+            .take(n)
+            .map(|v| format!("[{}] {}", v.kind, v.evidence))
+            .collect();
+        first.join("; ")
+    }
+
     /// `torn 0, stale 3, ...` for the kinds that occurred, or `none`.
     pub fn summary(&self) -> String {
         let parts: Vec<String> = Kind::ALL

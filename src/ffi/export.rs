@@ -103,6 +103,28 @@ struct ExportRefitter {
     missing_ptrs: Vec<*const c_char>,
 }
 
+impl ExportContext {
+    fn new(ctx: Box<dyn Context>) -> Self {
+        ExportContext {
+            ctx,
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            dims: Vec::new(),
+            views: Vec::new(),
+        }
+    }
+}
+
+impl ExportRefitter {
+    fn new(refitter: Box<dyn Refitter>) -> Self {
+        ExportRefitter {
+            refitter,
+            missing: Vec::new(),
+            missing_ptrs: Vec::new(),
+        }
+    }
+}
+
 /// A C tensor's parts, checked for what the ABI itself requires (a known
 /// dtype, non-NULL pointers, non-negative dims); the engine checks them
 /// against the model.
@@ -323,9 +345,17 @@ unsafe fn engine_ref<'a>(
     unsafe { engine.cast::<ExportEngine>().as_ref() }.ok_or_else(|| invalid("the engine"))
 }
 
-unsafe extern "C" fn engine_describe(
+/// The body of an entry that answers from the engine through one
+/// out-pointer: the engine and `out` checked for NULL, then what `answer`
+/// gives written to `out`; errors and panics become the status.
+///
+/// # Safety
+/// `engine` is NULL or came from engine_create and is live; `out` is NULL
+/// or valid for a write of `O`.
+unsafe fn answer<O>(
     engine: *const sys::refit_engine,
-    out: *mut sys::refit_engine_info,
+    out: *mut O,
+    answer: impl FnOnce(&ExportEngine) -> Result<O, (refit_status, String)>,
 ) -> refit_status {
     guard(|| {
         // SAFETY: a live engine from engine_create.
@@ -333,10 +363,22 @@ unsafe extern "C" fn engine_describe(
         if out.is_null() {
             return Err(invalid("out"));
         }
-        let c = e.engine.info().contract;
-        // SAFETY: a valid out-pointer; the strings live as long as the engine.
-        unsafe {
-            *out = sys::refit_engine_info {
+        let value = answer(e)?;
+        // SAFETY: a valid out-pointer.
+        unsafe { out.write(value) };
+        Ok(())
+    })
+}
+
+unsafe extern "C" fn engine_describe(
+    engine: *const sys::refit_engine,
+    out: *mut sys::refit_engine_info,
+) -> refit_status {
+    // SAFETY: the entry's contract; the strings live as long as the engine.
+    unsafe {
+        answer(engine, out, |e| {
+            let c = e.engine.info().contract;
+            Ok(sys::refit_engine_info {
                 name: e.name.as_ptr(),
                 version: e.version.as_ptr(),
                 concurrency: i32::from(c.concurrency == Concurrency::Quiesced),
@@ -344,36 +386,29 @@ unsafe extern "C" fn engine_describe(
                 subset: i32::from(c.subset == Subset::RequiresAll),
                 non_finite: i32::from(c.non_finite == NonFinite::Served),
                 refit_enabled: i32::from(e.engine.info().refit_enabled),
-            }
-        };
-        Ok(())
-    })
+            })
+        })
+    }
 }
 
 unsafe extern "C" fn engine_numerics(
     engine: *const sys::refit_engine,
     out: *mut sys::refit_numerics,
 ) -> refit_status {
-    guard(|| {
-        // SAFETY: a live engine from engine_create.
-        let e = unsafe { engine_ref(engine) }?;
-        if out.is_null() {
-            return Err(invalid("out"));
-        }
-        let c = e.engine.info().contract;
-        let precision = crate::engine::Precision::ALL
-            .iter()
-            .position(|p| *p == c.precision)
-            .unwrap_or(0) as i32;
-        // SAFETY: a valid out-pointer.
-        unsafe {
-            *out = sys::refit_numerics {
+    // SAFETY: the entry's contract.
+    unsafe {
+        answer(engine, out, |e| {
+            let c = e.engine.info().contract;
+            let precision = crate::engine::Precision::ALL
+                .iter()
+                .position(|p| *p == c.precision)
+                .unwrap_or(0) as i32;
+            Ok(sys::refit_numerics {
                 precision,
                 error_factor: c.error_factor,
-            }
-        };
-        Ok(())
-    })
+            })
+        })
+    }
 }
 
 unsafe extern "C" fn engine_numerics_ext(
@@ -406,107 +441,91 @@ unsafe extern "C" fn engine_numerics_ext(
     })
 }
 
-fn count(
+/// # Safety
+/// As [`answer`].
+unsafe fn count(
     engine: *const sys::refit_engine,
     out: *mut u32,
     pick: fn(&ExportEngine) -> &Vec<Desc>,
 ) -> refit_status {
-    guard(|| {
-        // SAFETY: a live engine from engine_create.
-        let e = unsafe { engine_ref(engine) }?;
-        if out.is_null() {
-            return Err(invalid("out"));
-        }
-        // SAFETY: a valid out-pointer.
-        unsafe { *out = pick(e).len() as u32 };
-        Ok(())
-    })
+    // SAFETY: per the contract.
+    unsafe { answer(engine, out, |e| Ok(pick(e).len() as u32)) }
 }
 
-fn item(
+/// # Safety
+/// As [`answer`]; the name and dims written live as long as the engine.
+unsafe fn item(
     engine: *const sys::refit_engine,
     index: u32,
     out: *mut refit_tensor_desc,
     pick: fn(&ExportEngine) -> &Vec<Desc>,
 ) -> refit_status {
-    guard(|| {
-        // SAFETY: a live engine from engine_create.
-        let e = unsafe { engine_ref(engine) }?;
-        let d = pick(e).get(index as usize).ok_or_else(|| {
-            (
-                sys::REFIT_INVALID_ARGUMENT,
-                format!("index {index} is out of range"),
-            )
-        })?;
-        if out.is_null() {
-            return Err(invalid("out"));
-        }
-        // SAFETY: a valid out-pointer; name and dims live as long as the engine.
-        unsafe {
-            *out = refit_tensor_desc {
+    // SAFETY: per the contract.
+    unsafe {
+        answer(engine, out, |e| {
+            let d = pick(e).get(index as usize).ok_or_else(|| {
+                (
+                    sys::REFIT_INVALID_ARGUMENT,
+                    format!("index {index} is out of range"),
+                )
+            })?;
+            Ok(refit_tensor_desc {
                 name: d.name.as_ptr(),
                 dtype: d.dtype,
                 rank: d.dims.len() as u32,
                 dims: d.dims.as_ptr(),
-            }
-        };
-        Ok(())
-    })
+            })
+        })
+    }
 }
 
-unsafe extern "C" fn input_count(e: *const sys::refit_engine, out: *mut u32) -> refit_status {
-    count(e, out, |e| &e.inputs)
+/// The `*_count` and indexed entries of one list of the engine's tensors
+/// (inputs, outputs, weights), through [`count`] and [`item`].
+macro_rules! tensor_list {
+    ($count:ident, $item:ident, $field:ident) => {
+        unsafe extern "C" fn $count(e: *const sys::refit_engine, out: *mut u32) -> refit_status {
+            // SAFETY: the entry's contract.
+            unsafe { count(e, out, |e| &e.$field) }
+        }
+        unsafe extern "C" fn $item(
+            e: *const sys::refit_engine,
+            i: u32,
+            out: *mut refit_tensor_desc,
+        ) -> refit_status {
+            // SAFETY: the entry's contract.
+            unsafe { item(e, i, out, |e| &e.$field) }
+        }
+    };
 }
-unsafe extern "C" fn input(
-    e: *const sys::refit_engine,
-    i: u32,
-    out: *mut refit_tensor_desc,
+tensor_list!(input_count, input, inputs);
+tensor_list!(output_count, output, outputs);
+tensor_list!(weight_count, weight, weights);
+
+/// The body of `context_create` and `refitter_create`: the object `make`
+/// builds from the engine, boxed and handed out through `out` as the C
+/// handle type `H`, which the matching `*_destroy` casts back to `T`.
+///
+/// # Safety
+/// As [`answer`].
+unsafe fn create<T, H>(
+    engine: *mut sys::refit_engine,
+    out: *mut *mut H,
+    make: impl FnOnce(&ExportEngine) -> crate::Result<T>,
 ) -> refit_status {
-    item(e, i, out, |e| &e.inputs)
-}
-unsafe extern "C" fn output_count(e: *const sys::refit_engine, out: *mut u32) -> refit_status {
-    count(e, out, |e| &e.outputs)
-}
-unsafe extern "C" fn output(
-    e: *const sys::refit_engine,
-    i: u32,
-    out: *mut refit_tensor_desc,
-) -> refit_status {
-    item(e, i, out, |e| &e.outputs)
-}
-unsafe extern "C" fn weight_count(e: *const sys::refit_engine, out: *mut u32) -> refit_status {
-    count(e, out, |e| &e.weights)
-}
-unsafe extern "C" fn weight(
-    e: *const sys::refit_engine,
-    i: u32,
-    out: *mut refit_tensor_desc,
-) -> refit_status {
-    item(e, i, out, |e| &e.weights)
+    // SAFETY: per the contract.
+    unsafe {
+        answer(engine, out, |e| {
+            Ok(Box::into_raw(Box::new(make(e).map_err(err)?)).cast())
+        })
+    }
 }
 
 unsafe extern "C" fn context_create(
     engine: *mut sys::refit_engine,
     out: *mut *mut sys::refit_context,
 ) -> refit_status {
-    guard(|| {
-        // SAFETY: a live engine from engine_create.
-        let e = unsafe { engine_ref(engine) }?;
-        if out.is_null() {
-            return Err(invalid("out"));
-        }
-        let ctx = e.engine.context().map_err(err)?;
-        let boxed = Box::new(ExportContext {
-            ctx,
-            inputs: Vec::new(),
-            outputs: Vec::new(),
-            dims: Vec::new(),
-            views: Vec::new(),
-        });
-        // SAFETY: a valid out-pointer.
-        unsafe { *out = Box::into_raw(boxed).cast() };
-        Ok(())
-    })
+    // SAFETY: the entry's contract.
+    unsafe { create(engine, out, |e| e.engine.context().map(ExportContext::new)) }
 }
 
 unsafe extern "C" fn context_destroy(ctx: *mut sys::refit_context) {
@@ -570,22 +589,12 @@ unsafe extern "C" fn refitter_create(
     engine: *mut sys::refit_engine,
     out: *mut *mut sys::refit_refitter,
 ) -> refit_status {
-    guard(|| {
-        // SAFETY: a live engine from engine_create.
-        let e = unsafe { engine_ref(engine) }?;
-        if out.is_null() {
-            return Err(invalid("out"));
-        }
-        let refitter = e.engine.refitter().map_err(err)?;
-        let boxed = Box::new(ExportRefitter {
-            refitter,
-            missing: Vec::new(),
-            missing_ptrs: Vec::new(),
-        });
-        // SAFETY: a valid out-pointer.
-        unsafe { *out = Box::into_raw(boxed).cast() };
-        Ok(())
-    })
+    // SAFETY: the entry's contract.
+    unsafe {
+        create(engine, out, |e| {
+            e.engine.refitter().map(ExportRefitter::new)
+        })
+    }
 }
 
 unsafe extern "C" fn refitter_destroy(r: *mut sys::refit_refitter) {

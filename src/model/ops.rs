@@ -26,6 +26,21 @@ pub struct PoolAttrs {
     pub count_include_pad: bool,
 }
 
+/// The pattern of the ops that only move values: one list for
+/// [`Op::is_move`], the evaluator's match and the oracle's.
+macro_rules! move_ops {
+    () => {
+        Op::Transpose { .. }
+            | Op::Unsqueeze { .. }
+            | Op::Squeeze { .. }
+            | Op::Concat { .. }
+            | Op::Slice { .. }
+            | Op::Gather { .. }
+            | Op::Expand { .. }
+    };
+}
+pub(crate) use move_ops;
+
 /// A node's operation, attributes resolved. Inputs are listed per op.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
@@ -194,16 +209,7 @@ pub enum Op {
 impl Op {
     /// Whether the op only moves values ([`moves`] gives where from).
     pub fn is_move(&self) -> bool {
-        matches!(
-            self,
-            Op::Transpose { .. }
-                | Op::Unsqueeze { .. }
-                | Op::Squeeze { .. }
-                | Op::Concat { .. }
-                | Op::Slice { .. }
-                | Op::Gather { .. }
-                | Op::Expand { .. }
-        )
+        matches!(self, move_ops!())
     }
 
     /// How many inputs the op takes: (least, most).
@@ -963,13 +969,7 @@ pub fn eval(
                     .map(|c| c.iter().sum::<f32>() / plane as f32),
             );
         }
-        Op::Transpose { .. }
-        | Op::Unsqueeze { .. }
-        | Op::Squeeze { .. }
-        | Op::Concat { .. }
-        | Op::Slice { .. }
-        | Op::Gather { .. }
-        | Op::Expand { .. } => {
+        move_ops!() => {
             let shapes: Vec<&[usize]> = inputs.iter().map(|i| i.1).collect();
             let (_, map) = moves(op, &shapes).expect("checked at plan");
             out.extend(map.iter().map(|&(k, i)| inputs[k].0[i]));

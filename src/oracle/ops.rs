@@ -61,7 +61,7 @@
 
 use super::{int_limit, is_small_int, unit, Act};
 use crate::engine::{Allowance, Family, Numerics, Precision};
-use crate::model::ops::{Op, PoolAttrs};
+use crate::model::ops::{move_ops, Op, PoolAttrs};
 
 /// The oracle's own f64 rounding per op, in f64 epsilons of the magnitude.
 const OWN: f64 = 64.0 * f64::EPSILON;
@@ -563,13 +563,7 @@ pub(super) fn eval(op: &Op, xs: &[&Act], u: Units) -> Result<Act, String> {
             shape.extend(std::iter::repeat_n(1, x.shape.len() - 2));
             Ok(act(shape, values, errors, false))
         }
-        Op::Transpose { .. }
-        | Op::Unsqueeze { .. }
-        | Op::Squeeze { .. }
-        | Op::Concat { .. }
-        | Op::Slice { .. }
-        | Op::Gather { .. }
-        | Op::Expand { .. } => {
+        move_ops!() => {
             let shapes: Vec<&[usize]> = xs.iter().map(|a| &a.shape[..]).collect();
             let (shape, map) = crate::model::ops::moves(op, &shapes)?;
             Ok(act(

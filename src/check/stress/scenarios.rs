@@ -12,7 +12,7 @@ use crate::check::{fail, Cx, Verdict};
 use crate::engine::{BuildOptions, Concurrency, Engine};
 use crate::history::{self, Findings, History, Power, Read, Version, Write};
 use crate::model::build::ConvChain;
-use crate::race::{Race, Refit, Span, Until};
+use crate::race::{Race, Raced, Refit, Span, Until};
 use crate::tensor::Tensor;
 
 /// What a stress run did.
@@ -28,7 +28,24 @@ struct StressRun {
     torn: Vec<String>,
 }
 
-/// Refits committed by nobody: a race's `committed` that keeps every one.
+impl StressRun {
+    /// A race's reads and writes as one history, with the torn outputs
+    /// its decoder kept.
+    fn of(raced: Raced<Read, String>, torn: Vec<String>) -> StressRun {
+        StressRun {
+            history: History {
+                initial: 0,
+                reads: raced.reads,
+                writes: raced.writes,
+            },
+            elapsed: raced.elapsed,
+            errors: raced.errors,
+            torn,
+        }
+    }
+}
+
+/// A race's `committed` that keeps every refit.
 fn keep(_: &Write) -> Result<(), String> {
     Ok(())
 }
@@ -88,23 +105,22 @@ fn live_printer(cx: &Cx<'_>, label: &str) -> impl Fn(usize, usize) {
     }
 }
 
+/// The failure of a run in which the engine returned an error.
+fn engine_failed(step: impl Into<String>, e: &str) -> Verdict {
+    fail(
+        step,
+        "every inference and refit to succeed",
+        format!("engine error: {e}"),
+    )
+}
+
 /// The verdict on a run's findings: a failure on any engine error or
 /// violation, else inconclusive below `min` power, else a pass.
 fn verdict(run: &StressRun, f: &Findings, step: &str, min: &Power) -> Verdict {
     if let Some(e) = run.errors.first() {
-        return fail(
-            step,
-            "every inference and refit to succeed",
-            format!("engine error: {e}"),
-        );
+        return engine_failed(step, e);
     }
     if f.total() > 0 {
-        let first: Vec<String> = f
-            .examples
-            .iter()
-            .take(3)
-            .map(|v| format!("[{}] {}", v.kind, v.evidence))
-            .collect();
         let anatomy = if run.torn.is_empty() {
             String::new()
         } else {
@@ -113,7 +129,7 @@ fn verdict(run: &StressRun, f: &Findings, step: &str, min: &Power) -> Verdict {
         return fail(
             step,
             "no torn, stale, lost, non-monotone or non-linearizable result",
-            format!("{}; first: {}{anatomy}", describe(run, f), first.join("; ")),
+            format!("{}; first: {}{anatomy}", describe(run, f), f.first(3)),
         );
     }
     let power = Power::of(&run.history);
@@ -256,16 +272,7 @@ pub(in crate::check) fn scenario(
     if cx.config.live {
         eprint!("\r{:60}\r", "");
     }
-    let run = StressRun {
-        history: History {
-            initial: 0,
-            reads: raced.reads,
-            writes: raced.writes,
-        },
-        elapsed: raced.elapsed,
-        errors: raced.errors,
-        torn: torn_examples.into_inner().unwrap_or_default(),
-    };
+    let run = StressRun::of(raced, torn_examples.into_inner().unwrap_or_default());
     let f = history::check(&run.history, quiesced, 3);
     draw(cx, name, name, &run.history, "");
     verdict(
@@ -343,16 +350,7 @@ pub(in crate::check) fn vendor(cx: &Cx<'_>) -> Verdict {
         })
     };
     let raced = race.run(decode, plan, keep, &|_| {});
-    let run = StressRun {
-        history: History {
-            initial: 0,
-            reads: raced.reads,
-            writes: raced.writes,
-        },
-        elapsed: raced.elapsed,
-        errors: raced.errors,
-        torn: Vec::new(),
-    };
+    let run = StressRun::of(raced, Vec::new());
     draw(
         cx,
         "stress_vendor",
@@ -533,20 +531,10 @@ pub(in crate::check) fn disjoint(cx: &Cx<'_>) -> Verdict {
         elapsed.as_millis()
     );
     if let Some(e) = run.errors.first() {
-        return fail(
-            step,
-            "every inference and refit to succeed",
-            format!("engine error: {e}"),
-        );
+        return engine_failed(step, e);
     }
     for (label, h, f) in &parts {
         if f.total() > 0 {
-            let first: Vec<String> = f
-                .examples
-                .iter()
-                .take(3)
-                .map(|v| format!("[{}] {}", v.kind, v.evidence))
-                .collect();
             return fail(
                 format!("{step}: the history of the {label} alone"),
                 "each refit of it visible from its return until the next refit of it",
@@ -554,7 +542,7 @@ pub(in crate::check) fn disjoint(cx: &Cx<'_>) -> Verdict {
                     "{} refits of the {label}; violations: {}; first: {}",
                     h.writes.len(),
                     f.summary(),
-                    first.join("; ")
+                    f.first(3)
                 ),
             );
         }
