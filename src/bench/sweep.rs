@@ -164,6 +164,18 @@ fn baseline(
     open_with(spec, cfg, name, bytes, &BuildOptions::default())
 }
 
+/// The seed model on `spec` without the engine options: a baseline the
+/// rows of the engine under test divide by.
+fn seed_baseline(spec: &dyn EngineFactory, cfg: &BenchConfig) -> Result<Box<dyn Engine>> {
+    baseline(
+        spec,
+        cfg,
+        "seed_conv.onnx",
+        &fixtures::seed_model().to_bytes(),
+    )
+    .map(|(_, e)| e)
+}
+
 fn open_with(
     spec: &dyn EngineFactory,
     cfg: &BenchConfig,
@@ -335,8 +347,8 @@ impl FirstError {
 
 /// [`with_switched_writer`]'s modes: no refits.
 const WRITER_IDLE: u8 = 0;
-/// A refit every millisecond.
-const WRITER_EVERY_MS: u8 = 1;
+/// A refit every period.
+const WRITER_PACED: u8 = 1;
 /// Refits back to back.
 const WRITER_FLAT_OUT: u8 = 2;
 /// The thread ends.
@@ -344,10 +356,15 @@ const WRITER_STOP: u8 = 3;
 
 /// Runs `f` beside a thread that refits `engine`'s first weight,
 /// alternating two values, as the mode `f` sets says at each moment:
-/// [`WRITER_IDLE`], [`WRITER_EVERY_MS`] or [`WRITER_FLAT_OUT`]; so a
+/// [`WRITER_IDLE`], [`WRITER_PACED`] (a refit every `period`) or
+/// [`WRITER_FLAT_OUT`]; so a
 /// measurement can take its samples with and without a writer in turn.
 /// Refit errors in the background are ignored: the measurement is of `f`.
-fn with_switched_writer<R>(engine: &dyn Engine, f: impl FnOnce(&AtomicU8) -> R) -> R {
+fn with_switched_writer<R>(
+    engine: &dyn Engine,
+    period: Duration,
+    f: impl FnOnce(&AtomicU8) -> R,
+) -> R {
     let mode = AtomicU8::new(WRITER_IDLE);
     let s = sets(engine, false);
     std::thread::scope(|sc| {
@@ -361,12 +378,12 @@ fn with_switched_writer<R>(engine: &dyn Engine, f: impl FnOnce(&AtomicU8) -> R) 
                         k += 1;
                         let _ = refit_to(engine, &s, k);
                     }
-                    WRITER_EVERY_MS => {
+                    WRITER_PACED => {
                         let now = Instant::now();
                         if now >= next {
                             k += 1;
                             let _ = refit_to(engine, &s, k);
-                            next = now + Duration::from_millis(1);
+                            next = now + period;
                         } else {
                             std::thread::sleep(next - now);
                         }
@@ -385,26 +402,16 @@ fn with_switched_writer<R>(engine: &dyn Engine, f: impl FnOnce(&AtomicU8) -> R) 
 /// alternating two values, every `period` (back to back when `None`).
 /// Refit errors in the background are ignored: the measurement is of `f`.
 pub fn with_writer<R>(engine: &dyn Engine, period: Option<Duration>, f: impl FnOnce() -> R) -> R {
-    let stop = AtomicBool::new(false);
-    let s = sets(engine, false);
-    std::thread::scope(|sc| {
-        sc.spawn(|| {
-            let mut k = 0;
-            let mut next = Instant::now();
-            while !stop.load(Ordering::Relaxed) {
-                k += 1;
-                let _ = refit_to(engine, &s, k);
-                if let Some(p) = period {
-                    next += p;
-                    if let Some(w) = next.checked_duration_since(Instant::now()) {
-                        std::thread::sleep(w);
-                    }
-                }
-            }
-        });
-        let out = f();
-        stop.store(true, Ordering::Relaxed);
-        out
+    with_switched_writer(engine, period.unwrap_or_default(), |mode| {
+        mode.store(
+            if period.is_some() {
+                WRITER_PACED
+            } else {
+                WRITER_FLAT_OUT
+            },
+            Ordering::Relaxed,
+        );
+        f()
     })
 }
 
@@ -419,6 +426,48 @@ struct Raw {
     units: Vec<f64>,
     baseline: Option<(String, bool)>,
     tail: bool,
+}
+
+impl Raw {
+    /// A row of `t`, against a same-run baseline or none.
+    fn of(benchmark: &str, parameter: impl Into<String>, t: &Stats, base: Against<'_>) -> Raw {
+        Raw {
+            benchmark: benchmark.into(),
+            parameter: parameter.into(),
+            samples: t.samples.clone(),
+            units: t.units.clone(),
+            baseline: base.map(|(b, paired)| (b.to_string(), paired)),
+            tail: false,
+        }
+    }
+}
+
+/// A round's rows, as they are measured.
+struct Rows(Vec<Raw>);
+
+impl Rows {
+    /// A row of `t`, against a same-run baseline or none.
+    fn add(&mut self, benchmark: &str, parameter: impl Into<String>, t: &Stats, base: Against<'_>) {
+        self.0.push(Raw::of(benchmark, parameter, t, base));
+    }
+
+    /// A same-run baseline, `benchmark/base`, and a row sampled
+    /// alternately with it, a ratio to it.
+    fn ratio(
+        &mut self,
+        benchmark: &str,
+        (base, b): (&str, &Stats),
+        parameter: impl Into<String>,
+        t: &Stats,
+    ) {
+        self.add(benchmark, base, b, None);
+        self.add(
+            benchmark,
+            parameter,
+            t,
+            Some((&format!("{benchmark}/{base}"), true)),
+        );
+    }
 }
 
 /// Runs the sweep on the engine `spec` builds (an [`EngineSpec`]
@@ -525,30 +574,14 @@ fn round(
     cfg: &BenchConfig,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<Raw>> {
-    let mut rows = Vec::new();
-    // A row of `t`, against a same-run baseline (its name, its
-    // measurement, whether their samples alternated) or none.
-    let mut row = |benchmark: &str, parameter: String, t: &Stats, base: Against<'_>| {
-        rows.push(Raw {
-            benchmark: benchmark.into(),
-            parameter,
-            samples: t.samples.clone(),
-            units: t.units.clone(),
-            baseline: base.map(|(b, _, paired)| (b.to_string(), paired)),
-            tail: false,
-        });
-    };
+    let mut rows = Rows(Vec::new());
     // Per-call latencies: p50 as the median, with p99 and max.
     let mut tails: Vec<Raw> = Vec::new();
     let budget = cfg.sample_time * cfg.samples as u32;
     let mut tail = |parameter: &str, lat: &Stats, base: Option<&str>| {
         tails.push(Raw {
-            benchmark: "latency".into(),
-            parameter: parameter.into(),
-            samples: lat.samples.clone(),
-            units: lat.units.clone(),
-            baseline: base.map(|b| (b.to_string(), false)),
             tail: true,
+            ..Raw::of("latency", parameter, lat, base.map(|b| (b, false)))
         });
     };
     let mut err = None;
@@ -562,13 +595,13 @@ fn round(
         progress(&format!("refit/{bytes}"));
         let (_, engine) = open(spec, cfg, "sized.onnx", &sized_model(bytes).to_bytes())?;
         let (t, m) = refit_and_memcpy(engine.as_ref(), bytes, cfg)?;
-        row(
+        rows.add(
             "refit",
             bytes.to_string(),
             &t,
-            Some((&format!("memcpy/{bytes}"), &m, true)),
+            Some((&format!("memcpy/{bytes}"), true)),
         );
-        row("memcpy", bytes.to_string(), &m, None);
+        rows.add("memcpy", bytes.to_string(), &m, None);
     }
 
     progress("refit_rate/seed_conv");
@@ -595,13 +628,7 @@ fn round(
         || infer_once(ctx.as_mut(), &x, &mut out),
         &mut fallible,
     );
-    row("refit_rate", "infer_seed_conv".into(), &i, None);
-    row(
-        "refit_rate",
-        "seed_conv".into(),
-        &r,
-        Some(("refit_rate/infer_seed_conv", &i, true)),
-    );
+    rows.ratio("refit_rate", ("infer_seed_conv", &i), "seed_conv", &r);
 
     // The harness's own floor: the same calls on an engine that does no
     // work, in-process and through the plugin ABI, to subtract from the
@@ -611,12 +638,7 @@ fn round(
         (&LinkedPlugin("null"), "abi_"),
     ] {
         progress(&format!("floor/{kind}seed_conv"));
-        let (_, null) = baseline(
-            factory,
-            cfg,
-            "seed_conv.onnx",
-            &fixtures::seed_model().to_bytes(),
-        )?;
+        let null = seed_baseline(factory, cfg)?;
         let mut nctx = null.context()?;
         let mut out = Vec::new();
         let ns = sets(null.as_ref(), false);
@@ -628,8 +650,8 @@ fn round(
         let fi = time(cfg.samples, cfg.sample_time, || {
             fallible(infer_once(nctx.as_mut(), &x, &mut out))
         });
-        row("floor", format!("{kind}refit_seed_conv"), &fr, None);
-        row("floor", format!("{kind}infer_seed_conv"), &fi, None);
+        rows.add("floor", format!("{kind}refit_seed_conv"), &fr, None);
+        rows.add("floor", format!("{kind}infer_seed_conv"), &fi, None);
     }
 
     // The plugin ABI's own overhead, whatever the engine under test: the
@@ -637,18 +659,8 @@ fn round(
     // loader (the reference plugin linked into this program), samples
     // alternating.
     progress("abi/seed_conv");
-    let (_, direct) = baseline(
-        &EngineSpec::Reference,
-        cfg,
-        "seed_conv.onnx",
-        &fixtures::seed_model().to_bytes(),
-    )?;
-    let (_, via) = baseline(
-        &LinkedPlugin("reference"),
-        cfg,
-        "seed_conv.onnx",
-        &fixtures::seed_model().to_bytes(),
-    )?;
+    let direct = seed_baseline(&EngineSpec::Reference, cfg)?;
+    let via = seed_baseline(&LinkedPlugin("reference"), cfg)?;
     let (mut dctx, mut vctx) = (direct.context()?, via.context()?);
     let (mut dout, mut vout) = (Vec::new(), Vec::new());
     let (d, v) = time_pair_fallible(
@@ -657,12 +669,11 @@ fn round(
         || infer_once(vctx.as_mut(), &x, &mut vout),
         &mut fallible,
     );
-    row("abi", "infer_seed_conv_in_process".into(), &d, None);
-    row(
+    rows.ratio(
         "abi",
-        "infer_seed_conv".into(),
+        ("infer_seed_conv_in_process", &d),
+        "infer_seed_conv",
         &v,
-        Some(("abi/infer_seed_conv_in_process", &d, true)),
     );
     drop((dctx, vctx, direct, via));
     progress(&format!("abi/refit_{ABI_REFIT_BYTES}"));
@@ -673,12 +684,11 @@ fn round(
         &sized_model(ABI_REFIT_BYTES).to_bytes(),
     )?;
     let (r, m) = refit_and_memcpy(via.as_ref(), ABI_REFIT_BYTES, cfg)?;
-    row("abi", format!("memcpy_{ABI_REFIT_BYTES}"), &m, None);
-    row(
+    rows.ratio(
         "abi",
+        (&format!("memcpy_{ABI_REFIT_BYTES}"), &m),
         format!("refit_{ABI_REFIT_BYTES}"),
         &r,
-        Some((&format!("abi/memcpy_{ABI_REFIT_BYTES}"), &m, true)),
     );
     drop(via);
 
@@ -702,7 +712,7 @@ fn round(
             cfg.sample_time,
             &mut [&mut || fallible(infer_once(ctx.as_mut(), &x, &mut out))],
         );
-        row("infer", file.trim_end_matches(".onnx").into(), &t[0], None);
+        rows.add("infer", file.trim_end_matches(".onnx"), &t[0], None);
     }
 
     // Inference under refit, and its tails, on conv_stack, or on
@@ -748,12 +758,11 @@ fn round(
                 &mut fallible,
             );
             let base = format!("infer_{label}_refit_disabled");
-            row("refit_tax", base.clone(), &without, None);
-            row(
+            rows.ratio(
                 "refit_tax",
+                (&base, &without),
                 format!("infer_{label}"),
                 &with,
-                Some((&format!("refit_tax/{base}"), &without, true)),
             );
         }
         Err(e) => progress(&format!(
@@ -766,7 +775,7 @@ fn round(
     let modes = {
         let errs = FirstError::default();
         let state = RefCell::new((&mut ctx, &mut out));
-        let modes = with_switched_writer(engine.as_ref(), |mode| {
+        let modes = with_switched_writer(engine.as_ref(), Duration::from_millis(1), |mode| {
             let run = |m: u8| {
                 mode.store(m, Ordering::Relaxed);
                 let mut s = state.borrow_mut();
@@ -778,7 +787,7 @@ fn round(
                 cfg.sample_time,
                 &mut [
                     &mut || run(WRITER_IDLE),
-                    &mut || run(WRITER_EVERY_MS),
+                    &mut || run(WRITER_PACED),
                     &mut || run(WRITER_FLAT_OUT),
                 ],
             )
@@ -786,13 +795,13 @@ fn round(
         fallible(errs.into_result());
         modes
     };
-    row("infer_under_refit", "none".into(), &modes[0], None);
+    rows.add("infer_under_refit", "none", &modes[0], None);
     for (mode, t) in [("w1_every_1ms", &modes[1]), ("w1_full_speed", &modes[2])] {
-        row(
+        rows.add(
             "infer_under_refit",
-            mode.into(),
+            mode,
             t,
-            Some(("infer_under_refit/none", &modes[0], true)),
+            Some(("infer_under_refit/none", true)),
         );
     }
 
@@ -882,12 +891,11 @@ fn round(
         units,
         ..Stats::of(plain)
     };
-    row("visibility", "infer_seed_conv".into(), &vis_infer, None);
-    row(
+    rows.ratio(
         "visibility",
-        "seed_conv".into(),
+        ("infer_seed_conv", &vis_infer),
+        "seed_conv",
         &vis,
-        Some(("visibility/infer_seed_conv", &vis_infer, true)),
     );
 
     progress("oracle/conv64_56x56");
@@ -932,20 +940,20 @@ fn round(
         t
     };
     let inf = &t[0];
-    row("infer", "conv64_56x56".into(), inf, None);
+    rows.add("infer", "conv64_56x56", inf, None);
     for (precision, miss) in [(Precision::F32, &t[1]), (Precision::F16, &t[2])] {
-        row(
+        rows.add(
             "oracle",
             format!("conv64_56x56_{precision}"),
             miss,
-            Some(("infer/conv64_56x56", inf, true)),
+            Some(("infer/conv64_56x56", true)),
         );
     }
-    row(
+    rows.add(
         "oracle_cached",
-        "conv64_56x56".into(),
+        "conv64_56x56",
         &t[3],
-        Some(("infer/conv64_56x56", inf, true)),
+        Some(("infer/conv64_56x56", true)),
     );
 
     progress("refit_vs_reload/conv_wide");
@@ -970,29 +978,28 @@ fn round(
         || reload_once(spec, cfg, &reload_path),
         &mut fallible,
     );
-    row(
+    rows.add(
         "refit_vs_reload",
-        "refit".into(),
+        "refit",
         &rf,
-        Some(("refit_vs_reload/reload", &rl, true)),
+        Some(("refit_vs_reload/reload", true)),
     );
-    row("refit_vs_reload", "reload".into(), &rl, None);
+    rows.add("refit_vs_reload", "reload", &rl, None);
     if let Some(size) = cfg.resnet18 {
-        let mut add = |r: Raw| rows.push(r);
         resnet18(
             spec,
             cfg,
             size,
-            &mut add,
+            &mut rows,
             &mut tail,
             &mut fallible,
             progress,
         )?;
     }
-    rows.extend(tails);
+    rows.0.extend(tails);
     match err {
         Some(e) => Err(e),
-        None => Ok(rows),
+        None => Ok(rows.0),
     }
 }
 
@@ -1043,9 +1050,9 @@ fn reload(
     .swap_remove(0))
 }
 
-/// A same-run baseline for a row: its name (`benchmark/parameter`), its
-/// measurement, and whether the two were sampled alternately.
-type Against<'a> = Option<(&'a str, &'a Stats, bool)>;
+/// A same-run baseline for a row: its name (`benchmark/parameter`) and
+/// whether the two were sampled alternately.
+type Against<'a> = Option<(&'a str, bool)>;
 
 /// Records a per-call latency row: parameter, latencies, and the
 /// baseline's name.
@@ -1070,21 +1077,11 @@ fn resnet18(
     spec: &dyn EngineFactory,
     cfg: &BenchConfig,
     size: usize,
-    row: &mut dyn FnMut(Raw),
+    rows: &mut Rows,
     tail: &mut TailRow<'_>,
     fallible: &mut dyn FnMut(Result<()>),
     progress: &mut dyn FnMut(&str),
 ) -> Result<()> {
-    let mut add = |parameter: &str, t: &Stats, base: Against<'_>| {
-        row(Raw {
-            benchmark: "resnet18".into(),
-            parameter: parameter.into(),
-            samples: t.samples.clone(),
-            units: t.units.clone(),
-            baseline: base.map(|(b, _, paired)| (b.to_string(), paired)),
-            tail: false,
-        })
-    };
     progress("resnet18/refit_all");
     let bytes = build::resnet18(size, 18).to_bytes();
     let (path, engine) = open(spec, cfg, "resnet18.onnx", &bytes)?;
@@ -1121,26 +1118,23 @@ fn resnet18(
     fallible(errs.into_result());
     drop((src, dst, s, one));
     let (refit_all, memcpy, refit_one) = (&t[0], &t[1], &t[2]);
-    add("memcpy_all", memcpy, None);
-    add(
-        "refit_all",
-        refit_all,
-        Some(("resnet18/memcpy_all", memcpy, true)),
-    );
-    add(
+    rows.ratio("resnet18", ("memcpy_all", memcpy), "refit_all", refit_all);
+    rows.add(
+        "resnet18",
         "refit_one_tensor",
         refit_one,
-        Some(("resnet18/memcpy_all", memcpy, true)),
+        Some(("resnet18/memcpy_all", true)),
     );
 
     progress("resnet18/reload");
     let reloaded = build::resnet18(size, 19).to_bytes();
     let rl = reload(spec, cfg, "resnet18_reload.onnx", &reloaded, fallible)?;
     drop(reloaded);
-    add(
+    rows.add(
+        "resnet18",
         "reload",
         &rl,
-        Some(("resnet18/refit_all", refit_all, false)),
+        Some(("resnet18/refit_all", false)),
     );
 
     progress("resnet18/oracle");
@@ -1158,15 +1152,11 @@ fn resnet18(
             || evaluate(&oracle, &x, &path),
             fallible,
         );
-        add(&format!("infer_reference_{size}x{size}"), &inf, None);
-        add(
-            &format!("oracle_{size}x{size}"),
+        rows.ratio(
+            "resnet18",
+            (&format!("infer_reference_{size}x{size}"), &inf),
+            format!("oracle_{size}x{size}"),
             &t,
-            Some((
-                &format!("resnet18/infer_reference_{size}x{size}"),
-                &inf,
-                true,
-            )),
         );
     }
 
