@@ -4,7 +4,7 @@
 //! A scenario opens the engines it needs through an [`EngineFactory`] (so a
 //! scenario can build the same model with and without refit, or generate
 //! models of its own), and compares what they serve against the plain
-//! [`oracle`]. The same scenarios run from `cargo test` and from
+//! [`oracle`](crate::oracle). The same scenarios run from `cargo test` and from
 //! `refit-harness check`; [`docs::contract`](crate::docs::contract) says
 //! what each one proves.
 
@@ -12,6 +12,7 @@ pub mod differential;
 pub mod isolate;
 pub mod model_based;
 mod resources;
+pub mod sanitizer;
 mod scenarios;
 pub mod stress;
 mod subject;
@@ -465,7 +466,7 @@ pub fn run(
     let mut contract = None;
     let mut engine = factory.name();
     let config_file = config.isolation.as_ref().and_then(|iso| {
-        engine = iso.engine.clone();
+        engine = iso.child.engine();
         let path = config.scratch.join("check-config.json");
         std::fs::create_dir_all(&config.scratch).ok()?;
         std::fs::write(&path, isolate::config_json(config).to_string()).ok()?;

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::check::isolate::Sanitizer;
+use crate::check::sanitizer::Sanitizer;
 use crate::check::{self, CheckConfig};
 use crate::engine::{refit_all, BuildOptions};
 use crate::ffi::{LoadError, Plugin};
@@ -110,8 +110,7 @@ pub fn sanitizer_verdict(sanitizer: Sanitizer, scratch: &Path, harness: &Path) -
         Err(e) => return (false, e),
     };
     let spec = EngineSpec::Plugin(lib);
-    let isolation = match check::Isolation::new(harness, spec.to_string()).with_sanitizer(sanitizer)
-    {
+    let isolation = match check::Isolation::new(harness, spec.clone()).with_sanitizer(sanitizer) {
         Ok(i) => i,
         Err(e) => return (false, e),
     };
@@ -255,8 +254,7 @@ fn caught_by(
     scratch: &Path,
     harness: &Path,
 ) -> (bool, String) {
-    let mut isolation =
-        check::Isolation::new(harness, EngineSpec::Plugin(lib.to_path_buf()).to_string());
+    let mut isolation = check::Isolation::new(harness, EngineSpec::Plugin(lib.to_path_buf()));
     isolation.timeout = HANG_TIMEOUT;
     let config = CheckConfig {
         models: vec![model.to_path_buf()],

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::check::isolate::Sanitizer;
+use crate::check::sanitizer::Sanitizer;
 use crate::check::{scenarios, CheckReport, Verdict};
 use crate::{faulty_plugins, report};
 

@@ -293,12 +293,14 @@ impl Suite {
         ) {
             panic!("{scenario} on {engine}: the engine cannot be built on the seed model: {e}");
         }
-        let mut iso = Isolation::new(
+        let mut iso = Isolation::of(
             std::env::current_exe().expect("the test binary"),
-            factory.name(),
+            isolate::Child::Test {
+                test,
+                engine: factory.name(),
+            },
         );
         iso.timeout = self.timeout;
-        iso.test = Some(test);
         config.isolation = Some(iso);
         let report = check::run(factory.as_ref(), &config, &mut |_| {});
         let mut failures = Vec::new();

@@ -51,7 +51,7 @@ fn run_with(lib: &Path, scenarios: &[&str], isolated: bool) -> check::CheckRepor
     if isolated {
         config.isolation = Some(check::Isolation::new(
             env!("CARGO_BIN_EXE_refit-harness"),
-            spec.to_string(),
+            spec.clone(),
         ));
     }
     check::run(&spec, &config, &mut |_| {})

@@ -519,7 +519,7 @@ fn engine_options_pass_through_to_options_json() {
 /// passes.
 #[test]
 fn sanitizers_catch_their_defects_and_pass_a_correct_engine() {
-    use refit_harness::check::isolate::Sanitizer;
+    use refit_harness::check::sanitizer::Sanitizer;
     for s in [Sanitizer::Thread, Sanitizer::Address] {
         s.runtime().unwrap_or_else(|e| panic!("{e}"));
     }
@@ -538,9 +538,10 @@ fn sanitizers_catch_their_defects_and_pass_a_correct_engine() {
         &dir,
     )
     .unwrap();
-    let iso = refit_harness::check::Isolation::new(harness(), format!("plugin:{}", lib.display()))
-        .with_sanitizer(Sanitizer::Thread)
-        .unwrap();
+    let iso =
+        refit_harness::check::Isolation::new(harness(), EngineSpec::Plugin(lib.to_path_buf()))
+            .with_sanitizer(Sanitizer::Thread)
+            .unwrap();
     let mut c = refit_harness::check::CheckConfig::with_fixtures(scratch.path()).unwrap();
     c.only = ["seed", "round_trip", "stress_r1w1", "stress_disjoint"]
         .map(String::from)

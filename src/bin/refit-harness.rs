@@ -204,7 +204,7 @@ enum Command {
     RunItem {
         /// The engine spec.
         #[arg(long)]
-        engine: String,
+        engine: EngineSpec,
         /// The run's configuration, as `check` wrote it.
         #[arg(long)]
         config: PathBuf,
@@ -270,7 +270,7 @@ struct RunArgs {
     /// `-fsanitize=thread` or `-fsanitize=address`; a sanitizer report
     /// fails the scenario with its kind and the engine's frames.
     #[arg(long, value_name = "thread|address")]
-    sanitizer: Option<check::isolate::Sanitizer>,
+    sanitizer: Option<check::sanitizer::Sanitizer>,
     #[command(flatten)]
     options: EngineOptions,
 }
@@ -460,7 +460,7 @@ fn preflight(
     spec: &EngineSpec,
     models: &[PathBuf],
     only: &[String],
-    sanitizer: Option<check::isolate::Sanitizer>,
+    sanitizer: Option<check::sanitizer::Sanitizer>,
     seed: &std::path::Path,
     engine_options: Option<&str>,
     in_process: bool,
@@ -614,7 +614,7 @@ fn run_check(
     config.engine_options = args.options.get()?;
     config.plots = Some(report.to_path_buf());
     if !args.in_process {
-        let mut iso = check::Isolation::current_exe(spec.to_string())?;
+        let mut iso = check::Isolation::current_exe(spec.clone())?;
         iso.timeout = Duration::from_secs_f64(args.timeout);
         if let Some(s) = args.sanitizer {
             iso = iso.with_sanitizer(s).map_err(anyhow::Error::msg)?;
