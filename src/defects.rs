@@ -20,7 +20,7 @@ use std::sync::Arc;
 use prost::Message;
 
 use crate::engine::reference::{validate_weight, ReferenceEngine};
-use crate::engine::{BuildOptions, Context, Engine, EngineInfo, Refitter, Subset};
+use crate::engine::{BuildOptions, Context, Description, Engine, Refitter, Subset};
 use crate::model::onnx;
 use crate::tensor::{Tensor, TensorData, TensorInfo};
 use crate::{Error, Result};
@@ -143,7 +143,7 @@ impl FromStr for Defect {
 /// The reference engine with one seeded [`Defect`].
 pub struct WrappedEngine {
     inner: ReferenceEngine,
-    info: EngineInfo,
+    description: Description,
     defect: Defect,
     /// For a [`Defect::Derived`]: the model's own weights, which the engine
     /// lists and accepts, and where each rewritten one's refits go.
@@ -218,14 +218,17 @@ impl WrappedEngine {
             }
             _ => ReferenceEngine::load(path, options)?,
         };
-        let mut info = inner.info().clone();
-        info.name = format!("defect:{defect}");
+        let mut description = inner.description().clone();
+        description.info.name = format!("defect:{defect}");
         if defect == Defect::RequiresAllNotEnforced {
-            info.contract.subset = Subset::RequiresAll;
+            description.info.contract.subset = Subset::RequiresAll;
+        }
+        if let Some(d) = &derived {
+            description.weights = d.weights.clone();
         }
         Ok(WrappedEngine {
             inner,
-            info,
+            description,
             defect,
             derived,
             refits: Default::default(),
@@ -234,23 +237,8 @@ impl WrappedEngine {
 }
 
 impl Engine for WrappedEngine {
-    fn info(&self) -> &EngineInfo {
-        &self.info
-    }
-
-    fn inputs(&self) -> &[TensorInfo] {
-        self.inner.inputs()
-    }
-
-    fn outputs(&self) -> &[TensorInfo] {
-        self.inner.outputs()
-    }
-
-    fn weights(&self) -> &[TensorInfo] {
-        match &self.derived {
-            Some(d) => &d.weights,
-            None => self.inner.weights(),
-        }
+    fn description(&self) -> &Description {
+        &self.description
     }
 
     fn context(&self) -> Result<Box<dyn Context>> {

@@ -412,6 +412,37 @@ pub fn parse_engine_options(text: &str) -> Result<serde_json::Map<String, serde_
     }
 }
 
+/// What an engine serves ([`Engine::description`]): its info, the model's
+/// inputs and outputs, and the refittable weights (name, dtype, shape).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Description {
+    /// Name, version, contract.
+    pub info: EngineInfo,
+    /// The model's inputs.
+    pub inputs: Vec<TensorInfo>,
+    /// The model's outputs.
+    pub outputs: Vec<TensorInfo>,
+    /// The refittable weights.
+    pub weights: Vec<TensorInfo>,
+}
+
+impl Description {
+    /// An engine serving `model` as it was parsed, every initializer a
+    /// refittable weight.
+    pub fn of(model: &crate::model::Model, info: EngineInfo) -> Description {
+        Description {
+            info,
+            inputs: model.inputs().to_vec(),
+            outputs: model.outputs().to_vec(),
+            weights: model
+                .initializers()
+                .iter()
+                .map(|i| i.info.clone())
+                .collect(),
+        }
+    }
+}
+
 /// A loaded model that serves inference and accepts refits.
 ///
 /// # Thread-safety
@@ -419,17 +450,30 @@ pub fn parse_engine_options(text: &str) -> Result<serde_json::Map<String, serde_
 /// [`Context`]. Whether a refit may run while contexts infer is the
 /// engine's [`Contract::concurrency`].
 pub trait Engine: Send + Sync {
+    /// What the engine serves: its info, the model's inputs and outputs,
+    /// and the refittable weights, kept in one place and read by the
+    /// accessors below.
+    fn description(&self) -> &Description;
+
     /// Name, version, contract.
-    fn info(&self) -> &EngineInfo;
+    fn info(&self) -> &EngineInfo {
+        &self.description().info
+    }
 
     /// The model's inputs.
-    fn inputs(&self) -> &[TensorInfo];
+    fn inputs(&self) -> &[TensorInfo] {
+        &self.description().inputs
+    }
 
     /// The model's outputs.
-    fn outputs(&self) -> &[TensorInfo];
+    fn outputs(&self) -> &[TensorInfo] {
+        &self.description().outputs
+    }
 
     /// The refittable weights: name, dtype, shape.
-    fn weights(&self) -> &[TensorInfo];
+    fn weights(&self) -> &[TensorInfo] {
+        &self.description().weights
+    }
 
     /// A new inference context, for one thread. Contexts of one engine
     /// infer concurrently, each from one thread at a time.

@@ -211,6 +211,37 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
 
+    /// An environment variable the test suite reads holds no valid value.
+    #[error("{variable}: {reason}")]
+    Env {
+        /// The variable (`REFIT_TIMEOUT`).
+        variable: &'static str,
+        /// What is wrong with its value.
+        reason: String,
+    },
+
+    /// A sanitizer's runtime cannot be found.
+    #[error("--sanitizer {sanitizer}: {reason}")]
+    Sanitizer {
+        /// `thread` or `address`.
+        sanitizer: &'static str,
+        /// Why (the compiler's answer).
+        reason: String,
+    },
+
+    /// A C plugin could not be compiled.
+    #[error("building {file}: {reason}")]
+    Build {
+        /// The C source.
+        file: PathBuf,
+        /// The compiler's error.
+        reason: String,
+    },
+
+    /// The configuration a child process read is not one its parent wrote.
+    #[error("the check's configuration: {0}")]
+    ChildConfig(String),
+
     /// An error with the file it came from (a weights file applied as a refit).
     #[error("{path}: {error}")]
     InFile {

@@ -38,8 +38,8 @@ pub fn source() -> PathBuf {
 /// (or `$CC`); returns the library.
 ///
 /// # Errors
-/// A message when the compiler cannot be run or fails.
-pub fn build(fault: &str, dir: &Path) -> Result<PathBuf, String> {
+/// [`crate::Error::Build`] when the compiler cannot be run or fails.
+pub fn build(fault: &str, dir: &Path) -> crate::Result<PathBuf> {
     compile(&source(), "fault", fault, dir, &[])
 }
 
@@ -58,8 +58,8 @@ pub fn example_source() -> PathBuf {
 /// the library.
 ///
 /// # Errors
-/// A message when the compiler cannot be run or fails.
-pub fn build_example(fault: &str, dir: &Path) -> Result<PathBuf, String> {
+/// [`crate::Error::Build`] when the compiler cannot be run or fails.
+pub fn build_example(fault: &str, dir: &Path) -> crate::Result<PathBuf> {
     compile(&example_source(), "example", fault, dir, &[])
 }
 
@@ -79,13 +79,13 @@ pub fn sanitizer_defect(sanitizer: Sanitizer) -> (PathBuf, &'static str, &'stati
 /// `dir`; returns the library.
 ///
 /// # Errors
-/// A message when the compiler cannot be run or fails.
+/// [`crate::Error::Build`] when the compiler cannot be run or fails.
 pub fn build_sanitized(
     src: &Path,
     fault: &str,
     sanitizer: Sanitizer,
     dir: &Path,
-) -> Result<PathBuf, String> {
+) -> crate::Result<PathBuf> {
     let stem = format!(
         "{}_{}san",
         src.file_stem()
@@ -107,12 +107,12 @@ pub fn sanitizer_verdict(sanitizer: Sanitizer, scratch: &Path, harness: &Path) -
     let (src, fault, scenario) = sanitizer_defect(sanitizer);
     let lib = match build_sanitized(&src, fault, sanitizer, &scratch.join("c-plugins")) {
         Ok(l) => l,
-        Err(e) => return (false, e),
+        Err(e) => return (false, e.to_string()),
     };
     let spec = EngineSpec::Plugin(lib);
     let isolation = match check::Isolation::new(harness, spec.clone()).with_sanitizer(sanitizer) {
         Ok(i) => i,
-        Err(e) => return (false, e),
+        Err(e) => return (false, e.to_string()),
     };
     let config = CheckConfig {
         only: vec![scenario.into()],
@@ -163,9 +163,13 @@ fn compile(
     fault: &str,
     dir: &Path,
     extra: &[&str],
-) -> Result<PathBuf, String> {
+) -> crate::Result<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let error = |reason: String| crate::Error::Build {
+        file: src.to_path_buf(),
+        reason,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| error(format!("create {}: {e}", dir.display())))?;
     let lib = dir.join(format!(
         "lib{stem}_{}{}",
         fault.to_lowercase(),
@@ -183,12 +187,12 @@ fn compile(
         .arg(&lib)
         .arg("-lm")
         .output()
-        .map_err(|e| format!("cannot run the C compiler '{cc}': {e}"))?;
+        .map_err(|e| error(format!("cannot run the C compiler '{cc}': {e}")))?;
     if !out.status.success() {
-        return Err(format!(
+        return Err(error(format!(
             "{cc} failed for FAULT_{fault}: {}",
             String::from_utf8_lossy(&out.stderr)
-        ));
+        )));
     }
     Ok(lib)
 }
@@ -302,7 +306,7 @@ pub fn buffer_verdict(fault: &str, scratch: &Path, harness: &Path) -> (bool, Str
     };
     let lib = match build_example(fault, &scratch.join("c-plugins")) {
         Ok(l) => l,
-        Err(e) => return (false, e),
+        Err(e) => return (false, e.to_string()),
     };
     let model = scratch.join("conv_depthwise.onnx");
     if let Err(e) = std::fs::write(&model, crate::fixtures::conv_depthwise().to_bytes()) {

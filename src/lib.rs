@@ -103,7 +103,7 @@ pub mod spec;
 pub mod suite;
 pub mod tensor;
 
-pub use engine::{Context, Contract, Engine, EngineInfo, Refitter};
+pub use engine::{Context, Contract, Description, Engine, EngineInfo, Refitter};
 pub use error::{Error, Result};
 pub use spec::EngineSpec;
 pub use tensor::{DType, Tensor, TensorData, TensorInfo, TensorView, Values};

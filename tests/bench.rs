@@ -554,17 +554,8 @@ impl refit_harness::check::EngineFactory for Slow {
 }
 
 impl refit_harness::Engine for SlowEngine {
-    fn info(&self) -> &refit_harness::EngineInfo {
-        self.0.info()
-    }
-    fn inputs(&self) -> &[refit_harness::TensorInfo] {
-        self.0.inputs()
-    }
-    fn outputs(&self) -> &[refit_harness::TensorInfo] {
-        self.0.outputs()
-    }
-    fn weights(&self) -> &[refit_harness::TensorInfo] {
-        self.0.weights()
+    fn description(&self) -> &refit_harness::Description {
+        self.0.description()
     }
     fn context(&self) -> refit_harness::Result<Box<dyn refit_harness::Context>> {
         Ok(Box::new(SlowContext(self.0.context()?, self.1.clone())))

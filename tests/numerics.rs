@@ -6,13 +6,13 @@
 use std::path::{Path, PathBuf};
 
 use refit_harness::check::{self, CheckConfig, CheckReport, EngineFactory, Verdict};
-use refit_harness::engine::{BuildOptions, Context, Engine, EngineInfo, Precision, Refitter};
+use refit_harness::engine::{BuildOptions, Context, Description, Engine, Precision, Refitter};
 use refit_harness::model::build::{ConvChain, ConvLayer};
 use refit_harness::model::conv::ConvAttrs;
 use refit_harness::model::Model;
 use refit_harness::oracle::{Judge, Oracle};
 use refit_harness::spec::EngineSpec;
-use refit_harness::{Result, Tensor, TensorData, TensorInfo};
+use refit_harness::{Result, Tensor, TensorData};
 
 use crate::common::{failures, fixture};
 
@@ -210,7 +210,7 @@ fn round_to(format: Precision, t: &Tensor) -> Tensor {
 
 struct F16Engine {
     inner: Box<dyn Engine>,
-    info: EngineInfo,
+    description: Description,
     format: Precision,
 }
 
@@ -245,29 +245,20 @@ impl EngineFactory for F16Factory {
             }
             r.refit()?;
         }
-        let mut info = inner.info().clone();
-        info.name = self.name();
-        info.contract.precision = self.declared;
+        let mut description = inner.description().clone();
+        description.info.name = self.name();
+        description.info.contract.precision = self.declared;
         Ok(Box::new(F16Engine {
             inner,
-            info,
+            description,
             format: self.format,
         }))
     }
 }
 
 impl Engine for F16Engine {
-    fn info(&self) -> &EngineInfo {
-        &self.info
-    }
-    fn inputs(&self) -> &[TensorInfo] {
-        self.inner.inputs()
-    }
-    fn outputs(&self) -> &[TensorInfo] {
-        self.inner.outputs()
-    }
-    fn weights(&self) -> &[TensorInfo] {
-        self.inner.weights()
+    fn description(&self) -> &Description {
+        &self.description
     }
     fn context(&self) -> Result<Box<dyn Context>> {
         Ok(Box::new(F16Context(self.inner.context()?, self.format)))

@@ -177,14 +177,14 @@ mod refolding {
     use refit_harness::check::EngineFactory;
     use refit_harness::defects::derived::{rewrite, Derivation};
     use refit_harness::engine::reference::{validate_weight, ReferenceEngine};
-    use refit_harness::engine::{BuildOptions, Context, Engine, EngineInfo, Refitter};
+    use refit_harness::engine::{BuildOptions, Context, Description, Engine, Refitter};
     use refit_harness::model::{onnx, Model};
     use refit_harness::{Result, Tensor, TensorInfo};
 
     pub struct Factory;
 
     struct Folding {
-        info: EngineInfo,
+        description: Description,
         shared: Arc<Shared>,
     }
 
@@ -208,10 +208,11 @@ mod refolding {
                 .to_vec();
             let (folded, _) = rewrite(Derivation::FoldsBatchNorm, &bytes, model)?;
             let inner = ReferenceEngine::from_bytes(&folded, model, options)?;
-            let mut info = inner.info().clone();
-            info.name = self.name();
+            let mut description = inner.description().clone();
+            description.info.name = self.name();
+            description.weights = weights.clone();
             Ok(Box::new(Folding {
-                info,
+                description,
                 shared: Arc::new(Shared {
                     inner,
                     path: model.to_path_buf(),
@@ -223,17 +224,8 @@ mod refolding {
     }
 
     impl Engine for Folding {
-        fn info(&self) -> &EngineInfo {
-            &self.info
-        }
-        fn inputs(&self) -> &[TensorInfo] {
-            self.shared.inner.inputs()
-        }
-        fn outputs(&self) -> &[TensorInfo] {
-            self.shared.inner.outputs()
-        }
-        fn weights(&self) -> &[TensorInfo] {
-            &self.shared.weights
+        fn description(&self) -> &Description {
+            &self.description
         }
         fn context(&self) -> Result<Box<dyn Context>> {
             self.shared.inner.context()

@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use refit_harness::check::{self, CheckConfig, EngineFactory};
 use refit_harness::engine::{
-    BuildOptions, Concurrency, Context, Contract, Engine, EngineInfo, FailedRefit, NonFinite,
-    Precision, Refitter, Subset,
+    BuildOptions, Concurrency, Context, Contract, Description, Engine, EngineInfo, FailedRefit,
+    NonFinite, Precision, Refitter, Subset,
 };
 use refit_harness::model::conv::AutoPad;
 use refit_harness::model::{Model, Op, Src};
@@ -66,9 +66,7 @@ struct Shared {
 }
 
 struct TinyEngine {
-    info: EngineInfo,
-    inputs: Vec<TensorInfo>,
-    outputs: Vec<TensorInfo>,
+    description: Description,
     shared: Arc<Shared>,
 }
 
@@ -147,51 +145,47 @@ impl EngineFactory for Tiny {
             Store::Versions(RwLock::new(Arc::new(values)))
         };
         let (oh, ow) = conv.out_hw();
-        Ok(Box::new(TinyEngine {
-            info: EngineInfo {
-                name: self.name(),
-                version: "1".into(),
-                contract: Contract {
-                    concurrency: Concurrency::Atomic,
-                    failed_refit: FailedRefit::RollsBack,
-                    subset: Subset::Accepted,
-                    non_finite: NonFinite::Rejected,
-                    precision: Precision::F32,
-                    error_factor: 1.0,
-                    numerics: refit_harness::engine::Numerics::DEFAULT,
-                },
-                refit_enabled: options.enable_refit,
+        let weights: Vec<TensorInfo> = inits.iter().map(|i| i.info.clone()).collect();
+        let info = EngineInfo {
+            name: self.name(),
+            version: "1".into(),
+            contract: Contract {
+                concurrency: Concurrency::Atomic,
+                failed_refit: FailedRefit::RollsBack,
+                subset: Subset::Accepted,
+                non_finite: NonFinite::Rejected,
+                precision: Precision::F32,
+                error_factor: 1.0,
+                numerics: refit_harness::engine::Numerics::DEFAULT,
             },
-            inputs: model.inputs().to_vec(),
-            outputs: vec![f32_info(&model.outputs()[0].name, &[1, conv.c_out, oh, ow])],
+            refit_enabled: options.enable_refit,
+        };
+        Ok(Box::new(TinyEngine {
+            description: Description {
+                info,
+                inputs: model.inputs().to_vec(),
+                outputs: vec![f32_info(&model.outputs()[0].name, &[1, conv.c_out, oh, ow])],
+                weights: weights.clone(),
+            },
             shared: Arc::new(Shared {
                 conv,
                 store,
                 writer: Mutex::new(()),
-                weights: inits.iter().map(|i| i.info.clone()).collect(),
+                weights,
             }),
         }))
     }
 }
 
 impl Engine for TinyEngine {
-    fn info(&self) -> &EngineInfo {
-        &self.info
-    }
-    fn inputs(&self) -> &[TensorInfo] {
-        &self.inputs
-    }
-    fn outputs(&self) -> &[TensorInfo] {
-        &self.outputs
-    }
-    fn weights(&self) -> &[TensorInfo] {
-        &self.shared.weights
+    fn description(&self) -> &Description {
+        &self.description
     }
     fn context(&self) -> Result<Box<dyn Context>> {
         Ok(Box::new(TinyContext(Arc::clone(&self.shared))))
     }
     fn refitter(&self) -> Result<Box<dyn Refitter>> {
-        if !self.info.refit_enabled {
+        if !self.info().refit_enabled {
             return Err(Error::RefitDisabled);
         }
         Ok(Box::new(TinyRefitter {

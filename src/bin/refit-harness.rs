@@ -334,7 +334,7 @@ impl RunArgs {
                 "--sanitizer {}: needs the child processes that --in-process turns off",
                 s.name()
             );
-            s.runtime().map_err(anyhow::Error::msg)?;
+            s.runtime()?;
         }
         for (flag, v) in [
             ("--abs-tolerance", self.abs_tolerance),
@@ -522,7 +522,7 @@ fn preflight(
         child.args(["--engine-options", j]);
     }
     if let Some(s) = sanitizer {
-        child.envs(s.env().map_err(anyhow::Error::msg)?);
+        child.envs(s.env()?);
     }
     let out = child.output()?;
     if !out.status.success() {
@@ -617,7 +617,7 @@ fn run_check(
         let mut iso = check::Isolation::current_exe(spec.clone())?;
         iso.timeout = Duration::from_secs_f64(args.timeout);
         if let Some(s) = args.sanitizer {
-            iso = iso.with_sanitizer(s).map_err(anyhow::Error::msg)?;
+            iso = iso.with_sanitizer(s)?;
         }
         config.isolation = Some(iso);
     }

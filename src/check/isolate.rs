@@ -106,7 +106,7 @@ impl Isolation {
     ///
     /// # Errors
     /// When the runtime cannot be found.
-    pub fn with_sanitizer(mut self, sanitizer: Sanitizer) -> Result<Self, String> {
+    pub fn with_sanitizer(mut self, sanitizer: Sanitizer) -> crate::Result<Self> {
         self.env.extend(sanitizer.env()?);
         self.sanitizer = Some(sanitizer);
         Ok(self)
@@ -125,8 +125,8 @@ impl Isolation {
 /// [`DEFAULT_TIMEOUT`] when unset.
 ///
 /// # Errors
-/// A message naming the variable when it is not a number of seconds above 0.
-pub fn timeout_from_env() -> Result<Duration, String> {
+/// [`crate::Error::Env`] when it is not a number of seconds above 0.
+pub fn timeout_from_env() -> crate::Result<Duration> {
     match std::env::var("REFIT_TIMEOUT") {
         Err(_) => Ok(DEFAULT_TIMEOUT),
         Ok(v) => v
@@ -135,7 +135,10 @@ pub fn timeout_from_env() -> Result<Duration, String> {
             .ok()
             .filter(|s| s.is_finite() && *s > 0.0)
             .map(Duration::from_secs_f64)
-            .ok_or_else(|| format!("REFIT_TIMEOUT: expected seconds above 0, found '{v}'")),
+            .ok_or_else(|| crate::Error::Env {
+                variable: "REFIT_TIMEOUT",
+                reason: format!("expected seconds above 0, found '{v}'"),
+            }),
     }
 }
 
@@ -143,12 +146,15 @@ pub fn timeout_from_env() -> Result<Duration, String> {
 /// suite, a JSON object), if set.
 ///
 /// # Errors
-/// A message naming the variable when it is not a JSON object.
-pub fn engine_options_from_env() -> Result<Option<String>, String> {
+/// [`crate::Error::Env`] when it is not a JSON object.
+pub fn engine_options_from_env() -> crate::Result<Option<String>> {
     match std::env::var("REFIT_ENGINE_OPTIONS") {
         Err(_) => Ok(None),
         Ok(v) => crate::engine::parse_engine_options(&v)
             .map(|_| Some(v))
-            .map_err(|e| format!("REFIT_ENGINE_OPTIONS: {e}")),
+            .map_err(|e| crate::Error::Env {
+                variable: "REFIT_ENGINE_OPTIONS",
+                reason: e.to_string(),
+            }),
     }
 }

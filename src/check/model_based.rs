@@ -691,7 +691,12 @@ pub enum CaseEnd {
 ///
 /// With `explain`, a mismatch's evidence ends with the oracle's explanation
 /// ([`Oracle::explain`]): for the minimal failing case, not while searching.
-pub fn run_case(cx: &Cx<'_>, case: &Case, path: &Path, explain: bool) -> Result<CaseEnd, String> {
+pub(crate) fn run_case(
+    cx: &Cx<'_>,
+    case: &Case,
+    path: &Path,
+    explain: bool,
+) -> Result<CaseEnd, String> {
     std::fs::write(path, case.net.to_bytes())
         .map_err(|e| format!("write {}: {e}", path.display()))?;
     let model = Model::load(path)

@@ -49,22 +49,26 @@ impl Sanitizer {
     /// The runtime the C compiler (`$CC`, else `cc`) links with.
     ///
     /// # Errors
-    /// A message naming the library when the compiler does not have it.
-    pub fn runtime(self) -> Result<PathBuf, String> {
+    /// [`crate::Error::Sanitizer`] naming the library when the compiler
+    /// does not have it.
+    pub fn runtime(self) -> crate::Result<PathBuf> {
+        let error = |reason: String| crate::Error::Sanitizer {
+            sanitizer: self.name(),
+            reason,
+        };
         let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
         let out = Command::new(&cc)
             .arg(format!("-print-file-name={}", self.library()))
             .output()
-            .map_err(|e| format!("--sanitizer {}: cannot run '{cc}': {e}", self.name()))?;
+            .map_err(|e| error(format!("cannot run '{cc}': {e}")))?;
         let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
         if path.is_absolute() && path.exists() {
             Ok(path)
         } else {
-            Err(format!(
-                "--sanitizer {}: '{cc} -print-file-name={}' finds no runtime (install it, e.g. libtsan2 or libasan8)",
-                self.name(),
+            Err(error(format!(
+                "'{cc} -print-file-name={}' finds no runtime (install it, e.g. libtsan2 or libasan8)",
                 self.library()
-            ))
+            )))
         }
     }
 
@@ -72,7 +76,7 @@ impl Sanitizer {
     ///
     /// # Errors
     /// As [`Sanitizer::runtime`].
-    pub fn env(self) -> Result<Vec<(OsString, OsString)>, String> {
+    pub fn env(self) -> crate::Result<Vec<(OsString, OsString)>> {
         let runtime = self.runtime()?;
         let mut preload = runtime.into_os_string();
         if let Some(old) = std::env::var_os("LD_PRELOAD").filter(|o| !o.is_empty()) {

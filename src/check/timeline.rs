@@ -78,11 +78,15 @@ pub fn title(scenario: &str, engine: &str, h: &History, note: &str) -> String {
 /// least 2 pixels wide whatever the run's length.
 ///
 /// # Errors
-/// A message when the file cannot be drawn or written.
+/// [`crate::Error::Io`] when the file cannot be drawn or written.
 #[cfg(feature = "plots")]
-pub fn write(path: &Path, h: &History, title: &str) -> Result<(), String> {
+pub fn write(path: &Path, h: &History, title: &str) -> crate::Result<()> {
     use plotters::prelude::*;
-    let e = |x: &dyn std::fmt::Display| format!("{}: {x}", path.display());
+    let e = |x: &dyn std::fmt::Display| crate::Error::Io {
+        op: "draw",
+        path: path.to_path_buf(),
+        error: std::io::Error::other(x.to_string()),
+    };
     let ms = |ns: u64| ns as f64 / 1e6;
     let t1 = h
         .reads
@@ -217,6 +221,6 @@ pub fn write(path: &Path, h: &History, title: &str) -> Result<(), String> {
 /// # Errors
 /// Never.
 #[cfg(not(feature = "plots"))]
-pub fn write(_path: &Path, _h: &History, _title: &str) -> Result<(), String> {
+pub fn write(_path: &Path, _h: &History, _title: &str) -> crate::Result<()> {
     Ok(())
 }

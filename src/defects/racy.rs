@@ -10,9 +10,9 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use crate::engine::reference::{validate_weight, CONTRACT};
-use crate::engine::{BuildOptions, Context, Engine, EngineInfo, Refitter};
+use crate::engine::{BuildOptions, Context, Description, Engine, EngineInfo, Refitter};
 use crate::model::{Model, Plan};
-use crate::tensor::{Tensor, TensorInfo};
+use crate::tensor::Tensor;
 use crate::{Error, Result};
 
 /// One concurrency defect.
@@ -42,8 +42,7 @@ type Weights = Vec<Arc<Vec<f32>>>;
 
 struct Shared {
     model: Model,
-    info: EngineInfo,
-    weights: Vec<TensorInfo>,
+    description: Description,
     race: Race,
     snapshot: Arc<ArcSwap<Weights>>,
     in_place: Vec<Vec<AtomicU32>>,
@@ -68,11 +67,15 @@ impl RacyEngine {
         options: &BuildOptions,
     ) -> Result<Self> {
         let model = Model::load(path)?;
-        let weights: Vec<TensorInfo> = model
-            .initializers()
-            .iter()
-            .map(|i| i.info.clone())
-            .collect();
+        let description = Description::of(
+            &model,
+            EngineInfo {
+                name,
+                version: env!("CARGO_PKG_VERSION").into(),
+                contract: CONTRACT,
+                refit_enabled: options.enable_refit,
+            },
+        );
         let initial: Weights = model
             .initializers()
             .iter()
@@ -90,14 +93,8 @@ impl RacyEngine {
             .collect();
         Ok(RacyEngine {
             shared: Arc::new(Shared {
-                info: EngineInfo {
-                    name,
-                    version: env!("CARGO_PKG_VERSION").into(),
-                    contract: CONTRACT,
-                    refit_enabled: options.enable_refit,
-                },
-                staging: Mutex::new(vec![None; weights.len()]),
-                weights,
+                staging: Mutex::new(vec![None; description.weights.len()]),
+                description,
                 race,
                 snapshot: Arc::new(ArcSwap::from_pointee(initial)),
                 in_place,
@@ -109,17 +106,8 @@ impl RacyEngine {
 }
 
 impl Engine for RacyEngine {
-    fn info(&self) -> &EngineInfo {
-        &self.shared.info
-    }
-    fn inputs(&self) -> &[TensorInfo] {
-        self.shared.model.inputs()
-    }
-    fn outputs(&self) -> &[TensorInfo] {
-        self.shared.model.outputs()
-    }
-    fn weights(&self) -> &[TensorInfo] {
-        &self.shared.weights
+    fn description(&self) -> &Description {
+        &self.shared.description
     }
     fn context(&self) -> Result<Box<dyn Context>> {
         Ok(Box::new(RacyContext {
@@ -131,11 +119,11 @@ impl Engine for RacyEngine {
         }))
     }
     fn refitter(&self) -> Result<Box<dyn Refitter>> {
-        if !self.shared.info.refit_enabled {
+        if !self.shared.description.info.refit_enabled {
             return Err(Error::RefitDisabled);
         }
         Ok(Box::new(RacyRefitter {
-            staged: vec![None; self.shared.weights.len()],
+            staged: vec![None; self.shared.description.weights.len()],
             shared: Arc::clone(&self.shared),
         }))
     }
@@ -188,7 +176,7 @@ struct RacyRefitter {
 
 impl Refitter for RacyRefitter {
     fn set_named_weights(&mut self, name: &str, weights: &Tensor) -> Result<()> {
-        let i = validate_weight(&self.shared.weights, name, weights)?;
+        let i = validate_weight(&self.shared.description.weights, name, weights)?;
         let v = weights.to_f32_vec();
         if self.shared.race == Race::SharedStaging {
             self.shared
@@ -215,6 +203,7 @@ impl Refitter for RacyRefitter {
         };
         Ok(self
             .shared
+            .description
             .weights
             .iter()
             .zip(staged)
@@ -228,10 +217,10 @@ impl Refitter for RacyRefitter {
         let staged: Vec<Option<Vec<f32>>> = if sh.race == Race::SharedStaging {
             std::mem::replace(
                 &mut *sh.staging.lock().map_err(|_| Error::RefitDisabled)?,
-                vec![None; sh.weights.len()],
+                vec![None; sh.description.weights.len()],
             )
         } else {
-            std::mem::replace(&mut self.staged, vec![None; sh.weights.len()])
+            std::mem::replace(&mut self.staged, vec![None; sh.description.weights.len()])
         };
         if sh.race == Race::NoWriterLock {
             let base = sh.snapshot.load_full();

@@ -6,17 +6,14 @@
 
 use std::path::Path;
 
-use super::{BuildOptions, Context, Engine, EngineInfo, Refitter};
+use super::{BuildOptions, Context, Description, Engine, EngineInfo, Refitter};
 use crate::model::Model;
-use crate::tensor::{Tensor, TensorInfo, TensorView};
+use crate::tensor::{Tensor, TensorView};
 use crate::Result;
 
 /// The null engine over a model's inputs, outputs and weights.
 pub struct NullEngine {
-    info: EngineInfo,
-    inputs: Vec<TensorInfo>,
-    outputs: Vec<TensorInfo>,
-    weights: Vec<TensorInfo>,
+    description: Description,
 }
 
 impl NullEngine {
@@ -27,15 +24,15 @@ impl NullEngine {
     pub fn load(model: &Path, options: &BuildOptions) -> Result<Self> {
         let m = Model::load(model)?;
         Ok(NullEngine {
-            info: EngineInfo {
-                name: "null".into(),
-                version: String::new(),
-                contract: super::reference::CONTRACT,
-                refit_enabled: options.enable_refit,
-            },
-            inputs: m.inputs().to_vec(),
-            outputs: m.outputs().to_vec(),
-            weights: m.initializers().iter().map(|i| i.info.clone()).collect(),
+            description: Description::of(
+                &m,
+                EngineInfo {
+                    name: "null".into(),
+                    version: String::new(),
+                    contract: super::reference::CONTRACT,
+                    refit_enabled: options.enable_refit,
+                },
+            ),
         })
     }
 }
@@ -45,21 +42,13 @@ struct NullContext(Vec<Vec<usize>>);
 struct NullRefitter;
 
 impl Engine for NullEngine {
-    fn info(&self) -> &EngineInfo {
-        &self.info
-    }
-    fn inputs(&self) -> &[TensorInfo] {
-        &self.inputs
-    }
-    fn outputs(&self) -> &[TensorInfo] {
-        &self.outputs
-    }
-    fn weights(&self) -> &[TensorInfo] {
-        &self.weights
+    fn description(&self) -> &Description {
+        &self.description
     }
     fn context(&self) -> Result<Box<dyn Context>> {
         Ok(Box::new(NullContext(
-            self.outputs
+            self.description
+                .outputs
                 .iter()
                 .map(|o| o.static_shape().unwrap_or_default())
                 .collect(),

@@ -4,8 +4,8 @@
 
 use std::sync::{Arc, RwLock};
 
-use super::{Context, Engine, EngineInfo, Refitter};
-use crate::tensor::{Tensor, TensorInfo, TensorView};
+use super::{Context, Description, Engine, Refitter};
+use crate::tensor::{Tensor, TensorView};
 use crate::Result;
 
 /// An engine whose inferences and refits exclude each other.
@@ -25,17 +25,8 @@ impl Quiesced {
 }
 
 impl Engine for Quiesced {
-    fn info(&self) -> &EngineInfo {
-        self.inner.info()
-    }
-    fn inputs(&self) -> &[TensorInfo] {
-        self.inner.inputs()
-    }
-    fn outputs(&self) -> &[TensorInfo] {
-        self.inner.outputs()
-    }
-    fn weights(&self) -> &[TensorInfo] {
-        self.inner.weights()
+    fn description(&self) -> &Description {
+        self.inner.description()
     }
     fn context(&self) -> Result<Box<dyn Context>> {
         Ok(Box::new(GatedContext {

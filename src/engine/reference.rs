@@ -16,8 +16,8 @@ use std::time::Instant;
 
 use super::publish::Published;
 use super::{
-    unstaged, BuildOptions, Concurrency, Context, Contract, Engine, EngineInfo, FailedRefit,
-    NonFinite, Precision, Refitter, Subset,
+    unstaged, BuildOptions, Concurrency, Context, Contract, Description, Engine, EngineInfo,
+    FailedRefit, NonFinite, Precision, Refitter, Subset,
 };
 use crate::model::{Model, Plan};
 use crate::tensor::{Aligned, Tensor, TensorInfo, TensorView, Values};
@@ -84,8 +84,7 @@ struct Snapshot {
 
 struct Shared {
     model: Model,
-    info: EngineInfo,
-    weights: Vec<TensorInfo>,
+    description: Description,
     current: Published<Snapshot>,
     /// Buffers replaced by refits, kept for reuse once no snapshot holds
     /// them: a refit then copies into memory already touched instead of
@@ -262,11 +261,6 @@ impl ReferenceEngine {
 
     /// As [`ReferenceEngine::new`], declaring `declares`.
     pub fn new_declaring(model: Model, options: &BuildOptions, declares: Declares) -> Self {
-        let weights: Vec<TensorInfo> = model
-            .initializers()
-            .iter()
-            .map(|i| i.info.clone())
-            .collect();
         let snapshot = Snapshot {
             weights: model
                 .initializers()
@@ -276,13 +270,15 @@ impl ReferenceEngine {
         };
         ReferenceEngine {
             shared: Arc::new(Shared {
-                info: EngineInfo {
-                    name: declares.name().into(),
-                    version: env!("CARGO_PKG_VERSION").into(),
-                    contract: declares.contract(),
-                    refit_enabled: options.enable_refit,
-                },
-                weights,
+                description: Description::of(
+                    &model,
+                    EngineInfo {
+                        name: declares.name().into(),
+                        version: env!("CARGO_PKG_VERSION").into(),
+                        contract: declares.contract(),
+                        refit_enabled: options.enable_refit,
+                    },
+                ),
                 current: Published::new(snapshot),
                 retired: Mutex::new(Vec::new()),
                 weight_values: model.initializers().iter().map(|i| i.values.len()).sum(),
@@ -300,20 +296,8 @@ impl ReferenceEngine {
 }
 
 impl Engine for ReferenceEngine {
-    fn info(&self) -> &EngineInfo {
-        &self.shared.info
-    }
-
-    fn inputs(&self) -> &[TensorInfo] {
-        self.shared.model.inputs()
-    }
-
-    fn outputs(&self) -> &[TensorInfo] {
-        self.shared.model.outputs()
-    }
-
-    fn weights(&self) -> &[TensorInfo] {
-        &self.shared.weights
+    fn description(&self) -> &Description {
+        &self.shared.description
     }
 
     fn context(&self) -> Result<Box<dyn Context>> {
@@ -325,12 +309,12 @@ impl Engine for ReferenceEngine {
     }
 
     fn refitter(&self) -> Result<Box<dyn Refitter>> {
-        if !self.shared.info.refit_enabled {
+        if !self.shared.description.info.refit_enabled {
             return Err(Error::RefitDisabled);
         }
         Ok(Box::new(ReferenceRefitter {
             started: self.shared.start(),
-            staged: vec![None; self.shared.weights.len()],
+            staged: vec![None; self.shared.description.weights.len()],
             shared: Arc::clone(&self.shared),
         }))
     }
@@ -470,7 +454,7 @@ impl Refitter for ReferenceRefitter {
     }
 
     fn set_named_weights_view(&mut self, name: &str, weights: TensorView<'_>) -> Result<()> {
-        let index = validate_layout(&self.shared.weights, name, weights)?;
+        let index = validate_layout(&self.shared.description.weights, name, weights)?;
         // One pass: copy into a (reused) buffer, checking finiteness on the way.
         let mut buf = self.shared.buffer(weights.values.len());
         let finite = match weights.values {
@@ -500,7 +484,7 @@ impl Refitter for ReferenceRefitter {
     }
 
     fn missing(&self) -> Result<Vec<String>> {
-        Ok(unstaged(&self.shared.weights, &self.staged))
+        Ok(unstaged(&self.shared.description.weights, &self.staged))
     }
 
     fn refit(&mut self) -> Result<()> {

@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use super::sys::{self, refit_plugin_api, refit_status, refit_tensor, refit_tensor_desc};
 use crate::engine::{
-    BuildOptions, Concurrency, Context, Contract, Engine, EngineInfo, FailedRefit, NonFinite,
-    Numerics, Precision, Refitter, Subset,
+    BuildOptions, Concurrency, Context, Contract, Description, Engine, EngineInfo, FailedRefit,
+    NonFinite, Numerics, Precision, Refitter, Subset,
 };
 use crate::error::LoadError;
 use crate::tensor::{Tensor, TensorData, TensorInfo};
@@ -281,10 +281,12 @@ impl Plugin {
         Ok(PluginEngine {
             inner: Arc::new(Inner {
                 engine,
-                info,
-                inputs,
-                outputs,
-                weights,
+                description: Description {
+                    info,
+                    inputs,
+                    outputs,
+                    weights,
+                },
             }),
         })
     }
@@ -528,10 +530,7 @@ impl Owned {
 
 struct Inner {
     engine: Owned,
-    info: EngineInfo,
-    inputs: Vec<TensorInfo>,
-    outputs: Vec<TensorInfo>,
-    weights: Vec<TensorInfo>,
+    description: Description,
 }
 
 /// An engine served by a plugin library.
@@ -540,17 +539,8 @@ pub struct PluginEngine {
 }
 
 impl Engine for PluginEngine {
-    fn info(&self) -> &EngineInfo {
-        &self.inner.info
-    }
-    fn inputs(&self) -> &[TensorInfo] {
-        &self.inner.inputs
-    }
-    fn outputs(&self) -> &[TensorInfo] {
-        &self.inner.outputs
-    }
-    fn weights(&self) -> &[TensorInfo] {
-        &self.inner.weights
+    fn description(&self) -> &Description {
+        &self.inner.description
     }
     fn context(&self) -> Result<Box<dyn Context>> {
         let e = &self.inner.engine;

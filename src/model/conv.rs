@@ -109,7 +109,7 @@ impl ConvGeometry {
     ///
     /// # Errors
     /// A message saying which attribute or shape is inconsistent.
-    pub fn resolve(attrs: &ConvAttrs, x: &[usize], w: &[usize]) -> Result<Self, String> {
+    pub(crate) fn resolve(attrs: &ConvAttrs, x: &[usize], w: &[usize]) -> Result<Self, String> {
         if w.len() < 3 || w.len() > 5 {
             return Err(format!(
                 "weight has rank {} (shape {w:?}); expected 3 to 5 (M, C/group, kernel...)",

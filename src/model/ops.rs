@@ -207,7 +207,8 @@ pub enum Op {
 }
 
 impl Op {
-    /// Whether the op only moves values ([`moves`] gives where from).
+    /// Whether the op only moves values: each output value is an input
+    /// value, copied from where the op says.
     pub fn is_move(&self) -> bool {
         matches!(self, move_ops!())
     }
@@ -251,7 +252,7 @@ pub fn broadcast(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String> {
 }
 
 /// `axis` (negative counts from the end) for a rank, checked.
-pub fn axis_of(axis: i64, rank: usize, inclusive_end: bool) -> Result<usize, String> {
+pub(crate) fn axis_of(axis: i64, rank: usize, inclusive_end: bool) -> Result<usize, String> {
     let r = rank as i64;
     let a = if axis < 0 { axis + r } else { axis };
     let hi = if inclusive_end { r } else { r - 1 };
@@ -534,9 +535,9 @@ fn strides_of(shape: &[usize]) -> Vec<usize> {
     s
 }
 
-/// What [`moves`] gives: the output shape, and per output element (input,
+/// What `moves` gives: the output shape, and per output element (input,
 /// index).
-pub type Moves = (Vec<usize>, Vec<(usize, usize)>);
+pub(crate) type Moves = (Vec<usize>, Vec<(usize, usize)>);
 
 /// For an op that only moves values (Transpose, Unsqueeze, Squeeze,
 /// Concat, Slice, Gather, Expand): the output shape and, for every output
@@ -547,7 +548,7 @@ pub type Moves = (Vec<usize>, Vec<(usize, usize)>);
 ///
 /// # Errors
 /// A message when the shapes do not fit the op.
-pub fn moves(op: &Op, shapes: &[&[usize]]) -> Result<Moves, String> {
+pub(crate) fn moves(op: &Op, shapes: &[&[usize]]) -> Result<Moves, String> {
     let x = shapes[0];
     let xs = strides_of(x);
     // Output shape, and for an output coordinate the source (input, index).

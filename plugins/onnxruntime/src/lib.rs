@@ -46,8 +46,8 @@ use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, Tensor as OrtTensor, TensorElementType, TensorRef, ValueType};
 use refit_harness::engine::reference::validate_weight_view;
 use refit_harness::engine::{
-    check_inputs, unstaged, Concurrency, Context, Contract, Engine, EngineInfo, FailedRefit,
-    NonFinite, Precision, Refitter, Subset,
+    check_inputs, unstaged, Concurrency, Context, Contract, Description, Engine, EngineInfo,
+    FailedRefit, NonFinite, Precision, Refitter, Subset,
 };
 use refit_harness::ffi::{export, sys};
 use refit_harness::model::onnx::replace_initializers;
@@ -246,9 +246,7 @@ struct Shared {
     /// The model file's bytes, for `rebuild`.
     bytes: Vec<u8>,
     options: Options,
-    inputs: Vec<TensorInfo>,
-    outputs: Vec<TensorInfo>,
-    weights: Vec<TensorInfo>,
+    description: Description,
     current: ArcSwap<Version>,
     /// Refits one at a time: each builds on the version before it.
     refit_lock: Mutex<()>,
@@ -258,7 +256,6 @@ struct Shared {
 
 /// ONNX Runtime's CPU execution provider as a refit engine.
 pub struct OrtEngine {
-    info: EngineInfo,
     shared: Arc<Shared>,
 }
 
@@ -357,20 +354,22 @@ impl OrtEngine {
             RefitMode::InPlace => "in_place",
         };
         Ok(OrtEngine {
-            info: EngineInfo {
-                name: format!("onnxruntime ({mode})"),
-                version: format!("ort {}", env!("CARGO_PKG_VERSION")),
-                contract: CONTRACT,
-                refit_enabled: options.enable_refit,
-            },
             shared: Arc::new(Shared {
                 env,
                 model: model.to_path_buf(),
                 bytes,
                 options: options.clone(),
-                inputs,
-                outputs,
-                weights,
+                description: Description {
+                    info: EngineInfo {
+                        name: format!("onnxruntime ({mode})"),
+                        version: format!("ort {}", env!("CARGO_PKG_VERSION")),
+                        contract: CONTRACT,
+                        refit_enabled: options.enable_refit,
+                    },
+                    inputs,
+                    outputs,
+                    weights,
+                },
                 current: ArcSwap::from_pointee(Version {
                     session: Mutex::new(session),
                     values,
@@ -458,17 +457,8 @@ fn probe(session: &mut Session, inputs: &[TensorInfo]) -> Result<()> {
 }
 
 impl Engine for OrtEngine {
-    fn info(&self) -> &EngineInfo {
-        &self.info
-    }
-    fn inputs(&self) -> &[TensorInfo] {
-        &self.shared.inputs
-    }
-    fn outputs(&self) -> &[TensorInfo] {
-        &self.shared.outputs
-    }
-    fn weights(&self) -> &[TensorInfo] {
-        &self.shared.weights
+    fn description(&self) -> &Description {
+        &self.shared.description
     }
     fn context(&self) -> Result<Box<dyn Context>> {
         Ok(Box::new(OrtContext {
@@ -476,12 +466,12 @@ impl Engine for OrtEngine {
         }))
     }
     fn refitter(&self) -> Result<Box<dyn Refitter>> {
-        if !self.info.refit_enabled {
+        if !self.info().refit_enabled {
             return Err(Error::RefitDisabled);
         }
         Ok(Box::new(OrtRefitter {
             shared: Arc::clone(&self.shared),
-            staged: vec![None; self.shared.weights.len()],
+            staged: vec![None; self.shared.description.weights.len()],
         }))
     }
 }
@@ -499,9 +489,9 @@ impl Context for OrtContext {
 
     fn infer_into(&mut self, inputs: &[Tensor], outputs: &mut Vec<Tensor>) -> Result<()> {
         let s = &self.shared;
-        check_inputs(&s.inputs, inputs)?;
+        check_inputs(&s.description.inputs, inputs)?;
         let mut feeds: Vec<(&str, SessionInputValue<'_>)> = Vec::with_capacity(inputs.len());
-        for (info, t) in s.inputs.iter().zip(inputs) {
+        for (info, t) in s.description.inputs.iter().zip(inputs) {
             let TensorData::F32(v) = &t.data else {
                 unreachable!("checked f32 above")
             };
@@ -513,8 +503,8 @@ impl Context for OrtContext {
         let version = s.current.load_full();
         let mut session = version.session.lock().unwrap_or_else(|p| p.into_inner());
         let results = session.run(feeds).map_err(|e| ort_err("run", e))?;
-        outputs.truncate(s.outputs.len());
-        for (i, info) in s.outputs.iter().enumerate() {
+        outputs.truncate(s.description.outputs.len());
+        for (i, info) in s.description.outputs.iter().enumerate() {
             let value = results
                 .get(&info.name)
                 .ok_or_else(|| ort_err("run", format!("no output '{}'", info.name)))?;
@@ -546,14 +536,21 @@ impl OrtRefitter {
         let s = &self.shared;
         if s.options.add_initializer {
             let mut given = Vec::with_capacity(values.len());
-            for (w, v) in s.weights.iter().zip(values) {
+            for (w, v) in s.description.weights.iter().zip(values) {
                 given.push(Arc::new(tensor_value(w, v.to_vec())?.0));
             }
-            let session = build_session(&s.env, &s.model, None, &s.options, &s.weights, &given)?;
+            let session = build_session(
+                &s.env,
+                &s.model,
+                None,
+                &s.options,
+                &s.description.weights,
+                &given,
+            )?;
             return Ok((session, given));
         }
         let of = |name: &str| {
-            let i = s.weights.iter().position(|w| w.name == name)?;
+            let i = s.description.weights.iter().position(|w| w.name == name)?;
             Some(values[i].as_slice())
         };
         let bytes = replace_initializers(&s.bytes, &of)
@@ -570,7 +567,7 @@ impl Refitter for OrtRefitter {
 
     fn set_named_weights_view(&mut self, name: &str, weights: TensorView<'_>) -> Result<()> {
         // Name, dtype (every weight here is f32), shape, count, finiteness.
-        let index = validate_weight_view(&self.shared.weights, name, weights)?;
+        let index = validate_weight_view(&self.shared.description.weights, name, weights)?;
         let Values::F32(v) = weights.values else {
             unreachable!("validated as f32 above")
         };
@@ -579,7 +576,7 @@ impl Refitter for OrtRefitter {
     }
 
     fn missing(&self) -> Result<Vec<String>> {
-        Ok(unstaged(&self.shared.weights, &self.staged))
+        Ok(unstaged(&self.shared.description.weights, &self.staged))
     }
 
     fn refit(&mut self) -> Result<()> {

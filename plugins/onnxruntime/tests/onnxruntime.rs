@@ -7,10 +7,10 @@
 
 use std::path::{Path, PathBuf};
 
-use refit_harness::check::oracle::{first_mismatch, Judge, Oracle};
 use refit_harness::check::{self, CheckConfig};
 use refit_harness::engine::{refit_all, BuildOptions};
 use refit_harness::model::Model;
+use refit_harness::oracle::{first_mismatch, Judge, Oracle};
 use refit_harness::spec::EngineSpec;
 use refit_harness::{Engine, Error, Tensor};
 

@@ -48,11 +48,11 @@ pub fn child_run(
         Err(e) => return fail(format!("{}: {e}", config.display())),
     };
     let config = match serde_json::from_str(&text)
-        .map_err(|e| e.to_string())
+        .map_err(|e| crate::Error::ChildConfig(e.to_string()))
         .and_then(|v| config_from_json(&v))
     {
         Ok(c) => c,
-        Err(e) => return fail(format!("{}: {e}", config_path_hint(config))),
+        Err(e) => return fail(format!("{}: {e}", config.display())),
     };
     let factory = factory(config.engine_options.clone());
     let factory = factory.as_ref();
@@ -87,8 +87,4 @@ pub fn child_run(
     let _ = writeln!(out, "\n{OUTCOME_MARK}{line}");
     let _ = out.flush();
     ExitCode::SUCCESS
-}
-
-fn config_path_hint(p: &Path) -> String {
-    p.display().to_string()
 }

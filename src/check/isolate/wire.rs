@@ -15,9 +15,10 @@ pub fn config_json(c: &CheckConfig) -> Value {
 /// Reads what [`config_json`] wrote.
 ///
 /// # Errors
-/// A message naming the field that is missing or of the wrong type.
-pub fn config_from_json(v: &Value) -> Result<CheckConfig, String> {
-    CheckConfig::deserialize(v).map_err(|e| e.to_string())
+/// [`crate::Error::ChildConfig`] naming the field that is missing or of
+/// the wrong type.
+pub fn config_from_json(v: &Value) -> crate::Result<CheckConfig> {
+    CheckConfig::deserialize(v).map_err(|e| crate::Error::ChildConfig(e.to_string()))
 }
 
 /// A child's outcome line, after [`OUTCOME_MARK`].
@@ -110,7 +111,7 @@ mod tests {
         let mut v = config_json(&back);
         v.as_object_mut().unwrap().remove("cases");
         let e = config_from_json(&v).unwrap_err();
-        assert!(e.contains("cases"), "{e}");
+        assert!(e.to_string().contains("cases"), "{e}");
     }
 
     #[test]

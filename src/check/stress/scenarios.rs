@@ -163,7 +163,11 @@ fn draw(cx: &Cx<'_>, file: &str, scenario: &str, h: &History, note: &str) {
         };
         let title = crate::check::timeline::title(scenario, &engine, h, note);
         let drawn = std::fs::create_dir_all(dir)
-            .map_err(|e| format!("{}: {e}", dir.display()))
+            .map_err(|error| crate::Error::Io {
+                op: "create",
+                path: dir.clone(),
+                error,
+            })
             .and_then(|()| crate::check::timeline::write(&path, h, &title));
         if let Err(e) = drawn {
             eprintln!("timeline not drawn: {e}");
