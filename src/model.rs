@@ -275,7 +275,7 @@ impl Model {
     /// [`Error::InputCount`], [`Error::DTypeMismatch`],
     /// [`Error::ShapeMismatch`] or [`Error::ByteCount`] naming the input.
     pub fn check_inputs(&self, inputs: &[Tensor]) -> Result<()> {
-        crate::engine::check_inputs(&self.inputs, inputs)
+        crate::tensor::check_inputs(&self.inputs, inputs)
     }
 
     /// Evaluates the graph. `weight(i)` gives the current values of

@@ -584,3 +584,47 @@ impl TensorInfo {
         format!("[{}]", dims.join(", "))
     }
 }
+
+/// Checks inputs against an engine's declared inputs: their count, and each
+/// one's dtype, shape (a declared `None` takes any size) and value count.
+///
+/// # Errors
+/// [`Error::InputCount`](crate::Error::InputCount),
+/// [`Error::DTypeMismatch`](crate::Error::DTypeMismatch),
+/// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) or
+/// [`Error::ByteCount`](crate::Error::ByteCount) naming the input.
+pub fn check_inputs(infos: &[TensorInfo], inputs: &[Tensor]) -> crate::Result<()> {
+    if inputs.len() != infos.len() {
+        return Err(crate::Error::InputCount {
+            expected: infos.len(),
+            found: inputs.len(),
+        });
+    }
+    for (info, t) in infos.iter().zip(inputs) {
+        let what = || format!("input '{}'", info.name);
+        if t.dtype() != info.dtype {
+            return Err(crate::Error::DTypeMismatch {
+                what: what(),
+                expected: info.dtype,
+                found: t.dtype().to_string(),
+            });
+        }
+        let fits = t.shape.len() == info.shape.len()
+            && info
+                .shape
+                .iter()
+                .zip(&t.shape)
+                .all(|(d, &f)| d.is_none_or(|d| d == f) && f > 0);
+        if !fits {
+            return Err(crate::Error::ShapeMismatch {
+                what: format!("{} (declared {})", what(), info.shape_text()),
+                expected: info.shape.iter().map(|d| d.unwrap_or(0)).collect(),
+                found: t.shape.clone(),
+            });
+        }
+        if t.numel() != t.data.len() {
+            t.validate(&what())?;
+        }
+    }
+    Ok(())
+}

@@ -12,21 +12,7 @@ use crate::tensor::{DType, Tensor, TensorData, TensorInfo};
 /// A step's result: the value, or the verdict that ends the scenario.
 pub(crate) type Step<T> = Result<T, Verdict>;
 
-/// Deterministic small integers in -3..=3, different per `salt`: exact in
-/// f32 through any conv the fixtures hold.
-pub fn ints(len: usize, salt: u64) -> Vec<f32> {
-    let mut s = salt
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        .wrapping_add(0x6A09_E667_F3BC_C909);
-    (0..len)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 33) % 7) as f32 - 3.0
-        })
-        .collect()
-}
+pub use crate::model::build::ints;
 
 /// What new integer values for a weight built with `built` are scaled by:
 /// 1 for an integer-valued weight, else half its RMS, so that new values
