@@ -93,6 +93,8 @@ fn a_short_sweep_writes_csv_plots_and_summary() {
         ("floor", "abi_infer_seed_conv", true),
         ("abi", "infer_seed_conv_in_process", true),
         ("resnet18", "memcpy_all", true),
+        ("visibility", "infer_seed_conv", true),
+        ("visibility", "seed_conv", false),
         ("refit", "36", false),
         ("abi", "infer_seed_conv", false),
         ("infer", "conv_wide", false),

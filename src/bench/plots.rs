@@ -146,7 +146,7 @@ fn bars(
 /// The SVG plots (`refit_latency.svg`, `infer_under_refit.svg`,
 /// `refit_vs_reload.svg`), pushed onto `files`.
 #[cfg(feature = "plots")]
-pub fn write_plots(rows: &[Row], dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
+pub(crate) fn write_plots(rows: &[Row], dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
     use plotters::prelude::*;
     // Refit latency and memcpy by bytes, log axes in human units, p10..p90
     // error bars.
@@ -294,6 +294,6 @@ pub fn write_plots(rows: &[Row], dir: &Path, files: &mut Vec<PathBuf>) -> Result
 
 /// Without the `plots` feature: no plots.
 #[cfg(not(feature = "plots"))]
-pub fn write_plots(_rows: &[Row], _dir: &Path, _files: &mut Vec<PathBuf>) -> Result<()> {
+pub(crate) fn write_plots(_rows: &[Row], _dir: &Path, _files: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }

@@ -4,20 +4,20 @@ use super::{find, Row};
 
 /// Seed inference through the plugin ABI, as a multiple of the same
 /// engine in-process, that the harness aims to stay within.
-pub const ABI_INFER_TARGET: f64 = 1.5;
+pub(crate) const ABI_INFER_TARGET: f64 = 1.5;
 
 /// A 16 MiB refit through the plugin ABI, as a multiple of a memcpy of the
 /// same bytes (the plugin's own one copy), that the harness aims to stay
 /// within.
-pub const ABI_REFIT_TARGET: f64 = 1.25;
+pub(crate) const ABI_REFIT_TARGET: f64 = 1.25;
 
 /// ResNet-18's refit of every weight, as a multiple of a memcpy of the
 /// same bytes, that the harness aims to stay within on the reference engine.
-pub const RESNET_REFIT_TARGET: f64 = 1.2;
+pub(crate) const RESNET_REFIT_TARGET: f64 = 1.2;
 
 /// The check oracle's expectation on ResNet-18, in reference-engine
 /// inferences, that the harness aims to stay within.
-pub const RESNET_ORACLE_TARGET: f64 = 5.0;
+pub(crate) const RESNET_ORACLE_TARGET: f64 = 5.0;
 
 /// The Markdown summary: each headline ratio, and the plots.
 pub fn summary(rows: &[Row]) -> String {

@@ -31,10 +31,10 @@ use crate::tensor::Tensor;
 
 /// The value every staged buffer is overwritten with once
 /// `set_named_weights` has returned.
-pub const POISON: f32 = -7777.0;
+pub(crate) const POISON: f32 = -7777.0;
 
 /// Cycles of `history_independence`.
-pub const CYCLES: usize = 5;
+pub(crate) const CYCLES: usize = 5;
 
 /// The largest difference allowed between a refitted engine's output `w`
 /// and a fresh build's `c`, for an engine that does not declare refits

@@ -22,17 +22,18 @@ use std::time::Duration;
 use crate::spec::EngineSpec;
 
 use super::sanitizer::Sanitizer;
-pub use child::{child_main, child_run};
+pub use child::child_main;
+pub(crate) use child::child_run;
 pub(super) use parent::run_child;
 
-pub use wire::{config_from_json, config_json};
+pub(crate) use wire::config_json;
 
 /// Starts the line a child prints its outcome on.
-pub const OUTCOME_MARK: &str = "REFIT-OUTCOME ";
+pub(crate) const OUTCOME_MARK: &str = "REFIT-OUTCOME ";
 
 /// Starts the line a child prints the declared contract on, as soon as it
 /// has it (so a crash later in the scenario does not lose it).
-pub const CONTRACT_MARK: &str = "REFIT-CONTRACT ";
+pub(crate) const CONTRACT_MARK: &str = "REFIT-CONTRACT ";
 
 /// The default time a scenario may take before it is killed as hung.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -126,7 +127,7 @@ impl Isolation {
 ///
 /// # Errors
 /// [`crate::Error::Env`] when it is not a number of seconds above 0.
-pub fn timeout_from_env() -> crate::Result<Duration> {
+pub(crate) fn timeout_from_env() -> crate::Result<Duration> {
     match std::env::var("REFIT_TIMEOUT") {
         Err(_) => Ok(DEFAULT_TIMEOUT),
         Ok(v) => v

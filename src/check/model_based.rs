@@ -581,7 +581,7 @@ impl Case {
     /// `input [1, 1, 2, 2]; c0: conv 1 -> 2, kernel 3, stride 1, pad 1, bn0:
     /// batchnorm, relu; global average pool, flatten; fc: gemm 2 -> 1
     /// (transB), bias`.
-    pub fn model_text(&self) -> String {
+    pub(crate) fn model_text(&self) -> String {
         let chain = match &self.net {
             Net::Conv(chain) => chain,
             net => return net.graph().1,
@@ -630,7 +630,7 @@ impl Case {
     /// The operations as a person would write them, `; `-separated:
     /// `stage l0.weight = values #640; refit; stage l0.bias with a wrong
     /// shape (must fail); new refitter, refit at once; infer`.
-    pub fn ops_text(&self) -> String {
+    pub(crate) fn ops_text(&self) -> String {
         let names = self.weight_names();
         self.ops
             .iter()

@@ -17,10 +17,10 @@ const MIB: f64 = 1024.0 * 1024.0;
 
 /// How long the refits measured for growth may take; a slow engine gets a
 /// verdict over the refits it managed.
-pub const BUDGET: Duration = Duration::from_secs(30);
+pub(crate) const BUDGET: Duration = Duration::from_secs(30);
 
 /// The fewest refits measured for growth, whatever the time.
-pub const MIN_REFITS: usize = 50;
+pub(crate) const MIN_REFITS: usize = 50;
 
 /// `VmRSS` and `VmHWM` in bytes.
 fn rss() -> Option<(u64, u64)> {

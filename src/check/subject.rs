@@ -187,7 +187,7 @@ impl Subject {
     /// Infers, then (only then: the inference follows whatever came before
     /// with no oracle work in between) compares every output with the
     /// oracle.
-    pub fn expect_oracle(&mut self, step: &str) -> Step<Vec<Tensor>> {
+    pub(crate) fn expect_oracle(&mut self, step: &str) -> Step<Vec<Tensor>> {
         crate::flight::step(step);
         let observed = must(step, self.ctx.infer(&self.inputs))?;
         let expected = self.expected()?;
@@ -198,7 +198,7 @@ impl Subject {
     /// Infers and requires the outputs to be what they were (`before`): bit
     /// for bit, or, for an engine whose rounding varies from run to run,
     /// within the oracle's bound for the weights that must still be served.
-    pub fn expect_unchanged(&mut self, step: &str, before: &[Tensor]) -> Step<()> {
+    pub(crate) fn expect_unchanged(&mut self, step: &str, before: &[Tensor]) -> Step<()> {
         crate::flight::step(step);
         let observed = must(step, self.ctx.infer(&self.inputs))?;
         match bit_difference(before, &observed) {

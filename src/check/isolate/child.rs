@@ -32,7 +32,7 @@ pub fn child_main(engine: &EngineSpec, config: &Path, item: usize, contract: boo
 /// `factory` makes (given the configuration's engine options) and prints
 /// its outcome: the body of every child process, whether the harness
 /// binary (`run-item`) or a test binary ([`crate::suite`]).
-pub fn child_run(
+pub(crate) fn child_run(
     factory: &dyn Fn(Option<String>) -> Box<dyn crate::check::EngineFactory>,
     config: &Path,
     item: usize,

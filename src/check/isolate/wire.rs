@@ -8,7 +8,7 @@ use crate::check::{CheckConfig, Verdict};
 
 /// The configuration a child needs, as JSON ([`CheckConfig`]'s serde
 /// form; the isolation settings stay with the parent).
-pub fn config_json(c: &CheckConfig) -> Value {
+pub(crate) fn config_json(c: &CheckConfig) -> Value {
     serde_json::to_value(c).unwrap_or(Value::Null)
 }
 
@@ -17,7 +17,7 @@ pub fn config_json(c: &CheckConfig) -> Value {
 /// # Errors
 /// [`crate::Error::ChildConfig`] naming the field that is missing or of
 /// the wrong type.
-pub fn config_from_json(v: &Value) -> crate::Result<CheckConfig> {
+pub(crate) fn config_from_json(v: &Value) -> crate::Result<CheckConfig> {
     CheckConfig::deserialize(v).map_err(|e| crate::Error::ChildConfig(e.to_string()))
 }
 
