@@ -142,11 +142,10 @@ fn verdict(run: &StressRun, f: &Findings, step: &str, min: &Power) -> Verdict {
     Verdict::Pass(describe(run, f))
 }
 
-/// Draws the timeline of `h` as `timeline_<name>.svg` where the config
-/// asks for plots; a drawing that fails is reported on stderr, never as
+/// Draws `h` as `timeline_<file>.svg` in the report folder where the
+/// config asks for plots, titled `<scenario> on <engine>: R readers, W
+/// writers[, note]`; a drawing that fails is reported on stderr, never as
 /// the scenario's verdict.
-/// Draws `h` as `timeline_<file>.svg` in the report folder, titled
-/// `<scenario> on <engine>: R readers, W writers[, note]`.
 fn draw(cx: &Cx<'_>, file: &str, scenario: &str, h: &History, note: &str) {
     if let Some(dir) = &cx.config.plots {
         let path = dir.join(format!("timeline_{file}.svg"));
