@@ -19,9 +19,10 @@
 #                   $RUNNER, for its per-benchmark change and confidence
 #                   interval (it reports; `gate` decides)
 #
-# `gate` exits 1 when a benchmark's change, its whole confidence interval,
-# lies above MAX_REGRESSION, and 2 when an interval is wider than it and
-# reaches across it (a regression of that size could not be seen): it says how many samples
+# `gate` exits 1 when a benchmark's change lies above MAX_REGRESSION (its
+# lower bound, corrected for the number of rows), and 2 when a change's
+# upper bound reaches above it and its interval is too wide to tell (a
+# regression of that size could not be seen): it says how many samples
 # would do (SAMPLES=N passes `bench --samples N`), or use instruction
 # counts. ci/gate-check.sh measures how often this runner judges.
 # Wall-clock gates belong on dedicated runners. On shared ones, gate on

@@ -1164,7 +1164,7 @@ mod statistics {
                 == Some("2 benchmark(s) regressed beyond 10%: bench/op3, bench/op11")
                 && report
                     .table
-                    .contains("at 99.75%, so that all 20 hold together at 95%"),
+                    .contains("lower bound at 99.75% (one-sided) above 10% (shown in the verdict), so that all 20 rows hold together at 95%"),
             "{report:?}"
         );
         // Noisy samples: intervals wider than the threshold, not judged
@@ -1178,7 +1178,7 @@ mod statistics {
                 && c.too_noisy == (c.interval_pct.1 > 10.0)),
             "{c:#?}"
         );
-        assert!(c.iter().filter(|c| c.too_noisy).count() >= 15, "{c:#?}");
+        assert!(c.iter().filter(|c| c.too_noisy).count() >= 10, "{c:#?}");
         let advised = c.iter().map(|c| c.samples_needed).max().unwrap();
         assert!((60..5000).contains(&advised), "{advised}");
         let report = bench::gate::report(&c, 10.0);
@@ -1193,6 +1193,57 @@ mod statistics {
         let c = bench::gate(&noisy(&mut rng, advised), &noisy(&mut rng, advised), 10.0);
         let judged = c.iter().filter(|c| !c.too_noisy).count();
         assert!(judged >= 16 && c.iter().all(|c| !c.regressed), "{c:#?}");
+    }
+
+    /// What the gate promises, over many seeded runs of one noisy row (40
+    /// samples of 15% spread: its change's interval is about 15% wide, most
+    /// often wider than the threshold): a
+    /// row that regressed by exactly the threshold is judged within at most
+    /// about 5% of the time (a one-sided bound at 95% per row; the run
+    /// passes only when every row does, so that holds for the run), and an
+    /// unchanged row is judged within most of the time and never called
+    /// regressed. Bounds at the family's corrected confidence (99.87% for
+    /// 39 rows, as the gate used for both verdicts before) judge the
+    /// unchanged row within far less often.
+    #[test]
+    fn the_gate_passes_a_regression_at_the_threshold_at_most_one_time_in_twenty() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(9);
+        let trials = 300;
+        let mut one = |slower: f64| {
+            let before = Stats::of(timings(&mut rng, 40, 1000.0, 0.15));
+            let after = Stats::of(timings(&mut rng, 40, 1000.0 * slower, 0.15));
+            let c = bench::gate(
+                &[Row::measured("e", "b", "op", &before)],
+                &[Row::measured("e", "b", "op", &after)],
+                10.0,
+            );
+            c.into_iter().next().unwrap()
+        };
+        let at_threshold: Vec<_> = (0..trials).map(|_| one(1.1)).collect();
+        let within = |c: &[bench::gate::Comparison]| {
+            c.iter().filter(|c| !c.regressed && !c.too_noisy).count()
+        };
+        let passed = within(&at_threshold);
+        assert!(passed * 100 <= trials * 8, "{passed} of {trials} passed");
+        let unchanged: Vec<_> = (0..trials).map(|_| one(1.0)).collect();
+        let judged = within(&unchanged);
+        assert!(
+            judged * 2 > trials && unchanged.iter().all(|c| !c.regressed),
+            "{judged} of {trials} judged"
+        );
+        // The same rows judged on the upper end of the change's interval at
+        // the family's corrected confidence.
+        let z = stats::normal_quantile(0.5 + stats::bonferroni(0.95, 39) / 2.0);
+        let z_one = stats::normal_quantile(0.95);
+        let corrected = unchanged
+            .iter()
+            .filter(|c| {
+                let up = (1.0 + c.change_pct / 100.0).ln();
+                let hi = (1.0 + c.interval_pct.1 / 100.0).ln();
+                (up + (hi - up) * z / z_one).exp() <= 1.1
+            })
+            .count();
+        assert!(corrected * 2 < judged, "{corrected} and {judged}");
     }
 
     /// A run that spent four rounds of six in a stretch at half speed: its

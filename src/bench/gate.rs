@@ -1,14 +1,21 @@
 //! The regression gate: two runs compared row by row, each change judged
-//! by its confidence interval, with a correction for judging many rows at
-//! once.
+//! by its confidence interval. A row passes on a one-sided bound of its
+//! own (every row must pass for the run to pass, so the run's pass needs
+//! no correction: an intersection-union test); a row is called regressed
+//! only on a bound corrected for judging many rows at once (Bonferroni).
 
 use super::stats::{self, Estimate};
 use super::{find, Row};
 
-/// The confidence with which every row's verdict holds together: the
-/// chance that any row of an unchanged build is called regressed is at
-/// most 5%.
+/// The confidence of the gate's two decisions: a build passes (every row
+/// within) while some row regressed beyond the threshold with a chance of
+/// at most 5%, and any row of an unchanged build is called regressed with
+/// a chance of at most 5%.
 pub const FAMILY_CONFIDENCE: f64 = 0.95;
+
+/// The confidence of the interval [`Comparison::interval_pct`] (90%):
+/// two-sided, each end a one-sided bound at [`FAMILY_CONFIDENCE`].
+pub const INTERVAL_CONFIDENCE: f64 = 2.0 * FAMILY_CONFIDENCE - 1.0;
 
 /// One compared measurement of `gate`.
 #[derive(Clone, Debug)]
@@ -24,23 +31,33 @@ pub struct Comparison {
     pub after: f64,
     /// Change in percent (positive: slower).
     pub change_pct: f64,
-    /// The change's confidence interval in percent, at
-    /// [`Comparison::confidence`].
+    /// The change's interval in percent at [`INTERVAL_CONFIDENCE`]: each end is a one-sided bound
+    /// at [`FAMILY_CONFIDENCE`]; its upper end judges whether the row is
+    /// within the threshold.
     pub interval_pct: (f64, f64),
-    /// Each row's confidence: [`FAMILY_CONFIDENCE`] shared among the rows
-    /// compared (Bonferroni).
+    /// The change's bounds in percent, each one-sided at
+    /// [`Comparison::confidence`]: a row regressed when the lower one lies
+    /// above the threshold.
+    pub corrected_pct: (f64, f64),
+    /// The confidence of [`Comparison::corrected_pct`]'s bounds:
+    /// [`FAMILY_CONFIDENCE`] shared among the rows compared (Bonferroni),
+    /// so that an unchanged build has any row called regressed with a
+    /// chance of at most 1 - [`FAMILY_CONFIDENCE`].
     pub confidence: f64,
-    /// The whole interval lies above the threshold.
+    /// The change lies above the threshold at [`Comparison::confidence`]
+    /// ([`Comparison::corrected_pct`]'s lower bound above it).
     pub regressed: bool,
-    /// The interval is wider than the threshold and reaches above it
-    /// without lying wholly above it: a change of the threshold's size could
-    /// not be told from none, so the row is not judged. An interval wider
-    /// than the threshold that lies wholly at or below it is judged: the
-    /// change is not a regression beyond the threshold, at the row's
-    /// confidence, whatever else it may be.
+    /// Neither within nor regressed, so a change of the threshold's size
+    /// could not be told from none. A row is within when the upper end of
+    /// [`Comparison::interval_pct`] lies at or below the threshold (no
+    /// regression beyond it, at [`FAMILY_CONFIDENCE`]: the run passes only
+    /// when every row does, so no row's bound needs correcting for the
+    /// others), or [`Comparison::corrected_pct`] is no wider than the
+    /// threshold.
     pub too_noisy: bool,
     /// About how many samples per measurement (in both runs) would narrow
-    /// the interval to the threshold, taken in [`Comparison::rounds_needed`]
+    /// [`Comparison::interval_pct`] to the threshold (enough to judge an
+    /// unchanged row), taken in [`Comparison::rounds_needed`]
     /// rounds: the interval narrows as one over the square root of the
     /// samples, and of the rounds when the rounds disagree.
     pub samples_needed: usize,
@@ -97,15 +114,20 @@ fn estimate(r: &Row, basis: &str) -> Estimate {
 /// Compares two runs row by row on ratios to same-run baselines or on
 /// machine units, where both runs have them, else on median time
 /// ([`basis`]): a figure relative to something measured beside it holds
-/// where absolute times move with the machine. Each change gets a confidence interval
-/// from both runs' intervals ([`stats::change_interval`]) at the
-/// confidence that makes all the rows' intervals hold together with
-/// [`FAMILY_CONFIDENCE`] (Bonferroni over the rows compared). A row
-/// regressed when its whole interval lies above `max_regression_pct`; it
-/// is within when its whole interval lies at or below the threshold, or the
-/// interval is no wider than the threshold; else it is not judged
-/// ([`Comparison::too_noisy`]): wider than the threshold and reaching
-/// across it. A figure without an
+/// where absolute times move with the machine. Each change gets its
+/// bounds from both runs' intervals ([`stats::change_interval`]). A row is
+/// within `max_regression_pct` when the change's one-sided upper bound at
+/// [`FAMILY_CONFIDENCE`] lies at or below it, or its interval at the
+/// corrected confidence below is no wider than it: the run passes only when
+/// every row is within, and such a pass, made of tests each at
+/// [`FAMILY_CONFIDENCE`], wrongly passes a regression with a chance of at
+/// most 5% without a correction (an intersection-union test, as
+/// bioequivalence's two one-sided tests are). A row regressed when the
+/// change's one-sided lower bound lies above the threshold at the
+/// confidence that holds for all the rows together with
+/// [`FAMILY_CONFIDENCE`] (Bonferroni over the rows compared): a regression
+/// is claimed of one row, and with many rows one would be by chance. Else
+/// it is not judged ([`Comparison::too_noisy`]). A figure without an
 /// interval (an older file, a count) is taken as exact. A row either run
 /// marks [`Row::baseline_only`] is shown and not judged, nor counted in the
 /// correction.
@@ -119,7 +141,8 @@ pub fn gate(before: &[Row], after: &[Row], max_regression_pct: f64) -> Vec<Compa
         .filter(|(b, a)| !(a.baseline_only || b.baseline_only))
         .count();
     let confidence = stats::bonferroni(FAMILY_CONFIDENCE, judged);
-    let z = stats::normal_quantile(0.5 + confidence / 2.0);
+    let z_regressed = stats::normal_quantile(confidence);
+    let z_within = stats::normal_quantile(FAMILY_CONFIDENCE);
     let threshold = max_regression_pct.max(0.0);
     pairs
         .into_iter()
@@ -131,15 +154,19 @@ pub fn gate(before: &[Row], after: &[Row], max_regression_pct: f64) -> Vec<Compa
             } else {
                 0.0
             };
-            let (lo, hi) = stats::change_interval(&x, &y, z);
-            let interval_pct = ((lo - 1.0) * 100.0, (hi - 1.0) * 100.0);
-            let width = interval_pct.1 - interval_pct.0;
+            let pct = |r: f64| (r - 1.0) * 100.0;
+            let (lo, hi) = stats::change_interval(&x, &y, z_within);
+            let interval_pct = (pct(lo), pct(hi));
+            let (lo, hi) = stats::change_interval(&x, &y, z_regressed);
+            let corrected_pct = (pct(lo), pct(hi));
             let baseline_only = a.baseline_only || b.baseline_only;
-            let regressed = !baseline_only && interval_pct.0 > threshold;
-            // A NaN width (no figure) is not judged either. An interval
-            // wholly at or below the threshold answers the gate's question
-            // (no regression beyond it) however wide it is.
-            let judgeable = width <= threshold || interval_pct.1 <= threshold;
+            let regressed = !baseline_only && corrected_pct.0 > threshold;
+            // A NaN width (no figure) is not judged either. An upper bound
+            // at or below the threshold answers the gate's question (no
+            // regression beyond it) however wide the interval is.
+            let judgeable =
+                corrected_pct.1 - corrected_pct.0 <= threshold || interval_pct.1 <= threshold;
+            let width = interval_pct.1 - interval_pct.0;
             let too_noisy = !baseline_only && !regressed && !judgeable;
             let samples = a.samples.max(b.samples).max(1);
             let rounds = a.round_medians.len().max(b.round_medians.len()).max(1);
@@ -163,6 +190,7 @@ pub fn gate(before: &[Row], after: &[Row], max_regression_pct: f64) -> Vec<Compa
                 after: y.value,
                 change_pct,
                 interval_pct,
+                corrected_pct,
                 confidence,
                 regressed,
                 too_noisy,
@@ -304,7 +332,7 @@ pub fn report(rows: &[Comparison], max_regression_pct: f64) -> GateReport {
         "baseline",
         "current",
         "change",
-        format!("interval @{:.2}%", confidence * 100.0),
+        format!("interval @{:.0}%", INTERVAL_CONFIDENCE * 100.0),
     );
     // Ratios as `1.234x`, machine units as `1.234 u`, times in their unit.
     let value = |c: &Comparison, v: f64| {
@@ -329,13 +357,13 @@ pub fn report(rows: &[Comparison], max_regression_pct: f64) -> GateReport {
             c.change_pct,
             format!("[{:+.1}%, {:+.1}%]", c.interval_pct.0, c.interval_pct.1),
             if c.regressed {
-                "REGRESSED"
+                format!("REGRESSED (>= {:+.1}%)", c.corrected_pct.0)
             } else if c.too_noisy {
-                "TOO NOISY"
+                "TOO NOISY".into()
             } else if c.baseline_only {
-                "(baseline)"
+                "(baseline)".into()
             } else {
-                "ok"
+                "ok".into()
             }
         );
     }
@@ -349,7 +377,7 @@ pub fn report(rows: &[Comparison], max_regression_pct: f64) -> GateReport {
     let judged = rows.len() - baselines;
     let _ = writeln!(
         out,
-        "{} regressed beyond {t}% (whole interval above it), {} within, {} too noisy to judge (interval wider than {t}% and reaching above it){}",
+        "{} regressed beyond {t}% (lower bound above it), {} within, {} too noisy to judge (interval reaching above {t}%, too wide to tell){}",
         bad.len(),
         judged - bad.len() - noisy.len(),
         noisy.len(),
@@ -359,11 +387,16 @@ pub fn report(rows: &[Comparison], max_regression_pct: f64) -> GateReport {
             String::new()
         }
     );
+    let family = FAMILY_CONFIDENCE * 100.0;
     let _ = writeln!(
         out,
-        "each interval at {:.2}%, so that all {judged} hold together at {:.0}% (Bonferroni)",
+        "within: the interval's upper end (a one-sided {family:.0}% bound) at or below {t}%, or the change's bounds at {:.2}% no more than {t}% apart; the run passes when every row is within, which holds at {family:.0}% with no correction",
         confidence * 100.0,
-        FAMILY_CONFIDENCE * 100.0
+    );
+    let _ = writeln!(
+        out,
+        "regressed: the change's lower bound at {:.2}% (one-sided) above {t}% (shown in the verdict), so that all {judged} rows hold together at {family:.0}% (Bonferroni)",
+        confidence * 100.0,
     );
     let exact_before = rows.iter().filter(|c| c.baseline_exact).count();
     let exact_after = rows.iter().filter(|c| c.current_exact).count();
@@ -399,7 +432,7 @@ pub fn report(rows: &[Comparison], max_regression_pct: f64) -> GateReport {
         return GateReport {
             table: out,
             error: Some(format!(
-                "{} benchmark(s) could not be judged: the interval of their change is wider than the {t}% they are held to and reaches above it (widest: {} at [{:+.1}%, {:+.1}%]); measure with about {} samples each in {} rounds (`bench --samples {} --rounds {}`), or gate on instruction counts (ci/instructions.sh)",
+                "{} benchmark(s) could not be judged: the interval of their change reaches above the {t}% they are held to and is too wide to tell (widest: {} at [{:+.1}%, {:+.1}%]); measure with about {} samples each in {} rounds (`bench --samples {} --rounds {}`), or gate on instruction counts (ci/instructions.sh)",
                 noisy.len(),
                 worst.name,
                 worst.interval_pct.0,

@@ -157,8 +157,10 @@ enum Command {
         /// confidence interval, lies above the threshold.
         #[arg(long)]
         criterion: Option<PathBuf>,
-        /// Allowed slowdown in percent: a benchmark regressed when the
-        /// whole confidence interval of its change lies above it.
+        /// Allowed slowdown in percent: a benchmark regressed when its
+        /// change's lower bound (at the confidence corrected for the number
+        /// of rows) lies above it, and is within when the upper bound (one-
+        /// sided, 95%) lies at or below it.
         #[arg(long, default_value_t = 10.0, allow_negative_numbers = true)]
         max_regression: f64,
     },
