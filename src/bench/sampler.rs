@@ -261,9 +261,14 @@ pub fn machine_unit() {
 }
 
 /// As [`time_alternating`], with a batch of [`machine_unit`] (a quarter
-/// of `target`) sampled in each turn after the operations: every result
-/// carries the units' samples ([`Stats::units`]), so each can be read in
-/// machine units and at full speed ([`Stats::at_full_speed`]).
+/// of `target`) sampled before the first turn and after each: every
+/// result carries, for each turn, the mean of the two unit batches either
+/// side of it ([`Stats::units`]), so each sample can be read in machine
+/// units and at full speed ([`Stats::at_full_speed`]). A turn counts as
+/// at full speed only when the machine ran at full speed both as it began
+/// and as it ended: with slow operations (a turn of tens of milliseconds
+/// or more) the batch after it alone misses a slow stretch that ended
+/// within it.
 pub fn time_in_units(samples: usize, target: Duration, ops: &mut [&mut dyn FnMut()]) -> Vec<Stats> {
     let batches: Vec<usize> = ops.iter_mut().map(|op| calibrate(target, op)).collect();
     let unit = calibrate(target / 4, &mut machine_unit);
@@ -271,11 +276,14 @@ pub fn time_in_units(samples: usize, target: Duration, ops: &mut [&mut dyn FnMut
     let mut units = Vec::with_capacity(samples);
     let start = Instant::now();
     let per_turn = target.saturating_mul(ops.len().max(1) as u32) + target / 4;
+    let mut before = sample(unit, &mut machine_unit);
     while more(units.len(), samples, per_turn, start) {
         for ((op, batch), o) in ops.iter_mut().zip(&batches).zip(&mut out) {
             o.push(sample(*batch, op));
         }
-        units.push(sample(unit, &mut machine_unit));
+        let after = sample(unit, &mut machine_unit);
+        units.push((before + after) / 2.0);
+        before = after;
     }
     out.into_iter()
         .map(|s| Stats {
@@ -312,10 +320,11 @@ fn sample(batch: usize, op: &mut impl FnMut()) -> f64 {
 }
 
 /// Times each call of `op` on its own: at least `min_ops` calls, then on
-/// until `budget` has passed or `max_ops` calls were made; each call is
-/// followed by a batch of [`machine_unit`] about as long as one call, timed
-/// on its own ([`Stats::units`]), so each latency can also be read in
-/// units of what the machine did beside it. The samples are per-call
+/// until `budget` has passed or `max_ops` calls were made; a batch of
+/// [`machine_unit`] about as long as one call is timed on its own before
+/// the first call and after each, and each call's unit
+/// ([`Stats::units`]) is the mean of the two either side of it, so each
+/// latency can also be read in units of what the machine did around it. The samples are per-call
 /// nanoseconds in the order taken (the tails' quantiles: [`Tail`]); each
 /// includes reading the clock twice (tens of nanoseconds).
 pub fn latencies(budget: Duration, min_ops: usize, max_ops: usize, mut op: impl FnMut()) -> Stats {
@@ -330,11 +339,14 @@ pub fn latencies(budget: Duration, min_ops: usize, max_ops: usize, mut op: impl 
     let start = Instant::now();
     let mut calls = Vec::with_capacity(max_ops.min(1 << 20));
     let mut units = Vec::with_capacity(max_ops.min(1 << 20));
+    let mut before = unit_sample(batch);
     while calls.len() < min_ops || (calls.len() < max_ops && start.elapsed() < budget) {
         let t = Instant::now();
         op();
         calls.push(t.elapsed().as_nanos() as f64);
-        units.push(unit_sample(batch));
+        let after = unit_sample(batch);
+        units.push((before + after) / 2.0);
+        before = after;
     }
     Stats {
         units,
