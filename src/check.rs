@@ -50,14 +50,27 @@ impl EngineFactory for EngineSpec {
     }
 }
 
-/// An engine spec with the engine's own build options
-/// (`--engine-options`), added to every build a scenario asks for.
-#[derive(Clone, Debug)]
+/// The engine under test: an engine spec with the engine's own build
+/// options (`--engine-options`, `REFIT_ENGINE_OPTIONS`,
+/// [`Suite::engine_options`](crate::suite::Suite::engine_options)), added
+/// to every build a scenario, a child process or a benchmark asks for. The
+/// one place those options live; [`BuildOptions::engine_options`] carries
+/// them to the engine, build by build.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SpecFactory {
     /// The engine.
     pub spec: EngineSpec,
     /// A JSON object passed through to the engine, if any.
     pub options: Option<String>,
+}
+
+impl From<EngineSpec> for SpecFactory {
+    fn from(spec: EngineSpec) -> Self {
+        SpecFactory {
+            spec,
+            options: None,
+        }
+    }
 }
 
 impl EngineFactory for SpecFactory {
@@ -190,10 +203,6 @@ pub struct CheckConfig {
     /// fails (`None`: the `refit-harness check --regressions` command).
     #[serde(default)]
     pub replay: Option<String>,
-    /// The engine's own build options, a JSON object passed through to
-    /// every build (`--engine-options`); used by the child processes of
-    /// [`CheckConfig::isolation`] (an in-process factory applies its own).
-    pub engine_options: Option<String>,
     /// Where stress scenarios draw their timelines
     /// (`timeline_<scenario>.svg`); `None`: not drawn. `check` puts them in
     /// its report folder.
@@ -235,7 +244,6 @@ impl CheckConfig {
             allow_inconclusive: false,
             fail_on_skip: false,
             live: false,
-            engine_options: None,
             plots: None,
             isolation: None,
         })

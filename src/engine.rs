@@ -320,10 +320,12 @@ pub struct BuildOptions {
     /// Build with refit support (the runtimes' `enable_refit`). Without it,
     /// [`Engine::refitter`] fails.
     pub enable_refit: bool,
-    /// The engine's own build options, a JSON object (`--engine-options`):
-    /// a plugin receives its members in `options_json` beside
-    /// `enable_refit`, unchanged; the built-in engines take only
-    /// `scalar_weights` and refuse any other key.
+    /// The engine's own build options, a JSON object (`--engine-options`),
+    /// for this build: a plugin receives its members in `options_json`
+    /// beside `enable_refit`, unchanged; the built-in engines take only
+    /// `scalar_weights` and refuse any other key. The engine under test's
+    /// options live in its [`SpecFactory`](crate::check::SpecFactory),
+    /// which puts them here in every build it makes.
     pub engine_options: Option<String>,
 }
 

@@ -33,7 +33,7 @@ use crate::spec::EngineSpec;
 /// The engine under test.
 #[derive(Clone)]
 enum Under {
-    Spec(EngineSpec),
+    Spec(SpecFactory),
     Factory(Arc<dyn EngineFactory>),
 }
 
@@ -46,7 +46,6 @@ pub struct Suite {
     seconds: Option<f64>,
     stress_ms: Option<u64>,
     timeout: Duration,
-    engine_options: Option<String>,
     skip: Vec<String>,
     fail_on_skip: bool,
     regressions: Option<PathBuf>,
@@ -61,7 +60,6 @@ impl Suite {
             seconds: None,
             stress_ms: None,
             timeout: isolate::DEFAULT_TIMEOUT,
-            engine_options: None,
             skip: Vec::new(),
             fail_on_skip: false,
             regressions: None,
@@ -105,8 +103,10 @@ impl Suite {
                 panic!("REFIT_ENGINE: {e}");
             }
         }
-        let mut s = Suite::new(Under::Spec(spec));
-        s.engine_options = isolate::engine_options_from_env().unwrap_or_else(|e| panic!("{e}"));
+        let mut s = Suite::new(Under::Spec(SpecFactory {
+            spec,
+            options: isolate::engine_options_from_env().unwrap_or_else(|e| panic!("{e}")),
+        }));
         s.timeout = isolate::timeout_from_env().unwrap_or_else(|e| panic!("{e}"));
         s.regressions = std::env::var_os("REFIT_REGRESSIONS")
             .filter(|v| !v.is_empty())
@@ -121,7 +121,9 @@ impl Suite {
     /// When the spec names no engine.
     pub fn spec(spec: &str) -> Self {
         Suite::new(Under::Spec(
-            spec.parse().unwrap_or_else(|e| panic!("engine spec: {e}")),
+            spec.parse::<EngineSpec>()
+                .unwrap_or_else(|e| panic!("engine spec: {e}"))
+                .into(),
         ))
     }
 
@@ -166,8 +168,20 @@ impl Suite {
 
     /// The engine's own build options, a JSON object (a plugin receives
     /// them in `options_json`).
+    ///
+    /// # Panics
+    /// On a suite of [`Suite::factory`]: a Rust engine's factory builds
+    /// with its own options, and options it would never see must not pass
+    /// as tested.
     pub fn engine_options(mut self, json: impl Into<String>) -> Self {
-        self.engine_options = Some(json.into());
+        match &mut self.under {
+            Under::Spec(s) => s.options = Some(json.into()),
+            Under::Factory(f) => panic!(
+                "engine_options: the suite of {} builds its engines with its own factory, \
+                 which takes its options itself",
+                f.name()
+            ),
+        }
         self
     }
 
@@ -194,12 +208,9 @@ impl Suite {
         self
     }
 
-    fn factory_with(&self, options: Option<String>) -> Box<dyn EngineFactory> {
+    fn engine(&self) -> Box<dyn EngineFactory> {
         match &self.under {
-            Under::Spec(spec) => Box::new(SpecFactory {
-                spec: spec.clone(),
-                options,
-            }),
+            Under::Spec(spec) => Box::new(spec.clone()),
             Under::Factory(f) => Box::new(Shared(Arc::clone(f))),
         }
     }
@@ -224,7 +235,7 @@ impl Suite {
             "unknown scenario '{scenario}'"
         );
         if self.skip.iter().any(|s| s == scenario) {
-            let engine = self.factory_with(None).name();
+            let engine = self.engine().name();
             println!("{scenario} on {engine}: left out by the suite (not run)");
             return;
         }
@@ -234,7 +245,7 @@ impl Suite {
             let config = PathBuf::from(parts.next().unwrap_or_default());
             let item = parts.next().and_then(|i| i.parse().ok()).unwrap_or(0);
             let contract = parts.next() == Some("1");
-            let code = isolate::child_run(&|o| self.factory_with(o), &config, item, contract);
+            let code = isolate::child_run(self.engine().as_ref(), &config, item, contract);
             std::process::exit(if code == std::process::ExitCode::SUCCESS {
                 0
             } else {
@@ -256,7 +267,6 @@ impl Suite {
         }
         config.only = vec![scenario.to_string()];
         config.fail_on_skip = self.fail_on_skip;
-        config.engine_options = self.engine_options.clone();
         let saved = self.regressions.clone().unwrap_or_else(|| {
             let base = target_tmp.map(PathBuf::from).unwrap_or_else(|| {
                 // target/<profile>/deps/<test binary> -> target/tmp
@@ -280,7 +290,7 @@ impl Suite {
             Some((_, rest)) => format!("{rest}::{scenario}"),
             None => scenario.to_string(),
         };
-        let factory = self.factory_with(self.engine_options.clone());
+        let factory = self.engine();
         let engine = factory.name();
         // The engine must build the seed model before anything is judged:
         // a plugin whose runtime is missing fails here with its own message.

@@ -13,7 +13,6 @@ fn tiny(dir: &std::path::Path) -> BenchConfig {
         sample_time: Duration::from_millis(3),
         sizes: vec![36, 4096],
         scratch: dir.to_path_buf(),
-        options: Default::default(),
         resnet18: Some(32),
         rounds: 2,
     }

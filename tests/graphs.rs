@@ -316,6 +316,23 @@ fn a_scalar_parameter_is_refittable_when_listed() {
             o.verdict.detail()
         );
     }
+    // The same from the command line, each scenario in a child process:
+    // the options travel with the engine into the child.
+    let report = scratch.path().join("report");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_refit-harness"))
+        .args(["check", "--engine", "reference", "--engine-options", listed])
+        .arg("--model")
+        .arg(&m)
+        .args(["--scenario", "round_trip", "--report"])
+        .arg(&report)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && text.contains("7 weight(s)"),
+        "{text}"
+    );
     let o = BuildOptions {
         engine_options: Some(r#"{"scalar_weights": ["fc1.weight"]}"#.into()),
         ..BuildOptions::default()

@@ -374,3 +374,11 @@ fn the_tiny_engine_refitting_in_place_is_caught() {
         .iter()
         .all(|o| o.verdict.detail().contains("torn")));
 }
+
+/// Engine options on a suite of a Rust engine's factory, which builds with
+/// its own options and would never see them, are refused.
+#[test]
+#[should_panic(expected = "builds its engines with its own factory")]
+fn engine_options_on_a_rust_factory_are_refused() {
+    let _ = refit_harness::suite::Suite::factory(Tiny { torn: false }).engine_options("{}");
+}

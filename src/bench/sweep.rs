@@ -75,8 +75,6 @@ pub struct BenchConfig {
     pub sizes: Vec<usize>,
     /// Where generated models go.
     pub scratch: PathBuf,
-    /// How engines are built (the engine's own options among them).
-    pub options: BuildOptions,
     /// The input size (`size` x `size`) of the ResNet-18 measurements
     /// ([`build::resnet18`]); `None` leaves them out.
     pub resnet18: Option<usize>,
@@ -99,7 +97,6 @@ impl BenchConfig {
                 vec![36, 4 << 10, 256 << 10, 16 << 20, 256 << 20]
             },
             scratch: scratch.to_path_buf(),
-            options: BuildOptions::default(),
             resnet18: Some(if quick { 64 } else { 112 }),
             rounds: if quick { 6 } else { 8 },
         }
@@ -146,52 +143,32 @@ pub fn oracle_model() -> ConvChain {
     chain
 }
 
-/// Writes the model `bytes` as `name` and builds the engine under test on
-/// it, with the engine's own options.
+/// Writes the model `bytes` as `name` and builds `spec`'s engine on it,
+/// refittable: the engine under test, whose factory adds its own options
+/// ([`crate::check::SpecFactory`]), or a baseline of the harness's own (the
+/// null and reference engines), built without them.
 fn open(
     spec: &dyn EngineFactory,
     cfg: &BenchConfig,
     name: &str,
     bytes: &[u8],
 ) -> Result<(PathBuf, Box<dyn Engine>)> {
-    open_with(spec, cfg, name, bytes, &cfg.options)
+    let path = cfg.scratch.join(name);
+    write_synced(&path, bytes)?;
+    let engine = spec.open(&path, &BuildOptions::default())?;
+    Ok((path, engine))
 }
 
-/// As [`open`], for a baseline engine of the harness's own (the null and
-/// reference engines): built without the vendor's engine options, which
-/// are not theirs.
-fn baseline(
-    spec: &dyn EngineFactory,
-    cfg: &BenchConfig,
-    name: &str,
-    bytes: &[u8],
-) -> Result<(PathBuf, Box<dyn Engine>)> {
-    open_with(spec, cfg, name, bytes, &BuildOptions::default())
-}
-
-/// The seed model on `spec` without the engine options: a baseline the
-/// rows of the engine under test divide by.
+/// The seed model on `spec`, a baseline the rows of the engine under test
+/// divide by.
 fn seed_baseline(spec: &dyn EngineFactory, cfg: &BenchConfig) -> Result<Box<dyn Engine>> {
-    baseline(
+    open(
         spec,
         cfg,
         "seed_conv.onnx",
         &fixtures::seed_model().to_bytes(),
     )
     .map(|(_, e)| e)
-}
-
-fn open_with(
-    spec: &dyn EngineFactory,
-    cfg: &BenchConfig,
-    name: &str,
-    bytes: &[u8],
-    options: &BuildOptions,
-) -> Result<(PathBuf, Box<dyn Engine>)> {
-    let path = cfg.scratch.join(name);
-    write_synced(&path, bytes)?;
-    let engine = spec.open(&path, options)?;
-    Ok((path, engine))
 }
 
 /// Writes `bytes` to `path` and waits until they are on disk: the kernel
@@ -682,7 +659,7 @@ fn round(
     );
     drop((dctx, vctx, direct, via));
     progress(&format!("abi/refit_{ABI_REFIT_BYTES}"));
-    let (_, via) = baseline(
+    let (_, via) = open(
         &LinkedPlugin("reference"),
         cfg,
         "sized.onnx",
@@ -748,10 +725,7 @@ fn round(
     // The refittability tax: the same model built without refit, samples
     // alternating with the refittable build's.
     progress(&format!("refit_tax/{label}"));
-    let plain = BuildOptions {
-        enable_refit: false,
-        ..cfg.options.clone()
-    };
+    let plain = BuildOptions::refit(false);
     match spec.open(&cfg.scratch.join(format!("{label}.onnx")), &plain) {
         Ok(frozen) => {
             let mut fctx = frozen.context()?;
@@ -980,7 +954,7 @@ fn round(
             k += 1;
             refit_to(wide.as_ref(), &s, k)
         },
-        || reload_once(spec, cfg, &reload_path),
+        || reload_once(spec, &reload_path),
         &mut fallible,
     );
     rows.add(
@@ -1029,8 +1003,9 @@ fn evaluate(oracle: &Oracle, x: &[Tensor], path: &Path) -> Result<()> {
 /// (new weights, written beforehand: how fast the disk takes a file is the
 /// machine's, not the engine's, and varies from run to run with what the
 /// kernel has left to write back).
-fn reload_once(spec: &dyn EngineFactory, cfg: &BenchConfig, path: &Path) -> Result<()> {
-    spec.open(path, &cfg.options).map(|e| drop(black_box(e)))
+fn reload_once(spec: &dyn EngineFactory, path: &Path) -> Result<()> {
+    spec.open(path, &BuildOptions::default())
+        .map(|e| drop(black_box(e)))
 }
 
 /// Reloading instead of refitting: the model `bytes` (new weights) written
@@ -1050,7 +1025,7 @@ fn reload(
     Ok(time_in_units(
         cfg.samples,
         cfg.sample_time,
-        &mut [&mut || fallible(reload_once(spec, cfg, &path))],
+        &mut [&mut || fallible(reload_once(spec, &path))],
     )
     .swap_remove(0))
 }
@@ -1145,7 +1120,7 @@ fn resnet18(
     progress("resnet18/oracle");
     let x = ones_inputs(engine.as_ref());
     {
-        let (_, reference) = baseline(&EngineSpec::Reference, cfg, "resnet18.onnx", &bytes)?;
+        let (_, reference) = open(&EngineSpec::Reference, cfg, "resnet18.onnx", &bytes)?;
         let mut ctx = reference.context()?;
         let mut out = Vec::new();
         let oracle = Oracle::with_judge(crate::model::Model::load(&path)?, Judge::F32);

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
+use refit_harness::check::EngineFactory as _;
 use refit_harness::defects::Defect;
 use refit_harness::engine::{BuildOptions, Engine};
 use refit_harness::spec::EngineSpec;
@@ -207,6 +208,8 @@ enum Command {
         /// The engine spec.
         #[arg(long)]
         engine: EngineSpec,
+        #[command(flatten)]
+        options: EngineOptions,
         /// The run's configuration, as `check` wrote it.
         #[arg(long)]
         config: PathBuf,
@@ -297,10 +300,11 @@ impl EngineOptions {
         Ok(self.json.clone())
     }
 
-    fn build(&self) -> anyhow::Result<BuildOptions> {
-        Ok(BuildOptions {
-            engine_options: self.get()?,
-            ..BuildOptions::default()
+    /// The engine under test: `spec` with these options.
+    fn engine(&self, spec: EngineSpec) -> anyhow::Result<check::SpecFactory> {
+        Ok(check::SpecFactory {
+            spec,
+            options: self.get()?,
         })
     }
 }
@@ -381,8 +385,8 @@ fn open(
     model: &std::path::Path,
     options: &EngineOptions,
 ) -> anyhow::Result<Box<dyn Engine>> {
-    let spec: EngineSpec = engine.parse()?;
-    Ok(spec.open(model, &options.build()?)?)
+    let engine = options.engine(engine.parse()?)?;
+    Ok(engine.open(model, &BuildOptions::default())?)
 }
 
 /// Progress on stderr. Live updates from a stress run overwrite the line
@@ -459,14 +463,14 @@ fn without(only: Vec<String>, skip: &[String]) -> anyhow::Result<Vec<String>> {
 /// model (in a child process unless `in_process`).
 #[allow(clippy::too_many_arguments)]
 fn preflight(
-    spec: &EngineSpec,
+    engine: &check::SpecFactory,
     models: &[PathBuf],
     only: &[String],
     sanitizer: Option<check::sanitizer::Sanitizer>,
     seed: &std::path::Path,
-    engine_options: Option<&str>,
     in_process: bool,
 ) -> anyhow::Result<()> {
+    let spec = &engine.spec;
     for s in only {
         known_scenario(s, "")?;
     }
@@ -507,11 +511,8 @@ fn preflight(
         )
     );
     if in_process {
-        let options = BuildOptions {
-            engine_options: engine_options.map(str::to_string),
-            ..BuildOptions::default()
-        };
-        spec.open(seed, &options)
+        engine
+            .open(seed, &BuildOptions::default())
             .map(drop)
             .with_context(|| what.clone())?;
         return Ok(());
@@ -520,7 +521,7 @@ fn preflight(
     child
         .args(["load-plugin", "--engine", &spec.to_string(), "--model"])
         .arg(seed);
-    if let Some(j) = engine_options {
+    if let Some(j) = &engine.options {
         child.args(["--engine-options", j]);
     }
     if let Some(s) = sanitizer {
@@ -576,14 +577,14 @@ fn run_check(
     report: &std::path::Path,
 ) -> anyhow::Result<check::CheckReport> {
     args.validate()?;
+    let engine = args.options.engine(spec.clone())?;
     let mut config = check::CheckConfig::with_fixtures(scratch)?;
     preflight(
-        spec,
+        &engine,
         &models,
         &only,
         args.sanitizer,
         &scratch.join("models").join(fixtures::SEED_MODEL),
-        args.options.get()?.as_deref(),
         args.in_process,
     )?;
     if !models.is_empty() {
@@ -613,22 +614,17 @@ fn run_check(
         std::fs::write(&saved, seeds).with_context(|| format!("write {}", saved.display()))?;
     }
     config.regressions = Some(saved);
-    config.engine_options = args.options.get()?;
     config.plots = Some(report.to_path_buf());
     if !args.in_process {
-        let mut iso = check::Isolation::current_exe(spec.clone())?;
+        let mut iso = check::Isolation::current_exe(engine.clone())?;
         iso.timeout = Duration::from_secs_f64(args.timeout);
         if let Some(s) = args.sanitizer {
             iso = iso.with_sanitizer(s)?;
         }
         config.isolation = Some(iso);
     }
-    let factory = check::SpecFactory {
-        spec: spec.clone(),
-        options: config.engine_options.clone(),
-    };
     let mut prefix = String::new();
-    Ok(check::run(&factory, &config, &mut |p| {
+    Ok(check::run(&engine, &config, &mut |p| {
         progress(p, &mut prefix)
     }))
 }
@@ -678,20 +674,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             model,
             options,
         } => {
-            let spec: EngineSpec = engine.parse()?;
-            if let EngineSpec::Plugin(path) = &spec {
+            let engine = options.engine(engine.parse()?)?;
+            if let EngineSpec::Plugin(path) = &engine.spec {
                 refit_harness::ffi::Plugin::load(path)?;
             }
             if let Some(m) = model {
-                drop(spec.open(&m, &options.build()?)?);
+                drop(engine.open(&m, &BuildOptions::default())?);
             }
         }
         Command::RunItem {
             engine,
+            options,
             config,
             item,
             contract,
-        } => return Ok(check::isolate::child_main(&engine, &config, item, contract)),
+        } => {
+            let engine = options.engine(engine)?;
+            return Ok(check::isolate::child_main(&engine, &config, item, contract));
+        }
         Command::GenModel { out } => {
             for path in fixtures::write_all(&out)? {
                 println!("wrote {}", path.display());
@@ -811,7 +811,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out,
             options,
         } => {
-            let spec: EngineSpec = engine.parse()?;
+            let engine = options.engine(engine.parse()?)?;
             let scratch = tempfile::tempdir()?;
             let mut cfg = bench::BenchConfig::new(quick, scratch.path());
             if let Some(n) = samples {
@@ -828,8 +828,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
                 cfg.rounds = r;
             }
-            cfg.options = options.build()?;
-            let rows = bench::run(&spec, &cfg, &mut |m| eprintln!("  measuring {m}"))?;
+            let rows = bench::run(&engine, &cfg, &mut |m| eprintln!("  measuring {m}"))?;
             let dir = out.unwrap_or_else(|| {
                 let mut d = report::run_dir("reports".as_ref()).into_os_string();
                 d.push("-bench");

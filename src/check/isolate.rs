@@ -19,9 +19,11 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+#[cfg(doc)]
 use crate::spec::EngineSpec;
 
 use super::sanitizer::Sanitizer;
+use super::SpecFactory;
 pub use child::child_main;
 pub(crate) use child::child_run;
 pub(super) use parent::run_child;
@@ -58,11 +60,13 @@ pub struct Isolation {
 /// What a child process runs.
 #[derive(Clone, Debug)]
 pub enum Child {
-    /// The harness binary's `run-item`, opening this engine.
-    Harness(EngineSpec),
+    /// The harness binary's `run-item`, opening this engine with its own
+    /// options.
+    Harness(SpecFactory),
     /// A test binary running test `test` alone, which finds its job in
     /// [`CHILD_ENV`] ([`crate::suite`]) and opens the vendor's engine,
-    /// `engine` by name.
+    /// `engine` by name, as the test itself does (the same builder, the
+    /// same environment, so the same engine options).
     Test {
         /// The test's full name.
         test: String,
@@ -75,7 +79,7 @@ impl Child {
     /// The engine's name, for reports.
     pub fn engine(&self) -> String {
         match self {
-            Child::Harness(spec) => spec.to_string(),
+            Child::Harness(engine) => engine.spec.to_string(),
             Child::Test { engine, .. } => engine.clone(),
         }
     }
@@ -86,10 +90,11 @@ impl Child {
 pub const CHILD_ENV: &str = "REFIT_HARNESS_CHILD";
 
 impl Isolation {
-    /// Children of `program`, the harness binary, opening `engine`, with
+    /// Children of `program`, the harness binary, opening `engine` (an
+    /// [`EngineSpec`], or a [`SpecFactory`] with the engine's options), with
     /// the default timeout.
-    pub fn new(program: impl Into<PathBuf>, engine: EngineSpec) -> Self {
-        Isolation::of(program, Child::Harness(engine))
+    pub fn new(program: impl Into<PathBuf>, engine: impl Into<SpecFactory>) -> Self {
+        Isolation::of(program, Child::Harness(engine.into()))
     }
 
     /// Children of `program` running `child`, with the default timeout.
@@ -117,7 +122,7 @@ impl Isolation {
     ///
     /// # Errors
     /// When the running binary cannot be found.
-    pub fn current_exe(engine: EngineSpec) -> std::io::Result<Self> {
+    pub fn current_exe(engine: impl Into<SpecFactory>) -> std::io::Result<Self> {
         Ok(Isolation::new(std::env::current_exe()?, engine))
     }
 }

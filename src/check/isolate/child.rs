@@ -7,33 +7,22 @@ use std::process::ExitCode;
 
 use super::wire::{config_from_json, Outcome};
 use super::{CONTRACT_MARK, OUTCOME_MARK};
-use crate::check::{plan, run_one, Cx};
+use crate::check::{plan, run_one, Cx, EngineFactory, SpecFactory};
 use crate::engine::BuildOptions;
-use crate::spec::EngineSpec;
 
 /// The `run-item` command: runs plan item `item` of the configuration in
-/// `config` on `engine` and prints its outcome. Exit code 0 whenever an
-/// outcome was printed.
-pub fn child_main(engine: &EngineSpec, config: &Path, item: usize, contract: bool) -> ExitCode {
-    child_run(
-        &|options| {
-            Box::new(crate::check::SpecFactory {
-                spec: engine.clone(),
-                options,
-            })
-        },
-        config,
-        item,
-        contract,
-    )
+/// `config` on `engine` (with its own options) and prints its outcome.
+/// Exit code 0 whenever an outcome was printed.
+pub fn child_main(engine: &SpecFactory, config: &Path, item: usize, contract: bool) -> ExitCode {
+    child_run(engine, config, item, contract)
 }
 
 /// Runs plan item `item` of the configuration in `config` on the engine
-/// `factory` makes (given the configuration's engine options) and prints
-/// its outcome: the body of every child process, whether the harness
-/// binary (`run-item`) or a test binary ([`crate::suite`]).
+/// `factory` makes and prints its outcome: the body of every child
+/// process, whether the harness binary (`run-item`) or a test binary
+/// ([`crate::suite`]).
 pub(crate) fn child_run(
-    factory: &dyn Fn(Option<String>) -> Box<dyn crate::check::EngineFactory>,
+    factory: &dyn EngineFactory,
     config: &Path,
     item: usize,
     contract: bool,
@@ -54,8 +43,6 @@ pub(crate) fn child_run(
         Ok(c) => c,
         Err(e) => return fail(format!("{}: {e}", config.display())),
     };
-    let factory = factory(config.engine_options.clone());
-    let factory = factory.as_ref();
     let plan = plan(&config);
     let Some((scenario, model)) = plan.get(item) else {
         return fail(format!("item {item} of {}", plan.len()));

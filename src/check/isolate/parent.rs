@@ -73,14 +73,17 @@ pub(in crate::check) fn run_child(
 ) -> ChildResult {
     let mut cmd = Command::new(&iso.program);
     match &iso.child {
-        Child::Harness(spec) => {
+        Child::Harness(engine) => {
             cmd.arg("run-item")
                 .arg("--engine")
-                .arg(spec.to_string())
+                .arg(engine.spec.to_string())
                 .arg("--config")
                 .arg(config_file)
                 .arg("--item")
                 .arg(item.to_string());
+            if let Some(json) = &engine.options {
+                cmd.arg("--engine-options").arg(json);
+            }
             if contract {
                 cmd.arg("--contract");
             }

@@ -89,7 +89,6 @@ mod tests {
             allow_inconclusive: true,
             fail_on_skip: false,
             live: false,
-            engine_options: Some(r#"{"slowdown": 2}"#.into()),
             plots: Some("/p".into()),
             isolation: Some(Isolation::new(
                 "/bin/true",
