@@ -159,9 +159,9 @@ fn open(
     Ok((path, engine))
 }
 
-/// The seed model on `spec`, a baseline the rows of the engine under test
-/// divide by.
-fn seed_baseline(spec: &dyn EngineFactory, cfg: &BenchConfig) -> Result<Box<dyn Engine>> {
+/// The seed model on `spec`: the engine under test, or a baseline the
+/// rows of the engine under test divide by.
+fn open_seed(spec: &dyn EngineFactory, cfg: &BenchConfig) -> Result<Box<dyn Engine>> {
     open(
         spec,
         cfg,
@@ -226,30 +226,36 @@ fn refit_and_memcpy(
     }
 }
 
-/// Two operations that can fail, a sample of each in turn and of the
-/// machine unit ([`time_in_units`]): the first error of either goes to
-/// `fallible` once the measurement ends.
+/// Operations that can fail, a sample of each in turn and of the machine
+/// unit ([`time_in_units`]): the first error goes to `fallible` once the
+/// measurement ends.
+fn time_fallible(
+    cfg: &BenchConfig,
+    ops: &mut [&mut dyn FnMut() -> Result<()>],
+    fallible: &mut dyn FnMut(Result<()>),
+) -> Vec<Stats> {
+    let errs = FirstError::default();
+    let mut noted: Vec<Box<dyn FnMut() + '_>> = ops
+        .iter_mut()
+        .map(|op| Box::new(|| errs.note(op())) as Box<dyn FnMut()>)
+        .collect();
+    let mut refs: Vec<&mut dyn FnMut()> = noted.iter_mut().map(|b| b.as_mut() as _).collect();
+    let t = time_in_units(cfg.samples, cfg.sample_time, &mut refs);
+    drop(refs);
+    drop(noted);
+    fallible(errs.into_result());
+    t
+}
+
+/// [`time_fallible`] for two operations.
 fn time_pair_fallible(
     cfg: &BenchConfig,
     mut a: impl FnMut() -> Result<()>,
     mut b: impl FnMut() -> Result<()>,
     fallible: &mut dyn FnMut(Result<()>),
 ) -> (Stats, Stats) {
-    let (mut ea, mut eb) = (None, None);
-    let mut a = || {
-        if let Err(e) = a() {
-            ea.get_or_insert(e);
-        }
-    };
-    let mut b = || {
-        if let Err(e) = b() {
-            eb.get_or_insert(e);
-        }
-    };
-    let mut s = time_in_units(cfg.samples, cfg.sample_time, &mut [&mut a, &mut b]).into_iter();
-    let t = (s.next().unwrap_or_default(), s.next().unwrap_or_default());
-    fallible(ea.or(eb).map_or(Ok(()), Err));
-    t
+    let mut s = time_fallible(cfg, &mut [&mut a, &mut b], fallible).into_iter();
+    (s.next().unwrap_or_default(), s.next().unwrap_or_default())
 }
 
 /// The source and destination of a memcpy baseline of `bytes` bytes, both
@@ -587,12 +593,7 @@ fn round(
     }
 
     progress("refit_rate/seed_conv");
-    let (_, seed) = open(
-        spec,
-        cfg,
-        "seed_conv.onnx",
-        &fixtures::seed_model().to_bytes(),
-    )?;
+    let seed = open_seed(spec, cfg)?;
     let x = ones_inputs(seed.as_ref());
     let mut ctx = seed.context()?;
     let mut out = Vec::new();
@@ -620,7 +621,7 @@ fn round(
         (&LinkedPlugin("null"), "abi_"),
     ] {
         progress(&format!("floor/{kind}seed_conv"));
-        let null = seed_baseline(factory, cfg)?;
+        let null = open_seed(factory, cfg)?;
         let mut nctx = null.context()?;
         let mut out = Vec::new();
         let ns = sets(null.as_ref(), false);
@@ -641,8 +642,8 @@ fn round(
     // loader (the reference plugin linked into this program), samples
     // alternating.
     progress("abi/seed_conv");
-    let direct = seed_baseline(&EngineSpec::Reference, cfg)?;
-    let via = seed_baseline(&LinkedPlugin("reference"), cfg)?;
+    let direct = open_seed(&EngineSpec::Reference, cfg)?;
+    let via = open_seed(&LinkedPlugin("reference"), cfg)?;
     let (mut dctx, mut vctx) = (direct.context()?, via.context()?);
     let (mut dout, mut vout) = (Vec::new(), Vec::new());
     let (d, v) = time_pair_fallible(
@@ -902,22 +903,19 @@ fn round(
     let (o32, o16) = (judged(Precision::F32), judged(Precision::F16));
     // One inference, each oracle's evaluation and a cached answer, a sample
     // of each in turn.
-    let t = {
-        let errs = FirstError::default();
-        let note = |r| errs.note(r);
-        let t = time_in_units(
-            cfg.samples,
-            cfg.sample_time,
-            &mut [
-                &mut || note(infer_once(ctx.as_mut(), &x, &mut out)),
-                &mut || note(evaluate(&o32, &x, &path)),
-                &mut || note(evaluate(&o16, &x, &path)),
-                &mut || drop(black_box(o32.infer(&x))),
-            ],
-        );
-        fallible(errs.into_result());
-        t
-    };
+    let t = time_fallible(
+        cfg,
+        &mut [
+            &mut || infer_once(ctx.as_mut(), &x, &mut out),
+            &mut || evaluate(&o32, &x, &path),
+            &mut || evaluate(&o16, &x, &path),
+            &mut || {
+                drop(black_box(o32.infer(&x)));
+                Ok(())
+            },
+        ],
+        &mut fallible,
+    );
     let inf = &t[0];
     rows.add("infer", "conv64_56x56", inf, None);
     for (precision, miss) in [(Precision::F32, &t[1]), (Precision::F16, &t[2])] {
@@ -1075,27 +1073,25 @@ fn resnet18(
     progress("resnet18/refit_one_tensor");
     // All three copy 44.6 MiB, far beyond any cache: a sample of each in
     // turn.
-    let errs = FirstError::default();
-    let note = |r| errs.note(r);
-    let t = time_in_units(
-        cfg.samples,
-        cfg.sample_time,
+    let t = time_fallible(
+        cfg,
         &mut [
             &mut || {
                 k += 1;
-                note(refit_to(engine.as_ref(), &all, k));
+                refit_to(engine.as_ref(), &all, k)
             },
             &mut || {
                 dst.copy_from_slice(black_box(&src));
                 black_box(&dst);
+                Ok(())
             },
             &mut || {
                 j += 1;
-                note(refit_to(one.as_ref(), &s, j));
+                refit_to(one.as_ref(), &s, j)
             },
         ],
+        fallible,
     );
-    fallible(errs.into_result());
     drop((src, dst, s, one));
     let (refit_all, memcpy, refit_one) = (&t[0], &t[1], &t[2]);
     rows.ratio("resnet18", ("memcpy_all", memcpy), "refit_all", refit_all);
