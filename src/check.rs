@@ -291,7 +291,7 @@ impl<'a> Cx<'a> {
 }
 
 /// How a skip for a model the engine refused as unsupported begins.
-pub const ENGINE_REFUSED: &str = "the engine does not support";
+pub(crate) const ENGINE_REFUSED: &str = "the engine does not support";
 
 /// A named check.
 pub struct Scenario {

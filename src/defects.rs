@@ -141,7 +141,7 @@ impl FromStr for Defect {
 }
 
 /// The reference engine with one seeded [`Defect`].
-pub struct WrappedEngine {
+pub(crate) struct WrappedEngine {
     inner: ReferenceEngine,
     description: Description,
     defect: Defect,

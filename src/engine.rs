@@ -99,7 +99,7 @@ impl Precision {
     }
 
     /// Explicit mantissa bits of the operand format (23 for f32).
-    pub fn operand_bits(self) -> u32 {
+    pub(crate) fn operand_bits(self) -> u32 {
         match self {
             Precision::F32 => 23,
             Precision::Tf32 | Precision::F16 => 10,
@@ -109,7 +109,7 @@ impl Precision {
 
     /// Explicit mantissa bits of the storage format of outputs and
     /// intermediate activations.
-    pub fn storage_bits(self) -> u32 {
+    pub(crate) fn storage_bits(self) -> u32 {
         match self {
             Precision::F32 | Precision::Tf32 => 23,
             Precision::F16 => 10,
@@ -118,7 +118,7 @@ impl Precision {
     }
 
     /// Explicit mantissa bits of the accumulator (f32 for every precision).
-    pub fn accumulator_bits(self) -> u32 {
+    pub(crate) fn accumulator_bits(self) -> u32 {
         23
     }
 }
@@ -369,7 +369,7 @@ impl BuildOptions {
 ///
 /// # Errors
 /// [`Error::BadEngineOptions`] naming the key.
-pub fn refuse_unknown_options(
+pub(crate) fn refuse_unknown_options(
     options: &serde_json::Value,
     known: &[&str],
     engine: &str,

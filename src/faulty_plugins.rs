@@ -14,7 +14,7 @@ use crate::spec::EngineSpec;
 use crate::{Error, Tensor};
 
 /// The faults `plugins/faulty.c` can be built with (`-DFAULT_<NAME>`).
-pub const FAULTS: [&str; 9] = [
+pub(crate) const FAULTS: [&str; 9] = [
     "WRONG_VERSION",
     "NO_ENTRY_POINT",
     "NULL_SLOT",
@@ -27,7 +27,7 @@ pub const FAULTS: [&str; 9] = [
 ];
 
 /// The timeout [`verdict`] gives the hanging faults.
-pub const HANG_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+pub(crate) const HANG_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The repository's source of the faulty plugins.
 pub fn source() -> PathBuf {

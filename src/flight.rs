@@ -21,7 +21,7 @@ pub const STEP_MARK: &str = "REFIT-STEP ";
 /// Starts a call-in-flight line: `REFIT-IN-FLIGHT <call> <milliseconds>`.
 pub const CALL_MARK: &str = "REFIT-IN-FLIGHT ";
 /// Starts the line a signal handler writes: `REFIT-SIGNAL <number>`.
-pub const SIGNAL_MARK: &str = "REFIT-SIGNAL ";
+pub(crate) const SIGNAL_MARK: &str = "REFIT-SIGNAL ";
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 const SLOTS: usize = 64;
@@ -194,7 +194,7 @@ extern "C" fn on_signal(sig: libc::c_int) {
 
 /// Sends `signal` to the process group `group` (a child started with
 /// `process_group(0)`, whose group id is its pid).
-pub fn kill_group(group: u32, signal: libc::c_int) {
+pub(crate) fn kill_group(group: u32, signal: libc::c_int) {
     // SAFETY: kill(2) with a negative pid signals that group only.
     unsafe { libc::kill(-(group as libc::pid_t), signal) };
 }

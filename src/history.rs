@@ -446,7 +446,7 @@ pub struct Power {
 
 impl Power {
     /// The least a stress run must achieve by default.
-    pub const MINIMUM: Power = Power {
+    pub(crate) const MINIMUM: Power = Power {
         inferences: 200,
         refits: 20,
         overlapped: 10,

@@ -27,7 +27,7 @@ fn write(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// A named set of weights, in name order: one refit's worth.
-pub type WeightSet = Vec<(String, Tensor)>;
+pub(crate) type WeightSet = Vec<(String, Tensor)>;
 
 /// Reads a `.safetensors` file, tensors sorted by name.
 ///

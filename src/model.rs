@@ -144,7 +144,7 @@ impl Model {
     /// Makes the scalar constant `name` a refittable weight (appended to
     /// [`Model::initializers`]), for an oracle following an engine that
     /// refits a scalar parameter. `false` when there is no such constant.
-    pub fn promote(&mut self, name: &str) -> bool {
+    pub(crate) fn promote(&mut self, name: &str) -> bool {
         let Some(c) = self
             .constants
             .iter()
@@ -193,12 +193,12 @@ impl Model {
     }
 
     /// The value numbers of the graph outputs.
-    pub fn output_values(&self) -> &[usize] {
+    pub(crate) fn output_values(&self) -> &[usize] {
         &self.output_slots
     }
 
     /// How many values the graph has (inputs plus node outputs).
-    pub fn value_count(&self) -> usize {
+    pub(crate) fn value_count(&self) -> usize {
         self.slots
     }
 
@@ -249,7 +249,7 @@ impl Model {
     ///
     /// # Errors
     /// As [`Model::check_inputs`] and [`Model::plan`].
-    pub fn plan_cached<'c>(
+    pub(crate) fn plan_cached<'c>(
         &self,
         cache: &'c mut Option<Plan>,
         inputs: &[Tensor],
@@ -297,7 +297,7 @@ impl Model {
 
     /// As [`Model::run`], writing the outputs into `outputs` and reusing
     /// the buffers of the tensors already there.
-    pub fn run_into<'w>(
+    pub(crate) fn run_into<'w>(
         &self,
         plan: &Plan,
         weight: impl Fn(usize) -> &'w [f32],

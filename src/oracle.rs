@@ -94,7 +94,7 @@ impl Judge {
     };
 
     /// The judge for an engine's contract, with an optional override.
-    pub fn for_contract(c: &crate::Contract, tolerance: Option<Tolerance>) -> Judge {
+    pub(crate) fn for_contract(c: &crate::Contract, tolerance: Option<Tolerance>) -> Judge {
         Judge {
             precision: c.precision,
             error_factor: c.error_factor,
@@ -696,7 +696,7 @@ impl Oracle {
     /// Whether [`Oracle::explain`] tries explanations (default: yes). A
     /// property test turns it off while it searches and shrinks, and on for
     /// the minimal failing case.
-    pub fn explaining(mut self, on: bool) -> Self {
+    pub(crate) fn explaining(mut self, on: bool) -> Self {
         self.explains = on;
         self
     }
@@ -810,7 +810,7 @@ impl Oracle {
 
     /// [`Oracle::explain`] as the end of a piece of evidence: `"; <why>"`,
     /// or nothing.
-    pub fn explanation(&self, inputs: &[Tensor], observed: &[Tensor]) -> String {
+    pub(crate) fn explanation(&self, inputs: &[Tensor], observed: &[Tensor]) -> String {
         self.explain(inputs, observed)
             .map_or_else(String::new, |why| format!("; {why}"))
     }
@@ -893,7 +893,7 @@ impl Oracle {
     ///
     /// # Errors
     /// A message when the inputs do not fit the model.
-    pub fn evaluate(&self, inputs: &[Tensor]) -> Result<Vec<Expected>, String> {
+    pub(crate) fn evaluate(&self, inputs: &[Tensor]) -> Result<Vec<Expected>, String> {
         let weights: Vec<&[f32]> = self.weights.iter().map(Vec::as_slice).collect();
         self.evaluate_weights(&weights, inputs)
     }

@@ -162,7 +162,7 @@ impl Drop for FirstRead<'_> {
 }
 
 /// The message a panic carried.
-pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     payload
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

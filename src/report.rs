@@ -25,7 +25,7 @@ fn io_err(path: &Path, error: std::io::Error) -> Error {
 
 /// `text` broken at spaces into lines of at most `width` characters (a
 /// longer word gets a line of its own, whole).
-pub fn wrap(text: &str, width: usize) -> Vec<String> {
+pub(crate) fn wrap(text: &str, width: usize) -> Vec<String> {
     let mut lines = Vec::new();
     let mut line = String::new();
     for word in text.split_whitespace() {

@@ -93,7 +93,7 @@ impl<T: Copy + Default> Aligned<T> {
 
     /// `len` values from `values`, written once, straight into aligned
     /// memory (`values` may yield fewer; the rest stay default).
-    pub fn from_iter_len(len: usize, values: impl IntoIterator<Item = T>) -> Self {
+    pub(crate) fn from_iter_len(len: usize, values: impl IntoIterator<Item = T>) -> Self {
         let mut a = Aligned::with_capacity(len);
         a.extend(values.into_iter().take(len));
         a
@@ -411,7 +411,7 @@ impl<'a> Values<'a> {
     }
 
     /// An owned, aligned copy.
-    pub fn to_data(self) -> TensorData {
+    pub(crate) fn to_data(self) -> TensorData {
         match self {
             Values::F32(v) => TensorData::F32(Aligned::copied(v)),
             Values::F16(v) => TensorData::F16(Aligned::copied(v)),

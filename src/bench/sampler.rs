@@ -153,7 +153,7 @@ impl Stats {
     }
 
     /// The samples with their rounds, for [`stats`]' intervals.
-    pub fn by_round(&self) -> stats::Rounds<'_> {
+    pub(crate) fn by_round(&self) -> stats::Rounds<'_> {
         stats::Rounds {
             samples: &self.samples,
             sizes: self.rounds.clone(),

@@ -51,7 +51,7 @@ fn median_in_place(v: &mut [f64]) -> f64 {
 
 /// The `p` quantile (0..=1) of ascending `sorted` (not empty), nearest
 /// rank.
-pub fn quantile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn quantile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 

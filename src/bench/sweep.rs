@@ -22,7 +22,7 @@ use crate::tensor::{Aligned, Tensor};
 use crate::{Error, Result};
 
 /// The weight size of the plugin ABI's refit measurement: 16 MiB.
-pub const ABI_REFIT_BYTES: usize = 16 << 20;
+pub(crate) const ABI_REFIT_BYTES: usize = 16 << 20;
 
 /// The rows that measure the machine or the harness rather than the engine
 /// under test, as (benchmark, parameter prefix): memcpy baselines, the null
@@ -33,7 +33,7 @@ pub const ABI_REFIT_BYTES: usize = 16 << 20;
 /// between two runs of one build, in machine units, with intervals of
 /// 0.3%). They are [`Row::baseline_only`]: `gate` shows their change, the
 /// ratios to them carry the verdict.
-pub const BASELINES_ONLY: [(&str, &str); 7] = [
+pub(crate) const BASELINES_ONLY: [(&str, &str); 7] = [
     ("memcpy", ""),
     ("floor", ""),
     ("abi", "infer_seed_conv_in_process"),

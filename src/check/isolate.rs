@@ -38,7 +38,7 @@ pub(crate) const OUTCOME_MARK: &str = "REFIT-OUTCOME ";
 pub(crate) const CONTRACT_MARK: &str = "REFIT-CONTRACT ";
 
 /// The default time a scenario may take before it is killed as hung.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How scenarios run in child processes.
 #[derive(Clone, Debug)]

@@ -38,7 +38,7 @@ pub use net::{Act, Attention, Block, Cnn, Head, Net};
 
 /// How one case ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CaseEnd {
+pub(crate) enum CaseEnd {
     /// Every step matched the oracle; how many re-syncs a `may-be-partial`
     /// engine needed after failed refits.
     Ran {

@@ -101,7 +101,7 @@ impl Sanitizer {
 /// the engine (not in the sanitizer's runtime), e.g. `ThreadSanitizer:
 /// data race: Write of size 4 by thread T2 in refit example.c:559;
 /// Previous read of size 4 by thread T1 in conv example.c:400`.
-pub fn sanitizer_summary(stderr: &str) -> Option<String> {
+pub(crate) fn sanitizer_summary(stderr: &str) -> Option<String> {
     let lines: Vec<&str> = stderr.lines().map(str::trim).collect();
     let (start, tool, rest) = lines.iter().enumerate().find_map(|(i, l)| {
         [

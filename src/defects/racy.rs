@@ -51,7 +51,7 @@ struct Shared {
 }
 
 /// An engine carrying one [`Race`].
-pub struct RacyEngine {
+pub(crate) struct RacyEngine {
     shared: Arc<Shared>,
 }
 

@@ -12,7 +12,7 @@ use crate::tensor::{Tensor, TensorView};
 use crate::Result;
 
 /// The null engine over a model's inputs, outputs and weights.
-pub struct NullEngine {
+pub(crate) struct NullEngine {
     description: Description,
 }
 

@@ -38,7 +38,7 @@ pub const CONTRACT: Contract = Contract {
 /// one of two stricter ones it keeps just as correctly, so that the checks'
 /// handling of those contracts is itself checked on a correct engine.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Declares {
+pub(crate) enum Declares {
     /// [`CONTRACT`] (`reference`).
     #[default]
     Own,
@@ -244,7 +244,11 @@ impl ReferenceEngine {
     ///
     /// # Errors
     /// As [`Model::load`].
-    pub fn load_declaring(path: &Path, options: &BuildOptions, declares: Declares) -> Result<Self> {
+    pub(crate) fn load_declaring(
+        path: &Path,
+        options: &BuildOptions,
+        declares: Declares,
+    ) -> Result<Self> {
         let scalars = refuse_options(options)?;
         Ok(Self::new_declaring(
             Model::load_with(path, &scalars)?,
@@ -260,7 +264,7 @@ impl ReferenceEngine {
     }
 
     /// As [`ReferenceEngine::new`], declaring `declares`.
-    pub fn new_declaring(model: Model, options: &BuildOptions, declares: Declares) -> Self {
+    pub(crate) fn new_declaring(model: Model, options: &BuildOptions, declares: Declares) -> Self {
         let snapshot = Snapshot {
             weights: model
                 .initializers()

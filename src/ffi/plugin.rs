@@ -586,7 +586,7 @@ impl Engine for PluginEngine {
 
 /// The alignment the header guarantees for tensor data the harness passes
 /// (what device DMA engines need).
-pub const DATA_ALIGN: usize = 64;
+pub(crate) const DATA_ALIGN: usize = 64;
 
 /// One aligned block of [`DATA_ALIGN`] bytes.
 #[derive(Clone, Copy)]

@@ -266,7 +266,7 @@ pub enum Role {
 /// Small integers (-3..=3; a variance 1..=4, a BatchNorm scale 1..=3), so a
 /// conv's and a Gemm's results are exact in f32. Seeded with `.0`.
 #[derive(Clone, Debug)]
-pub struct Integers(pub u64);
+pub(crate) struct Integers(pub u64);
 
 impl Init for Integers {
     fn values(&mut self, _: &str, role: Role, shape: &[usize]) -> Vec<f32> {
@@ -283,7 +283,7 @@ impl Init for Integers {
 /// Another [`Init`] with every bias all zero, as many initializations
 /// leave them (and an engine may then drop them).
 #[derive(Clone, Debug)]
-pub struct ZeroBias<I>(pub I);
+pub(crate) struct ZeroBias<I>(pub I);
 
 impl<I: Init> Init for ZeroBias<I> {
     fn values(&mut self, name: &str, role: Role, shape: &[usize]) -> Vec<f32> {
@@ -530,7 +530,7 @@ impl Graph {
 
     /// `BatchNormalization` named `name`, with `<name>.weight`, `.bias`,
     /// `.running_mean` and `.running_var` (PyTorch's names).
-    pub fn batch_norm(&mut self, x: &Value, name: &str) -> Value {
+    pub(crate) fn batch_norm(&mut self, x: &Value, name: &str) -> Value {
         let c = [x.shape[1]];
         let mut inputs = vec![x.name.clone()];
         for (suffix, role) in [
@@ -557,7 +557,7 @@ impl Graph {
     }
 
     /// `Clip(x, lo, hi)`, the bounds scalar constants (ReLU6: 0, 6).
-    pub fn clip(&mut self, x: &Value, lo: f32, hi: f32) -> Value {
+    pub(crate) fn clip(&mut self, x: &Value, lo: f32, hi: f32) -> Value {
         let (lo, hi) = (self.scalar(lo), self.scalar(hi));
         self.node(
             "Clip",
@@ -569,7 +569,7 @@ impl Graph {
     }
 
     /// `Add(a, b)`, same shapes.
-    pub fn add(&mut self, a: &Value, b: &Value) -> Value {
+    pub(crate) fn add(&mut self, a: &Value, b: &Value) -> Value {
         self.node("Add", "", &[&a.name, &b.name], Vec::new(), a.shape.clone())
     }
 
@@ -581,7 +581,7 @@ impl Graph {
 
     /// `MaxPool` (or `AveragePool`), square `kernel`, `stride`, `pad` on
     /// every side.
-    pub fn pool(
+    pub(crate) fn pool(
         &mut self,
         x: &Value,
         max: bool,
@@ -603,7 +603,7 @@ impl Graph {
     }
 
     /// `GlobalAveragePool`.
-    pub fn global_average_pool(&mut self, x: &Value) -> Value {
+    pub(crate) fn global_average_pool(&mut self, x: &Value) -> Value {
         let mut shape = x.shape.clone();
         shape[2..].iter_mut().for_each(|d| *d = 1);
         self.node("GlobalAveragePool", "", &[&x.name], Vec::new(), shape)
@@ -618,7 +618,14 @@ impl Graph {
     /// `Gemm` named `name` from `[n, k]` to `[n, out]`: weight
     /// `<name>.weight` stored `[out, k]` with `transB = 1` (PyTorch's
     /// Linear) or `[k, out]` without; bias `<name>.bias` if asked.
-    pub fn gemm(&mut self, x: &Value, name: &str, out: usize, trans_b: bool, bias: bool) -> Value {
+    pub(crate) fn gemm(
+        &mut self,
+        x: &Value,
+        name: &str,
+        out: usize,
+        trans_b: bool,
+        bias: bool,
+    ) -> Value {
         let k = x.shape[1];
         let wshape = if trans_b { [out, k] } else { [k, out] };
         let w = self.weight(
@@ -659,7 +666,7 @@ impl Graph {
     }
 
     /// `MatMul(a, b)` of two values (batched over leading axes).
-    pub fn matmul(&mut self, a: &Value, b: &Value) -> Value {
+    pub(crate) fn matmul(&mut self, a: &Value, b: &Value) -> Value {
         let mut shape = a.shape.clone();
         let r = shape.len();
         shape[r - 1] = b.shape[b.shape.len() - 1];
@@ -667,7 +674,7 @@ impl Graph {
     }
 
     /// `Transpose` swapping the last two axes.
-    pub fn transpose_last(&mut self, x: &Value) -> Value {
+    pub(crate) fn transpose_last(&mut self, x: &Value) -> Value {
         let r = x.shape.len();
         let mut perm: Vec<usize> = (0..r).collect();
         perm.swap(r - 2, r - 1);
@@ -682,7 +689,7 @@ impl Graph {
     }
 
     /// `Softmax` over the last axis.
-    pub fn softmax(&mut self, x: &Value) -> Value {
+    pub(crate) fn softmax(&mut self, x: &Value) -> Value {
         self.node(
             "Softmax",
             "",
@@ -694,7 +701,7 @@ impl Graph {
 
     /// Makes `outputs` the graph's outputs, each renamed to its given
     /// name.
-    pub fn set_outputs(&mut self, outputs: &[(&str, &Value)]) {
+    pub(crate) fn set_outputs(&mut self, outputs: &[(&str, &Value)]) {
         self.outputs.clear();
         for (name, v) in outputs {
             for n in &mut self.nodes {
@@ -728,7 +735,13 @@ impl Graph {
 
 /// A ResNet basic block: conv 3x3 - BN - Relu - conv 3x3 - BN, plus the
 /// input (through a 1x1 conv and BN when the shape changes), then Relu.
-pub fn basic_block(g: &mut Graph, x: &Value, name: &str, c_out: usize, stride: usize) -> Value {
+pub(crate) fn basic_block(
+    g: &mut Graph,
+    x: &Value,
+    name: &str,
+    c_out: usize,
+    stride: usize,
+) -> Value {
     let c1 = Conv2d {
         stride,
         ..Conv2d::new(c_out, 3)

@@ -73,7 +73,7 @@ impl Default for ConvAttrs {
 
 /// The most values one conv's output may hold (2^34), so index arithmetic
 /// never overflows and no forged shape allocates without bound.
-pub const MAX_VALUES: u64 = 1 << 34;
+pub(crate) const MAX_VALUES: u64 = 1 << 34;
 
 /// A convolution fully resolved for one input shape, padded to three
 /// spatial dimensions.
@@ -249,7 +249,7 @@ impl ConvGeometry {
     }
 
     /// Number of output values.
-    pub fn output_len(&self) -> usize {
+    pub(crate) fn output_len(&self) -> usize {
         self.batch * self.c_out * self.output.iter().product::<usize>()
     }
 

@@ -209,12 +209,12 @@ pub enum Op {
 impl Op {
     /// Whether the op only moves values: each output value is an input
     /// value, copied from where the op says.
-    pub fn is_move(&self) -> bool {
+    pub(crate) fn is_move(&self) -> bool {
         matches!(self, move_ops!())
     }
 
     /// How many inputs the op takes: (least, most).
-    pub fn arity(&self) -> (usize, usize) {
+    pub(crate) fn arity(&self) -> (usize, usize) {
         match self {
             Op::Conv(_) | Op::Gemm { .. } => (2, 3),
             Op::MatMul | Op::Add | Op::Sub | Op::Mul | Op::Div => (2, 2),
@@ -265,7 +265,7 @@ pub(crate) fn axis_of(axis: i64, rank: usize, inclusive_end: bool) -> Result<usi
 /// The output size of a pooled dimension: `(in + pads - window) / stride`
 /// plus one, rounded down or (ceil_mode) up, without a window that would
 /// start in the end padding.
-pub fn pool_len(
+pub(crate) fn pool_len(
     input: usize,
     kernel: usize,
     stride: usize,
@@ -513,7 +513,7 @@ fn broadcast_offsets(from: &[usize], to: &[usize]) -> Vec<usize> {
 }
 
 /// The axes a reduction runs over (empty: all), checked and sorted.
-pub fn reduce_axes(axes: &[i64], rank: usize) -> Result<Vec<usize>, String> {
+pub(crate) fn reduce_axes(axes: &[i64], rank: usize) -> Result<Vec<usize>, String> {
     if axes.is_empty() {
         return Ok((0..rank).collect());
     }
@@ -746,7 +746,7 @@ fn erf(x: f32) -> f32 {
 }
 
 /// One input: its values and shape.
-pub type Input<'a> = (&'a [f32], &'a [usize]);
+pub(crate) type Input<'a> = (&'a [f32], &'a [usize]);
 
 /// Evaluates `op` on `inputs` into `out` (resized), whose shape is
 /// `shape`; `geometry` is the conv geometry for [`Op::Conv`].

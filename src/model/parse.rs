@@ -104,7 +104,7 @@ fn value_info(v: &onnx::ValueInfoProto, what: &str) -> Result<TensorInfo, String
 
 /// The largest dimension, stride, pad or dilation accepted (2^31 - 1):
 /// every product of a few of them fits in 64 bits.
-pub const MAX_DIM: i64 = i32::MAX as i64;
+pub(crate) const MAX_DIM: i64 = i32::MAX as i64;
 
 fn ints(a: &onnx::AttributeProto, node: &str) -> Result<Vec<usize>, String> {
     a.ints
@@ -191,7 +191,11 @@ impl Model {
     ///
     /// # Errors
     /// As [`Model::from_bytes`] and [`Model::load_with`].
-    pub fn from_bytes_with(bytes: &[u8], path: &Path, scalar_weights: &[String]) -> Result<Self> {
+    pub(crate) fn from_bytes_with(
+        bytes: &[u8],
+        path: &Path,
+        scalar_weights: &[String],
+    ) -> Result<Self> {
         let malformed = |reason: String| Error::MalformedModel {
             path: path.to_path_buf(),
             reason,

@@ -42,7 +42,7 @@ mod ratio_wire {
         Text(String),
     }
 
-    pub fn serialize<S: Serializer>(r: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(r: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
         match r {
             Some(r) if r.is_infinite() => Wire::Text("inf".into()).serialize(s),
             Some(r) => Wire::Number(*r).serialize(s),
@@ -50,7 +50,7 @@ mod ratio_wire {
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
         Ok(match Option::<Wire>::deserialize(d)? {
             Some(Wire::Number(r)) => Some(r),
             Some(Wire::Text(t)) if t == "inf" => Some(f64::INFINITY),

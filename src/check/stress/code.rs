@@ -33,7 +33,7 @@ impl Code {
     /// Codes every precision holds exactly (1 to 2^15 with 8 significant
     /// bits), too few for a race: what a model is built on before the
     /// engine has said which precision it computes in.
-    pub const PORTABLE: Code = Code {
+    pub(crate) const PORTABLE: Code = Code {
         mantissa: 7,
         low_exponent: 0,
         binades: 15,
@@ -65,7 +65,7 @@ impl Code {
     }
 
     /// The largest version a tensor of `channels` channels can carry.
-    pub fn max_version(&self, channels: usize) -> Version {
+    pub(crate) fn max_version(&self, channels: usize) -> Version {
         self.len() - channels as u64
     }
 
@@ -116,7 +116,7 @@ impl Code {
     /// What a torn output is made of: runs of channels and the version each
     /// decodes to (`no version` for a value no version holds), e.g.
     /// `channels 0..127 from v12, 128..255 from v11`.
-    pub fn anatomy(&self, out: &[f32]) -> String {
+    pub(crate) fn anatomy(&self, out: &[f32]) -> String {
         let per: Vec<Option<Version>> = out
             .iter()
             .enumerate()
