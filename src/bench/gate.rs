@@ -502,3 +502,81 @@ pub fn criterion_report(changes: &[CriterionChange], max_regression_pct: f64) ->
         exit: u8::from(!bad.is_empty()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The gate's decisions on figures with given intervals.
+
+    use super::*;
+
+    /// A timed row `name` at `value` ns with the 95% interval `ci`.
+    fn row(name: &str, value: f64, ci: Option<(f64, f64)>) -> Row {
+        Row {
+            benchmark: "b".into(),
+            parameter: name.into(),
+            median_ns: value,
+            median_ci: ci,
+            ..Row::default()
+        }
+    }
+
+    /// Twenty rows, the first three as given and the rest unchanged, at
+    /// 100 ns exactly before; the first three's verdicts.
+    fn judge(rows: [(f64, (f64, f64)); 3]) -> Vec<Comparison> {
+        let before: Vec<Row> = (0..20).map(|i| row(&i.to_string(), 100.0, None)).collect();
+        let mut after = before.clone();
+        for (r, (value, ci)) in after.iter_mut().zip(rows) {
+            r.median_ns = value;
+            r.median_ci = Some(ci);
+        }
+        gate(&before, &after, 10.0).into_iter().take(3).collect()
+    }
+
+    /// Each row's standard error on the log scale is ln(1.111) / 1.96 =
+    /// 5.4%: its change's one-sided 95% upper bound lies 9.2% above its
+    /// figure, its bounds at 99.75% (20 rows) 16.2% either side.
+    #[test]
+    fn a_row_is_within_on_its_own_bound_and_regressed_on_the_corrected_one() {
+        let c = judge([
+            (100.0, (90.0, 111.1)),
+            (125.0, (112.5, 138.9)),
+            (140.0, (126.0, 155.6)),
+        ]);
+        assert!((c[0].confidence - 0.9975).abs() < 1e-12, "{c:#?}");
+        // Unchanged: within on the upper bound (+9.2%), though its
+        // interval at the corrected confidence reaches +16.2%.
+        assert!((c[0].interval_pct.1 - 9.2).abs() < 0.1, "{c:#?}");
+        assert!(c[0].corrected_pct.1 > 16.0, "{c:#?}");
+        assert!(!c[0].regressed && !c[0].too_noisy, "{c:#?}");
+        // +25%: above the threshold on its upper bound, not shown above
+        // it on the corrected lower bound (+7.5%): not judged.
+        assert!((c[1].corrected_pct.0 - 7.5).abs() < 0.2, "{c:#?}");
+        assert!(!c[1].regressed && c[1].too_noisy, "{c:#?}");
+        // +40%: the corrected lower bound (+20.4%) lies above it.
+        assert!(c[2].corrected_pct.0 > 20.0 && c[2].regressed, "{c:#?}");
+        let report = report(&c, 10.0);
+        assert_eq!(report.exit, 1, "{report:?}");
+        assert!(
+            report.table.contains("REGRESSED (>= +20."),
+            "{}",
+            report.table
+        );
+    }
+
+    /// A narrow interval across the threshold is judged within: the change
+    /// is known to within the threshold and not shown to exceed it.
+    #[test]
+    fn a_narrow_interval_across_the_threshold_is_within() {
+        let c = judge([
+            (111.0, (110.0, 112.0)),
+            (100.0, (99.0, 101.0)),
+            (100.0, (99.0, 101.0)),
+        ]);
+        assert!(c[0].interval_pct.1 > 10.0, "{c:#?}");
+        assert!(
+            c[0].corrected_pct.1 - c[0].corrected_pct.0 <= 10.0,
+            "{c:#?}"
+        );
+        assert!(!c[0].regressed && !c[0].too_noisy, "{c:#?}");
+    }
+}
