@@ -31,9 +31,9 @@ pub struct Comparison {
     pub after: f64,
     /// Change in percent (positive: slower).
     pub change_pct: f64,
-    /// The change's interval in percent at [`INTERVAL_CONFIDENCE`]: each end is a one-sided bound
-    /// at [`FAMILY_CONFIDENCE`]; its upper end judges whether the row is
-    /// within the threshold.
+    /// The change's interval in percent at [`INTERVAL_CONFIDENCE`]: each
+    /// end is a one-sided bound at [`FAMILY_CONFIDENCE`]; its upper end
+    /// judges whether the row is within the threshold.
     pub interval_pct: (f64, f64),
     /// The change's bounds in percent, each one-sided at
     /// [`Comparison::confidence`]: a row regressed when the lower one lies
@@ -122,7 +122,9 @@ fn estimate(r: &Row, basis: &str) -> Estimate {
 /// every row is within, and such a pass, made of tests each at
 /// [`FAMILY_CONFIDENCE`], wrongly passes a regression with a chance of at
 /// most 5% without a correction (an intersection-union test, as
-/// bioequivalence's two one-sided tests are). A row regressed when the
+/// bioequivalence's two one-sided tests are; a row within by the second
+/// rule is known to within the threshold, and may lie that much above
+/// it). A row regressed when the
 /// change's one-sided lower bound lies above the threshold at the
 /// confidence that holds for all the rows together with
 /// [`FAMILY_CONFIDENCE`] (Bonferroni over the rows compared): a regression
