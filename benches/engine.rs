@@ -419,14 +419,22 @@ fn abi(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(
-    benches,
-    abi,
-    refit,
-    resnet18,
-    refit_rate,
-    infer,
-    infer_under_refit,
-    visibility,
-    refit_vs_reload
-);
+/// Criterion's defaults, the allocator set to one behaviour throughout
+/// first, as `refit-harness bench` sets it ([`bench::steady_allocator`]).
+fn steady() -> Criterion {
+    bench::steady_allocator();
+    Criterion::default()
+}
+
+criterion_group! {
+    name = benches;
+    config = steady();
+    targets = abi,
+        refit,
+        resnet18,
+        refit_rate,
+        infer,
+        infer_under_refit,
+        visibility,
+        refit_vs_reload
+}

@@ -28,7 +28,7 @@ pub mod sweep;
 pub use self::csv::{read_csv, write_csv, HEADER};
 pub use gate::{criterion_changes, gate, Comparison, CriterionChange};
 pub use summary::summary;
-pub use sweep::{oracle_model, run, sized_model, with_writer, BenchConfig};
+pub use sweep::{oracle_model, run, sized_model, steady_allocator, with_writer, BenchConfig};
 
 /// One measurement: the median time of one operation, its spread, its
 /// confidence interval, and the same-run baseline it is compared with.
@@ -83,6 +83,16 @@ pub struct Row {
     pub machine: Option<f64>,
     /// The [`stats::LEVEL`] confidence interval of [`Row::machine`].
     pub machine_ci: Option<(f64, f64)>,
+    /// [`Row::machine`] over every sample, those taken while the machine
+    /// ran slow as well ([`sampler::Stats::at_full_speed`]), with its
+    /// interval: the gate calls a change a regression only when this figure
+    /// shows it too, so a slow state of the process that the machine unit
+    /// does not see, in which one run's samples were dropped and the
+    /// other's all kept, cannot make one.
+    pub machine_all: Option<stats::Estimate>,
+    /// The paired ratio ([`Row::ratio_value`]) over every pair, with its
+    /// interval, as [`Row::machine_all`] is.
+    pub ratio_all: Option<stats::Estimate>,
 }
 
 impl Row {
@@ -93,6 +103,7 @@ impl Row {
     pub fn measured(engine: &str, benchmark: &str, parameter: &str, t: &sampler::Stats) -> Self {
         let machine = t.in_units();
         Row {
+            machine_all: t.in_units_all().map(|m| m.estimate()),
             machine: machine.as_ref().map(|m| m.median),
             machine_ci: machine
                 .as_ref()
@@ -127,8 +138,11 @@ impl Row {
             // Paired: the median of the pairs' ratios (those taken at full
             // speed where the machine unit was sampled beside them), its
             // interval from them (rounds drawn, then pairs within).
-            Some(r) => {
-                let r = r.kept(&t.at_full_speed());
+            Some(all) => {
+                let r = all.kept(&t.at_full_speed());
+                if !t.units.is_empty() {
+                    self.ratio_all = Some(all.estimate());
+                }
                 self.ratio_value = Some(r.median);
                 self.ratio_ci = Some(stats::median_interval(&r.by_round(), stats::LEVEL));
                 self.paired = true;

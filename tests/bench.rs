@@ -755,6 +755,37 @@ fn the_counted_loops_run() {
     assert_eq!(run(&["--memcpy", "--infer"]), Some(2));
 }
 
+/// Page faults this thread has taken so far.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn thread_faults() -> i64 {
+    // SAFETY: getrusage writes the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) }, 0);
+    u.ru_minflt + u.ru_majflt
+}
+
+/// With the allocator set steady, blocks freed stay with the process: the
+/// weights of a model of 48 MiB allocated, written and freed again and
+/// again fault in no fresh page after the first time (glibc by default
+/// hands the freed heap back, and each reload faults 12288 pages in
+/// again: shown by leaving `steady_allocator` out).
+#[test]
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn the_steady_allocator_keeps_freed_memory() {
+    assert!(bench::steady_allocator());
+    let cycle = || {
+        let blocks: Vec<Vec<u8>> = (0..6).map(|i| vec![i as u8 + 1; 8 << 20]).collect();
+        std::hint::black_box(&blocks);
+    };
+    cycle();
+    let before = thread_faults();
+    for _ in 0..3 {
+        cycle();
+    }
+    let faults = thread_faults() - before;
+    assert!(faults < 1000, "{faults} page faults in 3 cycles of 48 MiB");
+}
+
 mod statistics {
     //! The bench's statistics on synthetic samples: intervals that cover
     //! what they claim, narrow with more samples, see through a machine
@@ -920,6 +951,75 @@ mod statistics {
             !u.paired && u.ratio() == Some(ta.median / tb.median),
             "{u:?}"
         );
+    }
+
+    /// A refit of 36 bytes and the memcpy it is divided by, 8 rounds of 60
+    /// pairs, as two runs of one build measured them on a shared 2-core
+    /// VM: the process ran in two states, the refit 57x the memcpy or 75x.
+    /// Run A spent half its rounds in each, the slow state together with a
+    /// slow machine unit, so the full-speed selection kept its fast rounds
+    /// alone (57x, a narrow interval); run B spent every round in the slow
+    /// state with the unit at full speed (75x). At full speed the change is
+    /// +30% with a narrow interval, a regression by that figure alone; over
+    /// every pair run A reads between the two states, with an interval
+    /// spanning them, and the gate calls it too noisy. A refit made 1.5x
+    /// slower in every pair is a regression by both.
+    #[test]
+    fn a_state_the_machine_unit_misses_is_not_a_regression() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(11);
+        let noisy = |rng: &mut Xoshiro256PlusPlus, x: f64| x * (0.02 * normal(rng)).exp();
+        // Each round: (refit ns, memcpy ns, unit ns).
+        let mut run = |rounds: &[(f64, f64, f64)]| {
+            let (mut refit, mut memcpy, mut units) = (Vec::new(), Vec::new(), Vec::new());
+            for &(r, m, u) in rounds {
+                for _ in 0..60 {
+                    refit.push(noisy(&mut rng, r));
+                    memcpy.push(noisy(&mut rng, m));
+                    units.push(noisy(&mut rng, u));
+                }
+            }
+            let sizes = vec![60; rounds.len()];
+            let with = |s: Vec<f64>| Stats {
+                units: units.clone(),
+                ..Stats::in_rounds(s, sizes.clone())
+            };
+            let (r, m) = (with(refit), with(memcpy));
+            vec![Row::measured("e", "refit", "36", &r).against("memcpy/36", &r, &m, true)]
+        };
+        let (fast, slow, slow_unit) = ((265.0, 4.65, 10.0), (525.0, 7.0, 10.0), 14.0);
+        let a = run(&[fast, (slow.0, slow.1, slow_unit)].repeat(4));
+        let b = run(&[slow; 8]);
+        let c = &bench::gate(&a, &b, 10.0)[0];
+        assert!(c.compared == "ratio" && c.corrected_pct.0 > 20.0, "{c:#?}");
+        let all = c.all_pct.unwrap();
+        assert!(
+            c.full_speed_only && c.too_noisy && !c.regressed && all.0 < 10.0,
+            "{c:#?}"
+        );
+        let report = bench::gate::report(std::slice::from_ref(c), 10.0);
+        assert!(
+            report.exit == 2 && report.table.contains("at full speed, "),
+            "{report:?}"
+        );
+        // The csv keeps the figures over every pair.
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("bench.csv");
+        bench::write_csv(&a, &csv).unwrap();
+        let back = bench::read_csv(&csv).unwrap();
+        let (x, y) = (back[0].ratio_all.unwrap(), a[0].ratio_all.unwrap());
+        assert!((x.value / y.value - 1.0).abs() < 1e-5, "{back:?}");
+        assert!(
+            x.interval.unwrap().0 < 60.0 && x.interval.unwrap().1 > 70.0,
+            "{x:?}"
+        );
+        // Slower in every pair, whatever the state.
+        let slower = run(&[
+            (fast.0 * 1.5, fast.1, fast.2),
+            (slow.0 * 1.5, slow.1, slow_unit),
+        ]
+        .repeat(4));
+        let c = &bench::gate(&a, &slower, 10.0)[0];
+        assert!(c.regressed && !c.full_speed_only, "{c:#?}");
     }
 
     /// `n` samples of an operation of `work` machine units, with the unit

@@ -2,15 +2,18 @@
 
 use std::path::Path;
 
+use super::stats::Estimate;
 use super::{io_err, Row};
 use crate::{Error, Result};
 
 /// The CSV header of `bench.csv`. Files that end before `p99` and `max`
 /// (written since tails were measured), before the intervals (`median_low`
 /// to `round_medians`: their figures carry no interval, and the gate takes
-/// them as exact) or before machine units (`machine` to `machine_high`)
+/// them as exact), before machine units (`machine` to `machine_high`)
+/// or before the figures over every sample (`machine_all` to
+/// `ratio_all_high`: the gate then judges on the full-speed figures alone)
 /// still read.
-pub const HEADER: [&str; 23] = [
+pub const HEADER: [&str; 29] = [
     "engine",
     "benchmark",
     "parameter",
@@ -34,16 +37,24 @@ pub const HEADER: [&str; 23] = [
     "machine",
     "machine_low",
     "machine_high",
+    "machine_all",
+    "machine_all_low",
+    "machine_all_high",
+    "ratio_all",
+    "ratio_all_low",
+    "ratio_all_high",
 ];
 
 /// The column counts of older `bench.csv` files that still read.
-const OLDER: [usize; 3] = [11, 13, 20];
+const OLDER: [usize; 4] = [11, 13, 20, 23];
 
 /// Writes `bench.csv`: one row per measurement (`median_time` in ns, with
 /// p10, p90, the baseline and the ratio, for per-call latencies p99 and
 /// max, the 95% confidence intervals of the median and of the ratio,
-/// with whether the ratio's samples were paired, and the median in machine
-/// units with its interval).
+/// with whether the ratio's samples were paired, the median in machine
+/// units with its interval, and the machine-unit median and the paired
+/// ratio over every sample, those taken at less than full speed too, with
+/// their intervals).
 ///
 /// # Errors
 /// [`Error::Io`].
@@ -92,10 +103,25 @@ pub fn write_csv(rows: &[Row], path: &Path) -> Result<()> {
             &r.machine.map(significant).unwrap_or_default(),
             &r.machine_ci.map(|c| significant(c.0)).unwrap_or_default(),
             &r.machine_ci.map(|c| significant(c.1)).unwrap_or_default(),
+            &estimate(r.machine_all, |e| e.value),
+            &estimate(r.machine_all, |e| e.interval.map_or(f64::NAN, |c| c.0)),
+            &estimate(r.machine_all, |e| e.interval.map_or(f64::NAN, |c| c.1)),
+            &estimate(r.ratio_all, |e| e.value),
+            &estimate(r.ratio_all, |e| e.interval.map_or(f64::NAN, |c| c.0)),
+            &estimate(r.ratio_all, |e| e.interval.map_or(f64::NAN, |c| c.1)),
         ])
         .map_err(|e| io_err(path, e.into()))?;
     }
     w.flush().map_err(|e| io_err(path, e))
+}
+
+/// One figure of `e` with [`significant`] digits; empty without `e` or
+/// for a figure that is not a number.
+fn estimate(e: Option<Estimate>, figure: impl Fn(&Estimate) -> f64) -> String {
+    e.map(|e| figure(&e))
+        .filter(|x| x.is_finite())
+        .map(significant)
+        .unwrap_or_default()
 }
 
 /// `x` with six significant digits (at least four decimals): a ratio of
@@ -169,6 +195,14 @@ pub fn read_csv(path: &Path) -> Result<Vec<Row>> {
                 .map_err(|e| bad(format!("row {}, column 'round_medians': {e}", i + 2)))?,
             machine: r.machine,
             machine_ci: r.machine_low.zip(r.machine_high),
+            machine_all: r.machine_all.map(|value| Estimate {
+                value,
+                interval: r.machine_all_low.zip(r.machine_all_high),
+            }),
+            ratio_all: r.ratio_all.map(|value| Estimate {
+                value,
+                interval: r.ratio_all_low.zip(r.ratio_all_high),
+            }),
         });
     }
     Ok(rows)
@@ -210,4 +244,16 @@ struct CsvRow {
     machine_low: Option<f64>,
     #[serde(default)]
     machine_high: Option<f64>,
+    #[serde(default)]
+    machine_all: Option<f64>,
+    #[serde(default)]
+    machine_all_low: Option<f64>,
+    #[serde(default)]
+    machine_all_high: Option<f64>,
+    #[serde(default)]
+    ratio_all: Option<f64>,
+    #[serde(default)]
+    ratio_all_low: Option<f64>,
+    #[serde(default)]
+    ratio_all_high: Option<f64>,
 }

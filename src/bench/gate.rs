@@ -2,7 +2,9 @@
 //! by its confidence interval. A row passes on a one-sided bound of its
 //! own (every row must pass for the run to pass, so the run's pass needs
 //! no correction: an intersection-union test); a row is called regressed
-//! only on a bound corrected for judging many rows at once (Bonferroni).
+//! only on a bound corrected for judging many rows at once (Bonferroni),
+//! and, for a figure taken at full speed, only when the same figure over
+//! every sample shows it too.
 
 use super::stats::{self, Estimate};
 use super::{find, Row};
@@ -44,9 +46,22 @@ pub struct Comparison {
     /// so that an unchanged build has any row called regressed with a
     /// chance of at most 1 - [`FAMILY_CONFIDENCE`].
     pub confidence: f64,
+    /// The change's bounds in percent as [`Comparison::corrected_pct`],
+    /// of the figures over every sample ([`Row::machine_all`],
+    /// [`Row::ratio_all`]) where both runs have them: the samples taken
+    /// while the machine ran slow kept too.
+    pub all_pct: Option<(f64, f64)>,
     /// The change lies above the threshold at [`Comparison::confidence`]
-    /// ([`Comparison::corrected_pct`]'s lower bound above it).
+    /// ([`Comparison::corrected_pct`]'s lower bound above it), and so it
+    /// does over every sample where both runs have those figures
+    /// ([`Comparison::all_pct`]).
     pub regressed: bool,
+    /// The change lies above the threshold at full speed but not over every
+    /// sample: a state of one run that the machine unit did not see (its
+    /// samples all kept at full speed, the other run's in that state
+    /// dropped as slow) tells such a change from a regression no better
+    /// than noise does. Counted as [`Comparison::too_noisy`].
+    pub full_speed_only: bool,
     /// Neither within nor regressed, so a change of the threshold's size
     /// could not be told from none. A row is within when the upper end of
     /// [`Comparison::interval_pct`] lies at or below the threshold (no
@@ -128,8 +143,11 @@ fn estimate(r: &Row, basis: &str) -> Estimate {
 /// change's one-sided lower bound lies above the threshold at the
 /// confidence that holds for all the rows together with
 /// [`FAMILY_CONFIDENCE`] (Bonferroni over the rows compared): a regression
-/// is claimed of one row, and with many rows one would be by chance. Else
-/// it is not judged ([`Comparison::too_noisy`]). A figure without an
+/// is claimed of one row, and with many rows one would be by chance; a
+/// figure taken at full speed regressed only when its figure over every
+/// sample ([`Row::ratio_all`], [`Row::machine_all`]) did too, where both
+/// runs have it ([`Comparison::full_speed_only`]). Else it is not judged
+/// ([`Comparison::too_noisy`]). A figure without an
 /// interval (an older file, a count) is taken as exact. A row either run
 /// marks [`Row::baseline_only`] is shown and not judged, nor counted in the
 /// correction.
@@ -161,15 +179,26 @@ pub fn gate(before: &[Row], after: &[Row], max_regression_pct: f64) -> Vec<Compa
             let interval_pct = (pct(lo), pct(hi));
             let (lo, hi) = stats::change_interval(&x, &y, z_regressed);
             let corrected_pct = (pct(lo), pct(hi));
+            let all = |r: &Row| match on {
+                "ratio" => r.ratio_all,
+                "machine" => r.machine_all,
+                _ => None,
+            };
+            let all_pct = all(b).zip(all(a)).map(|(x, y)| {
+                let (lo, hi) = stats::change_interval(&x, &y, z_regressed);
+                (pct(lo), pct(hi))
+            });
             let baseline_only = a.baseline_only || b.baseline_only;
-            let regressed = !baseline_only && corrected_pct.0 > threshold;
+            let above = !baseline_only && corrected_pct.0 > threshold;
+            let regressed = above && all_pct.is_none_or(|(lo, _)| lo > threshold);
+            let full_speed_only = above && !regressed;
             // A NaN width (no figure) is not judged either. An upper bound
             // at or below the threshold answers the gate's question (no
             // regression beyond it) however wide the interval is.
             let judgeable =
                 corrected_pct.1 - corrected_pct.0 <= threshold || interval_pct.1 <= threshold;
             let width = interval_pct.1 - interval_pct.0;
-            let too_noisy = !baseline_only && !regressed && !judgeable;
+            let too_noisy = !baseline_only && !regressed && (full_speed_only || !judgeable);
             let samples = a.samples.max(b.samples).max(1);
             let rounds = a.round_medians.len().max(b.round_medians.len()).max(1);
             // How many times as many samples and rounds (capped: a figure
@@ -193,8 +222,10 @@ pub fn gate(before: &[Row], after: &[Row], max_regression_pct: f64) -> Vec<Compa
                 change_pct,
                 interval_pct,
                 corrected_pct,
+                all_pct,
                 confidence,
                 regressed,
+                full_speed_only,
                 too_noisy,
                 samples_needed,
                 rounds_needed,
@@ -360,6 +391,12 @@ pub fn report(rows: &[Comparison], max_regression_pct: f64) -> GateReport {
             format!("[{:+.1}%, {:+.1}%]", c.interval_pct.0, c.interval_pct.1),
             if c.regressed {
                 format!("REGRESSED (>= {:+.1}%)", c.corrected_pct.0)
+            } else if c.full_speed_only {
+                format!(
+                    "TOO NOISY (>= {:+.1}% at full speed, {:+.1}% over all)",
+                    c.corrected_pct.0,
+                    c.all_pct.map_or(f64::NAN, |p| p.0)
+                )
             } else if c.too_noisy {
                 "TOO NOISY".into()
             } else if c.baseline_only {
@@ -397,7 +434,7 @@ pub fn report(rows: &[Comparison], max_regression_pct: f64) -> GateReport {
     );
     let _ = writeln!(
         out,
-        "regressed: the change's lower bound at {:.2}% (one-sided) above {t}% (shown in the verdict), so that all {judged} rows hold together at {family:.0}% (Bonferroni)",
+        "regressed: the change's lower bound at {:.2}% (one-sided) above {t}% (shown in the verdict), so that all {judged} rows hold together at {family:.0}% (Bonferroni); at full speed and over all samples, where both runs kept the slow ones too",
         confidence * 100.0,
     );
     let exact_before = rows.iter().filter(|c| c.baseline_exact).count();

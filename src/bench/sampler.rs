@@ -59,11 +59,17 @@ impl Stats {
     /// sampled beside it ([`Stats::per`]), of those taken at full speed
     /// ([`Stats::at_full_speed`]); `None` without units.
     pub fn in_units(&self) -> Option<Stats> {
+        Some(self.in_units_all()?.kept(&self.at_full_speed()))
+    }
+
+    /// As [`Stats::in_units`], every sample kept, those taken while the
+    /// machine ran slow as well.
+    pub fn in_units_all(&self) -> Option<Stats> {
         if self.units.len() != self.samples.len() || self.units.is_empty() {
             return None;
         }
         let units = Stats::in_rounds(self.units.clone(), self.rounds.clone());
-        Some(self.per(&units)?.kept(&self.at_full_speed()))
+        self.per(&units)
     }
 
     /// Which samples were taken while the machine ran at full speed: the
@@ -113,6 +119,15 @@ impl Stats {
         Stats {
             units,
             ..Stats::in_rounds(samples, sizes)
+        }
+    }
+
+    /// The median with its [`stats::LEVEL`] interval
+    /// ([`stats::median_interval`], the rounds drawn).
+    pub fn estimate(&self) -> stats::Estimate {
+        stats::Estimate {
+            value: self.median,
+            interval: Some(stats::median_interval(&self.by_round(), stats::LEVEL)),
         }
     }
 

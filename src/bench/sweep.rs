@@ -469,6 +469,44 @@ impl Rows {
     }
 }
 
+/// The mmap threshold [`steady_allocator`] fixes: glibc's largest
+/// (`DEFAULT_MMAP_THRESHOLD_MAX` on 64-bit), the size its dynamic threshold
+/// climbs to once a block that large has been freed.
+pub const MMAP_THRESHOLD: usize = 32 << 20;
+
+/// Sets the process's allocator (glibc's malloc) to behave the same
+/// however much it has allocated before: blocks below [`MMAP_THRESHOLD`]
+/// always come from the heap, larger ones always from fresh pages, and
+/// freed memory is kept for the next allocation rather than returned to
+/// the system. Returns whether it could (false off glibc).
+///
+/// By default glibc moves its mmap threshold up as large blocks are freed
+/// and returns a heap's free top once it exceeds twice that, so whether an
+/// allocation faults in fresh pages depends on what the process freed
+/// before it: a reload of `conv_wide` (147 KiB of weights) took 350 us in
+/// a fresh process on a 2-core VM, 55 us after a few large blocks had come
+/// and gone, and between the two from round to round of a sweep, its
+/// kernel time the page faults; ResNet-18's (64x64) 34-167 ms. Fixed, the
+/// first took 56-65 us and the second 29-40 ms in every round. The memory stays with the process
+/// until it exits: a bench's peak, not more.
+#[allow(unsafe_code)]
+pub fn steady_allocator() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let trim = libc::c_int::MAX;
+        // SAFETY: mallopt only sets malloc's parameters; any value is
+        // accepted or refused with 0.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD as libc::c_int) == 1
+                && libc::mallopt(libc::M_TRIM_THRESHOLD, trim) == 1
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}
+
 /// Runs the sweep on the engine `spec` builds (an [`EngineSpec`]
 /// or any [`EngineFactory`]); `progress` hears each measurement's name as it
 /// starts.
@@ -480,6 +518,10 @@ impl Rows {
 /// of a few, and shows in their intervals rather than as a narrow interval
 /// around a wrong figure.
 ///
+/// It first sets the process's allocator to one behaviour throughout
+/// ([`steady_allocator`]), so that what a measurement costs does not
+/// depend on what the process allocated before it.
+///
 /// # Errors
 /// An engine error, or a model that cannot be written.
 pub fn run(
@@ -487,6 +529,7 @@ pub fn run(
     cfg: &BenchConfig,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<Row>> {
+    steady_allocator();
     let rounds = cfg.rounds.max(1);
     let per_round = BenchConfig {
         samples: cfg.samples.div_ceil(rounds).max(1),
@@ -560,6 +603,7 @@ pub fn run(
             if listed(&NOT_IN_UNITS) {
                 row.machine = None;
                 row.machine_ci = None;
+                row.machine_all = None;
             }
             row
         })
