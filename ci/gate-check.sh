@@ -51,8 +51,10 @@ gate() {
   noisy=$(sed -E 's/.* ([0-9]+) too noisy.*/\1/' <<<"$line")
   judged=$((regressed + within))
   total=$((judged + noisy))
-  say "$(printf '%-10s exit %s  regressed %2s  judged %2s of %2s (%3s%%)  %s' \
-    "$name" "$code" "$regressed" "$judged" "$total" "$((100 * judged / total))" \
+  # Rows regressed at full speed only (not over every sample): too noisy.
+  vetoed=$(grep -c 'at full speed, ' "$OUT/$name.gate.txt" || true)
+  say "$(printf '%-10s exit %s  regressed %2s  judged %2s of %2s (%3s%%)  full-speed only %s  %s' \
+    "$name" "$code" "$regressed" "$judged" "$total" "$((100 * judged / total))" "$vetoed" \
     "$(grep -E '^error:' "$OUT/$name.gate.txt" | cut -c1-160 || true)")"
 }
 

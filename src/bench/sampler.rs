@@ -94,9 +94,9 @@ impl Stats {
 
     /// The samples where `keep` holds, in their rounds (a round left
     /// without any dropped), units with them; all of them when fewer than
-    /// [`MIN_SAMPLES`] would be left.
+    /// [`MIN_KEPT`] would be left.
     pub fn kept(&self, keep: &[bool]) -> Stats {
-        if keep.len() != self.samples.len() || keep.iter().filter(|k| **k).count() < MIN_SAMPLES {
+        if keep.len() != self.samples.len() || keep.iter().filter(|k| **k).count() < MIN_KEPT {
             return self.clone();
         }
         let has_units = self.units.len() == self.samples.len();
@@ -181,8 +181,17 @@ impl Stats {
 /// ([`Stats::at_full_speed`]).
 pub const FULL_SPEED: f64 = 1.25;
 
-/// The fewest samples [`time`] and [`time_pair`] take, whatever the budget.
-pub const MIN_SAMPLES: usize = 3;
+/// The fewest samples [`time`] and [`time_pair`] take, whatever the budget:
+/// what the slowest operations (an oracle or a ResNet-18 inference, of
+/// seconds) take in each round. Their rounds' medians vary as their samples'
+/// noise over the square root of this count (on a shared 2-core VM, samples
+/// 15-30% apart, the rounds' medians 7-25% apart with 3 a round), and
+/// their intervals with them.
+pub const MIN_SAMPLES: usize = 6;
+
+/// The fewest samples a figure kept to those taken at full speed
+/// ([`Stats::kept`]) rests on; with fewer, it keeps every sample.
+pub const MIN_KEPT: usize = 3;
 
 /// Whether a measurement begun at `start` with `taken` samples goes on:
 /// up to `samples`, within the budget of `samples` x `target` (an

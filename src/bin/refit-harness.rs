@@ -115,13 +115,15 @@ enum Command {
         /// include/refit_plugin.h).
         #[arg(long, default_value = "reference")]
         engine: String,
-        /// Fewer samples, weights up to 16 MiB, ResNet-18 at 64x64: about 30 s on the
-        /// reference engine.
+        /// Fewer samples, weights up to 16 MiB, ResNet-18 at 64x64: about two
+        /// minutes on the reference engine (a full run about six).
         #[arg(long)]
         quick: bool,
-        /// The most samples per measurement (default 200, or 400 without
-        /// --quick): the confidence intervals narrow as one over its square
-        /// root, as `gate`'s advice says when a change could not be judged.
+        /// The most samples per measurement (default 240, or 480 without
+        /// --quick; an operation slower than a sample's 2-3 ms takes fewer,
+        /// at least 6 a round): the confidence intervals narrow as one over
+        /// its square root, as `gate`'s advice says when a change could not
+        /// be judged.
         #[arg(long)]
         samples: Option<usize>,
         /// Rounds the sweep runs in, each taking its share of the samples
