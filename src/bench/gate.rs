@@ -197,7 +197,13 @@ pub fn gate(before: &[Row], after: &[Row], max_regression_pct: f64) -> Vec<Compa
             // regression beyond it) however wide the interval is.
             let judgeable =
                 corrected_pct.1 - corrected_pct.0 <= threshold || interval_pct.1 <= threshold;
-            let width = interval_pct.1 - interval_pct.0;
+            // A row regressed at full speed only is judged on its figure
+            // over every sample: that interval's width at the within
+            // confidence.
+            let width = match all_pct.filter(|_| full_speed_only) {
+                Some((lo, hi)) => (hi - lo) * z_within / z_regressed,
+                None => interval_pct.1 - interval_pct.0,
+            };
             let too_noisy = !baseline_only && !regressed && (full_speed_only || !judgeable);
             let samples = a.samples.max(b.samples).max(1);
             let rounds = a.round_medians.len().max(b.round_medians.len()).max(1);
@@ -434,7 +440,7 @@ pub fn report(rows: &[Comparison], max_regression_pct: f64) -> GateReport {
     );
     let _ = writeln!(
         out,
-        "regressed: the change's lower bound at {:.2}% (one-sided) above {t}% (shown in the verdict), so that all {judged} rows hold together at {family:.0}% (Bonferroni); at full speed and over all samples, where both runs kept the slow ones too",
+        "regressed: the change's lower bound at {:.2}% (one-sided) above {t}% (shown in the verdict), so that all {judged} rows hold together at {family:.0}% (Bonferroni): over the samples at full speed and, where both runs have it, over all of them",
         confidence * 100.0,
     );
     let exact_before = rows.iter().filter(|c| c.baseline_exact).count();
