@@ -484,12 +484,12 @@ pub const MMAP_THRESHOLD: usize = 32 << 20;
 /// By default glibc moves its mmap threshold up as large blocks are freed
 /// and returns a heap's free top once it exceeds twice that, so whether an
 /// allocation faults in fresh pages depends on what the process freed
-/// before it: a reload of `conv_wide` (147 KiB of weights) took 350 us in
-/// a fresh process on a 2-core VM, 55 us after a few large blocks had come
-/// and gone, and between the two from round to round of a sweep, its
-/// kernel time the page faults; ResNet-18's (64x64) 34-167 ms. Fixed, the
-/// first took 56-65 us and the second 29-40 ms in every round. The memory stays with the process
-/// until it exits: a bench's peak, not more.
+/// before it. On a 2-core VM a reload of ResNet-18 (64x64) faulted 35,725
+/// pages each time in a fresh process (136-181 ms) and none once steady
+/// (28-38 ms), and a sweep's rounds swung between the two (34-147 ms); a
+/// reload of `conv_wide` took 240-330 us in a fresh process and 45-130 us
+/// after a few large blocks had come and gone. The memory stays with the
+/// process until it exits: a bench's peak, not more.
 #[allow(unsafe_code)]
 pub fn steady_allocator() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
