@@ -85,7 +85,7 @@ pub struct BenchConfig {
 
 impl BenchConfig {
     /// `quick`: about two minutes on a 2-core VM (sizes up to 16 MiB, up to
-    /// 240 samples of 2 ms in 6 rounds); otherwise about five, up to 256 MiB,
+    /// 240 samples of 2 ms in 6 rounds); otherwise five to six, up to 256 MiB,
     /// up to 480 samples of 3 ms in 8 rounds. An operation slower than a
     /// sample takes fewer, at least [`MIN_SAMPLES`] a round.
     pub fn new(quick: bool, scratch: &Path) -> Self {

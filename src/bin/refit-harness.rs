@@ -116,7 +116,7 @@ enum Command {
         #[arg(long, default_value = "reference")]
         engine: String,
         /// Fewer samples, weights up to 16 MiB, ResNet-18 at 64x64: about two
-        /// minutes on the reference engine (a full run about five).
+        /// minutes on the reference engine (a full run five to six).
         #[arg(long)]
         quick: bool,
         /// The most samples per measurement (default 240, or 480 without
