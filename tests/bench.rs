@@ -40,6 +40,7 @@ fn a_short_sweep_writes_csv_plots_and_summary() {
         ("latency", "infer_conv_stack_w1_every_1ms"),
         ("latency", "infer_conv_stack_w1_full_speed"),
         ("latency", "refit_16777216"),
+        ("latency", "memcpy_16777216"),
         ("floor", "infer_seed_conv"),
         ("floor", "refit_seed_conv"),
         ("floor", "abi_infer_seed_conv"),
@@ -95,6 +96,8 @@ fn a_short_sweep_writes_csv_plots_and_summary() {
         ("abi", "infer_seed_conv_in_process", true),
         ("resnet18", "memcpy_all", true),
         ("visibility", "infer_seed_conv", true),
+        ("latency", "memcpy_16777216", true),
+        ("latency", "refit_16777216", false),
         ("visibility", "seed_conv", false),
         ("refit", "36", false),
         ("abi", "infer_seed_conv", false),
@@ -119,6 +122,7 @@ fn a_short_sweep_writes_csv_plots_and_summary() {
         ("memcpy", "36", false),
         ("refit_vs_reload", "reload", false),
         ("latency", "refit_16777216", false),
+        ("latency", "memcpy_16777216", false),
         ("resnet18", "refit_one_tensor", false),
     ] {
         let r = rows
@@ -165,6 +169,7 @@ fn a_short_sweep_writes_csv_plots_and_summary() {
         "refit_rate/seed_conv",
         "abi/infer_seed_conv",
         "abi/refit_16777216",
+        "latency/refit_16777216",
         "refit_tax/infer_conv_stack",
         "infer_under_refit/w1_every_1ms",
         "infer_under_refit/w1_full_speed",

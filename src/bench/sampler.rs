@@ -352,30 +352,60 @@ fn sample(batch: usize, op: &mut impl FnMut()) -> f64 {
 /// nanoseconds in the order taken (the tails' quantiles: [`Tail`]); each
 /// includes reading the clock twice (tens of nanoseconds).
 pub fn latencies(budget: Duration, min_ops: usize, max_ops: usize, mut op: impl FnMut()) -> Stats {
-    // The batch: units in one call's time, from a few calls.
-    let t = Instant::now();
-    for _ in 0..3 {
-        op();
-    }
-    let batch = unit_batch(t.elapsed() / 3);
+    let mut v = latencies_alternating(budget, min_ops, max_ops, &mut [&mut op]);
+    v.swap_remove(0)
+}
+
+/// [`latencies`] of several operations in turn, a call of each per turn
+/// (each with its unit batch after it): the `i`th call of one and of
+/// another ran side by side, so their ratios pair ([`Stats::per`]) and a
+/// machine that slows for a while slows both. `budget` is per operation.
+pub fn latencies_alternating(
+    budget: Duration,
+    min_ops: usize,
+    max_ops: usize,
+    ops: &mut [&mut dyn FnMut()],
+) -> Vec<Stats> {
+    // Each operation's batch: units in one call's time, from a few calls.
+    let batches: Vec<usize> = ops
+        .iter_mut()
+        .map(|op| {
+            let t = Instant::now();
+            for _ in 0..3 {
+                op();
+            }
+            unit_batch(t.elapsed() / 3)
+        })
+        .collect();
     // Twice the calls' budget: each call has its batch beside it.
-    let budget = budget.saturating_mul(2);
+    let budget = budget.saturating_mul(2 * ops.len().max(1) as u32);
     let start = Instant::now();
-    let mut calls = Vec::with_capacity(max_ops.min(1 << 20));
-    let mut units = Vec::with_capacity(max_ops.min(1 << 20));
-    let mut before = unit_sample(batch);
-    while calls.len() < min_ops || (calls.len() < max_ops && start.elapsed() < budget) {
-        let t = Instant::now();
-        op();
-        calls.push(t.elapsed().as_nanos() as f64);
-        let after = unit_sample(batch);
-        units.push((before + after) / 2.0);
-        before = after;
+    let cap = max_ops.min(1 << 20);
+    let mut calls: Vec<Vec<f64>> = vec![Vec::with_capacity(cap); ops.len()];
+    let mut units: Vec<Vec<f64>> = vec![Vec::with_capacity(cap); ops.len()];
+    let mut before = batches.first().map_or(0.0, |b| unit_sample(*b));
+    let done = |calls: &[Vec<f64>]| {
+        let n = calls.first().map_or(usize::MAX, Vec::len);
+        n >= min_ops && (n >= max_ops || start.elapsed() >= budget)
+    };
+    while !done(&calls) {
+        for (i, op) in ops.iter_mut().enumerate() {
+            let t = Instant::now();
+            op();
+            calls[i].push(t.elapsed().as_nanos() as f64);
+            let after = unit_sample(batches[i]);
+            units[i].push((before + after) / 2.0);
+            before = after;
+        }
     }
-    Stats {
-        units,
-        ..Stats::of(calls)
-    }
+    calls
+        .into_iter()
+        .zip(units)
+        .map(|(c, u)| Stats {
+            units: u,
+            ..Stats::of(c)
+        })
+        .collect()
 }
 
 /// How many [`machine_unit`]s take about `like` (at least one).
@@ -416,5 +446,50 @@ impl Tail {
             p99: q(0.99),
             max: sorted[sorted.len() - 1],
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spin(d: Duration) {
+        let t = Instant::now();
+        while t.elapsed() < d {
+            std::hint::spin_loop();
+        }
+    }
+
+    #[test]
+    fn alternating_latencies_pair_call_by_call() {
+        let (mut a, mut b) = (0usize, 0usize);
+        let v = latencies_alternating(
+            Duration::ZERO,
+            12,
+            1000,
+            &mut [
+                &mut || {
+                    a += 1;
+                    spin(Duration::from_micros(50));
+                },
+                &mut || {
+                    b += 1;
+                    spin(Duration::from_micros(150));
+                },
+            ],
+        );
+        // Three calls each to size the unit batches, then the asked ones
+        // (the budget spent at once): as many of each, a unit beside each.
+        assert_eq!((a, b), (15, 15));
+        for s in &v {
+            assert_eq!((s.samples.len(), s.units.len()), (12, 12), "{s:?}");
+            assert!(s.units.iter().all(|u| *u > 0.0), "{s:?}");
+        }
+        // The second op's calls over the first's beside them: about 3.
+        let r = v[1].per(&v[0]).expect("paired");
+        assert!((2.0..4.5).contains(&r.median), "{r:?}");
+        // One op: the same as `latencies`.
+        let one = latencies(Duration::ZERO, 5, 1000, || spin(Duration::from_micros(10)));
+        assert_eq!((one.samples.len(), one.units.len()), (5, 5));
     }
 }

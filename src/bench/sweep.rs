@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use super::sampler::{
-    latencies, time, time_in_units, unit_batch, unit_sample, Stats, Tail, MIN_SAMPLES,
+    latencies, latencies_alternating, time, time_in_units, unit_batch, unit_sample, Stats, Tail,
+    MIN_SAMPLES,
 };
 use super::Row;
 use crate::check::EngineFactory;
@@ -33,7 +34,7 @@ pub(crate) const ABI_REFIT_BYTES: usize = 16 << 20;
 /// between two runs of one build, in machine units, with intervals of
 /// 0.3%). They are [`Row::baseline_only`]: `gate` shows their change, the
 /// ratios to them carry the verdict.
-pub(crate) const BASELINES_ONLY: [(&str, &str); 7] = [
+pub(crate) const BASELINES_ONLY: [(&str, &str); 8] = [
     ("memcpy", ""),
     ("floor", ""),
     ("abi", "infer_seed_conv_in_process"),
@@ -41,6 +42,7 @@ pub(crate) const BASELINES_ONLY: [(&str, &str); 7] = [
     ("resnet18", "memcpy_all"),
     ("resnet18", "infer_reference_"),
     ("visibility", "infer_seed_conv"),
+    ("latency", "memcpy_"),
 ];
 
 /// The rows bound by memory bandwidth rather than the core, as
@@ -50,7 +52,7 @@ pub(crate) const BASELINES_ONLY: [(&str, &str); 7] = [
 /// first-level cache and does not slow when another tenant takes the
 /// memory bus. Their samples are still kept to those taken at full speed
 /// where their ratio is paired.
-pub const NOT_IN_UNITS: [(&str, &str); 9] = [
+pub const NOT_IN_UNITS: [(&str, &str); 10] = [
     ("memcpy", ""),
     ("refit", ""),
     ("abi", "memcpy_"),
@@ -60,6 +62,7 @@ pub const NOT_IN_UNITS: [(&str, &str); 9] = [
     ("resnet18", "reload"),
     ("refit_vs_reload", ""),
     ("latency", "refit_"),
+    ("latency", "memcpy_"),
 ];
 
 /// How the sweep runs.
@@ -622,10 +625,10 @@ fn round(
     // Per-call latencies: p50 as the median, with p99 and max.
     let mut tails: Vec<Raw> = Vec::new();
     let budget = cfg.sample_time * cfg.samples as u32;
-    let mut tail = |parameter: &str, lat: &Stats, base: Option<&str>| {
+    let mut tail = |parameter: &str, lat: &Stats, base: Option<(&str, bool)>| {
         tails.push(Raw {
             tail: true,
-            ..Raw::of("latency", parameter, lat, base.map(|b| (b, false)))
+            ..Raw::of("latency", parameter, lat, base)
         });
     };
     let mut err = None;
@@ -862,18 +865,36 @@ fn round(
         tail(
             &format!("infer_{label}_{mode}"),
             &l,
-            Some(&format!("latency/infer_{label}")),
+            Some((&format!("latency/infer_{label}"), false)),
         );
     }
     let (_, big) = open(spec, cfg, "sized.onnx", &sized_model(16 << 20).to_bytes())?;
     let s = sets(big.as_ref(), false);
+    // Each refit beside a memcpy of as many bytes, calls alternating: the
+    // refit's latency in copies holds when a neighbour takes the memory bus.
+    let (src, mut dst) = copy_buffers(16 << 20);
     let mut k = 0;
-    let l = latencies(budget, min_calls(cfg, 20), 100_000, || {
+    let mut refit = || {
         k += 1;
         fallible(refit_to(big.as_ref(), &s, k));
-    });
-    tail("refit_16777216", &l, None);
-    drop(big);
+    };
+    let mut copy = || {
+        dst.copy_from_slice(black_box(&src));
+        black_box(&dst);
+    };
+    let l = latencies_alternating(
+        budget,
+        min_calls(cfg, 20),
+        100_000,
+        &mut [&mut refit, &mut copy],
+    );
+    tail(
+        "refit_16777216",
+        &l[0],
+        Some(("latency/memcpy_16777216", true)),
+    );
+    tail("memcpy_16777216", &l[1], None);
+    drop((big, src, dst));
 
     progress("visibility/seed_conv");
     let mut v = 0.0f32;
@@ -1089,8 +1110,8 @@ fn reload(
 type Against<'a> = Option<(&'a str, bool)>;
 
 /// Records a per-call latency row: parameter, latencies, and the
-/// baseline's name.
-type TailRow<'a> = dyn FnMut(&str, &Stats, Option<&str>) + 'a;
+/// baseline's name with whether their calls alternated (paired).
+type TailRow<'a> = dyn FnMut(&str, &Stats, Option<(&str, bool)>) + 'a;
 
 /// The ResNet-18 measurements ([`build::resnet18`], random weights,
 /// 1x3x`size`x`size`), rows `resnet18/...` and `latency/...resnet18...`:
@@ -1219,7 +1240,7 @@ fn resnet18(
     tail(
         &format!("{label}_w1_refit_all"),
         &under,
-        Some(&format!("latency/{label}")),
+        Some((&format!("latency/{label}"), false)),
     );
     Ok(())
 }
