@@ -195,6 +195,7 @@ fn a_short_sweep_writes_csv_plots_and_summary() {
         "- The check oracle's expectation for ResNet-18 (32x32) costs",
         "- ResNet-18 inference (32x32): p50",
         "- The refittability tax: inference (conv_stack) on the engine built with refit takes",
+        "x a memcpy of as many bytes timed beside each).",
     ] {
         assert!(md.contains(headline), "{headline} not in\n{md}");
     }
