@@ -101,13 +101,11 @@ impl Row {
     /// ([`sampler::Stats::units`]); no baseline ([`Row::against`] adds one)
     /// and no tail figures.
     pub fn measured(engine: &str, benchmark: &str, parameter: &str, t: &sampler::Stats) -> Self {
-        let machine = t.in_units();
+        let machine = t.in_units().map(|m| m.estimate());
         Row {
             machine_all: t.in_units_all().map(|m| m.estimate()),
-            machine: machine.as_ref().map(|m| m.median),
-            machine_ci: machine
-                .as_ref()
-                .map(|m| stats::median_interval(&m.by_round(), stats::LEVEL)),
+            machine: machine.map(|m| m.value),
+            machine_ci: machine.and_then(|m| m.interval),
             engine: engine.into(),
             benchmark: benchmark.into(),
             parameter: parameter.into(),
@@ -115,7 +113,7 @@ impl Row {
             p10_ns: t.p10,
             p90_ns: t.p90,
             samples: t.samples.len(),
-            median_ci: Some(stats::median_interval(&t.by_round(), stats::LEVEL)),
+            median_ci: t.estimate().interval,
             round_medians: t.round_medians(),
             ..Row::default()
         }
@@ -139,12 +137,12 @@ impl Row {
             // speed where the machine unit was sampled beside them), its
             // interval from them (rounds drawn, then pairs within).
             Some(all) => {
-                let r = all.kept(&t.at_full_speed());
+                let r = all.kept(&t.at_full_speed()).estimate();
                 if !t.units.is_empty() {
                     self.ratio_all = Some(all.estimate());
                 }
-                self.ratio_value = Some(r.median);
-                self.ratio_ci = Some(stats::median_interval(&r.by_round(), stats::LEVEL));
+                self.ratio_value = Some(r.value);
+                self.ratio_ci = r.interval;
                 self.paired = true;
             }
             None => {

@@ -63,65 +63,67 @@ pub fn write_csv(rows: &[Row], path: &Path) -> Result<()> {
     w.write_record(HEADER).map_err(|e| io_err(path, e.into()))?;
     for r in rows {
         let ratio = r.ratio().map(significant).unwrap_or_default();
-        w.write_record([
-            r.engine.as_str(),
-            &r.benchmark,
-            &r.parameter,
-            "median_time",
-            &format!("{:.1}", r.median_ns),
-            "ns",
-            &r.samples.to_string(),
-            &format!("{:.1}", r.p10_ns),
-            &format!("{:.1}", r.p90_ns),
-            &r.baseline,
-            &ratio,
-            &r.p99_ns.map(|x| format!("{x:.1}")).unwrap_or_default(),
-            &r.max_ns.map(|x| format!("{x:.1}")).unwrap_or_default(),
-            &r.median_ci
-                .map(|c| format!("{:.1}", c.0))
-                .unwrap_or_default(),
-            &r.median_ci
-                .map(|c| format!("{:.1}", c.1))
-                .unwrap_or_default(),
-            &r.ratio_ci.map(|c| significant(c.0)).unwrap_or_default(),
-            &r.ratio_ci.map(|c| significant(c.1)).unwrap_or_default(),
-            if r.ratio_ci.is_some() {
-                if r.paired {
-                    "true"
+        w.write_record(
+            [
+                r.engine.as_str(),
+                &r.benchmark,
+                &r.parameter,
+                "median_time",
+                &format!("{:.1}", r.median_ns),
+                "ns",
+                &r.samples.to_string(),
+                &format!("{:.1}", r.p10_ns),
+                &format!("{:.1}", r.p90_ns),
+                &r.baseline,
+                &ratio,
+                &r.p99_ns.map(|x| format!("{x:.1}")).unwrap_or_default(),
+                &r.max_ns.map(|x| format!("{x:.1}")).unwrap_or_default(),
+                &r.median_ci
+                    .map(|c| format!("{:.1}", c.0))
+                    .unwrap_or_default(),
+                &r.median_ci
+                    .map(|c| format!("{:.1}", c.1))
+                    .unwrap_or_default(),
+                &r.ratio_ci.map(|c| significant(c.0)).unwrap_or_default(),
+                &r.ratio_ci.map(|c| significant(c.1)).unwrap_or_default(),
+                if r.ratio_ci.is_some() {
+                    if r.paired {
+                        "true"
+                    } else {
+                        "false"
+                    }
                 } else {
-                    "false"
-                }
-            } else {
-                ""
-            },
-            if r.baseline_only { "true" } else { "" },
-            &r.round_medians
-                .iter()
-                .map(|m| format!("{m:.1}"))
-                .collect::<Vec<_>>()
-                .join(";"),
-            &r.machine.map(significant).unwrap_or_default(),
-            &r.machine_ci.map(|c| significant(c.0)).unwrap_or_default(),
-            &r.machine_ci.map(|c| significant(c.1)).unwrap_or_default(),
-            &estimate(r.machine_all, |e| e.value),
-            &estimate(r.machine_all, |e| e.interval.map_or(f64::NAN, |c| c.0)),
-            &estimate(r.machine_all, |e| e.interval.map_or(f64::NAN, |c| c.1)),
-            &estimate(r.ratio_all, |e| e.value),
-            &estimate(r.ratio_all, |e| e.interval.map_or(f64::NAN, |c| c.0)),
-            &estimate(r.ratio_all, |e| e.interval.map_or(f64::NAN, |c| c.1)),
-        ])
+                    ""
+                },
+                if r.baseline_only { "true" } else { "" },
+                &r.round_medians
+                    .iter()
+                    .map(|m| format!("{m:.1}"))
+                    .collect::<Vec<_>>()
+                    .join(";"),
+                &r.machine.map(significant).unwrap_or_default(),
+                &r.machine_ci.map(|c| significant(c.0)).unwrap_or_default(),
+                &r.machine_ci.map(|c| significant(c.1)).unwrap_or_default(),
+            ]
+            .into_iter()
+            .map(str::to_owned)
+            .chain(estimate(r.machine_all))
+            .chain(estimate(r.ratio_all)),
+        )
         .map_err(|e| io_err(path, e.into()))?;
     }
     w.flush().map_err(|e| io_err(path, e))
 }
 
-/// One figure of `e` with [`significant`] digits; empty without `e` or
-/// for a figure that is not a number.
-fn estimate(e: Option<Estimate>, figure: impl Fn(&Estimate) -> f64) -> String {
-    e.map(|e| figure(&e))
-        .filter(|x| x.is_finite())
-        .map(significant)
-        .unwrap_or_default()
+/// The value of `e` and its interval's ends, with [`significant`] digits;
+/// empty where there is none.
+fn estimate(e: Option<Estimate>) -> [String; 3] {
+    let (value, interval) = (e.map(|e| e.value), e.and_then(|e| e.interval));
+    [value, interval.map(|c| c.0), interval.map(|c| c.1)].map(|x| {
+        x.filter(|x| x.is_finite())
+            .map(significant)
+            .unwrap_or_default()
+    })
 }
 
 /// `x` with six significant digits (at least four decimals): a ratio of

@@ -493,22 +493,8 @@ pub const MMAP_THRESHOLD: usize = 32 << 20;
 /// reload of `conv_wide` took 240-330 us in a fresh process and 45-130 us
 /// after a few large blocks had come and gone. The memory stays with the
 /// process until it exits: a bench's peak, not more.
-#[allow(unsafe_code)]
 pub fn steady_allocator() -> bool {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        let trim = libc::c_int::MAX;
-        // SAFETY: mallopt only sets malloc's parameters; any value is
-        // accepted or refused with 0.
-        unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD as libc::c_int) == 1
-                && libc::mallopt(libc::M_TRIM_THRESHOLD, trim) == 1
-        }
-    }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    {
-        false
-    }
+    crate::ffi::malloc::keep_freed_memory(MMAP_THRESHOLD)
 }
 
 /// Runs the sweep on the engine `spec` builds (an [`EngineSpec`]
